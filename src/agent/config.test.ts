@@ -1,0 +1,77 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AgentConfigError, loadAgentConfig, parseAgentConfig } from "./config.ts";
+
+async function writeTemp(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "netclaim-config-"));
+  const file = join(dir, "agent.yaml");
+  await writeFile(file, text);
+  return file;
+}
+
+describe("loadAgentConfig", () => {
+  it("fills every default from an empty input", async () => {
+    const config = await loadAgentConfig();
+    assert.equal(config.driverName, "netclaim.dev");
+    assert.equal(config.kubelet.rootDir, "/var/lib/kubelet");
+    assert.deepEqual(config.kubelet.draVersions, ["v1", "v1beta1"]);
+    assert.equal(config.nri.socketPath, "/var/run/nri/nri.sock");
+    assert.equal(config.nri.pluginIndex, "10");
+    assert.equal(config.log.level, "info");
+  });
+
+  it("lets environment override the file and flags override both", async () => {
+    const file = await writeTemp("nodeName: from-file\ndriverName: file.example.com\nlog:\n  level: warn\n");
+    const config = await loadAgentConfig({
+      file,
+      env: { NODE_NAME: "from-env", NETCLAIM_LOG_LEVEL: "debug" },
+      flags: { log: { level: "error" } },
+    });
+    assert.equal(config.nodeName, "from-env");
+    assert.equal(config.driverName, "file.example.com");
+    assert.equal(config.log.level, "error");
+  });
+
+  it("names every bad field with its path", async () => {
+    const file = await writeTemp('driverName: Bad_Name\nnri:\n  pluginIndex: "7"\nkubelet:\n  draVersions: [v2]\n');
+    await assert.rejects(loadAgentConfig({ file }), (err: unknown) => {
+      assert.ok(err instanceof AgentConfigError);
+      assert.equal(err.code, "CONFIG_INVALID");
+      assert.match(err.message, new RegExp(file.replaceAll("/", "\\/")));
+      assert.match(err.message, /^ {2}driverName: must be a lowercase DNS subdomain/m);
+      assert.match(err.message, /^ {2}nri\.pluginIndex: must be exactly two digits/m);
+      assert.match(err.message, /^ {2}kubelet\.draVersions\.0: /m);
+      return true;
+    });
+  });
+
+  it("rejects unknown fields instead of ignoring a typo", () => {
+    assert.throws(() => parseAgentConfig({ nri: { socktPath: "/x" } }), /nri: Unrecognized key: "socktPath"/);
+    assert.throws(() => parseAgentConfig({ stateDri: "/x" }), /Unrecognized key: "stateDri"/);
+  });
+
+  it("rejects a wrong apiVersion or kind", () => {
+    assert.throws(() => parseAgentConfig({ apiVersion: "v1" }), /apiVersion/);
+    assert.throws(() => parseAgentConfig({ kind: "NetworkConfig" }), /kind/);
+  });
+
+  it("reports unreadable and unparseable files with the file name", async () => {
+    await assert.rejects(loadAgentConfig({ file: "/nonexistent/agent.yaml" }), (err: unknown) => {
+      assert.ok(err instanceof AgentConfigError);
+      assert.equal(err.code, "CONFIG_READ");
+      assert.match(err.message, /\/nonexistent\/agent\.yaml/);
+      return true;
+    });
+    const broken = await writeTemp("nri: [unclosed\n");
+    await assert.rejects(loadAgentConfig({ file: broken }), { code: "CONFIG_PARSE" });
+    const scalar = await writeTemp("just a string\n");
+    await assert.rejects(loadAgentConfig({ file: scalar }), /must be a YAML mapping/);
+  });
+
+  it("refuses a repeated DRA version", () => {
+    assert.throws(() => parseAgentConfig({ kubelet: { draVersions: ["v1", "v1"] } }), /must not repeat a version/);
+  });
+});

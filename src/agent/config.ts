@@ -1,0 +1,183 @@
+/**
+ * AgentConfig: what the agent needs to know about its node, read from a YAML
+ * file, then environment variables, then flags (later sources win). Every
+ * source is validated by one schema so an error always names the field and
+ * where it came from.
+ */
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { NetclaimError } from "../common/errors.ts";
+
+export const AGENT_CONFIG_API_VERSION = "netclaim.dev/v1alpha1";
+
+const dnsSubdomain = z
+  .string()
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+    error: "must be a lowercase DNS subdomain such as netclaim.dev",
+  });
+
+const absolutePath = z.string().startsWith("/", { error: "must be an absolute path" });
+
+export const agentConfigSchema = z
+  .object({
+    apiVersion: z.literal(AGENT_CONFIG_API_VERSION).default(AGENT_CONFIG_API_VERSION),
+    kind: z.literal("AgentConfig").default("AgentConfig"),
+    /** The DRA driver name; ResourceSlices and DeviceClasses must use the same one. */
+    driverName: dnsSubdomain.default("netclaim.dev"),
+    /** The Kubernetes node this agent serves; normally from the downward API. */
+    nodeName: dnsSubdomain.optional(),
+    /** Where the agent keeps its crash-safe state. */
+    stateDir: absolutePath.default("/var/lib/netclaim"),
+    log: z
+      .strictObject({
+        level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
+      })
+      .prefault({}),
+    kubelet: z
+      .strictObject({
+        /** The kubelet root; registration and plugin sockets live under it. */
+        rootDir: absolutePath.default("/var/lib/kubelet"),
+        /** Which kubelet DRA gRPC versions to serve and advertise, in order of preference. */
+        draVersions: z
+          .array(z.enum(["v1", "v1beta1"]))
+          .min(1)
+          .refine((v) => new Set(v).size === v.length, { error: "must not repeat a version" })
+          .default(["v1", "v1beta1"]),
+        /**
+         * The agent pod's UID. When set, sockets get per-pod names so two agents
+         * can overlap during a DaemonSet rolling update.
+         */
+        podUID: z.string().regex(/^[0-9a-f-]{1,64}$/, { error: "must be a pod UID" }).optional(),
+      })
+      .prefault({}),
+    nri: z
+      .strictObject({
+        socketPath: absolutePath.default("/var/run/nri/nri.sock"),
+        pluginName: z
+          .string()
+          .regex(/^[A-Za-z0-9_.+-]+$/, { error: "may only use letters, digits and _.+-" })
+          .default("netclaim"),
+        pluginIndex: z
+          .string()
+          .regex(/^[0-9]{2}$/, { error: "must be exactly two digits" })
+          .default("10"),
+      })
+      .prefault({}),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+
+export type AgentConfigErrorCode = "CONFIG_READ" | "CONFIG_PARSE" | "CONFIG_INVALID";
+
+export class AgentConfigError extends NetclaimError<AgentConfigErrorCode> {}
+
+/** A partial config; each source produces one. */
+export type ConfigLayer = Record<string, unknown>;
+
+export interface LoadAgentConfigOptions {
+  /** Path of a YAML file; absent means defaults plus the other sources. */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Values from command-line flags, already shaped like the config. */
+  flags?: ConfigLayer;
+}
+
+/**
+ * Environment variables the agent honours. NODE_NAME and POD_UID match the
+ * downward-API names the manifests use; the rest are NETCLAIM_*.
+ */
+export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly string[]; help: string }[] = [
+  { name: "NODE_NAME", path: ["nodeName"], help: "node this agent serves" },
+  { name: "POD_UID", path: ["kubelet", "podUID"], help: "agent pod UID (rolling-update socket names)" },
+  { name: "NETCLAIM_DRIVER_NAME", path: ["driverName"], help: "DRA driver name" },
+  { name: "NETCLAIM_STATE_DIR", path: ["stateDir"], help: "state directory" },
+  { name: "NETCLAIM_LOG_LEVEL", path: ["log", "level"], help: "log level" },
+  { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },
+  { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },
+];
+
+export async function loadAgentConfig(options: LoadAgentConfigOptions = {}): Promise<AgentConfig> {
+  const fromFile = options.file === undefined ? {} : await readConfigFile(options.file);
+  const fromEnv = envLayer(options.env ?? {});
+  const merged = mergeLayers(mergeLayers(fromFile, fromEnv), options.flags ?? {});
+  return parseAgentConfig(merged, options.file);
+}
+
+export function parseAgentConfig(input: unknown, source = "configuration"): AgentConfig {
+  const result = agentConfigSchema.safeParse(input);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const field = issue.path.length === 0 ? "(top level)" : issue.path.map(String).join(".");
+    return `  ${field}: ${issue.message}`;
+  });
+  throw new AgentConfigError(
+    "CONFIG_INVALID",
+    `Cannot use ${source}: invalid AgentConfig\n${problems.join("\n")}`,
+  );
+}
+
+async function readConfigFile(file: string): Promise<ConfigLayer> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (err) {
+    throw new AgentConfigError("CONFIG_READ", `Cannot read config file ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new AgentConfigError("CONFIG_PARSE", `Cannot parse config file ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) {
+    throw new AgentConfigError("CONFIG_PARSE", `Cannot use config file ${file}: the document must be a YAML mapping`);
+  }
+  return doc as ConfigLayer;
+}
+
+function envLayer(env: NodeJS.ProcessEnv): ConfigLayer {
+  const layer: ConfigLayer = {};
+  for (const variable of ENVIRONMENT_VARIABLES) {
+    const value = env[variable.name];
+    if (value !== undefined && value !== "") setPath(layer, variable.path, value);
+  }
+  return layer;
+}
+
+export function setPath(target: ConfigLayer, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next === "object" && next !== null && !Array.isArray(next)) {
+      node = next as ConfigLayer;
+    } else {
+      const created: ConfigLayer = {};
+      node[key] = created;
+      node = created;
+    }
+  }
+  const last = path.at(-1);
+  if (last !== undefined) node[last] = value;
+}
+
+function mergeLayers(base: ConfigLayer, over: ConfigLayer): ConfigLayer {
+  const out: ConfigLayer = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prev = out[key];
+    out[key] =
+      isPlainObject(prev) && isPlainObject(value) ? mergeLayers(prev, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is ConfigLayer {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
