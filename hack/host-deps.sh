@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suites use, if any are missing.
-# Idempotent; run as root (CI does). Add a package here when a suite needs it.
+# Idempotent; run as root (CI does). Each suite lists what it needs in
+# hack/host-deps/<suite>.txt, one "<debian-package> <file-it-provides>" per line.
 set -euo pipefail
-packages=(iproute2 golang-go)
-commands=(ip go)
+cd "$(dirname "$0")"
 missing=()
-for i in "${!packages[@]}"; do
-  command -v "${commands[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
-done
+while read -r package provides; do
+  [[ -z "$package" || "$package" == \#* ]] && continue
+  if [[ "$provides" == /* ]]; then
+    [[ -e "$provides" ]] || missing+=("$package")
+  else
+    command -v "$provides" >/dev/null 2>&1 || missing+=("$package")
+  fi
+done < <(cat host-deps/*.txt)
 if ((${#missing[@]})); then
-  echo "installing: ${missing[*]}"
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "host-deps: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
