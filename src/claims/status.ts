@@ -1,0 +1,143 @@
+/**
+ * What netclaim writes into `ResourceClaim.status.devices[]` for its own
+ * devices (KEP-4817): `networkData` and a `Ready` condition, so
+ * `kubectl describe resourceclaim` shows the interface and why it is or is not
+ * ready. Entries are applied with server-side apply under our field manager,
+ * so we own our entries and nobody else's.
+ */
+import { formatCidr, parseCidr } from "../common/ip.ts";
+
+export const READY_CONDITION = "Ready";
+
+/** Condition reasons; stable API for users' alerts and scripts. */
+export const StatusReason = {
+  /** Prepared; waiting for the pod sandbox. */
+  Prepared: "Prepared",
+  /** Moved into the pod and configured when the sandbox started. */
+  InterfaceAttached: "InterfaceAttached",
+  /** Attached after the sandbox started (agent or NRI connection was down at the time). */
+  InterfaceAttachedLate: "InterfaceAttachedLate",
+  /** Left to Multus: a NetworkAttachmentDefinition configures the device. */
+  DelegatedToMultus: "DelegatedToMultus",
+  InvalidConfig: "InvalidConfig",
+  AttachFailed: "AttachFailed",
+} as const;
+export type StatusReason = (typeof StatusReason)[keyof typeof StatusReason];
+
+export type DeviceState =
+  | { kind: "prepared" }
+  | { kind: "attached"; interfaceName: string; addresses: readonly string[]; hardwareAddress?: string; late: boolean }
+  | { kind: "delegated"; resourceName: string }
+  | { kind: "failed"; reason: typeof StatusReason.InvalidConfig | typeof StatusReason.AttachFailed; message: string };
+
+export interface DeviceRef {
+  driver: string;
+  pool: string;
+  device: string;
+}
+
+export interface Condition {
+  type: string;
+  status: "True" | "False" | "Unknown";
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface NetworkDeviceData {
+  interfaceName: string;
+  ips: string[];
+  hardwareAddress?: string;
+}
+
+export interface AllocatedDeviceStatus extends DeviceRef {
+  conditions: Condition[];
+  networkData?: NetworkDeviceData;
+}
+
+/** The API caps condition messages at 32 KiB; ours are short, but a kernel error may not be. */
+const MAX_MESSAGE = 4096;
+
+export function deviceStatus(
+  ref: DeviceRef,
+  state: DeviceState,
+  options: { now: Date; previous?: AllocatedDeviceStatus | undefined; observedGeneration?: number },
+): AllocatedDeviceStatus {
+  const { status, reason, message } = readiness(state);
+  const previous = options.previous?.conditions.find((c) => c.type === READY_CONDITION);
+  const condition: Condition = {
+    type: READY_CONDITION,
+    status,
+    reason,
+    message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 3)}...` : message,
+    // Kubernetes convention: the time changes only when the status does.
+    lastTransitionTime: previous?.status === status ? previous.lastTransitionTime : rfc3339(options.now),
+    ...(options.observedGeneration !== undefined ? { observedGeneration: options.observedGeneration } : {}),
+  };
+  const entry: AllocatedDeviceStatus = { ...ref, conditions: [condition] };
+  if (state.kind === "attached") {
+    entry.networkData = {
+      interfaceName: state.interfaceName,
+      ips: canonicalIps(state.addresses),
+      ...(state.hardwareAddress !== undefined ? { hardwareAddress: state.hardwareAddress } : {}),
+    };
+  }
+  return entry;
+}
+
+function readiness(state: DeviceState): { status: Condition["status"]; reason: StatusReason; message: string } {
+  switch (state.kind) {
+    case "prepared":
+      return { status: "False", reason: StatusReason.Prepared, message: "prepared; the interface is attached when the pod sandbox starts" };
+    case "attached":
+      return state.late
+        ? {
+            status: "True",
+            reason: StatusReason.InterfaceAttachedLate,
+            message: `${state.interfaceName} attached after the pod sandbox had started (netclaim was not connected to the runtime then); containers that started earlier may not have seen it`,
+          }
+        : { status: "True", reason: StatusReason.InterfaceAttached, message: `${state.interfaceName} attached and configured` };
+    case "delegated":
+      return {
+        status: "True",
+        reason: StatusReason.DelegatedToMultus,
+        message: `left to Multus: the NetworkAttachmentDefinition annotated k8s.v1.cni.cncf.io/resourceName=${state.resourceName} configures it`,
+      };
+    case "failed":
+      return { status: "False", reason: state.reason, message: state.message };
+  }
+}
+
+/** Canonical, unique CIDRs, as API validation requires (at most 16). */
+function canonicalIps(addresses: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const address of addresses) {
+    const prefix = parseCidr(address);
+    if (prefix !== undefined) out.add(formatCidr(prefix));
+  }
+  return [...out].slice(0, 16);
+}
+
+function rfc3339(date: Date): string {
+  // metav1.Time has second precision.
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+/**
+ * The server-side-apply body for `resourceclaims/status`. Applying it with our
+ * field manager makes `devices` exactly our entries; applying an empty list
+ * removes every entry we own and leaves other drivers' alone.
+ */
+export function claimStatusApplyBody(
+  claim: { namespace: string; name: string; uid: string },
+  devices: readonly AllocatedDeviceStatus[],
+): Record<string, unknown> {
+  return {
+    apiVersion: "resource.k8s.io/v1",
+    kind: "ResourceClaim",
+    // The uid makes the apply fail instead of touching a recreated claim of the same name.
+    metadata: { namespace: claim.namespace, name: claim.name, uid: claim.uid },
+    status: { devices },
+  };
+}
