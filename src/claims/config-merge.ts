@@ -166,30 +166,41 @@ function checkResolved(config: ResolvedNetworkConfig, origin: Origin): FieldProb
     return problems;
   }
 
-  const addresses = config.interface.addresses.map((a) => parseCidr(a)).filter((a) => a !== undefined);
   const mtu = config.interface.mtu;
+  const addresses = config.interface.addresses.map((a) => parseCidr(a)).filter((a) => a !== undefined);
   if (mtu !== undefined && mtu < 1280 && addresses.some((a) => a.family === 6)) {
     problems.push({ field: at("interface.mtu"), message: `is ${mtu}, but IPv6 needs at least 1280 and interface.addresses has an IPv6 address` });
   }
 
-  config.routes.forEach((route, i) => {
-    const field = `${at("routes")}[${i}]`;
+  problems.push(...routeProblems(config.routes, config.ipamFrom === undefined ? config.interface.addresses : undefined, at("routes")));
+  return problems;
+}
+
+/**
+ * Route rules. With `addresses` undefined (IPAM not run yet) only the rules
+ * that do not depend on the addresses are checked; prepare calls this again
+ * with the leased addresses.
+ */
+export function routeProblems(routes: readonly RouteConfig[], addressTexts: readonly string[] | undefined, field: string): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  const addresses = (addressTexts ?? []).map((a) => parseCidr(a)).filter((a) => a !== undefined);
+  routes.forEach((route, i) => {
+    const at = `${field}[${i}]`;
     const family = familyOf(route.destination);
     if (route.gateway !== undefined && familyOf(route.gateway) !== family) {
-      problems.push({ field: `${field}.gateway`, message: `${route.gateway} is not in the same IP family as destination ${route.destination}` });
+      problems.push({ field: `${at}.gateway`, message: `${route.gateway} is not in the same IP family as destination ${route.destination}` });
     }
     if (route.source !== undefined && familyOf(route.source) !== family) {
-      problems.push({ field: `${field}.source`, message: `${route.source} is not in the same IP family as destination ${route.destination}` });
+      problems.push({ field: `${at}.source`, message: `${route.source} is not in the same IP family as destination ${route.destination}` });
     }
     if (route.gateway !== undefined && route.scope !== undefined && route.scope !== "universe") {
-      problems.push({ field: `${field}.scope`, message: `is "${route.scope}", but a route through a gateway must have scope "universe"` });
+      problems.push({ field: `${at}.scope`, message: `is "${route.scope}", but a route through a gateway must have scope "universe"` });
     }
-    // With IPAM the addresses are only known at prepare time; these checks run again there.
-    if (config.ipamFrom !== undefined) return;
+    if (addressTexts === undefined) return;
     if (route.source !== undefined) {
       const source = parseIp(route.source);
       if (source !== undefined && !addresses.some((a) => ipEquals(a, source))) {
-        problems.push({ field: `${field}.source`, message: `${route.source} is not one of interface.addresses, so the kernel would refuse it` });
+        problems.push({ field: `${at}.source`, message: `${route.source} is not one of the interface's addresses, so the kernel would refuse it` });
       }
     }
     if (route.gateway !== undefined) {
@@ -197,11 +208,11 @@ function checkResolved(config: ResolvedNetworkConfig, origin: Origin): FieldProb
       const onLink =
         gateway !== undefined &&
         (addresses.some((a) => prefixContains(a, gateway)) ||
-          config.routes.some((r) => r.gateway === undefined && r.scope === "link" && prefixContainsText(r.destination, gateway)));
+          routes.some((r) => r.gateway === undefined && r.scope === "link" && prefixContainsText(r.destination, gateway)));
       if (gateway !== undefined && !onLink) {
         problems.push({
-          field: `${field}.gateway`,
-          message: `${route.gateway} is not inside any of interface.addresses' prefixes nor a link-scope route, so it is unreachable`,
+          field: `${at}.gateway`,
+          message: `${route.gateway} is not inside any of the interface's address prefixes nor a link-scope route, so it is unreachable`,
         });
       }
     }

@@ -177,7 +177,7 @@ describe("resolveRequestConfig", () => {
     [
       "a source that is not ours",
       [claimEntry({ interface: { addresses: ["198.51.100.7/24"] }, routes: [{ destination: "203.0.113.0/24", source: "198.51.100.8" }] })],
-      /routes\[0\]\.source.*not one of interface\.addresses/,
+      /routes\[0\]\.source.*not one of the interface's addresses/,
     ],
     [
       "a gateway route with link scope",

@@ -1,0 +1,79 @@
+/**
+ * The claim plan: what prepare decided for each of a claim's devices, stored
+ * with the prepared claim and read back when the pod sandbox starts, after a
+ * restart, and at unprepare. It is validated again when read, since it comes
+ * back from disk and may have been written by another agent version.
+ */
+import { z } from "zod";
+
+const ref = z.object({ namespace: z.string(), name: z.string(), uid: z.string().min(1) });
+
+const rdmaSchema = z.object({
+  device: z.string().min(1),
+  charDevices: z.array(z.string().startsWith("/dev/")),
+});
+
+const ipamLeaseSchema = z.object({
+  plugin: z.string().min(1),
+  config: z.record(z.string(), z.unknown()),
+  containerId: z.string().min(1),
+  ifName: z.string().min(1),
+  addresses: z.array(z.string()),
+});
+
+const routeSchema = z.object({
+  destination: z.string(),
+  gateway: z.string().optional(),
+  source: z.string().optional(),
+  table: z.number().int().optional(),
+  scope: z.enum(["universe", "link", "host"]).optional(),
+  metric: z.number().int().optional(),
+});
+
+export const devicePlanSchema = z.object({
+  /** The allocation result: request (maybe `req/sub`), pool and DRA device name. */
+  request: z.string().min(1),
+  pool: z.string().min(1),
+  device: z.string().min(1),
+  mode: z.enum(["native", "multus"]),
+  /** How the engine finds the netdev later, wherever it is by then. */
+  identity: z.object({
+    name: z.string().optional(),
+    ifindex: z.number().int().positive().optional(),
+    pciAddress: z.string().optional(),
+    permanentMac: z.string().optional(),
+  }),
+  interface: z.object({
+    /** Asked for by the config; otherwise assigned when the pod starts. */
+    name: z.string().optional(),
+    mtu: z.number().int().optional(),
+    hardwareAddress: z.string().optional(),
+    addresses: z.array(z.string()),
+    sysctls: z.record(z.string(), z.string()),
+  }),
+  routes: z.array(routeSchema),
+  ipam: ipamLeaseSchema.optional(),
+  rdma: rdmaSchema.optional(),
+  cdiDeviceIds: z.array(z.string()),
+  /** For mode multus: the resourceName a NetworkAttachmentDefinition must carry. */
+  resourceName: z.string().optional(),
+});
+
+export const claimPlanSchema = z.object({
+  version: z.literal(1),
+  claim: ref,
+  /** The one pod the claim is reserved for. */
+  pod: ref,
+  devices: z.array(devicePlanSchema),
+});
+
+export type DevicePlan = z.infer<typeof devicePlanSchema>;
+export type ClaimPlan = z.infer<typeof claimPlanSchema>;
+export type IpamLeaseRecord = z.infer<typeof ipamLeaseSchema>;
+
+export function parseClaimPlan(value: unknown, where: string): ClaimPlan {
+  const parsed = claimPlanSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new TypeError(`Cannot use the stored plan of ${where}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+}

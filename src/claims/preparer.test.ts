@@ -1,0 +1,195 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pino } from "pino";
+import { StateStore } from "../store/index.ts";
+import { ClaimPrepareError } from "./errors.ts";
+import { NetworkPreparer, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
+
+const DRIVER = "netclaim.dev";
+const HEAD = { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig" };
+const POD = { resource: "pods", apiGroup: "", name: "web-0", uid: "pod-uid-1" };
+const signal = new AbortController().signal;
+
+const DEVICES: Record<string, PreparableDevice> = {
+  "pci-0000-03-00-0": { ifName: "ens3f0", ifIndex: 7, mac: "0c:42:a1:00:00:01", pciAddress: "0000:03:00.0", resourceName: "netclaim.dev/fast" },
+  "pci-0000-03-00-1": { ifName: "ens3f1", ifIndex: 8, mac: "0c:42:a1:00:00:02", pciAddress: "0000:03:00.1" },
+  "pci-0000-81-00-0": { ifName: "ib0", ifIndex: 9, pciAddress: "0000:81:00.0", rdma: { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] } },
+};
+
+class RecordingCdi implements CdiPublisher {
+  readonly written = new Map<string, string[]>();
+  write(claimUid: string, devices: readonly { name: string }[]): Promise<Map<string, string>> {
+    this.written.set(claimUid, devices.map((d) => d.name));
+    return Promise.resolve(new Map(devices.map((d) => [d.name, `netclaim.dev/net=${claimUid}-${d.name}`])));
+  }
+  remove(claimUid: string): Promise<void> {
+    this.written.delete(claimUid);
+    return Promise.resolve();
+  }
+}
+
+async function setup(options: { connected?: boolean; nads?: Record<string, string> } = {}) {
+  const store = await StateStore.open(await mkdtemp(join(tmpdir(), "netclaim-prep-")));
+  const cdi = new RecordingCdi();
+  const preparer = new NetworkPreparer({
+    driverName: DRIVER,
+    poolName: "worker-1",
+    devices: { find: (name) => DEVICES[name] },
+    nads: {
+      config: (namespace, name) => {
+        const config = options.nads?.[`${namespace}/${name}`];
+        return config === undefined ? Promise.reject(new Error(`networkattachmentdefinitions "${name}" not found`)) : Promise.resolve(config);
+      },
+    },
+    cdi,
+    store,
+    cniPluginDirs: ["/usr/lib/cni"],
+    runtimeConnected: () => options.connected ?? true,
+    logger: pino({ level: "silent" }),
+  });
+  return { preparer, cdi, store };
+}
+
+function claim(devices: string[], config: object[] = [], reservedFor = [POD]): ClaimForPrepare {
+  return {
+    ref: { namespace: "default", name: "web-0-nic", uid: "claim-uid-1" },
+    results: devices.map((device, i) => ({ request: i === 0 ? "nic" : `nic${i}`, driver: DRIVER, pool: "worker-1", device })),
+    config: config.map((parameters) => ({ source: "FromClaim" as const, requests: [], driver: DRIVER, parameters: { ...HEAD, ...parameters } })),
+    reservedFor,
+  };
+}
+
+/** A host-local pool of exactly two addresses, 198.51.100.10 and .11. */
+async function twoAddressNad(): Promise<string> {
+  const dataDir = await mkdtemp(join(tmpdir(), "netclaim-ipam-"));
+  const range = { subnet: "198.51.100.0/24", rangeStart: "198.51.100.10", rangeEnd: "198.51.100.11" };
+  return JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "host-local", dataDir, ranges: [[range]], routes: [{ dst: "203.0.113.0/24" }] } });
+}
+
+function rejectsWith(code: string, pattern: RegExp) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof ClaimPrepareError, `expected a ClaimPrepareError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    assert.match(err.message, pattern);
+    return true;
+  };
+}
+
+describe("NetworkPreparer.prepare", () => {
+  it("plans a native device with its stable identity and merged config", async () => {
+    const { preparer } = await setup();
+    const plan = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"] } }]), signal);
+    assert.deepEqual(plan.pod, { namespace: "default", name: "web-0", uid: "pod-uid-1" });
+    const [device] = plan.devices;
+    assert.ok(device);
+    assert.equal(device.mode, "native");
+    assert.deepEqual(device.identity, { name: "ens3f1", ifindex: 8, pciAddress: "0000:03:00.1", permanentMac: "0c:42:a1:00:00:02" });
+    assert.deepEqual(device.interface, { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"], sysctls: {} });
+  });
+
+  it("refuses while the runtime connection is down, so the kubelet retries", async () => {
+    const { preparer } = await setup({ connected: false });
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"]), signal), rejectsWith("RUNTIME_NOT_CONNECTED", /claim default\/web-0-nic: .*NRI/));
+  });
+
+  it("refuses a claim that is not reserved for exactly one pod", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [], []), signal), rejectsWith("CLAIM_NOT_RESERVED", /reserved for 0 consumer/));
+    const two = [POD, { ...POD, name: "web-1", uid: "pod-uid-2" }];
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [], two), signal), rejectsWith("CLAIM_NOT_RESERVED", /pods\/web-0, pods\/web-1.*one claim per pod/));
+  });
+
+  it("names the field of an invalid config", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(
+      preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { mtu: 10 } }]), signal),
+      rejectsWith("CLAIM_INVALID_CONFIG", /device pci-0000-03-00-1 \(request nic\): spec\.devices\.config\[0\]\.opaque\.parameters\.interface\.mtu: /),
+    );
+  });
+
+  it("refuses a device this node does not have or another pool's device", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(preparer.prepare(claim(["pci-0000-99-00-0"]), signal), rejectsWith("CLAIM_DEVICE_MISSING", /not on this node/));
+    const other = claim(["pci-0000-03-00-1"]);
+    const wrongPool = { ...other, results: other.results.map((r) => ({ ...r, pool: "worker-2" })) };
+    await assert.rejects(preparer.prepare(wrongPool, signal), rejectsWith("CLAIM_WRONG_POOL", /pool worker-2, but this node publishes pool worker-1/));
+  });
+
+  it("plans a Multus device without touching it, and refuses one Multus cannot find", async () => {
+    const { preparer } = await setup();
+    const plan = await preparer.prepare(claim(["pci-0000-03-00-0"], [{ mode: "multus" }]), signal);
+    const [device] = plan.devices;
+    assert.ok(device);
+    assert.equal(device.mode, "multus");
+    assert.equal(device.resourceName, "netclaim.dev/fast");
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [{ mode: "multus" }]), signal), rejectsWith("CLAIM_INVALID_CONFIG", /no k8s\.cni\.cncf\.io\/resourceName/));
+  });
+
+  it("publishes CDI devices for RDMA and removes them at unprepare", async () => {
+    const { preparer, cdi } = await setup();
+    const plan = await preparer.prepare(claim(["pci-0000-81-00-0"]), signal);
+    const [device] = plan.devices;
+    assert.ok(device);
+    assert.deepEqual(device.cdiDeviceIds, ["netclaim.dev/net=claim-uid-1-pci-0000-81-00-0"]);
+    assert.deepEqual(device.rdma, { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] });
+    await preparer.unprepare("claim-uid-1", plan, signal);
+    assert.equal(cdi.written.size, 0);
+  });
+});
+
+describe("NetworkPreparer with IPAM from a NetworkAttachmentDefinition", () => {
+  it("leases addresses and routes from host-local and releases them at unprepare", async () => {
+    // The third prepare can only succeed after the first is released.
+    const nad = await twoAddressNad();
+    const { preparer } = await setup({ nads: { "default/pool": nad } });
+    const first = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), signal);
+    const device = first.devices[0];
+    assert.ok(device?.ipam);
+    assert.match(device.interface.addresses.join(), /^198\.51\.100\.1[01]\/24$/);
+    assert.deepEqual(device.routes, [{ destination: "203.0.113.0/24" }]);
+    const second = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "b", uid: "claim-uid-2" } }, signal);
+    await assert.rejects(
+      preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "c", uid: "claim-uid-3" } }, signal),
+      rejectsWith("IPAM_FAILED", /IPAM from default\/pool .*no IP addresses available/),
+    );
+    await preparer.unprepare("claim-uid-1", first, signal);
+    const third = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "c", uid: "claim-uid-3" } }, signal);
+    assert.deepEqual(third.devices[0]?.interface.addresses, device.interface.addresses);
+    await preparer.unprepare("claim-uid-2", second, signal);
+    await preparer.unprepare("claim-uid-3", third, signal);
+  });
+
+  it("gives back the first device's lease when the second device fails", async () => {
+    const nad = await twoAddressNad();
+    const { preparer } = await setup({ nads: { "default/pool": nad } });
+    const twoDevices = claim(["pci-0000-03-00-1", "pci-0000-99-00-0"], [{ ipamFrom: { name: "pool" } }]);
+    await assert.rejects(preparer.prepare(twoDevices, signal), rejectsWith("CLAIM_DEVICE_MISSING", /pci-0000-99-00-0/));
+    // Both addresses of the pool are free again.
+    const a = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "a", uid: "a" } }, signal);
+    const b = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "b", uid: "b" } }, signal);
+    assert.notDeepEqual(a.devices[0]?.interface.addresses, b.devices[0]?.interface.addresses);
+  });
+
+  it("releases a lease a crashed prepare left behind, when unprepare has no plan", async () => {
+    const nad = await twoAddressNad();
+    const { preparer, store } = await setup({ nads: { "default/pool": nad } });
+    const taken = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), signal);
+    assert.equal((await store.collection("ipam-leases", (await import("zod")).z.unknown()).list()).length, 1);
+    // The DRA layer lost the plan (crash before it was stored): unprepare must still free the lease.
+    await preparer.unprepare("claim-uid-1", undefined, signal);
+    const again = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "x", uid: "x" } }, signal);
+    const another = await preparer.prepare({ ...claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), ref: { namespace: "default", name: "y", uid: "y" } }, signal);
+    assert.ok([again, another].some((p) => p.devices[0]?.interface.addresses.join() === taken.devices[0]?.interface.addresses.join()));
+  });
+
+  it("says which NetworkAttachmentDefinition could not be read", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(
+      preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { namespace: "net", name: "missing" } }]), signal),
+      rejectsWith("IPAM_FAILED", /cannot read NetworkAttachmentDefinition net\/missing named by ipamFrom/),
+    );
+  });
+});

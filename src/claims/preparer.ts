@@ -1,0 +1,267 @@
+/**
+ * Prepare and unprepare for network claims: the network semantics behind the
+ * DRA layer's ClaimPreparer. Prepare does everything slow and everything that
+ * can fail on bad input, before the pod sandbox exists, so the attach at
+ * sandbox start only executes a plan:
+ *
+ *   reservation check → per device: inventory lookup, config merge and
+ *   validation, IPAM lease, CDI spec → plan (persisted by the DRA layer).
+ *
+ * Nothing is half-applied: a failure releases what this prepare took before
+ * the error is returned. IPAM leases are journaled before they are taken, so
+ * an unprepare after a crash mid-prepare releases them too.
+ */
+import { z } from "zod";
+import type { Logger } from "pino";
+import { errorMessage } from "../common/errors.ts";
+import { allocateIpam, ipamConfigFromNad, releaseIpam, type IpamLease } from "../cni/index.ts";
+import type { Collection, StateStore } from "../store/index.ts";
+import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
+import { ClaimPrepareError } from "./errors.ts";
+import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "./plan.ts";
+
+/** What the inventory knows of a published device, as prepare needs it. */
+export interface PreparableDevice {
+  ifName: string;
+  ifIndex: number;
+  mac?: string | undefined;
+  pciAddress?: string | undefined;
+  rdma?: { device: string; charDevices: readonly string[] } | undefined;
+  /** The k8s.cni.cncf.io/resourceName published for the device, if any. */
+  resourceName?: string | undefined;
+}
+
+export interface DeviceLookup {
+  find(deviceName: string): PreparableDevice | undefined;
+}
+
+export interface NadSource {
+  /** The NetworkAttachmentDefinition's spec.config. */
+  config(namespace: string, name: string, signal: AbortSignal): Promise<string>;
+}
+
+export interface CdiPublisher {
+  /** Writes the claim's CDI spec; returns the CDI device id per DRA device name. */
+  write(claimUid: string, devices: readonly { name: string; charDevices: readonly string[] }[]): Promise<Map<string, string>>;
+  remove(claimUid: string): Promise<void>;
+}
+
+export interface ClaimForPrepare {
+  ref: { namespace: string; name: string; uid: string };
+  results: readonly { request: string; driver: string; pool: string; device: string }[];
+  config: readonly { source: "FromClass" | "FromClaim"; requests: readonly string[]; driver: string; parameters: unknown }[];
+  reservedFor: readonly { resource: string; apiGroup?: string | undefined; name: string; uid: string }[];
+}
+
+export interface NetworkPreparerOptions {
+  driverName: string;
+  /** Our pool: the node name. */
+  poolName: string;
+  devices: DeviceLookup;
+  nads: NadSource;
+  cdi: CdiPublisher;
+  store: StateStore;
+  cniPluginDirs: readonly string[];
+  /** Prepare refuses while this is false: a sandbox started now would miss its interfaces. */
+  runtimeConnected: () => boolean;
+  logger: Logger;
+}
+
+const pendingLeaseSchema = z.object({
+  claimUid: z.string(),
+  plugin: z.string(),
+  config: z.record(z.string(), z.unknown()),
+  containerId: z.string(),
+  ifName: z.string(),
+});
+
+export class NetworkPreparer {
+  readonly #options: NetworkPreparerOptions;
+  readonly #leases: Collection<z.infer<typeof pendingLeaseSchema>>;
+
+  constructor(options: NetworkPreparerOptions) {
+    this.#options = options;
+    this.#leases = options.store.collection("ipam-leases", pendingLeaseSchema);
+  }
+
+  async prepare(claim: ClaimForPrepare, signal: AbortSignal): Promise<ClaimPlan> {
+    const what = `${claim.ref.namespace}/${claim.ref.name}`;
+    if (!this.#options.runtimeConnected()) {
+      throw new ClaimPrepareError(
+        "RUNTIME_NOT_CONNECTED",
+        what,
+        "netclaim is not connected to the container runtime's NRI socket, so it could not attach the interfaces when the pod starts; the kubelet retries",
+      );
+    }
+    const pod = onlyPod(claim, what);
+    const ours = claim.results.filter((r) => r.driver === this.#options.driverName);
+    if (ours.length === 0) throw new ClaimPrepareError("CLAIM_NOT_ALLOCATED", what, `has no device allocated by ${this.#options.driverName}`);
+
+    const taken: DevicePlan[] = [];
+    try {
+      for (const result of ours) {
+        taken.push(await this.#prepareDevice(claim, result, what, signal));
+      }
+      const cdiDevices = taken.filter((d) => d.rdma !== undefined).map((d) => ({ name: d.device, charDevices: d.rdma?.charDevices ?? [] }));
+      if (cdiDevices.length > 0) {
+        const ids = await this.#options.cdi.write(claim.ref.uid, cdiDevices);
+        for (const device of taken) {
+          const id = ids.get(device.device);
+          if (id !== undefined) device.cdiDeviceIds.push(id);
+        }
+      }
+    } catch (err) {
+      await this.#release(claim.ref.uid, taken, signal).catch((releaseErr: unknown) => {
+        this.#options.logger.error({ claim: what, err: releaseErr }, "releasing after a failed prepare failed");
+      });
+      throw err;
+    }
+    return { version: 1, claim: claim.ref, pod, devices: taken };
+  }
+
+  /** Releases what prepare took; `plan` is undefined when prepare never finished. */
+  async unprepare(claimUid: string, plan: unknown, signal: AbortSignal): Promise<void> {
+    const devices = plan === undefined ? [] : parseClaimPlan(plan, `claim ${claimUid}`).devices;
+    await this.#release(claimUid, devices, signal);
+  }
+
+  async #prepareDevice(
+    claim: ClaimForPrepare,
+    result: ClaimForPrepare["results"][number],
+    what: string,
+    signal: AbortSignal,
+  ): Promise<DevicePlan> {
+    const { poolName, driverName } = this.#options;
+    const where = `device ${result.device} (request ${result.request})`;
+    if (result.pool !== poolName) {
+      throw new ClaimPrepareError("CLAIM_WRONG_POOL", what, `${where} was allocated from pool ${result.pool}, but this node publishes pool ${poolName}`);
+    }
+    const device = this.#options.devices.find(result.device);
+    if (device === undefined) {
+      throw new ClaimPrepareError(
+        "CLAIM_DEVICE_MISSING",
+        what,
+        `${where} is not on this node any more; delete the pod so the scheduler can allocate another device`,
+      );
+    }
+    const resolved = resolveRequestConfig(claim.config, { driverName, request: result.request });
+    if (!resolved.ok) {
+      throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `invalid NetworkConfig for ${where}: ${resolved.problems.map((p) => `${p.field}: ${p.message}`).join("; ")}`);
+    }
+    const config = resolved.config;
+    const plan: DevicePlan = {
+      request: result.request,
+      pool: result.pool,
+      device: result.device,
+      mode: config.mode,
+      identity: {
+        name: device.ifName,
+        ifindex: device.ifIndex,
+        ...(device.pciAddress !== undefined ? { pciAddress: device.pciAddress } : {}),
+        ...(device.mac !== undefined ? { permanentMac: device.mac } : {}),
+      },
+      interface: {
+        ...(config.interface.name !== undefined ? { name: config.interface.name } : {}),
+        ...(config.interface.mtu !== undefined ? { mtu: config.interface.mtu } : {}),
+        ...(config.interface.hardwareAddress !== undefined ? { hardwareAddress: config.interface.hardwareAddress } : {}),
+        addresses: [...config.interface.addresses],
+        sysctls: { ...config.interface.sysctls },
+      },
+      routes: [...config.routes],
+      ...(device.rdma !== undefined ? { rdma: { device: device.rdma.device, charDevices: [...device.rdma.charDevices] } } : {}),
+      cdiDeviceIds: [],
+      ...(device.resourceName !== undefined ? { resourceName: device.resourceName } : {}),
+    };
+    if (config.mode === "multus") {
+      if (device.resourceName === undefined) {
+        throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device has no k8s.cni.cncf.io/resourceName (only PCI devices can be handed to Multus)`);
+      }
+      return plan;
+    }
+    if (config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal);
+    return plan;
+  }
+
+  async #leaseAddresses(
+    claim: ClaimForPrepare,
+    config: ResolvedNetworkConfig,
+    plan: DevicePlan,
+    what: string,
+    where: string,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const ipamFrom = config.ipamFrom;
+    if (ipamFrom === undefined) return;
+    const namespace = ipamFrom.namespace ?? claim.ref.namespace;
+    const nadRef = `${namespace}/${ipamFrom.name}`;
+    let nadConfig: string;
+    try {
+      nadConfig = await this.#options.nads.config(namespace, ipamFrom.name, signal);
+    } catch (err) {
+      throw new ClaimPrepareError("IPAM_FAILED", what, `cannot read NetworkAttachmentDefinition ${nadRef} named by ipamFrom for ${where}: ${errorMessage(err)}`, { cause: err });
+    }
+    const containerId = `${claim.ref.uid}-${plan.device}`;
+    const ifName = plan.interface.name ?? "net0";
+    let lease: IpamLease;
+    try {
+      // Journal the intent first: if we crash after the plugin allocated, unprepare still finds it.
+      const { plugin, config: ipamConfig } = ipamConfigFromNad(nadConfig, nadRef);
+      await this.#leases.put(containerId, { claimUid: claim.ref.uid, plugin, config: ipamConfig, containerId, ifName });
+      lease = await allocateIpam({ nadConfig, nadRef, containerId, ifName }, { pluginDirs: this.#options.cniPluginDirs, signal });
+    } catch (err) {
+      throw new ClaimPrepareError("IPAM_FAILED", what, `IPAM from ${nadRef} for ${where} failed: ${errorMessage(err)}`, { cause: err });
+    }
+    const addresses = lease.result.ips.map((ip) => ip.address);
+    plan.ipam = { plugin: lease.plugin, config: lease.config, containerId, ifName, addresses };
+    plan.interface.addresses = addresses;
+    for (const route of lease.result.routes) {
+      plan.routes.push({ destination: route.dst, ...(route.gw !== undefined ? { gateway: route.gw } : {}) });
+    }
+    const problems = routeProblems(plan.routes, addresses, "routes");
+    if (problems.length > 0) {
+      throw new ClaimPrepareError(
+        "CLAIM_INVALID_CONFIG",
+        what,
+        `with the addresses ${addresses.join(", ")} leased from ${nadRef}, the routes of ${where} do not work: ${problems.map((p) => `${p.field}: ${p.message}`).join("; ")}`,
+      );
+    }
+  }
+
+  async #release(claimUid: string, devices: readonly DevicePlan[], signal: AbortSignal): Promise<void> {
+    const pluginDirs = this.#options.cniPluginDirs;
+    const failures: string[] = [];
+    // Leases in the plan, and any journaled lease a crashed prepare left behind.
+    const leases = new Map<string, { plugin: string; config: Record<string, unknown>; containerId: string; ifName: string }>();
+    for (const device of devices) if (device.ipam !== undefined) leases.set(device.ipam.containerId, device.ipam);
+    for (const [key, pending] of await this.#leases.list()) if (pending.claimUid === claimUid) leases.set(key, pending);
+    for (const lease of leases.values()) {
+      try {
+        await releaseIpam(lease, { pluginDirs, signal });
+        await this.#leases.delete(lease.containerId);
+      } catch (err) {
+        failures.push(`IPAM lease ${lease.containerId}: ${errorMessage(err)}`);
+      }
+    }
+    try {
+      await this.#options.cdi.remove(claimUid);
+    } catch (err) {
+      failures.push(`CDI spec: ${errorMessage(err)}`);
+    }
+    if (failures.length > 0) throw new Error(`Cannot release claim ${claimUid} completely: ${failures.join("; ")}`);
+  }
+}
+
+/** A netdev can be in one network namespace only, so a claim serves exactly one pod. */
+function onlyPod(claim: ClaimForPrepare, what: string): ClaimPlan["pod"] {
+  const pods = claim.reservedFor.filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "");
+  if (pods.length !== 1 || claim.reservedFor.length !== 1) {
+    throw new ClaimPrepareError(
+      "CLAIM_NOT_RESERVED",
+      what,
+      `is reserved for ${claim.reservedFor.length} consumer(s) (${claim.reservedFor.map((c) => `${c.resource}/${c.name}`).join(", ") || "none"}); a network device can only be in one pod, so use one claim per pod (a ResourceClaimTemplate)`,
+    );
+  }
+  const pod = pods[0];
+  if (pod === undefined) throw new ClaimPrepareError("CLAIM_NOT_RESERVED", what, "is not reserved for a pod");
+  return { namespace: claim.ref.namespace, name: pod.name, uid: pod.uid };
+}

@@ -1,0 +1,192 @@
+/**
+ * The API objects claim handling reads and writes: ResourceClaims (read,
+ * status apply), NetworkAttachmentDefinitions (read) and Events (create).
+ * Every object read is validated here, at the boundary, so the rest of the
+ * agent works with shapes it can trust and an unexpected object is an error
+ * naming the field.
+ */
+import { z } from "zod";
+import type { KubeClient } from "./client.ts";
+import { KubeApiError } from "./errors.ts";
+
+const RESOURCE_CLAIMS = "/apis/resource.k8s.io/v1/namespaces";
+
+const allocationResult = z.object({
+  request: z.string().min(1),
+  driver: z.string().min(1),
+  pool: z.string().min(1),
+  device: z.string().min(1),
+  shareID: z.string().optional(),
+  adminAccess: z.boolean().nullish(),
+});
+
+const allocationConfig = z.object({
+  source: z.enum(["FromClass", "FromClaim"]),
+  requests: z.array(z.string()).nullish(),
+  opaque: z.object({ driver: z.string(), parameters: z.unknown() }).nullish(),
+});
+
+const consumer = z.object({
+  apiGroup: z.string().nullish(),
+  resource: z.string(),
+  name: z.string(),
+  uid: z.string(),
+});
+
+const condition = z.object({
+  type: z.string(),
+  status: z.enum(["True", "False", "Unknown"]),
+  reason: z.string(),
+  message: z.string(),
+  lastTransitionTime: z.string(),
+  observedGeneration: z.number().optional(),
+});
+
+const deviceStatus = z.object({
+  driver: z.string(),
+  pool: z.string(),
+  device: z.string(),
+  shareID: z.string().optional(),
+  conditions: z.array(condition).nullish(),
+  networkData: z
+    .object({ interfaceName: z.string().optional(), ips: z.array(z.string()).optional(), hardwareAddress: z.string().optional() })
+    .nullish(),
+});
+
+export const resourceClaimSchema = z.object({
+  metadata: z.object({
+    name: z.string().min(1),
+    namespace: z.string().min(1),
+    uid: z.string().min(1),
+    generation: z.number().optional(),
+  }),
+  status: z
+    .object({
+      allocation: z
+        .object({
+          devices: z
+            .object({
+              results: z.array(allocationResult).nullish(),
+              config: z.array(allocationConfig).nullish(),
+            })
+            .nullish(),
+        })
+        .nullish(),
+      reservedFor: z.array(consumer).nullish(),
+      devices: z.array(deviceStatus).nullish(),
+    })
+    .nullish(),
+});
+
+export type ResourceClaim = z.infer<typeof resourceClaimSchema>;
+export type ClaimDeviceStatus = z.infer<typeof deviceStatus>;
+
+function claimPath(namespace: string, name: string): string {
+  return `${RESOURCE_CLAIMS}/${encodeURIComponent(namespace)}/resourceclaims/${encodeURIComponent(name)}`;
+}
+
+export function parseResourceClaim(object: unknown, where: string): ResourceClaim {
+  const parsed = resourceClaimSchema.safeParse(object);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new KubeApiError("KUBE_DECODE", {
+    method: "GET",
+    path: where,
+    status: 0,
+    reason: "",
+    message: `unexpected ResourceClaim: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
+  });
+}
+
+export async function getResourceClaim(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<ResourceClaim> {
+  const path = claimPath(namespace, name);
+  return parseResourceClaim(await client.request<unknown>("GET", path, signal ? { signal } : {}), path);
+}
+
+/**
+ * Server-side apply on `resourceclaims/status` as `fieldManager`: the
+ * `status.devices` entries in `body` become exactly the ones this manager owns.
+ */
+export async function applyResourceClaimStatus(
+  client: KubeClient,
+  body: { metadata: { namespace: string; name: string } } & Record<string, unknown>,
+  fieldManager: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  await client.request("PATCH", `${claimPath(body.metadata.namespace, body.metadata.name)}/status`, {
+    body,
+    contentType: "application/apply-patch+yaml",
+    query: { fieldManager, force: true },
+    ...(signal ? { signal } : {}),
+  });
+}
+
+const nadSchema = z.object({
+  metadata: z.object({ name: z.string(), namespace: z.string(), annotations: z.record(z.string(), z.string()).nullish() }),
+  spec: z.object({ config: z.string().min(1) }),
+});
+
+export type NetworkAttachmentDefinition = z.infer<typeof nadSchema>;
+
+export async function getNetworkAttachmentDefinition(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  signal?: AbortSignal,
+): Promise<NetworkAttachmentDefinition> {
+  const path = `/apis/k8s.cni.cncf.io/v1/namespaces/${encodeURIComponent(namespace)}/network-attachment-definitions/${encodeURIComponent(name)}`;
+  const object = await client.request<unknown>("GET", path, signal ? { signal } : {});
+  const parsed = nadSchema.safeParse(object);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new KubeApiError("KUBE_DECODE", {
+      method: "GET",
+      path,
+      status: 0,
+      reason: "",
+      message: `unexpected NetworkAttachmentDefinition: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
+    });
+  }
+  return parsed.data;
+}
+
+export interface EventTarget {
+  apiVersion: string;
+  kind: "Pod" | "ResourceClaim";
+  namespace: string;
+  name: string;
+  uid: string;
+}
+
+/** A core/v1 Event, as `kubectl describe` shows them. */
+export async function createEvent(
+  client: KubeClient,
+  event: { target: EventTarget; type: "Normal" | "Warning"; reason: string; message: string; component: string; host?: string },
+  signal?: AbortSignal,
+): Promise<void> {
+  const now = new Date().toISOString();
+  await client.request("POST", `/api/v1/namespaces/${encodeURIComponent(event.target.namespace)}/events`, {
+    body: {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { generateName: `${event.target.name}.`, namespace: event.target.namespace },
+      involvedObject: {
+        apiVersion: event.target.apiVersion,
+        kind: event.target.kind,
+        namespace: event.target.namespace,
+        name: event.target.name,
+        uid: event.target.uid,
+      },
+      type: event.type,
+      reason: event.reason,
+      message: event.message.slice(0, 1024),
+      source: { component: event.component, ...(event.host !== undefined ? { host: event.host } : {}) },
+      reportingComponent: event.component,
+      reportingInstance: event.host ?? event.component,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    },
+    ...(signal ? { signal } : {}),
+  });
+}
