@@ -1,0 +1,22 @@
+# Tests against a real Kubernetes control plane (etcd, kube-apiserver,
+# kube-scheduler, kube-controller-manager) built from the pinned Go modules in
+# hack/cluster/modules/ and run on loopback by hack/cluster/cluster.sh. The
+# build is cached in $(NETCLAIM_CACHE)/k8s/<version>; a warm run starts the
+# cluster in seconds, or reuses a running one.
+TEST_SUITES += api
+api_TESTS := 'test/api/**/*.test.ts'
+api_PREREQS := cluster-up
+
+.PHONY: cluster-build cluster-up cluster-down bench-slices
+cluster-build:
+	hack/cluster/build.sh >/dev/null
+
+cluster-up: cluster-build
+	hack/cluster/cluster.sh up
+
+cluster-down:
+	hack/cluster/cluster.sh down
+
+BENCHMARKS += bench-slices
+bench-slices: deps cluster-up
+	node --expose-gc bench/slices/slices.bench.ts

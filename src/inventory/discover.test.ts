@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { after, describe, it } from "node:test";
+import { discoverNetDevices } from "./discover.ts";
+import { SysfsRoot } from "./sysfs.ts";
+import type { NetDevice } from "./device.ts";
+import { connectxNode, e810Node, virtioNode } from "../../test/fixtures/nodes.ts";
+import { writeSysfsFixture, type SysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
+
+const roots: string[] = [];
+after(async () => {
+  for (const root of roots) await rm(root, { recursive: true, force: true });
+});
+
+async function discover(fixture: SysfsFixture): Promise<Map<string, NetDevice>> {
+  const root = await mkdtemp("/tmp/nc-unit-");
+  roots.push(root);
+  await writeSysfsFixture(root, fixture);
+  return new Map((await discoverNetDevices(new SysfsRoot(root))).map((d) => [d.ifName, d]));
+}
+
+describe("discoverNetDevices", () => {
+  it("reads a ConnectX PF: ids, driver, NUMA, PCIe root, SR-IOV and RDMA char devices", async () => {
+    const pf = (await discover(connectxNode())).get("ens1f0np0")!;
+    assert.deepEqual(pf.pci, {
+      address: "0000:3b:00.0",
+      vendorID: "15b3",
+      deviceID: "101d",
+      subsystemVendorID: "15b3",
+      subsystemDeviceID: "0016",
+      driver: "mlx5_core",
+      numaNode: 0,
+      pcieRoot: "pci0000:3a",
+      sriov: { totalVfs: 8, numVfs: 4 },
+    });
+    assert.deepEqual(pf.rdma, {
+      device: "mlx5_0",
+      charDevices: ["/dev/infiniband/issm0", "/dev/infiniband/rdma_cm", "/dev/infiniband/umad0", "/dev/infiniband/uverbs0"],
+    });
+    assert.equal(pf.mtu, 9000);
+    assert.equal(pf.speedMbps, 100000);
+    assert.equal(pf.linkType, "ether");
+    assert.equal(pf.virtual, false);
+  });
+
+  it("reads a VF's PF and index from physfn and virtfnN", async () => {
+    const vf = (await discover(connectxNode())).get("ens1f0v2")!;
+    assert.deepEqual(vf.pci!.vf, { pfAddress: "0000:3b:00.0", index: 2 });
+    assert.equal(vf.pci!.sriov, undefined);
+    assert.equal(vf.rdma!.device, "mlx5_4");
+  });
+
+  it("finds the PCI function above a virtio device and keeps the netdev driver apart", async () => {
+    const devices = await discover(virtioNode());
+    const eth1 = devices.get("eth1")!;
+    assert.equal(eth1.pci!.address, "0000:00:04.0");
+    assert.equal(eth1.pci!.driver, "virtio-pci");
+    assert.equal(eth1.netDriver, "virtio_net");
+    assert.equal(eth1.pci!.numaNode, undefined, "numa_node -1 means no affinity");
+    assert.equal(eth1.speedMbps, undefined, "speed -1 is not a speed");
+    assert.equal(devices.get("dummy0")?.virtual, true);
+    assert.equal(devices.get("dummy0")?.pci, undefined);
+    assert.equal(devices.get("veth1a2b3c4d")?.master, "cni0");
+    assert.equal(devices.get("lo")?.linkType, "loopback");
+  });
+
+  it("reads E810 facts, a down port without speed, and stacked uplinks", async () => {
+    const devices = await discover(e810Node());
+    assert.equal(devices.get("ens2f0")?.pci?.pcieRoot, "pci0000:5d");
+    assert.equal(devices.get("ens2f0")?.pci?.numaNode, 1);
+    assert.deepEqual(devices.get("ens2f0")?.pci?.sriov, { totalVfs: 128, numVfs: 0 });
+    assert.equal(devices.get("ens2f1")?.operState, "down");
+    assert.equal(devices.get("ens2f1")?.speedMbps, undefined);
+    assert.equal(devices.get("ens2f0")?.rdma, undefined);
+    assert.deepEqual(devices.get("bond0.100")?.lowers, ["bond0"]);
+    assert.equal(devices.get("eno1")?.master, "bond0");
+  });
+
+  it("fails clearly when the root has no /sys/class/net", async () => {
+    await assert.rejects(discoverNetDevices(new SysfsRoot("/nonexistent-nc")), { code: "DISCOVERY_NO_SYSFS" });
+  });
+});

@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { after, describe, it } from "node:test";
+import { Inventory, type LinkEventSource, type Timers } from "./inventory.ts";
+import { devicePolicySchema } from "./policy.ts";
+import type { InventorySnapshot } from "./scan.ts";
+import { virtioNode } from "../../test/fixtures/nodes.ts";
+import { writeSysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
+
+/** Timers the test fires by hand. */
+class ManualTimers implements Timers {
+  pending = new Map<number, { fn: () => void; ms: number }>();
+  #next = 0;
+  setTimeout(fn: () => void, ms: number): unknown {
+    const id = ++this.#next;
+    this.pending.set(id, { fn, ms });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.pending.delete(handle as number);
+  }
+  /** Fires every timer due after `ms` (debounce), not the long resync. */
+  fire(ms: number): number {
+    let fired = 0;
+    for (const [id, timer] of [...this.pending]) {
+      if (timer.ms !== ms) continue;
+      this.pending.delete(id);
+      timer.fn();
+      fired++;
+    }
+    return fired;
+  }
+}
+
+class ManualLinks implements LinkEventSource {
+  onChange: (() => void) | undefined;
+  start(onChange: () => void): void {
+    this.onChange = onChange;
+  }
+  stop(): void {
+    this.onChange = undefined;
+  }
+}
+
+const roots: string[] = [];
+after(async () => {
+  for (const root of roots) await rm(root, { recursive: true, force: true });
+});
+
+async function settle(inventory: Inventory, scans: number): Promise<void> {
+  while (inventory.scans < scans) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe("Inventory", () => {
+  it("coalesces a burst of link events into one scan and notifies only on change", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    await writeSysfsFixture(root, virtioNode());
+    const timers = new ManualTimers();
+    const links = new ManualLinks();
+    const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), linkEvents: links, timers, debounceMs: 10, resyncMs: 60_000 });
+    const snapshots: InventorySnapshot[] = [];
+    inventory.subscribe((s) => snapshots.push(s));
+    await inventory.start();
+    assert.equal(inventory.scans, 1);
+    assert.equal(snapshots.length, 1);
+
+    for (let i = 0; i < 5; i++) links.onChange?.();
+    assert.equal(timers.fire(10), 1, "five events, one debounced scan");
+    await settle(inventory, 2);
+    assert.equal(snapshots.length, 1, "an unchanged scan notifies nobody");
+
+    inventory.requestRescan();
+    inventory.requestRescan();
+    assert.equal(timers.fire(10), 1);
+    await settle(inventory, 3);
+    assert.equal(snapshots.length, 1);
+    await inventory.stop();
+    assert.equal(links.onChange, undefined);
+    inventory.requestRescan();
+    assert.equal(timers.fire(10), 0, "a stopped inventory schedules nothing");
+  });
+
+  it("reports a device that appeared, and keeps attached devices published", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
+    const timers = new ManualTimers();
+    const attached = new Set<string>();
+    const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), timers, debounceMs: 10, attached: { attachedDevices: () => attached } });
+    await inventory.start();
+    const names = (): string[] => inventory.current().reports.filter((r) => r.publish).map((r) => r.name);
+    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq"]);
+
+    await rm(root, { recursive: true });
+    await writeSysfsFixture(root, fixture);
+    inventory.requestRescan();
+    timers.fire(10);
+    await settle(inventory, 2);
+    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
+
+    // eth1 moves into a pod: its netdev leaves the host, its report stays.
+    attached.add("pci-0000-00-04-0");
+    await rm(root, { recursive: true });
+    await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
+    inventory.requestRescan();
+    timers.fire(10);
+    await settle(inventory, 3);
+    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
+    assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.attached, true);
+    await inventory.stop();
+  });
+});

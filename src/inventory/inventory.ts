@@ -1,0 +1,179 @@
+/**
+ * The live inventory: scans on start, on link change events, on explicit
+ * requests and periodically, and tells subscribers when what would be
+ * published changed. Bursts of triggers are coalesced: a rescan waits
+ * `debounceMs` after the first trigger and at most one scan runs at a time;
+ * triggers during a scan cause exactly one more.
+ */
+import { isDeepStrictEqual } from "node:util";
+import type { DevicePolicy } from "./policy.ts";
+import { carryAttached, scanInventory, type InventorySnapshot } from "./scan.ts";
+import { SysfsRoot } from "./sysfs.ts";
+import { errorMessage } from "../common/errors.ts";
+
+/**
+ * Something that reports link changes (netlink RTM_NEWLINK/DELLINK, or the
+ * sysfs poller). Only "something changed" matters: the scan reads the rest.
+ */
+export interface LinkEventSource {
+  start(onChange: () => void): void;
+  stop(): void;
+}
+
+/** Which devices are inside pods; the engine implements it. */
+export interface AttachedDevices {
+  /** DRA device names currently attached to a pod. */
+  attachedDevices(): ReadonlySet<string>;
+}
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  clearTimeout: (handle) => {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};
+
+export interface InventoryOptions {
+  /** Root of the sysfs/procfs tree; "/" on a node. */
+  root?: string;
+  policy: DevicePolicy;
+  linkEvents?: LinkEventSource;
+  attached?: AttachedDevices;
+  /** Delay from the first trigger to the scan, so a burst costs one scan. */
+  debounceMs?: number;
+  /** Full rescan period, for changes no event reports (speed, NUMA, VF counts). */
+  resyncMs?: number;
+  timers?: Timers;
+  /** Scan failures (the agent logs them; the last good snapshot stays). */
+  onError?: (err: unknown) => void;
+}
+
+export type SnapshotListener = (snapshot: InventorySnapshot) => void;
+
+export class Inventory {
+  readonly #sysfs: SysfsRoot;
+  readonly #options: Required<Omit<InventoryOptions, "linkEvents" | "attached" | "root">> & {
+    linkEvents: LinkEventSource | undefined;
+    attached: AttachedDevices | undefined;
+  };
+  readonly #listeners = new Set<SnapshotListener>();
+  #snapshot: InventorySnapshot = { reports: [] };
+  #timer: unknown;
+  #resyncTimer: unknown;
+  #scanning: Promise<void> | undefined;
+  #again = false;
+  #running = false;
+  #scans = 0;
+
+  constructor(options: InventoryOptions) {
+    this.#sysfs = new SysfsRoot(options.root ?? "/");
+    this.#options = {
+      policy: options.policy,
+      linkEvents: options.linkEvents,
+      attached: options.attached,
+      debounceMs: options.debounceMs ?? 100,
+      resyncMs: options.resyncMs ?? 60_000,
+      timers: options.timers ?? realTimers,
+      onError: options.onError ?? (() => undefined),
+    };
+  }
+
+  /** Scans once (errors propagate: a node without sysfs cannot run the agent), then watches. */
+  async start(): Promise<void> {
+    this.#running = true;
+    await this.#scan();
+    this.#options.linkEvents?.start(() => {
+      this.requestRescan();
+    });
+    this.#scheduleResync();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#options.linkEvents?.stop();
+    this.#options.timers.clearTimeout(this.#timer);
+    this.#options.timers.clearTimeout(this.#resyncTimer);
+    this.#timer = undefined;
+    await this.#scanning;
+  }
+
+  /** The latest snapshot. */
+  current(): InventorySnapshot {
+    return this.#snapshot;
+  }
+
+  /** Number of completed scans (observability and tests). */
+  get scans(): number {
+    return this.#scans;
+  }
+
+  /** Called with each snapshot that differs from the previous one. */
+  subscribe(listener: SnapshotListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Asks for a rescan soon; cheap and idempotent, so call it on any hint of change. */
+  requestRescan(): void {
+    if (!this.#running || this.#timer !== undefined) return;
+    this.#timer = this.#options.timers.setTimeout(() => {
+      this.#timer = undefined;
+      this.#runScan();
+    }, this.#options.debounceMs);
+  }
+
+  #scheduleResync(): void {
+    if (!this.#running) return;
+    this.#resyncTimer = this.#options.timers.setTimeout(() => {
+      this.requestRescan();
+      this.#scheduleResync();
+    }, this.#options.resyncMs);
+  }
+
+  #runScan(): void {
+    if (this.#scanning !== undefined) {
+      this.#again = true;
+      return;
+    }
+    // Owned by #scanning, which stop() awaits; failures go to onError.
+    void this.#scan()
+      .catch((err: unknown) => {
+        this.#options.onError(err);
+      })
+      .finally(() => {
+        if (this.#again) {
+          this.#again = false;
+          this.requestRescan();
+        }
+      });
+  }
+
+  async #scan(): Promise<void> {
+    const run = (async () => {
+      const scanned = await scanInventory(this.#sysfs, this.#options.policy);
+      const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
+      const next: InventorySnapshot = { reports: carryAttached(scanned.reports, this.#snapshot.reports, attached) };
+      this.#scans++;
+      if (isDeepStrictEqual(next, this.#snapshot)) return;
+      this.#snapshot = next;
+      for (const listener of this.#listeners) {
+        try {
+          listener(next);
+        } catch (err) {
+          this.#options.onError(new Error(`inventory listener failed: ${errorMessage(err)}`, { cause: err }));
+        }
+      }
+    })();
+    this.#scanning = run;
+    try {
+      await run;
+    } finally {
+      this.#scanning = undefined;
+    }
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * One inventory scan: discover, rule out ineligible devices, name them, and
+ * apply the selection policy. The result says for every netdev whether it is
+ * published and why, which is what `netclaim devices` prints.
+ */
+import { deviceAttributes, type DeviceAttributes } from "./attributes.ts";
+import type { NetDevice } from "./device.ts";
+import { discoverNetDevices } from "./discover.ts";
+import { ineligibleDevices } from "./eligibility.ts";
+import { assignDeviceNames } from "./names.ts";
+import { evaluatePolicy, type DevicePolicy } from "./policy.ts";
+import { defaultRouteInterfaces } from "./routes.ts";
+import type { SysfsRoot } from "./sysfs.ts";
+
+export interface DeviceReport {
+  /** DRA device name. */
+  readonly name: string;
+  readonly device: NetDevice;
+  readonly attributes: DeviceAttributes;
+  readonly publish: boolean;
+  readonly reason: string;
+  /** k8s.cni.cncf.io/resourceName when published with a PCI address. */
+  readonly multusResourceName?: string;
+  /** Kept from an earlier scan because the device is attached to a pod. */
+  readonly attached: boolean;
+}
+
+export interface InventorySnapshot {
+  /** Every netdev seen, sorted by device name. */
+  readonly reports: readonly DeviceReport[];
+}
+
+export function publishedDevices(snapshot: InventorySnapshot): DeviceReport[] {
+  return snapshot.reports.filter((r) => r.publish);
+}
+
+export async function scanInventory(sysfs: SysfsRoot, policy: DevicePolicy): Promise<InventorySnapshot> {
+  const [devices, uplinks] = await Promise.all([discoverNetDevices(sysfs), defaultRouteInterfaces(sysfs)]);
+  return { reports: reportDevices(devices, uplinks, policy) };
+}
+
+export function reportDevices(
+  devices: readonly NetDevice[],
+  uplinks: ReadonlySet<string>,
+  policy: DevicePolicy,
+): DeviceReport[] {
+  const ineligible = ineligibleDevices(devices, uplinks);
+  const names = assignDeviceNames(devices);
+  const reports = devices.map((device): DeviceReport => {
+    const name = names.get(device) ?? device.ifName;
+    const attributes = deviceAttributes(device);
+    const excluded = ineligible.get(device.ifName);
+    if (excluded !== undefined) return { name, device, attributes, publish: false, reason: `never published: ${excluded.reason}`, attached: false };
+    const verdict = evaluatePolicy(policy, { ifName: device.ifName, deviceName: name, attributes });
+    if (!verdict.publish) return { name, device, attributes, publish: false, reason: verdict.reason, attached: false };
+    return {
+      name,
+      device,
+      attributes,
+      publish: true,
+      reason: verdict.reason,
+      ...(device.pci !== undefined ? { multusResourceName: verdict.multusResourceName } : {}),
+      attached: false,
+    };
+  });
+  return reports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * Devices attached to pods have left the host namespace, so a scan no longer
+ * sees their netdev; their last published report is carried over unchanged so
+ * the slice keeps describing what the pod holds.
+ */
+export function carryAttached(
+  fresh: readonly DeviceReport[],
+  previous: readonly DeviceReport[],
+  attached: ReadonlySet<string>,
+): DeviceReport[] {
+  const seen = new Set(fresh.map((r) => r.name));
+  const carried = previous
+    .filter((r) => r.publish && attached.has(r.name) && !seen.has(r.name))
+    .map((r) => ({ ...r, attached: true, reason: "attached to a pod (attributes from before it moved)" }));
+  if (carried.length === 0) return [...fresh];
+  return [...fresh, ...carried].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

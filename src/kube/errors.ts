@@ -1,0 +1,39 @@
+import { NetclaimError } from "../common/errors.ts";
+
+export type KubeErrorCode = "KUBE_API" | "KUBE_TRANSPORT" | "KUBE_DECODE";
+
+/**
+ * A failed API request. `status` and `reason` come from the API server's
+ * Status object (404 NotFound, 409 Conflict/AlreadyExists, 422 Invalid...),
+ * so callers branch on them; transport failures have status 0.
+ */
+export class KubeApiError extends NetclaimError<KubeErrorCode> {
+  readonly method: string;
+  readonly path: string;
+  readonly status: number;
+  readonly reason: string;
+
+  constructor(
+    code: KubeErrorCode,
+    init: { method: string; path: string; status: number; reason: string; message: string },
+    options?: ErrorOptions,
+  ) {
+    super(code, `${init.method} ${init.path}: ${init.status === 0 ? "" : `${init.status} ${init.reason}: `}${init.message}`, options);
+    this.method = init.method;
+    this.path = init.path;
+    this.status = init.status;
+    this.reason = init.reason;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 404;
+}
+
+export function isConflict(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 409;
+}
+
+export function isGone(err: unknown): boolean {
+  return err instanceof KubeApiError && err.status === 410;
+}

@@ -1,0 +1,20 @@
+/**
+ * kube/: access to the Kubernetes API. Credentials from
+ * @kubernetes/client-node's KubeConfig; JSON requests and watches over one
+ * keep-alive connection, counted; supervised informers that never give up.
+ */
+export { KubeClient, RequestCounter } from "./client.ts";
+export type { Query, RequestOptions, WatchStream } from "./client.ts";
+export { KubeApiError, isConflict, isGone, isNotFound } from "./errors.ts";
+export type { KubeErrorCode } from "./errors.ts";
+export { Informer } from "./informer.ts";
+export type { InformerOptions } from "./informer.ts";
+export {
+  RESOURCE_SLICES_PATH,
+  createResourceSlice,
+  deleteResourceSlice,
+  getNode,
+  ownSlicesFieldSelector,
+  replaceResourceSlice,
+} from "./resources.ts";
+export type { Device, DeviceAttribute, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";

@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { KubeConfig } from "@kubernetes/client-node";
+import { KubeClient } from "./client.ts";
+import { Informer } from "./informer.ts";
+import type { KubeObject } from "./types.ts";
+
+/**
+ * A scripted API server: each list or watch request takes the next step of
+ * its script, so a test decides exactly which failures the informer meets.
+ */
+type Step = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+let server: http.Server;
+let lists: Step[] = [];
+let watches: Step[] = [];
+const seen: string[] = [];
+
+const object = (name: string, rv: string): KubeObject => ({ metadata: { name, resourceVersion: rv } });
+const listOf = (rv: string, ...items: KubeObject[]): Step => (_req, res) => {
+  res.setHeader("content-type", "application/json");
+  res.end(JSON.stringify({ metadata: { resourceVersion: rv }, items }));
+};
+const status = (code: number): Step => (_req, res) => {
+  res.statusCode = code;
+  res.end(JSON.stringify({ kind: "Status", code, reason: "Scripted", message: `scripted ${code}` }));
+};
+const events = (...lines: unknown[]): Step => (_req, res) => {
+  res.setHeader("content-type", "application/json");
+  for (const line of lines) res.write(`${JSON.stringify(line)}\n`);
+  res.end();
+};
+/** A watch that stays open until the client goes. */
+const hang: Step = (_req, res) => {
+  res.setHeader("content-type", "application/json");
+  res.flushHeaders();
+};
+
+before(async () => {
+  server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const isWatch = url.searchParams.get("watch") === "true";
+    seen.push(`${isWatch ? "watch" : "list"} rv=${url.searchParams.get("resourceVersion") ?? ""} fs=${url.searchParams.get("fieldSelector") ?? ""}`);
+    const step = (isWatch ? watches : lists).shift() ?? hang;
+    step(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+});
+
+after(() => {
+  server.close();
+});
+
+async function client(): Promise<KubeClient> {
+  const config = new KubeConfig();
+  const { port } = server.address() as AddressInfo;
+  config.loadFromClusterAndUser({ name: "fake", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }, { name: "u", token: "t" });
+  return KubeClient.create(config);
+}
+
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+describe("Informer", () => {
+  it("lists, follows the watch, resumes after the server ends it, and relists on 410", async () => {
+    seen.length = 0;
+    lists = [listOf("10", object("a", "10")), listOf("30", object("c", "30"))];
+    watches = [
+      events({ type: "ADDED", object: object("b", "11") }, { type: "BOOKMARK", object: object("", "12") }),
+      events({ type: "DELETED", object: object("a", "13") }, { type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired" } }),
+    ];
+    const kube = await client();
+    const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", fieldSelector: "spec.nodeName=n", onChange: () => undefined, backoff: { initialMs: 1, maxMs: 2 } });
+    informer.start();
+    await informer.synced();
+    await until(() => seen.length >= 5);
+    assert.deepEqual(seen.slice(0, 5), [
+      "list rv= fs=spec.nodeName=n",
+      "watch rv=10 fs=spec.nodeName=n",
+      "watch rv=12 fs=spec.nodeName=n",
+      "list rv= fs=spec.nodeName=n",
+      "watch rv=30 fs=spec.nodeName=n",
+    ]);
+    assert.deepEqual(informer.list().map((o) => o.metadata.name), ["c"]);
+    await informer.stop();
+    kube.close();
+  });
+
+  it("keeps restarting with backoff through any error, then serves the cache", async () => {
+    seen.length = 0;
+    lists = [status(500), status(403), listOf("5", object("a", "5")), listOf("6", object("a", "6"), object("b", "6"))];
+    watches = [status(503)];
+    const errors: unknown[] = [];
+    const kube = await client();
+    const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined, onError: (e) => errors.push(e), backoff: { initialMs: 1, maxMs: 4 } });
+    informer.start();
+    await until(() => informer.list().length === 2);
+    assert.equal(informer.restarts, 3);
+    assert.deepEqual(errors.map((e) => (e as { status?: number }).status), [500, 403, 503]);
+    await informer.stop();
+    kube.close();
+  });
+
+  it("stops promptly while a watch is open", async () => {
+    lists = [listOf("1")];
+    watches = [hang];
+    const kube = await client();
+    const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined });
+    informer.start();
+    await informer.synced();
+    await informer.stop();
+    kube.close();
+  });
+});

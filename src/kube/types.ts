@@ -1,0 +1,77 @@
+/**
+ * The API object shapes netclaim reads and writes, as JSON (resource.k8s.io/v1
+ * and core/v1). Only the fields netclaim uses are typed; objects read from
+ * the server are checked at the boundary by `isKubeObject`.
+ */
+
+export interface ObjectMeta {
+  name?: string;
+  generateName?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  ownerReferences?: OwnerReference[];
+}
+
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+}
+
+/** Exactly one member set. */
+export type DeviceAttribute = { string: string } | { int: number } | { bool: boolean } | { version: string };
+
+export interface Device {
+  name: string;
+  attributes?: Record<string, DeviceAttribute>;
+  capacity?: Record<string, { value: string }>;
+}
+
+export interface ResourcePool {
+  name: string;
+  generation: number;
+  resourceSliceCount: number;
+}
+
+export interface ResourceSliceSpec {
+  driver: string;
+  pool: ResourcePool;
+  nodeName?: string;
+  devices?: Device[];
+}
+
+export interface ResourceSlice extends KubeObject {
+  spec: ResourceSliceSpec;
+}
+
+export interface Node extends KubeObject {
+  spec?: unknown;
+}
+
+export interface ObjectList<T> {
+  metadata: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
+export interface WatchEvent<T> {
+  type: "ADDED" | "MODIFIED" | "DELETED" | "BOOKMARK" | "ERROR";
+  object: T;
+}
+
+export function isKubeObject(value: unknown): value is KubeObject {
+  if (typeof value !== "object" || value === null) return false;
+  const metadata = (value as { metadata?: unknown }).metadata;
+  return typeof metadata === "object" && metadata !== null;
+}

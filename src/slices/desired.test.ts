@@ -1,0 +1,75 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { chunkDevices, sliceName, toApiDevice } from "./desired.ts";
+import type { DeviceReport, NetDevice } from "../inventory/index.ts";
+
+const device: NetDevice = {
+  ifName: "ens1f0v1",
+  ifIndex: 21,
+  linkType: "ether",
+  virtual: false,
+  lowers: [],
+  devPort: 0,
+  pci: { address: "0000:3b:00.3", vendorID: "15b3", deviceID: "101e" },
+};
+
+function report(overrides: Partial<DeviceReport>): DeviceReport {
+  return {
+    name: "pci-0000-3b-00-3",
+    device,
+    attributes: { local: { ifName: "ens1f0v1", mtu: 1500, isSriovVf: true }, standard: { pcieRoot: "pci0000:3a", numaNode: 0 } },
+    publish: true,
+    reason: "eligible",
+    multusResourceName: "example.com/vf",
+    attached: false,
+    ...overrides,
+  };
+}
+
+describe("toApiDevice", () => {
+  it("qualifies attributes by domain with the right value types, keys sorted", () => {
+    const api = toApiDevice(report({}), "netclaim.dev");
+    assert.deepEqual(api, {
+      name: "pci-0000-3b-00-3",
+      attributes: {
+        "k8s.cni.cncf.io/deviceID": { string: "0000:3b:00.3" },
+        "k8s.cni.cncf.io/resourceName": { string: "example.com/vf" },
+        "netclaim.dev/ifName": { string: "ens1f0v1" },
+        "netclaim.dev/isSriovVf": { bool: true },
+        "netclaim.dev/mtu": { int: 1500 },
+        "resource.kubernetes.io/numaNode": { int: 0 },
+        "resource.kubernetes.io/pcieRoot": { string: "pci0000:3a" },
+      },
+    });
+    const keys = Object.keys(api.attributes);
+    assert.deepEqual(keys, [...keys].sort());
+  });
+
+  it("uses the configured driver name and leaves out values the API would reject", () => {
+    const api = toApiDevice(report({ attributes: { local: { ifName: "x".repeat(65) }, standard: {} } }), "example.org");
+    assert.equal(api.attributes?.["example.org/ifName"], undefined);
+    assert.ok("k8s.cni.cncf.io/deviceID" in (api.attributes ?? {}));
+  });
+
+  it("publishes no Multus pair without a resource name", () => {
+    const { multusResourceName, ...withoutName } = report({});
+    assert.ok(multusResourceName !== undefined);
+    const api = toApiDevice(withoutName, "netclaim.dev");
+    assert.equal(api.attributes?.["k8s.cni.cncf.io/deviceID"], undefined);
+  });
+});
+
+describe("chunkDevices and sliceName", () => {
+  it("splits at 128 devices and keeps one empty slice for an empty pool", () => {
+    const devices = Array.from({ length: 300 }, (_, i) => ({ name: `d${i}` }));
+    assert.deepEqual(chunkDevices(devices).map((c) => c.length), [128, 128, 44]);
+    assert.deepEqual(chunkDevices([]), [[]]);
+  });
+
+  it("makes names within the 253-character limit, distinct per node", () => {
+    assert.equal(sliceName({ nodeName: "worker-1", driverName: "netclaim.dev" }, 2), "worker-1-netclaim.dev-2");
+    const long = sliceName({ nodeName: `${"a".repeat(62)}.${"b".repeat(62)}.${"c".repeat(62)}.${"d".repeat(62)}`, driverName: "netclaim.dev" }, 9);
+    assert.ok(long.length <= 253);
+    assert.notEqual(long, sliceName({ nodeName: `${"a".repeat(62)}.${"b".repeat(62)}.${"c".repeat(62)}.${"e".repeat(62)}`, driverName: "netclaim.dev" }, 9));
+  });
+});

@@ -1,0 +1,84 @@
+/**
+ * The ResourceSlices a node should have, computed from the inventory: one
+ * pool named after the node, devices sorted by name and split into slices of
+ * at most 128 (the resource.k8s.io/v1 limit), each slice owned by the Node so
+ * the garbage collector removes them with it. Slice names are deterministic
+ * (<node>-<driver>-<index>) so a deleted slice is recreated under the same
+ * name and a restarted agent recognises its own slices.
+ */
+import { createHash } from "node:crypto";
+import { STANDARD_DOMAIN, type AttributeValue, type DeviceReport } from "../inventory/index.ts";
+import type { Device, DeviceAttribute, OwnerReference, ResourceSlice } from "../kube/index.ts";
+
+export const MAX_DEVICES_PER_SLICE = 128;
+const MAX_STRING_BYTES = 64;
+export const MULTUS_DOMAIN = "k8s.cni.cncf.io";
+
+export interface PoolIdentity {
+  driverName: string;
+  nodeName: string;
+  /** The Node's uid, for the ownerReference. */
+  nodeUID: string;
+}
+
+/** A published device as the API expects it. */
+export function toApiDevice(report: DeviceReport, driverName: string): Device {
+  const attributes: Record<string, DeviceAttribute> = {};
+  const put = (name: string, value: AttributeValue): void => {
+    const attribute = toAttribute(value);
+    if (attribute !== undefined) attributes[name] = attribute;
+  };
+  for (const [key, value] of Object.entries(report.attributes.local)) put(`${driverName}/${key}`, value);
+  for (const [key, value] of Object.entries(report.attributes.standard)) put(`${STANDARD_DOMAIN}/${key}`, value);
+  const pciAddress = report.device.pci?.address;
+  if (pciAddress !== undefined && report.multusResourceName !== undefined) {
+    put(`${MULTUS_DOMAIN}/deviceID`, pciAddress);
+    put(`${MULTUS_DOMAIN}/resourceName`, report.multusResourceName);
+  }
+  return { name: report.name, attributes: sortKeys(attributes) };
+}
+
+function toAttribute(value: AttributeValue): DeviceAttribute | undefined {
+  if (typeof value === "boolean") return { bool: value };
+  if (typeof value === "number") return { int: value };
+  // A longer value would make the API server reject the whole slice; leave the attribute out.
+  return Buffer.byteLength(value) <= MAX_STRING_BYTES ? { string: value } : undefined;
+}
+
+function sortKeys<T>(record: Record<string, T>): Record<string, T> {
+  return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** Devices split into slices; always at least one (possibly empty) so the pool exists. */
+export function chunkDevices(devices: readonly Device[]): Device[][] {
+  if (devices.length === 0) return [[]];
+  const chunks: Device[][] = [];
+  for (let i = 0; i < devices.length; i += MAX_DEVICES_PER_SLICE) chunks.push(devices.slice(i, i + MAX_DEVICES_PER_SLICE));
+  return chunks;
+}
+
+export function sliceName(pool: Pick<PoolIdentity, "driverName" | "nodeName">, index: number): string {
+  const base = `${pool.nodeName}-${pool.driverName}`;
+  // Node and driver names are DNS subdomains of up to 253 and 63 characters; keep the slice name within 253.
+  const bounded = base.length <= 230 ? base : `${base.slice(0, 213)}-${createHash("sha256").update(base).digest("hex").slice(0, 16)}`;
+  return `${bounded}-${index}`;
+}
+
+export function ownerReference(pool: PoolIdentity): OwnerReference {
+  return { apiVersion: "v1", kind: "Node", name: pool.nodeName, uid: pool.nodeUID, controller: true };
+}
+
+/** The slice at `index` of `count`, at pool generation `generation`. */
+export function desiredSlice(pool: PoolIdentity, devices: Device[], index: number, count: number, generation: number): ResourceSlice {
+  return {
+    apiVersion: "resource.k8s.io/v1",
+    kind: "ResourceSlice",
+    metadata: { name: sliceName(pool, index), ownerReferences: [ownerReference(pool)] },
+    spec: {
+      driver: pool.driverName,
+      nodeName: pool.nodeName,
+      pool: { name: pool.nodeName, generation, resourceSliceCount: count },
+      devices,
+    },
+  };
+}

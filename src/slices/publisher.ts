@@ -1,0 +1,225 @@
+/**
+ * Keeps this node's ResourceSlices equal to the inventory, continuously: the
+ * kubelet deletes a node's slices when it starts and 30 s after a driver
+ * disappears, and anyone with access may edit them. The publisher watches
+ * only its own slices (field selector spec.nodeName + spec.driver) and
+ * reconciles on every inventory change and every slice event. Reconciles are
+ * serialised and coalesced; a failed one is retried with jittered backoff.
+ * At steady state it writes nothing: the only requests are the watch's
+ * periodic reconnects.
+ */
+import { planSlices, type SlicePlan } from "./plan.ts";
+import { toApiDevice, type PoolIdentity } from "./desired.ts";
+import type { DeviceReport, InventorySnapshot } from "../inventory/index.ts";
+import {
+  Informer,
+  RESOURCE_SLICES_PATH,
+  createResourceSlice,
+  deleteResourceSlice,
+  getNode,
+  isConflict,
+  isNotFound,
+  ownSlicesFieldSelector,
+  replaceResourceSlice,
+  type KubeClient,
+  type ResourceSlice,
+} from "../kube/index.ts";
+import { NetclaimError } from "../common/errors.ts";
+
+/** What the publisher needs from the inventory. */
+export interface DeviceSource {
+  current(): InventorySnapshot;
+  subscribe(listener: (snapshot: InventorySnapshot) => void): () => void;
+}
+
+export class SlicePublishError extends NetclaimError<"SLICE_NODE" | "SLICE_WRITE"> {}
+
+export interface SlicePublisherOptions {
+  client: KubeClient;
+  driverName: string;
+  nodeName: string;
+  devices: DeviceSource;
+  /** Field manager recorded on writes. */
+  fieldManager?: string;
+  onError?: (err: unknown) => void;
+  /** Called after each reconcile that wrote something. */
+  onPublished?: (plan: SlicePlan) => void;
+  backoff?: { initialMs: number; maxMs: number };
+  /** Watch duration before the server ends it; one request per period at steady state. */
+  watchTimeoutSeconds?: number;
+}
+
+export class SlicePublisher {
+  readonly #options: SlicePublisherOptions;
+  readonly #informer: Informer<ResourceSlice>;
+  #pool: PoolIdentity | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #running: Promise<void> | undefined;
+  #dirty = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryDelay: number;
+  #stopped = false;
+  #reconciles = 0;
+
+  constructor(options: SlicePublisherOptions) {
+    this.#options = options;
+    this.#retryDelay = options.backoff?.initialMs ?? 200;
+    this.#informer = new Informer<ResourceSlice>(options.client, {
+      path: RESOURCE_SLICES_PATH,
+      fieldSelector: ownSlicesFieldSelector(options.nodeName, options.driverName),
+      ...(options.watchTimeoutSeconds !== undefined ? { timeoutSeconds: options.watchTimeoutSeconds } : {}),
+      onChange: () => {
+        this.#kick();
+      },
+      ...(options.onError !== undefined ? { onError: options.onError } : {}),
+    });
+  }
+
+  /** Looks up the Node (retrying until it exists), then publishes and keeps publishing. */
+  async start(): Promise<void> {
+    this.#stopped = false;
+    const node = await this.#nodeIdentity();
+    if (this.#isStopped()) return;
+    this.#pool = { driverName: this.#options.driverName, nodeName: this.#options.nodeName, nodeUID: node };
+    this.#unsubscribe = this.#options.devices.subscribe(() => {
+      this.#kick();
+    });
+    this.#informer.start();
+    await this.#informer.synced();
+    await this.#reconcileNow();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#unsubscribe?.();
+    clearTimeout(this.#retryTimer);
+    await this.#informer.stop();
+    await this.#running;
+  }
+
+  /** The slices as last observed. */
+  slices(): ResourceSlice[] {
+    return this.#informer.list();
+  }
+
+  /** Reconciles completed (observability and tests). */
+  get reconciles(): number {
+    return this.#reconciles;
+  }
+
+  /** Runs a reconcile now and waits for it (and any it coalesced). */
+  async #reconcileNow(): Promise<void> {
+    this.#kick();
+    while (this.#running !== undefined) await this.#running;
+  }
+
+  #kick(): void {
+    if (this.#stopped || this.#pool === undefined) return;
+    if (this.#running !== undefined) {
+      this.#dirty = true;
+      return;
+    }
+    this.#running = this.#reconcileLoop().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  async #reconcileLoop(): Promise<void> {
+    do {
+      this.#dirty = false;
+      try {
+        await this.#reconcile();
+        this.#retryDelay = this.#options.backoff?.initialMs ?? 200;
+      } catch (err) {
+        this.#options.onError?.(err);
+        this.#scheduleRetry();
+        return;
+      }
+    } while (this.#isDirty() && !this.#isStopped());
+  }
+
+  #scheduleRetry(): void {
+    if (this.#stopped || this.#retryTimer !== undefined) return;
+    const max = this.#options.backoff?.maxMs ?? 30_000;
+    const delay = this.#retryDelay / 2 + (Math.random() * this.#retryDelay) / 2;
+    this.#retryDelay = Math.min(this.#retryDelay * 2, max);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#kick();
+    }, delay);
+  }
+
+  async #reconcile(): Promise<void> {
+    const pool = this.#pool;
+    if (pool === undefined) return;
+    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName);
+    const plan = planSlices(pool, devices, this.#informer.list());
+    this.#reconciles++;
+    if (plan.writes.length === 0 && plan.deletes.length === 0) return;
+    const fieldManager = this.#options.fieldManager ?? "netclaim";
+    const client = this.#options.client;
+    for (const slice of plan.writes) {
+      const name = slice.metadata.name ?? "";
+      try {
+        const written =
+          slice.metadata.resourceVersion === undefined
+            ? await createResourceSlice(client, slice, fieldManager)
+            : await replaceResourceSlice(client, slice, fieldManager);
+        this.#informer.observe(written);
+      } catch (err) {
+        // Someone else wrote or deleted it since we looked: the watch brings the
+        // news and kicks a replan; the retry covers a watch that is reconnecting.
+        if (isConflict(err) || isNotFound(err)) {
+          this.#scheduleRetry();
+          return;
+        }
+        throw new SlicePublishError("SLICE_WRITE", `Cannot write ResourceSlice ${name} of pool ${pool.nodeName}`, { cause: err });
+      }
+    }
+    for (const stale of plan.deletes) {
+      try {
+        await deleteResourceSlice(client, stale.name, stale.resourceVersion);
+        this.#informer.forget(stale.name);
+      } catch (err) {
+        if (isNotFound(err)) continue;
+        if (isConflict(err)) {
+          this.#scheduleRetry();
+          return;
+        }
+        throw new SlicePublishError("SLICE_WRITE", `Cannot delete ResourceSlice ${stale.name} of pool ${pool.nodeName}`, { cause: err });
+      }
+    }
+    this.#options.onPublished?.(plan);
+  }
+
+  /** Read through methods: stop() and #kick() flip these while a reconcile awaits. */
+  #isStopped(): boolean {
+    return this.#stopped;
+  }
+
+  #isDirty(): boolean {
+    return this.#dirty;
+  }
+
+  async #nodeIdentity(): Promise<string> {
+    let delay = this.#options.backoff?.initialMs ?? 200;
+    const max = this.#options.backoff?.maxMs ?? 30_000;
+    for (;;) {
+      try {
+        const node = await getNode(this.#options.client, this.#options.nodeName);
+        const uid = node.metadata.uid;
+        if (uid === undefined) throw new SlicePublishError("SLICE_NODE", `Node ${this.#options.nodeName} has no uid`);
+        return uid;
+      } catch (err) {
+        if (this.#stopped) throw err;
+        this.#options.onError?.(err);
+        await new Promise((resolve) => setTimeout(resolve, delay / 2 + (Math.random() * delay) / 2));
+        delay = Math.min(delay * 2, max);
+      }
+    }
+  }
+}
+
+export function publishedApiDevices(reports: readonly DeviceReport[], driverName: string): ReturnType<typeof toApiDevice>[] {
+  return reports.filter((r) => r.publish).map((r) => toApiDevice(r, driverName));
+}

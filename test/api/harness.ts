@@ -1,0 +1,211 @@
+/**
+ * Shared helpers for tests against the real control plane that
+ * hack/cluster/cluster.sh runs (the mk prereq starts it; `up` is idempotent
+ * and instant when it already runs).
+ */
+import { execFile, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { KubeConfig } from "@kubernetes/client-node";
+import { KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
+import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
+import { Inventory, devicePolicySchema, type LinkEventSource } from "../../src/inventory/index.ts";
+import { SlicePublisher } from "../../src/slices/index.ts";
+
+const run = promisify(execFile);
+const repo = new URL("../../", import.meta.url).pathname;
+
+export interface Cluster {
+  kubeconfig: string;
+  kubectl: string;
+  admin: KubeClient;
+}
+
+let cached: Cluster | undefined;
+
+export async function cluster(): Promise<Cluster> {
+  if (cached !== undefined) return cached;
+  const up = spawnSync(join(repo, "hack/cluster/cluster.sh"), ["up"], { stdio: ["ignore", "inherit", "inherit"] });
+  if (up.status !== 0) throw new Error("hack/cluster/cluster.sh up failed");
+  const env = await run(join(repo, "hack/cluster/cluster.sh"), ["env"]);
+  const vars = Object.fromEntries(env.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
+  const kubeconfig = vars.NETCLAIM_KUBECONFIG ?? "";
+  const kubectl = join(vars.NETCLAIM_KUBE_BIN ?? "", "kubectl");
+  const config = new KubeConfig();
+  config.loadFromFile(kubeconfig);
+  cached = { kubeconfig, kubectl, admin: await KubeClient.create(config) };
+  // The agent's RBAC, admission policy and DeviceClasses, exactly as shipped.
+  const manifests = await run(kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
+  await kubectlApply(cached, manifests.stdout);
+  return cached;
+}
+
+export async function kubectlApply(c: Cluster, yaml: string): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile(c.kubectl, ["--kubeconfig", c.kubeconfig, "apply", "-f", "-"], (err) => {
+      if (err) reject(new Error(`kubectl apply failed: ${err.message}`, { cause: err }));
+      else resolve();
+    });
+    child.stdin?.end(yaml);
+  });
+}
+
+/** A Node object with capacity, so the scheduler can place pods on it; no kubelet runs. */
+export async function createFakeNode(c: Cluster, name: string): Promise<Node> {
+  await deleteIfExists(c, `/api/v1/nodes/${name}`);
+  // Slices of an earlier run are owned by the old Node; let the garbage collector finish with
+  // them, or its late deletes would race the agent under test.
+  await waitFor(`slices of the old node ${name} to be collected`, async () =>
+    (await nodeSlices(c, name)).length === 0 ? true : undefined, 60_000);
+  const node = await c.admin.request<Node>("POST", "/api/v1/nodes", {
+    body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, "netclaim.dev/test": "api" } } },
+  });
+  await c.admin.request("PATCH", `/api/v1/nodes/${name}/status`, {
+    contentType: "application/merge-patch+json",
+    body: {
+      status: {
+        capacity: { cpu: "8", memory: "16Gi", pods: "110" },
+        allocatable: { cpu: "8", memory: "16Gi", pods: "110" },
+        conditions: [{ type: "Ready", status: "True", reason: "FakeNode", message: "no kubelet; test node", lastHeartbeatTime: new Date().toISOString(), lastTransitionTime: new Date().toISOString() }],
+      },
+    },
+  });
+  return node;
+}
+
+export async function deleteIfExists(c: Cluster, path: string): Promise<void> {
+  try {
+    await c.admin.request("DELETE", path);
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+/**
+ * A client with the agent's own credentials: a ServiceAccount token bound to
+ * a Pod on `nodeName`, as the kubelet would mount it, so the API server adds
+ * the node name the admission policy checks. The Pod never runs.
+ */
+export async function agentClient(c: Cluster, nodeName: string): Promise<KubeClient> {
+  return tokenClient(c, await agentToken(c, nodeName));
+}
+
+/** The token behind agentClient. */
+export async function agentToken(c: Cluster, nodeName: string): Promise<string> {
+  // A fresh pod each time: a pod on a node without a kubelet never finishes terminating.
+  const podName = `agent-${nodeName}-${randomUUID().slice(0, 8)}`;
+  const pod = await c.admin.request<{ metadata: { uid: string } }>("POST", "/api/v1/namespaces/netclaim/pods", {
+    body: {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: podName },
+      spec: {
+        nodeName,
+        serviceAccountName: "netclaim-agent",
+        automountServiceAccountToken: false,
+        tolerations: [{ operator: "Exists" }],
+        containers: [{ name: "agent", image: "netclaim.invalid/agent:test" }],
+      },
+    },
+  });
+  const review = await c.admin.request<{ status: { token: string } }>(
+    "POST",
+    "/api/v1/namespaces/netclaim/serviceaccounts/netclaim-agent/token",
+    {
+      body: {
+        apiVersion: "authentication.k8s.io/v1",
+        kind: "TokenRequest",
+        spec: { expirationSeconds: 3600, boundObjectRef: { apiVersion: "v1", kind: "Pod", name: podName, uid: pod.metadata.uid } },
+      },
+    },
+  );
+  return review.status.token;
+}
+
+/** A client for the test cluster that authenticates with `token`. */
+export async function tokenClient(c: Cluster, token: string): Promise<KubeClient> {
+  const admin = new KubeConfig();
+  admin.loadFromFile(c.kubeconfig);
+  const cluster = admin.getCurrentCluster();
+  if (cluster === null) throw new Error("admin kubeconfig has no cluster");
+  const config = new KubeConfig();
+  config.loadFromClusterAndUser(cluster, { name: "netclaim-agent", token });
+  return KubeClient.create(config);
+}
+
+/** Materialises a sysfs fixture in a fresh temporary directory. */
+export async function fixtureRoot(fixture: SysfsFixture): Promise<{ root: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const root = await mkdtemp("/tmp/nc-api-");
+  await writeSysfsFixture(root, fixture);
+  return { root, [Symbol.asyncDispose]: () => rm(root, { recursive: true, force: true }) };
+}
+
+export async function nodeSlices(c: Cluster, nodeName: string): Promise<ResourceSlice[]> {
+  const list = await c.admin.request<{ items: ResourceSlice[] }>("GET", "/apis/resource.k8s.io/v1/resourceslices", {
+    query: { fieldSelector: `spec.nodeName=${nodeName}` },
+  });
+  return list.items.sort((a, b) => (a.metadata.name ?? "").localeCompare(b.metadata.name ?? ""));
+}
+
+/** Polls until `check` returns a value other than undefined, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`, { cause: lastError });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export interface RunningAgent {
+  inventory: Inventory;
+  publisher: SlicePublisher;
+  client: KubeClient;
+  errors: unknown[];
+  stop(): Promise<void>;
+}
+
+/** The inventory and slice publisher as the agent wires them, on a fixture or the real root. */
+export async function startAgent(options: {
+  client: KubeClient;
+  nodeName: string;
+  root: string;
+  policy?: unknown;
+  linkEvents?: LinkEventSource;
+}): Promise<RunningAgent> {
+  const errors: unknown[] = [];
+  const inventory = new Inventory({
+    root: options.root,
+    policy: devicePolicySchema.parse(options.policy),
+    debounceMs: 20,
+    ...(options.linkEvents !== undefined ? { linkEvents: options.linkEvents } : {}),
+    onError: (err) => errors.push(err),
+  });
+  await inventory.start();
+  const publisher = new SlicePublisher({
+    client: options.client,
+    driverName: "netclaim.dev",
+    nodeName: options.nodeName,
+    devices: inventory,
+    onError: (err) => errors.push(err),
+  });
+  await publisher.start();
+  return {
+    inventory,
+    publisher,
+    client: options.client,
+    errors,
+    async stop() {
+      await publisher.stop();
+      await inventory.stop();
+    },
+  };
+}
