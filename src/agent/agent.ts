@@ -1,10 +1,37 @@
 /**
- * The composition root: starts the agent's parts in order and stops them in
- * reverse when the signal fires.
+ * The composition root: starts the agent's parts in dependency order and
+ * stops them in reverse when the signal fires (or unwinds what started if a
+ * later part fails).
+ *
+ * Start order, and why:
+ *  1. state store, API client, netlink worker;
+ *  2. engine recovery: finish or roll back what a crashed agent left, before
+ *     anything new happens;
+ *  3. inventory and slice publication (the scheduler needs our devices);
+ *  4. NRI plugin (so pod starts are seen);
+ *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
+ * Stop order is the reverse: the kubelet stops sending work first.
  */
 import { once } from "node:events";
+import { join } from "node:path";
+import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
+import { NetworkPreparer } from "../claims/preparer.ts";
+import { errorMessage } from "../common/errors.ts";
+import { ClaimState, DraPlugin } from "../dra/index.ts";
+import { AttachEngine } from "../engine/index.ts";
+import { Inventory } from "../inventory/index.ts";
+import { KubeClient } from "../kube/index.ts";
+import { linkEventSource, NetlinkClient } from "../netlink/index.ts";
+import { createNriPlugin } from "../nri/index.ts";
+import { SlicePublisher } from "../slices/index.ts";
+import { StateStore } from "../store/index.ts";
+import { apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
+import { AgentConfigError } from "./config.ts";
+import { InventoryHealth } from "./inventory-health.ts";
+import { PodNetwork } from "./pod-network.ts";
+import { ClaimStatusReporter } from "./status-reporter.ts";
 
 export interface AgentRuntime {
   logger: Logger;
@@ -13,10 +40,107 @@ export interface AgentRuntime {
 
 export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Promise<void> {
   const { logger, signal } = runtime;
+  const nodeName = config.nodeName;
+  if (nodeName === undefined) {
+    throw new AgentConfigError("CONFIG_INVALID", "Cannot start the agent: nodeName is not set; set NODE_NAME (the DaemonSet does it from spec.nodeName) or --node-name");
+  }
+  await using stack = new AsyncDisposableStack();
+
+  const store = await StateStore.open(config.stateDir);
+  const kubeConfig = new KubeConfig();
+  if (config.kubeconfig === undefined) kubeConfig.loadFromCluster();
+  else kubeConfig.loadFromFile(config.kubeconfig);
+  const client = await KubeClient.create(kubeConfig);
+  stack.defer(() => {
+    client.close();
+  });
+
+  const netlink = new NetlinkClient();
+  await netlink.start();
+  stack.defer(() => netlink.close());
+  const rdmaMode = await netlink.rdmaNetnsMode().catch(() => "shared" as const);
+
+  const engine = new AttachEngine({ netlink, store });
+  const recovered = await engine.recover();
+  if (recovered.size > 0) logger.info({ recovered: Object.fromEntries(recovered) }, "finished attachments a previous agent left");
+
+  const status = new ClaimStatusReporter({ client, driverName: config.driverName, poolName: nodeName, logger: logger.child({ part: "status" }) });
+  status.start();
+  stack.defer(() => status.close());
+
+  const claims = new ClaimState(store, config.driverName);
+  const podNetwork = new PodNetwork({ claims, engine, netlink, status, rdmaMode, logger: logger.child({ part: "pods" }) });
+  await podNetwork.refreshAttached();
+  stack.defer(() => podNetwork.settle());
+
+  const inventory = new Inventory({
+    root: config.inventory.root,
+    policy: config.devices,
+    linkEvents: linkEventSource(),
+    attached: podNetwork,
+    resyncMs: config.inventory.resyncSeconds * 1000,
+    onError: (err) => {
+      logger.warn({ err: errorMessage(err) }, "device scan failed; keeping the last inventory");
+    },
+  });
+  await inventory.start();
+  stack.defer(() => inventory.stop());
+  podNetwork.onAttachedChange(() => {
+    inventory.requestRescan();
+  });
+
+  const publisher = new SlicePublisher({
+    client,
+    driverName: config.driverName,
+    nodeName,
+    devices: inventory,
+    onError: (err) => {
+      logger.warn({ err: errorMessage(err) }, "publishing ResourceSlices failed; retrying");
+    },
+  });
+  await publisher.start();
+  stack.defer(() => publisher.stop());
+
+  const nri = createNriPlugin(podNetwork, {
+    socketPath: config.nri.socketPath,
+    pluginName: config.nri.pluginName,
+    pluginIndex: config.nri.pluginIndex,
+    logger: logger.child({ part: "nri" }),
+  });
+  nri.onStateChange((state, cause) => {
+    logger.info({ state, cause: cause === undefined ? undefined : errorMessage(cause) }, "NRI connection");
+  });
+  nri.start();
+  stack.defer(() => nri.close());
+
+  const preparer = new NetworkPreparer({
+    driverName: config.driverName,
+    poolName: nodeName,
+    devices: inventoryLookup(() => inventory.current()),
+    nads: apiNadSource(client),
+    cdi: cdiPublisher(config.cdi.specDir, { sysfs: join(config.inventory.root, "sys"), dev: "/dev" }),
+    store,
+    cniPluginDirs: config.cni.binDirs,
+    runtimeConnected: () => nri.state === "connected",
+    logger: logger.child({ part: "prepare" }),
+  });
+  const dra = await DraPlugin.start({
+    driver: config.driverName,
+    kubeletRootDir: config.kubelet.rootDir,
+    podUID: config.kubelet.podUID,
+    versions: config.kubelet.draVersions,
+    store,
+    claimSource: apiClaimSource(client),
+    preparer: draPreparer(preparer, status),
+    health: new InventoryHealth(inventory, nodeName),
+    logger: logger.child({ part: "dra" }),
+  });
+  stack.defer(() => dra.close());
+
   logger.info(
-    { driverName: config.driverName, nodeName: config.nodeName, stateDir: config.stateDir },
+    { driverName: config.driverName, nodeName, draSocket: dra.paths, nriSocket: config.nri.socketPath, rdmaMode },
     "netclaim agent started",
   );
   if (!signal.aborted) await once(signal, "abort");
-  logger.info("netclaim agent stopped");
+  logger.info("netclaim agent stopping");
 }

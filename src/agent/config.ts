@@ -8,6 +8,7 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { NetclaimError } from "../common/errors.ts";
+import { devicePolicySchema } from "../inventory/index.ts";
 
 export const AGENT_CONFIG_API_VERSION = "netclaim.dev/v1alpha1";
 
@@ -30,6 +31,30 @@ export const agentConfigSchema = z
     nodeName: dnsSubdomain.optional(),
     /** Where the agent keeps its crash-safe state. */
     stateDir: absolutePath.default("/var/lib/netclaim"),
+    /** A kubeconfig file; without it the agent uses its pod's service account. */
+    kubeconfig: absolutePath.optional(),
+    /** Which network devices to publish (see docs/devices.md). */
+    devices: devicePolicySchema,
+    inventory: z
+      .strictObject({
+        /** Root of the sysfs/procfs tree to read devices from ("/" on a node). */
+        root: absolutePath.default("/"),
+        /** Full rescan period in seconds, for changes no link event reports. */
+        resyncSeconds: z.number().int().min(5).max(3600).default(60),
+      })
+      .prefault({}),
+    cni: z
+      .strictObject({
+        /** Where CNI plugins (IPAM) are looked up; OpenShift uses /var/lib/cni/bin. */
+        binDirs: z.array(absolutePath).min(1).default(["/opt/cni/bin"]),
+      })
+      .prefault({}),
+    cdi: z
+      .strictObject({
+        /** Where CDI specs for RDMA character devices are written. */
+        specDir: absolutePath.default("/var/run/cdi"),
+      })
+      .prefault({}),
     log: z
       .strictObject({
         level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).default("info"),
@@ -94,6 +119,7 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "POD_UID", path: ["kubelet", "podUID"], help: "agent pod UID (rolling-update socket names)" },
   { name: "NETCLAIM_DRIVER_NAME", path: ["driverName"], help: "DRA driver name" },
   { name: "NETCLAIM_STATE_DIR", path: ["stateDir"], help: "state directory" },
+  { name: "KUBECONFIG", path: ["kubeconfig"], help: "kubeconfig file (default: in-cluster service account)" },
   { name: "NETCLAIM_LOG_LEVEL", path: ["log", "level"], help: "log level" },
   { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },
   { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },

@@ -86,7 +86,7 @@ describe("NetworkPreparer.prepare", () => {
     const [device] = plan.devices;
     assert.ok(device);
     assert.equal(device.mode, "native");
-    assert.deepEqual(device.identity, { name: "ens3f1", ifindex: 8, pciAddress: "0000:03:00.1", permanentMac: "0c:42:a1:00:00:02" });
+    assert.deepEqual(device.identity, { name: "ens3f1", ifindex: 8, pciAddress: "0000:03:00.1" });
     assert.deepEqual(device.interface, { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"], sysctls: {} });
   });
 

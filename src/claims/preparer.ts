@@ -41,8 +41,12 @@ export interface NadSource {
 }
 
 export interface CdiPublisher {
-  /** Writes the claim's CDI spec; returns the CDI device id per DRA device name. */
-  write(claimUid: string, devices: readonly { name: string; charDevices: readonly string[] }[]): Promise<Map<string, string>>;
+  /**
+   * Writes CDI specs exposing each device's RDMA character devices; returns
+   * the CDI device id per DRA device name.
+   */
+  write(claimUid: string, devices: readonly { name: string; rdmaDevice: string }[]): Promise<Map<string, string>>;
+  /** Removes every spec written for the claim. */
   remove(claimUid: string): Promise<void>;
 }
 
@@ -102,7 +106,7 @@ export class NetworkPreparer {
       for (const result of ours) {
         taken.push(await this.#prepareDevice(claim, result, what, signal));
       }
-      const cdiDevices = taken.filter((d) => d.rdma !== undefined).map((d) => ({ name: d.device, charDevices: d.rdma?.charDevices ?? [] }));
+      const cdiDevices = taken.flatMap((d) => (d.rdma === undefined ? [] : [{ name: d.device, rdmaDevice: d.rdma.device }]));
       if (cdiDevices.length > 0) {
         const ids = await this.#options.cdi.write(claim.ref.uid, cdiDevices);
         for (const device of taken) {
@@ -154,11 +158,11 @@ export class NetworkPreparer {
       pool: result.pool,
       device: result.device,
       mode: config.mode,
+      // The current MAC is not an identity (a pod may change it); the PCI address is.
       identity: {
         name: device.ifName,
         ifindex: device.ifIndex,
         ...(device.pciAddress !== undefined ? { pciAddress: device.pciAddress } : {}),
-        ...(device.mac !== undefined ? { permanentMac: device.mac } : {}),
       },
       interface: {
         ...(config.interface.name !== undefined ? { name: config.interface.name } : {}),

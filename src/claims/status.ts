@@ -132,12 +132,12 @@ function rfc3339(date: Date): string {
 export function claimStatusApplyBody(
   claim: { namespace: string; name: string; uid: string },
   devices: readonly AllocatedDeviceStatus[],
-): Record<string, unknown> {
+): { apiVersion: string; kind: string; metadata: { namespace: string; name: string; uid: string }; status: { devices: AllocatedDeviceStatus[] } } {
   return {
     apiVersion: "resource.k8s.io/v1",
     kind: "ResourceClaim",
     // The uid makes the apply fail instead of touching a recreated claim of the same name.
     metadata: { namespace: claim.namespace, name: claim.name, uid: claim.uid },
-    status: { devices },
+    status: { devices: [...devices] },
   };
 }

@@ -5,7 +5,6 @@
  */
 import { parseArgs } from "node:util";
 import { readFileSync } from "node:fs";
-import { runAgentCommand } from "./agent-command.ts";
 import { UsageError } from "./usage-error.ts";
 import { NetclaimError, errorMessage } from "../common/errors.ts";
 
@@ -18,6 +17,7 @@ Usage:
 
 Commands:
   agent     run the node agent (normally as a DaemonSet); see \`netclaim agent --help\`
+  devices   show this node's network devices and whether they would be published
   version   print the netclaim version
   help      show this help
 
@@ -50,8 +50,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       );
       return 0;
     }
+    // Subcommands load on demand: `version` must not pay for the agent's dependencies.
     case "agent":
-      return runAgentCommand(rest);
+      return (await import("./agent-command.ts")).runAgentCommand(rest);
+    case "devices":
+      return (await import("./devices-command.ts")).runDevicesCommand(rest);
     default:
       throw new UsageError(`Cannot run unknown command "${command}": see \`netclaim --help\``);
   }

@@ -109,7 +109,7 @@ export async function getResourceClaim(client: KubeClient, namespace: string, na
  */
 export async function applyResourceClaimStatus(
   client: KubeClient,
-  body: { metadata: { namespace: string; name: string } } & Record<string, unknown>,
+  body: { metadata: { namespace: string; name: string } },
   fieldManager: string,
   signal?: AbortSignal,
 ): Promise<void> {

@@ -18,3 +18,12 @@ export {
   replaceResourceSlice,
 } from "./resources.ts";
 export type { Device, DeviceAttribute, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
+export {
+  applyResourceClaimStatus,
+  createEvent,
+  getNetworkAttachmentDefinition,
+  getResourceClaim,
+  parseResourceClaim,
+  resourceClaimSchema,
+} from "./claims.ts";
+export type { ClaimDeviceStatus, EventTarget, NetworkAttachmentDefinition, ResourceClaim } from "./claims.ts";

@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_FLAGS } from "../../src/cli/flags.ts";
+import { connectxNode } from "../fixtures/nodes.ts";
+import { writeSysfsFixture } from "../fixtures/sysfs-tree.ts";
 
 const run = promisify(execFile);
 const MAIN = new URL("../../src/cli/main.ts", import.meta.url).pathname;
@@ -55,6 +57,22 @@ describe("netclaim CLI", () => {
     const config = JSON.parse(stdout) as { nodeName: string; kubelet: { draVersions: string[] } };
     assert.equal(config.nodeName, "worker-1");
     assert.deepEqual(config.kubelet.draVersions, ["v1beta1"]);
+  });
+
+  it("devices shows what would be published from a sysfs tree, and why", async () => {
+    const root = await mkdtemp(join(tmpdir(), "netclaim-sysfs-"));
+    await writeSysfsFixture(root, connectxNode());
+    const dir = await mkdtemp(join(tmpdir(), "netclaim-cli-"));
+    const optIn = join(dir, "opt-in.yaml");
+    await writeFile(optIn, "devices:\n  include: []\n");
+    const all = await netclaim("devices", "--root", root, "--json");
+    assert.equal(all.code, 0, all.stderr);
+    const reports = JSON.parse(all.stdout) as { device: string; publish: boolean; reason: string }[];
+    assert.ok(reports.some((r) => r.publish), "the ConnectX fixture has publishable devices");
+    assert.ok(reports.some((r) => !r.publish && /default route/.test(r.reason)), "the uplink is never published");
+    const none = await netclaim("devices", "--root", root, "--json", "--config", optIn);
+    assert.equal(none.code, 0, none.stderr);
+    assert.ok((JSON.parse(none.stdout) as { publish: boolean }[]).every((r) => !r.publish), "an empty include list publishes nothing");
   });
 
   it("rejects an unknown command and an unknown flag with exit status 2", async () => {

@@ -1,0 +1,153 @@
+/**
+ * Adapters between the DRA layer's interfaces (ClaimSource, ClaimPreparer)
+ * and the network semantics in claims/, plus the inventory and CDI views the
+ * preparer needs. Only the composition root knows both sides.
+ */
+import { readdir, rm } from "node:fs/promises";
+import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource } from "../claims/preparer.ts";
+import type { ClaimPlan } from "../claims/plan.ts";
+import { ClaimPrepareError } from "../claims/errors.ts";
+import { errorMessage } from "../common/errors.ts";
+import type { ClaimContent, ClaimPreparer, ClaimRef, ClaimSource, DriverClaim, JsonValue, PreparedClaim } from "../dra/index.ts";
+import { baseRequestName } from "../dra/index.ts";
+import { cdiDeviceId, rdmaCharDevices, writeCdiSpec } from "../engine/index.ts";
+import type { InventorySnapshot } from "../inventory/index.ts";
+import { getNetworkAttachmentDefinition, getResourceClaim, type KubeClient } from "../kube/index.ts";
+import type { ClaimStatusReporter } from "./status-reporter.ts";
+
+/** Claims straight from the API server: the kubelet has just read the same object. */
+export function apiClaimSource(client: KubeClient): ClaimSource {
+  return {
+    async get(ref: ClaimRef, options: { signal: AbortSignal }): Promise<ClaimContent> {
+      const claim = await getResourceClaim(client, ref.namespace, ref.name, options.signal);
+      const devices = claim.status?.allocation?.devices;
+      return {
+        ref: { namespace: claim.metadata.namespace, name: claim.metadata.name, uid: claim.metadata.uid },
+        allocation:
+          claim.status?.allocation == null
+            ? undefined
+            : {
+                results: (devices?.results ?? []).map((r) => ({
+                  request: r.request,
+                  driver: r.driver,
+                  pool: r.pool,
+                  device: r.device,
+                  shareID: r.shareID,
+                  adminAccess: r.adminAccess ?? undefined,
+                })),
+                config: (devices?.config ?? []).flatMap((c) =>
+                  c.opaque == null
+                    ? []
+                    : [{ source: c.source, requests: c.requests ?? [], driver: c.opaque.driver, parameters: (c.opaque.parameters ?? null) as JsonValue }],
+                ),
+              },
+        reservedFor: (claim.status?.reservedFor ?? []).map((c) => ({ resource: c.resource, apiGroup: c.apiGroup ?? undefined, name: c.name, uid: c.uid })),
+      };
+    },
+  };
+}
+
+/**
+ * The DRA layer's ClaimPreparer on top of the network preparer; the claim
+ * status says "prepared" (or "left to Multus") as soon as prepare succeeded,
+ * and our entries go away at unprepare.
+ */
+export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReporter): ClaimPreparer {
+  return {
+    async prepare(claim: DriverClaim, options: { signal: AbortSignal }): Promise<PreparedClaim> {
+      let plan: ClaimPlan;
+      try {
+        plan = await preparer.prepare({ ref: claim.ref, results: claim.results, config: claim.config, reservedFor: claim.reservedFor }, options.signal);
+      } catch (err) {
+        reportPrepareFailure(status, claim, err);
+        throw err;
+      }
+      for (const device of plan.devices) {
+        status.setDevice(
+          plan.claim,
+          device.device,
+          device.mode === "multus" ? { kind: "delegated", resourceName: device.resourceName ?? "" } : { kind: "prepared" },
+        );
+      }
+      return {
+        devices: plan.devices.map((d) => ({
+          requestNames: [baseRequestName(d.request)],
+          poolName: d.pool,
+          deviceName: d.device,
+          cdiDeviceIDs: d.cdiDeviceIds,
+        })),
+        plan: plan as unknown as JsonValue,
+      };
+    },
+    async unprepare(ref: ClaimRef, prepared: PreparedClaim | undefined, options: { signal: AbortSignal }): Promise<void> {
+      await preparer.unprepare(ref.uid, prepared?.plan, options.signal);
+      status.clearClaim(ref);
+    },
+  };
+}
+
+/** Published devices of the latest inventory snapshot, by DRA device name. */
+export function inventoryLookup(snapshot: () => InventorySnapshot): DeviceLookup {
+  return {
+    find(deviceName) {
+      const report = snapshot().reports.find((r) => r.publish && r.name === deviceName);
+      if (report === undefined) return undefined;
+      const { device } = report;
+      return {
+        ifName: device.ifName,
+        ifIndex: device.ifIndex,
+        mac: device.mac,
+        pciAddress: device.pci?.address,
+        rdma: device.rdma === undefined ? undefined : { device: device.rdma.device, charDevices: device.rdma.charDevices },
+        resourceName: report.multusResourceName,
+      };
+    },
+  };
+}
+
+export function apiNadSource(client: KubeClient): NadSource {
+  return {
+    async config(namespace, name, signal) {
+      return (await getNetworkAttachmentDefinition(client, namespace, name, signal)).spec.config;
+    },
+  };
+}
+
+/** CDI specs under `specDir`, one per RDMA device of a claim, named `<claimUid>-<device>`. */
+export function cdiPublisher(specDir: string, roots: { sysfs: string; dev: string }): CdiPublisher {
+  return {
+    async write(claimUid, devices) {
+      const ids = new Map<string, string>();
+      for (const device of devices) {
+        const name = `${claimUid}-${device.name}`;
+        await writeCdiSpec(specDir, name, await rdmaCharDevices(device.rdmaDevice, roots));
+        ids.set(device.name, cdiDeviceId(name));
+      }
+      return ids;
+    },
+    async remove(claimUid) {
+      let names: string[];
+      try {
+        names = await readdir(specDir);
+      } catch {
+        return;
+      }
+      await Promise.all(names.filter((n) => n.includes(`_${claimUid}-`)).map((n) => rm(`${specDir}/${n}`, { force: true })));
+    },
+  };
+}
+
+/**
+ * The kubelet shows a failed prepare only on the pod, as a generic
+ * FailedPrepareDynamicResources event; we add ours on the claim and the pod,
+ * with the reason and the field, so `kubectl describe` on either says what to fix.
+ */
+function reportPrepareFailure(status: ClaimStatusReporter, claim: DriverClaim, err: unknown): void {
+  const reason = err instanceof ClaimPrepareError && err.code === "CLAIM_INVALID_CONFIG" ? "NetworkConfigInvalid" : "NetworkPrepareFailed";
+  const message = errorMessage(err);
+  status.event({ apiVersion: "resource.k8s.io/v1", kind: "ResourceClaim", ...claim.ref }, "Warning", reason, message);
+  for (const consumer of claim.reservedFor) {
+    if (consumer.resource !== "pods") continue;
+    status.event({ apiVersion: "v1", kind: "Pod", namespace: claim.ref.namespace, name: consumer.name, uid: consumer.uid }, "Warning", reason, message);
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The NRI side of claims: when the runtime starts a pod sandbox, the pod's
+ * prepared claim plans become engine attachments; when it stops or removes
+ * it, they are restored to the host; after a (re)connection, Synchronize
+ * attaches what a running pod is missing and restores what belongs to pods
+ * that are gone.
+ *
+ * RunPodSandbox is on the runtime's 2 s clock: it reads plans from disk,
+ * names the interfaces and lets the engine execute. Everything slow (status
+ * writes, events) is handed to the status reporter.
+ */
+import type { Logger } from "pino";
+import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
+import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
+import { errorMessage } from "../common/errors.ts";
+import type { ClaimState } from "../dra/index.ts";
+import type { AttachEngine, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
+import type { AttachedDevices } from "../inventory/index.ts";
+import type { NetlinkClient } from "../netlink/index.ts";
+import { NriHandlerError, StatusCode, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState } from "../nri/index.ts";
+import type { ClaimStatusReporter } from "./status-reporter.ts";
+
+export interface PodNetworkOptions {
+  claims: ClaimState;
+  engine: AttachEngine;
+  netlink: NetlinkClient;
+  status: ClaimStatusReporter;
+  /** The kernel's RDMA namespace mode: in exclusive mode RDMA devices move with their netdev. */
+  rdmaMode: "shared" | "exclusive";
+  logger: Logger;
+}
+
+interface PlannedDevice {
+  claim: ClaimPlan;
+  device: DevicePlan;
+  key: string;
+}
+
+/** The engine's journal key of one device of one claim. */
+export function attachmentKey(claimUid: string, device: string): string {
+  return `${claimUid}:${device}`;
+}
+
+export class PodNetwork implements NriHandlers, AttachedDevices {
+  readonly #options: PodNetworkOptions;
+  /** Background work started by Synchronize; awaited at close. */
+  #resync: Promise<void> = Promise.resolve();
+  /** DRA device names inside pods, for the inventory (it keeps publishing them as they were). */
+  #attached: ReadonlySet<string> = new Set();
+  readonly #attachedListeners = new Set<() => void>();
+
+  constructor(options: PodNetworkOptions) {
+    this.#options = options;
+  }
+
+  attachedDevices(): ReadonlySet<string> {
+    return this.#attached;
+  }
+
+  onAttachedChange(listener: () => void): () => void {
+    this.#attachedListeners.add(listener);
+    return () => this.#attachedListeners.delete(listener);
+  }
+
+  /** Re-reads which devices the engine has in pods. */
+  async refreshAttached(): Promise<void> {
+    const keys = await this.#options.engine.attachments();
+    const next = new Set(keys.map((key) => key.slice(key.lastIndexOf(":") + 1)));
+    const changed = next.size !== this.#attached.size || [...next].some((d) => !this.#attached.has(d));
+    this.#attached = next;
+    if (changed) for (const listener of [...this.#attachedListeners]) listener();
+  }
+
+  async runPodSandbox(pod: PodSandboxInfo, _ctx: HandlerContext): Promise<void> {
+    await this.#attachPod(pod, { late: false });
+  }
+
+  async stopPodSandbox(pod: PodSandboxInfo): Promise<void> {
+    await this.#detachPod(pod.uid);
+  }
+
+  async removePodSandbox(pod: PodSandboxInfo): Promise<void> {
+    await this.#detachPod(pod.uid);
+  }
+
+  synchronize(state: SynchronizedState): void {
+    // Answer the runtime at once; catching up may take longer than its timeout.
+    this.#resync = this.#resync.then(() => this.#catchUp(state)).catch((err: unknown) => {
+      this.#options.logger.error({ err: errorMessage(err) }, "re-synchronizing pod interfaces failed");
+    });
+  }
+
+  /** Waits for background re-synchronization to finish. */
+  async settle(): Promise<void> {
+    await this.#resync;
+  }
+
+  async #catchUp(state: SynchronizedState): Promise<void> {
+    const { logger, engine } = this.#options;
+    const running = new Map(state.pods.map((pod) => [pod.uid, pod]));
+    const plans = await this.#preparedPlans();
+    const attached = new Set(await engine.attachments());
+    for (const pod of running.values()) {
+      const missing = plans.filter((p) => p.claim.pod.uid === pod.uid && p.device.mode === "native" && !attached.has(p.key));
+      if (missing.length === 0) continue;
+      logger.warn({ pod: `${pod.namespace}/${pod.name}`, devices: missing.map((m) => m.device.device) }, "pod is running without its interfaces; attaching them late");
+      await this.#attachPod(pod, { late: true }).catch((err: unknown) => {
+        logger.error({ pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "late attach failed");
+      });
+    }
+    // Attachments whose pod the runtime no longer has go back to the host.
+    const byKey = new Map(plans.map((p) => [p.key, p]));
+    const orphans = [...attached].filter((key) => {
+      const plan = byKey.get(key);
+      return plan === undefined || !running.has(plan.claim.pod.uid);
+    });
+    if (orphans.length > 0) {
+      logger.info({ attachments: orphans }, "restoring devices of pods that are gone");
+      await engine.detach(orphans).finally(() => this.refreshAttached());
+    }
+  }
+
+  async #attachPod(pod: PodSandboxInfo, options: { late: boolean }): Promise<void> {
+    const { engine, netlink, status, logger } = this.#options;
+    const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === pod.uid);
+    if (planned.length === 0) return;
+    const log = logger.child({ pod: `${pod.namespace}/${pod.name}`, podUID: pod.uid });
+    for (const p of planned.filter((p) => p.device.mode === "multus")) {
+      status.setDevice(p.claim.claim, p.device.device, { kind: "delegated", resourceName: p.device.resourceName ?? "" });
+    }
+    const already = new Set(await engine.attachments());
+    const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
+    if (native.length === 0) return;
+    const netns = pod.netnsPath;
+    if (netns === undefined) {
+      this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
+    }
+    const existing = new Set((await netlink.listLinks(netns)).map((link) => link.name));
+    const inputs = new Map<NamingInput, PlannedDevice>();
+    for (const p of native) {
+      inputs.set({ claim: `${p.claim.claim.namespace}/${p.claim.claim.name}`, request: p.device.request, device: p.device.device, requestedName: p.device.interface.name }, p);
+    }
+    const naming = assignInterfaceNames([...inputs.keys()], existing);
+    if (!naming.ok) this.#fail(pod, native, naming.message);
+    const plans: AttachmentPlanInput[] = [];
+    for (const [input, p] of inputs) {
+      const podName = naming.names.get(input) ?? "";
+      plans.push(engineplan(p, netns, podName, this.#options.rdmaMode));
+    }
+    let results: AttachResult[];
+    try {
+      results = await engine.attach(plans);
+    } catch (err) {
+      this.#fail(pod, native, errorMessage(err), err);
+    } finally {
+      await this.refreshAttached();
+    }
+    const byKey = new Map(native.map((p) => [p.key, p]));
+    for (const result of results) {
+      const p = byKey.get(result.key);
+      if (p === undefined) continue;
+      status.setDevice(p.claim.claim, p.device.device, {
+        kind: "attached",
+        interfaceName: result.podName,
+        addresses: result.addresses,
+        ...(result.mac !== undefined ? { hardwareAddress: result.mac } : {}),
+        late: options.late,
+      });
+    }
+    log.info({ interfaces: results.map((r) => r.podName), late: options.late }, "attached netclaim interfaces");
+  }
+
+  async #detachPod(podUID: string): Promise<void> {
+    const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === podUID && p.device.mode === "native");
+    if (planned.length === 0) return;
+    const outcomes = await this.#options.engine.detach(planned.map((p) => p.key)).finally(() => this.refreshAttached());
+    for (const p of planned) {
+      if (outcomes.get(p.key) === "unknown") continue;
+      this.#options.status.setDevice(p.claim.claim, p.device.device, { kind: "prepared" });
+    }
+  }
+
+  #fail(pod: PodSandboxInfo, devices: readonly PlannedDevice[], message: string, cause?: unknown): never {
+    const { status } = this.#options;
+    const reason = cause === undefined ? "InvalidConfig" : "AttachFailed";
+    for (const p of devices) {
+      status.setDevice(p.claim.claim, p.device.device, { kind: "failed", reason, message });
+      status.event(
+        { apiVersion: "resource.k8s.io/v1", kind: "ResourceClaim", namespace: p.claim.claim.namespace, name: p.claim.claim.name, uid: p.claim.claim.uid },
+        "Warning",
+        "NetworkDeviceAttachFailed",
+        `device ${p.device.device}: ${message}`,
+      );
+    }
+    status.event({ apiVersion: "v1", kind: "Pod", namespace: pod.namespace, name: pod.name, uid: pod.uid }, "Warning", "NetworkDeviceAttachFailed", message);
+    // A normal error status fails the sandbox: the kubelet retries, and the pod never runs without its interfaces.
+    throw new NriHandlerError(StatusCode.FAILED_PRECONDITION, `netclaim cannot attach the interfaces of pod ${pod.namespace}/${pod.name}: ${message}`, cause === undefined ? {} : { cause });
+  }
+
+  async #preparedPlans(): Promise<PlannedDevice[]> {
+    const out: PlannedDevice[] = [];
+    for (const record of await this.#options.claims.list()) {
+      if (record.state !== "prepared") continue;
+      let plan: ClaimPlan;
+      try {
+        plan = parseClaimPlan(record.plan, `claim ${record.claim.namespace}/${record.claim.name}`);
+      } catch (err) {
+        this.#options.logger.error({ claim: record.claim.uid, err: errorMessage(err) }, "skipping a claim whose stored plan is unreadable");
+        continue;
+      }
+      for (const device of plan.devices) out.push({ claim: plan, device, key: attachmentKey(plan.claim.uid, device.device) });
+    }
+    return out;
+  }
+}
+
+/** The engine's attachment plan for one device. */
+function engineplan(p: PlannedDevice, netns: string, podName: string, rdmaMode: "shared" | "exclusive"): AttachmentPlanInput {
+  const { device } = p;
+  const sysctls: Record<string, string> = {};
+  for (const [key, value] of Object.entries(device.interface.sysctls)) {
+    // "ipv4.arp_ignore" → net.ipv4.conf.<podName>.arp_ignore
+    const [family, leaf] = key.split(".", 2);
+    sysctls[`net.${family ?? ""}.conf.${podName}.${leaf ?? ""}`] = value;
+  }
+  return {
+    key: p.key,
+    device: device.identity,
+    netns,
+    podName,
+    ...(device.interface.mtu !== undefined ? { mtu: device.interface.mtu } : {}),
+    ...(device.interface.hardwareAddress !== undefined ? { mac: device.interface.hardwareAddress } : {}),
+    addresses: device.interface.addresses,
+    routes: device.routes,
+    sysctls,
+    ...(device.rdma !== undefined ? { rdma: { device: device.rdma.device, mode: rdmaMode } } : {}),
+  };
+}

@@ -1,0 +1,73 @@
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { cdiDeviceId, rdmaCharDevices, removeCdiSpec, writeCdiSpec } from "./cdi.ts";
+import { EngineError } from "./errors.ts";
+
+let root: string;
+
+async function put(path: string, text: string): Promise<void> {
+  await mkdir(join(path, ".."), { recursive: true });
+  await writeFile(path, text);
+}
+
+/** A sysfs/devfs fixture with two RDMA devices, as the mlx5 driver lays them out. */
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), "nc-cdi-"));
+  const sys = join(root, "sys");
+  const dev = join(root, "dev");
+  await put(join(sys, "class/infiniband_verbs/uverbs0/ibdev"), "mlx5_0\n");
+  await put(join(sys, "class/infiniband_verbs/uverbs0/dev"), "231:192\n");
+  await put(join(sys, "class/infiniband_verbs/uverbs1/ibdev"), "mlx5_1\n");
+  await put(join(sys, "class/infiniband_verbs/uverbs1/dev"), "231:193\n");
+  await put(join(sys, "class/infiniband_mad/umad0/ibdev"), "mlx5_0\n");
+  await put(join(sys, "class/infiniband_mad/umad0/dev"), "231:0\n");
+  await put(join(sys, "class/infiniband_mad/issm0/ibdev"), "mlx5_0\n");
+  await put(join(sys, "class/infiniband_mad/issm0/dev"), "231:64\n");
+  await put(join(sys, "class/misc/rdma_cm/dev"), "10:58\n");
+  for (const n of ["uverbs0", "uverbs1", "umad0", "issm0", "rdma_cm"]) await put(join(dev, "infiniband", n), "");
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe("RDMA CDI specs", () => {
+  it("finds exactly the char devices of one RDMA device, plus rdma_cm", async () => {
+    const devices = await rdmaCharDevices("mlx5_0", { sysfs: join(root, "sys"), dev: join(root, "dev") });
+    assert.deepEqual(devices, [
+      { path: "/dev/infiniband/uverbs0", major: 231, minor: 192 },
+      { path: "/dev/infiniband/issm0", major: 231, minor: 64 },
+      { path: "/dev/infiniband/umad0", major: 231, minor: 0 },
+      { path: "/dev/infiniband/rdma_cm", major: 10, minor: 58 },
+    ]);
+  });
+
+  it("rejects an RDMA device without a uverbs node", async () => {
+    await assert.rejects(rdmaCharDevices("mlx5_9", { sysfs: join(root, "sys"), dev: join(root, "dev") }), (err: unknown) => {
+      assert.ok(err instanceof EngineError);
+      assert.equal(err.code, "ENGINE_CDI");
+      assert.match(err.message, /mlx5_9/);
+      return true;
+    });
+  });
+
+  it("writes the spec atomically (no temporary left) and removes it", async () => {
+    const specDir = join(root, "cdi");
+    await mkdir(specDir);
+    const devices = await rdmaCharDevices("mlx5_1", { sysfs: join(root, "sys"), dev: join(root, "dev") });
+    const file = await writeCdiSpec(specDir, "claim-1234-nic0", devices);
+    assert.deepEqual(await readdir(specDir), ["netclaim.dev-rdma_claim-1234-nic0.json"]);
+    const spec = JSON.parse(await readFile(file, "utf8")) as { kind: string; devices: { name: string; containerEdits: { deviceNodes: { path: string }[] } }[] };
+    assert.equal(spec.kind, "netclaim.dev/rdma");
+    const [device] = spec.devices;
+    assert.ok(device);
+    assert.equal(device.name, "claim-1234-nic0");
+    assert.deepEqual(device.containerEdits.deviceNodes.map((n) => n.path), ["/dev/infiniband/uverbs1", "/dev/infiniband/rdma_cm"]);
+    assert.equal(cdiDeviceId("claim-1234-nic0"), "netclaim.dev/rdma=claim-1234-nic0");
+    await removeCdiSpec(specDir, "claim-1234-nic0");
+    assert.deepEqual(await readdir(specDir), []);
+  });
+});

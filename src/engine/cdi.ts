@@ -1,0 +1,125 @@
+/**
+ * CDI specs for RDMA: the character devices a container needs to use an
+ * RDMA device (/dev/infiniband/uverbsN, umadN, issmN and rdma_cm), found
+ * through sysfs and written as one CDI spec file per attachment. Files are
+ * written to a temporary name, fsynced and renamed, so a runtime reading
+ * the CDI directory never sees half a spec.
+ */
+import { open, readdir, readFile, rename, rm, access } from "node:fs/promises";
+import { join } from "node:path";
+import { EngineError } from "./errors.ts";
+
+export const CDI_VERSION = "0.6.0";
+export const CDI_KIND = "netclaim.dev/rdma";
+const CDI_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
+
+export interface CharDevice {
+  /** Path in the container and on the host (/dev/infiniband/uverbs0). */
+  path: string;
+  major: number;
+  minor: number;
+}
+
+export interface RdmaRoots {
+  /** sysfs root ("/sys" on a node; a fixture tree in tests). */
+  sysfs: string;
+  /** devfs root ("/dev"). */
+  dev: string;
+}
+
+/**
+ * The char devices of RDMA device `ibdev` (mlx5_0): each uverbs/umad/issm
+ * node whose sysfs `ibdev` names it, plus the shared rdma_cm. Each must
+ * exist under the devfs root.
+ */
+export async function rdmaCharDevices(ibdev: string, roots: RdmaRoots): Promise<CharDevice[]> {
+  const out: CharDevice[] = [];
+  for (const cls of ["infiniband_verbs", "infiniband_mad"]) {
+    const dir = join(roots.sysfs, "class", cls);
+    for (const node of (await listDir(dir)).sort()) {
+      const owner = await readTrimmed(join(dir, node, "ibdev"));
+      if (owner !== ibdev) continue;
+      out.push(await charDevice(ibdev, join(dir, node, "dev"), node, roots));
+    }
+  }
+  if (!out.some((d) => d.path.endsWith("/rdma_cm"))) {
+    out.push(await charDevice(ibdev, join(roots.sysfs, "class", "misc", "rdma_cm", "dev"), "rdma_cm", roots));
+  }
+  if (!out.some((d) => /\/uverbs\d+$/.test(d.path))) {
+    throw cdiError(ibdev, "find char devices", `no uverbs device in ${join(roots.sysfs, "class", "infiniband_verbs")} belongs to ${ibdev}`);
+  }
+  return out;
+}
+
+async function charDevice(ibdev: string, devFile: string, node: string, roots: RdmaRoots): Promise<CharDevice> {
+  const text = await readTrimmed(devFile);
+  const m = text === undefined ? null : /^(\d+):(\d+)$/.exec(text);
+  if (m?.[1] === undefined || m[2] === undefined) throw cdiError(ibdev, "find char devices", `${devFile} does not hold "major:minor"`);
+  try {
+    await access(join(roots.dev, "infiniband", node));
+  } catch {
+    throw cdiError(ibdev, "find char devices", `${join(roots.dev, "infiniband", node)} does not exist`);
+  }
+  return { path: `/dev/infiniband/${node}`, major: Number(m[1]), minor: Number(m[2]) };
+}
+
+/** The fully qualified CDI device name a runtime resolves ("netclaim.dev/rdma=<name>"). */
+export function cdiDeviceId(name: string): string {
+  return `${CDI_KIND}=${name}`;
+}
+
+/** Writes (atomically) the spec exposing `devices` as CDI device `name`; returns its path. */
+export async function writeCdiSpec(specDir: string, name: string, devices: readonly CharDevice[]): Promise<string> {
+  if (!CDI_NAME.test(name)) throw cdiError(name, "write CDI spec", `"${name}" is not a valid CDI device name`);
+  const spec = {
+    cdiVersion: CDI_VERSION,
+    kind: CDI_KIND,
+    devices: [{ name, containerEdits: { deviceNodes: devices.map((d) => ({ path: d.path, type: "c", major: d.major, minor: d.minor, permissions: "rw" })) } }],
+  };
+  const file = specPath(specDir, name);
+  const temp = `${file}.tmp-${process.pid}`;
+  try {
+    const handle = await open(temp, "w", 0o644);
+    try {
+      await handle.writeFile(`${JSON.stringify(spec, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw cdiError(name, "write CDI spec", `cannot write ${file}: ${(err as Error).message}`, err);
+  }
+  return file;
+}
+
+/** Removes the spec of `name`; a missing one is fine. */
+export async function removeCdiSpec(specDir: string, name: string): Promise<void> {
+  await rm(specPath(specDir, name), { force: true });
+}
+
+function specPath(specDir: string, name: string): string {
+  // CDI file names: <vendor>-<class>_<anything>.json; ':' is not portable in names.
+  return join(specDir, `netclaim.dev-rdma_${name.replaceAll(":", "_")}.json`);
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch {
+    return [];
+  }
+}
+
+async function readTrimmed(file: string): Promise<string | undefined> {
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    return undefined;
+  }
+}
+
+function cdiError(device: string, step: string, message: string, cause?: unknown): EngineError {
+  return new EngineError("ENGINE_CDI", { attachment: "-", device, step }, message, cause === undefined ? undefined : { cause });
+}

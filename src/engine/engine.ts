@@ -1,0 +1,461 @@
+/**
+ * The attach engine: moves planned devices into a pod's network namespace,
+ * configures them, and restores them to the host exactly as they were.
+ *
+ * Crash safety: before the first kernel change of an attach or a detach the
+ * journal record (plan, original host state, intent) is durably written.
+ * Every step looks at the kernel before acting and is safe to repeat, so
+ * recover() after a crash re-runs the steps toward the recorded intent: a
+ * device whose pod still exists is attached fully, any other is restored.
+ */
+import { access } from "node:fs/promises";
+import {
+  IFA_F_NODAD, NetlinkError, networkOf, parseCidr, RT_SCOPE,
+  type Address, type AddressSpec, type Link, type LinkState, type NetlinkClient, type Op, type RouteSpec,
+} from "../netlink/index.ts";
+import type { StateStore, Collection } from "../store/index.ts";
+import { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
+import { addressSpecFor, captureHostState, findPlannedDevice, findRecordedDevice, routeSpecFor } from "./host-state.ts";
+import { openJournal, type HostState, type JournalRecord } from "./journal.ts";
+import { attachmentPlanSchema, describeDevice, type AttachmentPlan, type AttachmentPlanInput } from "./plan.ts";
+
+/** The RDMA operations the engine needs; NetlinkClient provides them. */
+export interface RdmaOps {
+  rdmaListDevices(): Promise<{ index: number; name: string }[]>;
+  rdmaSetNetns(index: number, device: string, netns: string): Promise<null>;
+}
+
+export type AttachStep = "move" | "configure" | "set-up" | "routes" | "rdma" | "verify";
+export type DetachStep = "rdma-return" | "move-out" | "restore-link" | "restore-addresses" | "restore-up" | "restore-routes" | "forget";
+export type Step = AttachStep | DetachStep;
+
+export interface EngineOptions {
+  netlink: NetlinkClient;
+  store: StateStore;
+  /** Defaults to `netlink`; tests on kernels without RDMA pass a double. */
+  rdma?: RdmaOps;
+  /** Test hook: called before every step; throw InjectedCrash to stop there as if killed. */
+  beforeStep?: (step: Step, key: string) => void;
+}
+
+interface StepOps {
+  step: Step;
+  ops: Op[];
+}
+
+export interface AttachResult {
+  key: string;
+  podName: string;
+  ifindex: number;
+  mac: string | undefined;
+  addresses: string[];
+}
+
+export type DetachOutcome = "restored" | "gone" | "unknown";
+
+/** The agent's own namespace, as a path the netlink worker can open. */
+const HOST_NETNS = "/proc/self/ns/net";
+
+export class AttachEngine {
+  readonly #nl: NetlinkClient;
+  readonly #journal: Collection<JournalRecord>;
+  readonly #rdma: RdmaOps;
+  readonly #beforeStep: (step: Step, key: string) => void;
+
+  constructor(options: EngineOptions) {
+    this.#nl = options.netlink;
+    this.#journal = openJournal(options.store);
+    this.#rdma = options.rdma ?? options.netlink;
+    this.#beforeStep = options.beforeStep ?? (() => undefined);
+  }
+
+  /**
+   * Attaches every plan of one pod, in order of pod-side name. Nothing moves
+   * unless every device is found and every pod-side name is free. If a step
+   * fails, the devices of this call are restored and the error names the
+   * device and the step.
+   */
+  async attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]> {
+    const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
+    if (plans.length === 0) return [];
+    const records = await this.#prepare(plans);
+    const results: AttachResult[] = [];
+    try {
+      for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
+    } catch (err) {
+      if (err instanceof InjectedCrash) throw err;
+      for (const { record } of records) await this.#rollBack(record);
+      throw err;
+    }
+    return results;
+  }
+
+  /** Restores each attachment to the host and forgets it. Unknown keys are "unknown". */
+  async detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
+    const out = new Map<string, DetachOutcome>();
+    const records: JournalRecord[] = [];
+    for (const key of [...keys].sort()) {
+      const record = await this.#journal.get(key);
+      if (record === undefined) out.set(key, "unknown");
+      else records.push({ ...record, intent: "detach" });
+    }
+    // All intents are durable before the first device moves.
+    await Promise.all(records.map((r) => this.#journal.put(r.plan.key, r)));
+    const done: string[] = [];
+    try {
+      for (const record of records) {
+        out.set(record.plan.key, await this.#detachOne(record));
+        done.push(record.plan.key);
+      }
+    } finally {
+      await Promise.all(done.map((key) => this.#journal.delete(key)));
+    }
+    return out;
+  }
+
+  /**
+   * Finishes what a crashed agent left: attachments whose intent is
+   * "attach" and whose pod namespace exists are attached fully; every other
+   * one is restored to the host.
+   */
+  async recover(): Promise<Map<string, "attached" | DetachOutcome>> {
+    const out = new Map<string, "attached" | DetachOutcome>();
+    for (const [key, record] of await this.#journal.list()) {
+      if (record.intent === "attach" && (await exists(record.plan.netns))) {
+        await this.#attachOne(record);
+        out.set(key, "attached");
+      } else {
+        if (record.intent !== "detach") await this.#journal.put(key, { ...record, intent: "detach" });
+        out.set(key, await this.#detachOne({ ...record, intent: "detach" }));
+        await this.#journal.delete(key);
+      }
+    }
+    return out;
+  }
+
+  /** Keys of the attachments the journal holds. */
+  async attachments(): Promise<string[]> {
+    return (await this.#journal.list()).map(([key]) => key);
+  }
+
+  /** Checks every plan against the host and the pod, then journals the host state. */
+  async #prepare(plans: readonly AttachmentPlan[]): Promise<{ record: JournalRecord; onHost?: Link; podIndexes?: ReadonlySet<number> }[]> {
+    const netns = plans[0]?.netns;
+    const first = plans[0];
+    if (netns === undefined || first === undefined) return [];
+    const other = plans.find((p) => p.netns !== netns);
+    if (other !== undefined) fail("ENGINE_PLAN", other, "check-names", `all plans of one attach must target one pod, not both ${netns} and ${other.netns}`);
+    // The journal is read while the worker lists the pod's links.
+    const [[podLinks], existingRecords] = await Promise.all([
+      this.#call(first, "check-names", netns, [{ op: "listLinks" }] as const),
+      Promise.all(plans.map((p) => this.#journal.get(p.key))),
+    ]);
+    const records: { record: JournalRecord; onHost?: Link; podIndexes?: ReadonlySet<number> }[] = [];
+    const podIndexes = new Set(podLinks.map((l) => l.index));
+    const names = new Map<string, AttachmentPlan>();
+    for (const [i, plan] of plans.entries()) {
+      const twin = names.get(plan.podName);
+      if (twin !== undefined) {
+        fail("ENGINE_NAME_COLLISION", plan, "check-names", `pod-side name ${plan.podName} is planned for both ${describeDevice(twin.device)} and ${describeDevice(plan.device)}`);
+      }
+      names.set(plan.podName, plan);
+      const existing = existingRecords[i];
+      if (existing?.intent === "attach") {
+        records.push({ record: existing });
+        continue;
+      }
+      const { link, addresses, routes } = await this.#resolve(plan);
+      const taken = podLinks.find((l) => l.name === plan.podName);
+      if (taken !== undefined) {
+        fail("ENGINE_NAME_COLLISION", plan, "check-names", `pod ${plan.netns} already has an interface named ${plan.podName} (ifindex ${taken.index}); device ${link.name} cannot take that name`);
+      }
+      records.push({ record: { plan, intent: "attach", host: captureHostState(link, addresses, routes) }, onHost: link, podIndexes });
+    }
+    await Promise.all(records.map(({ record }) => this.#journal.put(record.plan.key, record)));
+    return records;
+  }
+
+  /**
+   * The host link the plan names, with its addresses and routes: looked up
+   * directly by ifindex or name when the plan gives one, else found in a dump.
+   */
+  async #resolve(plan: AttachmentPlan): Promise<LinkState> {
+    const { name, ifindex } = plan.device;
+    let state: LinkState | null = null;
+    if (ifindex !== undefined || name !== undefined) {
+      const key = ifindex !== undefined ? { index: ifindex } : { name: name ?? "" };
+      [state] = await this.#call(plan, "resolve", undefined, [{ op: "linkState", key }] as const);
+    } else {
+      const [links] = await this.#call(plan, "resolve", undefined, [{ op: "listLinks" }] as const);
+      const found = findPlannedDevice(links, plan.device);
+      if (found !== undefined) [state] = await this.#call(plan, "resolve", undefined, [{ op: "linkState", key: { index: found.index } }] as const);
+    }
+    if (state === null || findPlannedDevice([state.link], plan.device) === undefined) {
+      fail("ENGINE_DEVICE_MISSING", plan, "resolve", `no host interface matches ${JSON.stringify(plan.device)}`);
+    }
+    return state;
+  }
+
+  /**
+   * Runs the attach steps from wherever the device is. `onHost` is the
+   * device when the caller just found it on the host (a fresh attach), with
+   * the ifindexes in use in the pod; otherwise (recovery, a repeated attach)
+   * the device is looked for in the pod first.
+   */
+  async #attachOne(record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachResult> {
+    const { plan, host } = record;
+    let inPod = onHost === undefined ? await this.#locateInPod(record) : undefined;
+    if (inPod === undefined) {
+      let device = onHost;
+      if (device === undefined) {
+        const [hostLinks] = await this.#call(plan, "move", undefined, [{ op: "listLinks" }] as const);
+        device = findRecordedDevice(hostLinks, host, plan);
+      }
+      if (device === undefined) fail("ENGINE_DEVICE_MISSING", plan, "move", `device ${host.name} is neither in pod ${plan.netns} nor on the host`);
+      // No separate "set down": the kernel closes the device as part of the
+      // move, and a down costs an RCU grace period of its own.
+      this.#step("move", plan);
+      inPod = await this.#move(plan, device, podIndexes);
+    }
+    const index = inPod.index;
+    const device = plan.podName;
+    const configure: Op[] = [];
+    if (plan.mtu !== undefined || plan.mac !== undefined || inPod.name !== plan.podName) {
+      configure.push({ op: "setLink", index, device, update: { name: plan.podName, ...(plan.mtu !== undefined && { mtu: plan.mtu }), ...(plan.mac !== undefined && { mac: plan.mac }) } });
+    }
+    for (const [key, value] of Object.entries(plan.sysctls)) configure.push({ op: "writeSysctl", key, value, device });
+    for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
+    const steps: StepOps[] = [
+      { step: "configure", ops: configure },
+      { step: "set-up", ops: [{ op: "setLink", index, device, update: { up: true } }] },
+      { step: "routes", ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
+    ];
+    const verify: StepOps = { step: "verify", ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] };
+    let results: unknown[];
+    if (plan.rdma?.mode === "exclusive") {
+      await this.#runSteps(plan, plan.netns, steps);
+      this.#step("rdma", plan);
+      await this.#moveRdma(plan, plan.netns, "rdma");
+      results = await this.#runSteps(plan, plan.netns, [verify]);
+    } else {
+      results = await this.#runSteps(plan, plan.netns, [...steps, verify]);
+    }
+    const [link, addresses] = results.slice(-2) as [Link | null, Address[]];
+    verifyPod(plan, link, addresses);
+    return { key: plan.key, podName: plan.podName, ifindex: index, mac: link?.mac, addresses: plan.addresses };
+  }
+
+  /**
+   * Moves and renames in one request, so the host name never shows in the
+   * pod. When the device's ifindex is free in the pod, the request pins it
+   * (IFLA_NEW_IFINDEX), so the pod-side index is known without asking;
+   * otherwise the kernel picks one and the device is looked up by name.
+   */
+  async #move(plan: AttachmentPlan, device: Link, podIndexes: ReadonlySet<number> | undefined): Promise<Link> {
+    const pin = podIndexes !== undefined && !podIndexes.has(device.index);
+    const update = { netns: plan.netns, name: plan.podName, ...(pin && { newIfindex: device.index }) };
+    await this.#call(plan, "move", undefined, [{ op: "setLink", index: device.index, device: device.name, update }] as const);
+    if (pin) return { ...device, name: plan.podName, up: false };
+    const [moved] = await this.#call(plan, "move", plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
+    if (moved === null) fail("ENGINE_VERIFY", plan, "move", `device ${device.name} is not in pod ${plan.netns} as ${plan.podName} after the move`);
+    return moved;
+  }
+
+  /** The device inside the pod, or undefined when it is not there (or the pod is gone). */
+  async #locateInPod(record: JournalRecord): Promise<Link | undefined> {
+    let links: Link[];
+    try {
+      [links] = await this.#nl.batch(record.plan.netns, [{ op: "listLinks" }] as const);
+    } catch (err) {
+      if (err instanceof NetlinkError && err.code === "NETLINK_SYSCALL") return undefined;
+      throw stepError(record.plan, "locate", err);
+    }
+    return findRecordedDevice(links, record.host, record.plan);
+  }
+
+  async #detachOne(record: JournalRecord): Promise<DetachOutcome> {
+    const { plan, host } = record;
+    const inPod = await this.#locateInPod(record);
+    if (inPod !== undefined) {
+      if (plan.rdma?.mode === "exclusive") {
+        this.#step("rdma-return", plan);
+        await this.#moveRdma(plan, HOST_NETNS, "rdma-return");
+      }
+      this.#step("move-out", plan);
+      await this.#call(plan, "move-out", plan.netns, [
+        { op: "setLink", index: inPod.index, device: inPod.name, update: { netns: HOST_NETNS, name: host.name } },
+      ] as const);
+    }
+    const [hostLinks] = await this.#call(plan, "restore-link", undefined, [{ op: "listLinks" }] as const);
+    const onHost = findRecordedDevice(hostLinks, host, plan);
+    // A virtual device dies with its namespace: nothing is left to restore.
+    if (onHost !== undefined) await this.#restore(plan, host, onHost);
+    // The caller deletes the record; a crash before that repeats the
+    // (idempotent) restore on recovery.
+    this.#step("forget", plan);
+    return onHost === undefined ? "gone" : "restored";
+  }
+
+  /** Puts name, MTU, MAC, addresses, up state and routes back as recorded, in one batch. */
+  async #restore(plan: AttachmentPlan, host: HostState, link: Link): Promise<void> {
+    const index = link.index;
+    const device = host.name;
+    const restoreLink: Op[] = [];
+    // A rename needs the device down; after a move it already is.
+    if (link.up) restoreLink.push({ op: "setLink", index, device: link.name, update: { up: false } });
+    restoreLink.push({ op: "setLink", index, device: link.name, update: { name: host.name, mtu: host.mtu, ...(host.mac !== undefined && { mac: host.mac }) } });
+    await this.#runSteps(plan, undefined, [
+      { step: "restore-link", ops: restoreLink },
+      { step: "restore-addresses", ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
+      { step: "restore-up", ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
+      { step: "restore-routes", ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
+    ]);
+  }
+
+  async #rollBack(record: JournalRecord): Promise<void> {
+    try {
+      await this.#journal.put(record.plan.key, { ...record, intent: "detach" });
+      await this.#detachOne({ ...record, intent: "detach" });
+      await this.#journal.delete(record.plan.key);
+    } catch {
+      // The record stays with intent "detach"; recover() finishes it.
+    }
+  }
+
+  async #moveRdma(plan: AttachmentPlan, netns: string, step: Step): Promise<void> {
+    const name = plan.rdma?.device;
+    if (name === undefined) return;
+    try {
+      const dev = (await this.#rdma.rdmaListDevices()).find((d) => d.name === name);
+      if (dev === undefined) fail("ENGINE_DEVICE_MISSING", plan, step, `RDMA device ${name} is not visible in the agent's namespace`);
+      await this.#rdma.rdmaSetNetns(dev.index, name, netns);
+    } catch (err) {
+      throw stepError(plan, step, err);
+    }
+  }
+
+  /**
+   * Runs consecutive steps in one namespace as one worker batch: one
+   * round trip instead of one per step. The test hook is still asked before
+   * each step; if it stops the operation at a step, only the operations of
+   * the steps before it run, exactly as if the process had died there. A
+   * kernel error is reported against the step that owns the failed operation.
+   */
+  async #runSteps(plan: AttachmentPlan, netns: string | undefined, steps: readonly StepOps[]): Promise<unknown[]> {
+    const ops: Op[] = [];
+    const owners: Step[] = [];
+    let stopped: Error | undefined;
+    for (const { step, ops: stepOps } of steps) {
+      try {
+        this.#step(step, plan);
+      } catch (err) {
+        stopped = err instanceof Error ? err : new Error(String(err));
+        break;
+      }
+      for (const op of stepOps) {
+        ops.push(op);
+        owners.push(step);
+      }
+    }
+    let results: unknown[] = [];
+    if (ops.length > 0) {
+      try {
+        results = await this.#nl.batch(netns, ops);
+      } catch (err) {
+        const at = err instanceof NetlinkError && err.opIndex !== undefined ? owners[err.opIndex] : undefined;
+        throw stepError(plan, at ?? steps[0]?.step ?? "batch", err);
+      }
+    }
+    if (stopped !== undefined) throw stopped;
+    return results;
+  }
+
+  #step(step: Step, plan: AttachmentPlan): void {
+    this.#beforeStep(step, plan.key);
+  }
+
+  async #call<const T extends readonly Op[]>(plan: AttachmentPlan, step: string, netns: string | undefined, ops: T) {
+    try {
+      return await this.#nl.batch(netns, ops);
+    } catch (err) {
+      throw stepError(plan, step, err);
+    }
+  }
+}
+
+function parsePlan(input: AttachmentPlanInput): AttachmentPlan {
+  const parsed = attachmentPlanSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = { attachment: input.key, device: typeof input.podName === "string" ? input.podName : "?", step: "validate" };
+    throw new EngineError("ENGINE_PLAN", where, `${issue?.path.join(".") ?? ""}: ${issue?.message ?? parsed.error.message}`);
+  }
+  return parsed.data;
+}
+
+function fail(code: EngineErrorCode, plan: AttachmentPlan, step: string, message: string): never {
+  throw new EngineError(code, { attachment: plan.key, device: describeDevice(plan.device), step }, message);
+}
+
+function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
+  if (err instanceof EngineError || err instanceof InjectedCrash) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new EngineError("ENGINE_STEP_FAILED", { attachment: plan.key, device: describeDevice(plan.device), step }, message, { cause: err });
+}
+
+function podAddresses(plan: AttachmentPlan, index: number): AddressSpec[] {
+  return plan.addresses.map((text) => {
+    const { address, prefixLength, family } = parseCidr(text);
+    // No DAD in the pod: the address must be usable (and a valid route
+    // source) the moment the pod starts.
+    return { index, address, prefixLength, family, ...(family === 6 && { flags: IFA_F_NODAD }) };
+  });
+}
+
+const SCOPES = { universe: RT_SCOPE.UNIVERSE, link: RT_SCOPE.LINK, host: RT_SCOPE.HOST } as const;
+
+/** Link-scope routes first, so a gateway route can rely on them. */
+function podRoutes(plan: AttachmentPlan, index: number): RouteSpec[] {
+  const specs = plan.routes.map((r): RouteSpec => {
+    const { address, prefixLength, family } = parseCidr(r.destination);
+    return {
+      family,
+      dstLength: prefixLength,
+      oif: index,
+      ...(prefixLength > 0 && { dst: networkOf(address, prefixLength) }),
+      ...(r.gateway !== undefined && { gateway: r.gateway }),
+      ...(r.source !== undefined && { prefsrc: r.source }),
+      ...(r.scope !== undefined && { scope: SCOPES[r.scope] }),
+      ...(r.table !== undefined && { table: r.table }),
+      ...(r.metric !== undefined && { priority: r.metric }),
+    };
+  });
+  return specs.sort((a, b) => (a.gateway === undefined ? 0 : 1) - (b.gateway === undefined ? 0 : 1));
+}
+
+function verifyPod(plan: AttachmentPlan, link: Link | null, addresses: readonly Address[]): void {
+  const problems: string[] = [];
+  if (link === null) problems.push("the interface is gone");
+  else {
+    if (link.name !== plan.podName) problems.push(`name is ${link.name}`);
+    if (plan.mtu !== undefined && link.mtu !== plan.mtu) problems.push(`MTU is ${link.mtu}, want ${plan.mtu}`);
+    if (plan.mac !== undefined && link.mac !== plan.mac) problems.push(`MAC is ${link.mac ?? "none"}, want ${plan.mac}`);
+    if (!link.up) problems.push("link is down");
+    for (const text of plan.addresses) {
+      const want = parseCidr(text);
+      if (!addresses.some((a) => a.index === link.index && a.address === want.address && a.prefixLength === want.prefixLength)) {
+        problems.push(`address ${text} is missing`);
+      }
+    }
+  }
+  if (problems.length > 0) fail("ENGINE_VERIFY", plan, "verify", `pod interface ${plan.podName}: ${problems.join("; ")}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

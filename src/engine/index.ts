@@ -1,0 +1,9 @@
+/**
+ * engine/: executes attachment plans — moves devices into pod network
+ * namespaces, configures them, restores them to the host; journaled and
+ * idempotent. RDMA char devices are exposed through CDI specs.
+ */
+export { AttachEngine, type AttachResult, type AttachStep, type DetachOutcome, type DetachStep, type EngineOptions, type RdmaOps, type Step } from "./engine.ts";
+export { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
+export { attachmentPlanSchema, type AttachmentPlan, type AttachmentPlanInput, type DeviceIdentity } from "./plan.ts";
+export { cdiDeviceId, rdmaCharDevices, removeCdiSpec, writeCdiSpec, type CharDevice, type RdmaRoots } from "./cdi.ts";

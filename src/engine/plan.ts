@@ -1,0 +1,71 @@
+/**
+ * The attachment plan: what the engine must do for one device of one pod.
+ * It is produced by claims/ at prepare time and validated here again at the
+ * boundary, since it comes back from disk.
+ */
+import { isIPv4, isIPv6 } from "node:net";
+import { z } from "zod";
+import { parseCidr } from "../netlink/index.ts";
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
+
+const cidr = z.string().refine((s) => {
+  try {
+    parseCidr(s);
+    return s.includes("/");
+  } catch {
+    return false;
+  }
+}, "must be an address with a prefix length, like 198.51.100.2/24");
+
+const ip = z.string().refine((s) => isIPv4(s) || isIPv6(s), "must be an IPv4 or IPv6 address");
+
+export const deviceIdentitySchema = z
+  .object({
+    /** Host interface name at prepare time (names change; used last). */
+    name: z.string().regex(IFNAME).optional(),
+    ifindex: z.number().int().positive().optional(),
+    pciAddress: z.string().regex(PCI).optional(),
+    permanentMac: z.string().regex(MAC).optional(),
+  })
+  .refine((d) => Object.values(d).some((v) => v !== undefined), "needs at least one of name, ifindex, pciAddress, permanentMac");
+
+export const routeSchema = z.object({
+  /** CIDR; 0.0.0.0/0 and ::/0 are the default routes. */
+  destination: cidr,
+  gateway: ip.optional(),
+  source: ip.optional(),
+  scope: z.enum(["universe", "link", "host"]).optional(),
+  /** Routing table id; tables above 255 are fine. Default: main (254). */
+  table: z.number().int().min(1).max(0xffffffff).optional(),
+  metric: z.number().int().min(0).optional(),
+});
+
+export const attachmentPlanSchema = z.object({
+  /** Stable key of this attachment (claim UID, request, device); the journal key. */
+  key: z.string().min(1).max(200),
+  device: deviceIdentitySchema,
+  /** Pod network namespace path, from the NRI sandbox. */
+  netns: z.string().startsWith("/"),
+  /** Interface name inside the pod. */
+  podName: z.string().regex(IFNAME, "must be 1-15 characters of A-Z a-z 0-9 _ . -"),
+  mtu: z.number().int().min(68).max(65535).optional(),
+  mac: z.string().regex(MAC, "must be a lowercase MAC like 02:00:00:00:00:01").optional(),
+  addresses: z.array(cidr).default([]),
+  routes: z.array(routeSchema).default([]),
+  /** Per-interface sysctls set in the pod, full keys (net.ipv4.conf.net1.arp_ignore). */
+  sysctls: z.record(z.string(), z.string()).default({}),
+  rdma: z.object({ device: z.string().min(1), mode: z.enum(["shared", "exclusive"]) }).optional(),
+});
+
+export type AttachmentPlan = z.infer<typeof attachmentPlanSchema>;
+export type AttachmentPlanInput = z.input<typeof attachmentPlanSchema>;
+export type DeviceIdentity = z.infer<typeof deviceIdentitySchema>;
+export type PlannedRoute = z.infer<typeof routeSchema>;
+
+/** How a person would name the device in a message. */
+export function describeDevice(d: DeviceIdentity): string {
+  return d.name ?? d.pciAddress ?? d.permanentMac ?? `ifindex ${d.ifindex ?? "?"}`;
+}

@@ -1,0 +1,60 @@
+/**
+ * Link-event subscription (RTMGRP_LINK) for the inventory: a dedicated
+ * thread receives RTM_NEWLINK/RTM_DELLINK for the agent's namespace and the
+ * callback runs on the main thread.
+ */
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { Link } from "./rtnl.ts";
+
+const WORKER_URL = new URL(`./events-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+export type LinkEvent =
+  | { kind: "new" | "delete"; link: Link }
+  /** The kernel dropped events (socket buffer overflow): rescan everything. */
+  | { kind: "overflow" };
+
+export interface LinkSubscription {
+  /** Resolves once the subscription's thread has stopped. */
+  close(): Promise<void>;
+}
+
+/**
+ * Calls `onEvent` for every link change in the agent's network namespace
+ * until closed. `onError` hears of a failed subscription (the thread ended).
+ */
+export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError: (err: Error) => void = () => undefined): LinkSubscription {
+  const worker = new Worker(WORKER_URL);
+  worker.unref();
+  let closing = false;
+  worker.on("message", onEvent);
+  worker.on("error", (err: Error) => {
+    if (!closing) onError(err);
+  });
+  return {
+    async close() {
+      closing = true;
+      await worker.terminate();
+    },
+  };
+}
+
+/**
+ * The shape the inventory consumes (start/stop, "something changed"):
+ * every link event and every overflow trigger `onChange`.
+ */
+export function linkEventSource(): { start(onChange: () => void): void; stop(): void } {
+  let sub: LinkSubscription | undefined;
+  return {
+    start(onChange) {
+      sub ??= subscribeLinkEvents(() => {
+        onChange();
+      });
+    },
+    stop() {
+      void sub?.close();
+      sub = undefined;
+    },
+  };
+}

@@ -1,0 +1,14 @@
+/**
+ * netlink/: in-process rtnetlink and RDMA netlink over koffi syscalls. All
+ * blocking kernel work runs on worker threads; the API here is async.
+ */
+export { NetlinkClient } from "./client.ts";
+export { NetlinkError, type NetlinkErrorCode, type NetlinkErrorContext } from "./errors.ts";
+export { linkEventSource, subscribeLinkEvents, type LinkEvent, type LinkSubscription } from "./events.ts";
+export type { LinkState, LinkUpdate, Op, ResultOf } from "./ops.ts";
+export type { RdmaDevice, RdmaNetnsMode } from "./rdma.ts";
+export {
+  IFA_F_NODAD, isPermanentAddress, RT_SCOPE, RT_TABLE, RTPROT,
+  type Address, type AddressSpec, type Link, type NewLinkSpec, type Route, type RouteSpec,
+} from "./rtnl.ts";
+export { canonicalIp, familyOf, networkOf, parseCidr, type Family } from "./ip.ts";

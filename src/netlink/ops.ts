@@ -1,0 +1,308 @@
+/**
+ * The operations the netlink worker runs, as plain data (they cross a
+ * thread boundary), and their executor. A batch runs in one network
+ * namespace: the worker thread enters it only to open a socket (or write a
+ * sysctl) and returns at once; setns affects this thread alone, never the
+ * agent's main thread.
+ */
+import { closeSync, openSync, writeFileSync } from "node:fs";
+import { NetlinkError } from "./errors.ts";
+import {
+  decodeRdmaDevice, decodeRdmaNetnsMode, encodeRdmaDumpDevices, encodeRdmaSetNetns, encodeRdmaSysGet, NETLINK_RDMA,
+  type RdmaDevice, type RdmaNetnsMode,
+} from "./rdma.ts";
+import {
+  decodeAddress, decodeLink, decodeRoute, encodeAddress, encodeDeleteLink, encodeDumpAddresses, encodeDumpLinks,
+  encodeDumpRoutes, encodeGetLink, encodeNewLink, encodeRoute, encodeSetLink, NETLINK_ROUTE, RTM,
+  type Address, type AddressSpec, type Link, type LinkChange, type NewLinkSpec, type Route, type RouteSpec,
+} from "./rtnl.ts";
+import { NetlinkSocket, withContext, type RequestContext } from "./socket.ts";
+import { enterNetworkNamespace, SyscallError, errnoName } from "./syscalls.ts";
+import type { Family } from "./ip.ts";
+
+/** A link change as data: the target namespace is a path the worker opens. */
+export type LinkUpdate = Omit<LinkChange, "netnsFd"> & { netns?: string };
+
+export type Op =
+  | { op: "getLink"; key: { index: number } | { name: string } }
+  | { op: "listLinks" }
+  /** A link with its addresses and its routes in every table, in one round trip. */
+  | { op: "linkState"; key: { index: number } | { name: string } }
+  | { op: "setLink"; index: number; device: string; update: LinkUpdate }
+  | { op: "createLink"; spec: NewLinkSpec }
+  | { op: "deleteLink"; index: number; device: string }
+  /** With `index`, only that device's addresses (filtered by the kernel). */
+  | { op: "listAddresses"; index?: number }
+  | { op: "addAddress"; spec: AddressSpec; device: string }
+  | { op: "deleteAddress"; spec: AddressSpec; device: string }
+  /** Routes in every table; with `oif`, only those through that device. */
+  | { op: "listRoutes"; family: Family; oif?: number }
+  | { op: "addRoute"; spec: RouteSpec; device: string }
+  | { op: "deleteRoute"; spec: RouteSpec; device: string }
+  | { op: "writeSysctl"; key: string; value: string; device: string }
+  | { op: "rdmaNetnsMode" }
+  | { op: "rdmaListDevices" }
+  | { op: "rdmaSetNetns"; index: number; device: string; netns: string };
+
+export interface OpResults {
+  getLink: Link | null;
+  listLinks: Link[];
+  linkState: LinkState | null;
+  setLink: null;
+  createLink: null;
+  deleteLink: null;
+  listAddresses: Address[];
+  addAddress: null;
+  deleteAddress: null;
+  listRoutes: Route[];
+  addRoute: null;
+  deleteRoute: null;
+  writeSysctl: null;
+  rdmaNetnsMode: RdmaNetnsMode;
+  rdmaListDevices: RdmaDevice[];
+  rdmaSetNetns: null;
+}
+
+export type ResultOf<O extends Op> = OpResults[O["op"]];
+
+export interface LinkState {
+  link: Link;
+  addresses: Address[];
+  routes: Route[];
+}
+
+const DUMP_ATTEMPTS = 3;
+const SYSCTL_KEY = /^net\.(ipv4|ipv6)\.(conf|neigh)\.[A-Za-z0-9_.-]+$/;
+
+/**
+ * Runs batches for one worker thread. `hostNsFd` is the namespace the thread
+ * started in (the agent's); the thread always returns to it.
+ */
+export class OpExecutor {
+  readonly #hostNsFd: number;
+  readonly #hostRoute: NetlinkSocket;
+  #hostRdma: NetlinkSocket | undefined;
+
+  constructor(hostNsFd: number) {
+    this.#hostNsFd = hostNsFd;
+    this.#hostRoute = NetlinkSocket.open(NETLINK_ROUTE);
+  }
+
+  /** Runs `ops` in order inside `netns` (undefined: the host); stops at the first failure. */
+  runBatch(netns: string | undefined, ops: readonly Op[]): unknown[] {
+    let pod: NetlinkSocket | undefined;
+    const route = (): NetlinkSocket => {
+      if (netns === undefined) return this.#hostRoute;
+      pod ??= this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
+      return pod;
+    };
+    try {
+      return ops.map((op, i) => {
+        try {
+          return this.#run(op, netns, route);
+        } catch (err) {
+          throw err instanceof NetlinkError ? err.atOp(i) : err;
+        }
+      });
+    } finally {
+      pod?.close();
+    }
+  }
+
+  #run(op: Op, netns: string | undefined, route: () => NetlinkSocket): unknown {
+    switch (op.op) {
+      case "getLink":
+        return this.#getLink(route(), op.key);
+      case "linkState": {
+        const link = this.#getLink(route(), op.key);
+        if (link === null) return null;
+        // The kernel filters both dumps to this device (strict checking), so
+        // a node with a large routing table costs no more than a small one.
+        const state: LinkState = {
+          link,
+          addresses: this.#addresses(route(), link.index),
+          routes: [...this.#routes(route(), 4, link.index), ...this.#routes(route(), 6, link.index)],
+        };
+        return state;
+      }
+      case "listLinks":
+        return this.#dump(route(), encodeDumpLinks, RTM.NEWLINK, decodeLink, { request: "RTM_GETLINK dump" });
+      case "setLink": {
+        const ctx = { request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device };
+        const { netns: target, ...change } = op.update;
+        if (target === undefined) {
+          route().request((seq) => encodeSetLink(seq, op.index, change), ctx);
+        } else {
+          withNamespaceFd(target, ctx, (fd) => route().request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx));
+        }
+        return null;
+      }
+      case "createLink":
+        route().request((seq) => encodeNewLink(seq, op.spec), { request: `RTM_NEWLINK create ${op.spec.kind}`, device: op.spec.name });
+        return null;
+      case "deleteLink":
+        route().request((seq) => encodeDeleteLink(seq, op.index), { request: "RTM_DELLINK", device: op.device });
+        return null;
+      case "listAddresses":
+        return this.#addresses(route(), op.index);
+      case "addAddress":
+      case "deleteAddress": {
+        const verb = op.op === "addAddress" ? "add" : "delete";
+        const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ADDR ${op.spec.address}/${op.spec.prefixLength}`, device: op.device };
+        route().request((seq) => encodeAddress(seq, verb, op.spec), ctx);
+        return null;
+      }
+      case "listRoutes":
+        return this.#routes(route(), op.family, op.oif);
+      case "addRoute":
+      case "deleteRoute": {
+        const verb = op.op === "addRoute" ? "add" : "delete";
+        const dst = op.spec.dst === undefined ? "default" : `${op.spec.dst}/${op.spec.dstLength}`;
+        const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ROUTE ${dst} table ${op.spec.table ?? 254}`, device: op.device };
+        route().request((seq) => encodeRoute(seq, verb, op.spec), ctx);
+        return null;
+      }
+      case "writeSysctl":
+        this.#writeSysctl(netns, op.key, op.value, op.device);
+        return null;
+      case "rdmaNetnsMode": {
+        const [reply] = this.#rdma().request(encodeRdmaSysGet, { request: "RDMA_NLDEV_CMD_SYS_GET" });
+        if (reply === undefined) throw new NetlinkError("NETLINK_MALFORMED", "RDMA_NLDEV_CMD_SYS_GET returned no reply", { request: "RDMA_NLDEV_CMD_SYS_GET" });
+        return decodeWith(reply.body, decodeRdmaNetnsMode, { request: "RDMA_NLDEV_CMD_SYS_GET" });
+      }
+      case "rdmaListDevices":
+        return this.#rdma().dump(encodeRdmaDumpDevices, { request: "RDMA_NLDEV_CMD_GET dump" })
+          .map((m) => decodeWith(m.body, decodeRdmaDevice, { request: "RDMA_NLDEV_CMD_GET dump" }));
+      case "rdmaSetNetns": {
+        const ctx = { request: "RDMA_NLDEV_CMD_SET netns", device: op.device };
+        withNamespaceFd(op.netns, ctx, (fd) => this.#rdma().request((seq) => encodeRdmaSetNetns(seq, op.index, fd), ctx));
+        return null;
+      }
+    }
+  }
+
+  #getLink(socket: NetlinkSocket, key: { index: number } | { name: string }): Link | null {
+    const ctx = { request: "RTM_GETLINK", device: "index" in key ? `ifindex ${key.index}` : key.name };
+    try {
+      const [reply] = socket.request((seq) => encodeGetLink(seq, key), ctx);
+      return reply === undefined ? null : decodeWith(reply.body, decodeLink, ctx);
+    } catch (err) {
+      if (err instanceof NetlinkError && err.errnoName === "ENODEV") return null;
+      throw err;
+    }
+  }
+
+  #addresses(socket: NetlinkSocket, index: number | undefined): Address[] {
+    const ctx = { request: "RTM_GETADDR dump", ...(index !== undefined && { device: `ifindex ${index}` }) };
+    return this.#dump(socket, (seq) => encodeDumpAddresses(seq, index), RTM.NEWADDR, decodeAddress, ctx);
+  }
+
+  #routes(socket: NetlinkSocket, family: Family, oif: number | undefined): Route[] {
+    const ctx = { request: `RTM_GETROUTE dump IPv${family}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
+    return this.#dump(socket, (seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx);
+  }
+
+  #rdma(): NetlinkSocket {
+    this.#hostRdma ??= NetlinkSocket.open(NETLINK_RDMA);
+    return this.#hostRdma;
+  }
+
+  #dump<T>(socket: NetlinkSocket, build: (seq: number) => Uint8Array, type: number, decode: (b: Uint8Array) => T, ctx: RequestContext): T[] {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return socket.dump(build, ctx).filter((m) => m.type === type).map((m) => decodeWith(m.body, decode, ctx));
+      } catch (err) {
+        if (!(err instanceof NetlinkError) || err.code !== "NETLINK_DUMP_INTERRUPTED" || attempt >= DUMP_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  #writeSysctl(netns: string | undefined, key: string, value: string, device: string): void {
+    if (!SYSCTL_KEY.test(key) || key.includes("..")) {
+      throw new NetlinkError("NETLINK_SYSCALL", `sysctl "${key}" is not a per-interface net.ipv4/net.ipv6 conf or neigh key`, { request: "write sysctl", device });
+    }
+    // /proc/sys/net resolves to the namespace of the thread that opens it.
+    const path = `/proc/sys/${key.replaceAll(".", "/")}`;
+    const write = (): void => {
+      try {
+        writeFileSync(path, value);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? "EIO";
+        throw new NetlinkError("NETLINK_SYSCALL", `write sysctl ${key}=${value} (device ${device}): ${code}`, { request: `write sysctl ${key}`, device, errnoName: code }, { cause: err });
+      }
+    };
+    if (netns === undefined) write();
+    else this.#inNamespace(netns, write);
+  }
+
+  /** Runs `fn` with this thread inside `netns`, then returns to the host namespace. */
+  #inNamespace<T>(netns: string, fn: () => T): T {
+    return withNamespaceFd(netns, { request: `enter network namespace ${netns}` }, (fd) => {
+      try {
+        enterNetworkNamespace(fd);
+      } catch (err) {
+        throw asNetlinkError(err, { request: `setns ${netns}` });
+      }
+      let result: { value: T } | { error: unknown };
+      try {
+        result = { value: fn() };
+      } catch (error) {
+        result = { error };
+      }
+      try {
+        enterNetworkNamespace(this.#hostNsFd);
+      } catch (err) {
+        // This thread is now stuck in a pod's namespace: it must not run
+        // anything else. Ending it lets the client start a clean one.
+        throw new ThreadPoisoned(`cannot return the netlink thread to the host namespace: ${String(err)}`);
+      }
+      if ("error" in result) throw result.error;
+      return result.value;
+    });
+  }
+}
+
+/** Thrown when the worker thread could not leave a pod namespace; the worker exits. */
+export class ThreadPoisoned extends Error {}
+
+function withNamespaceFd<T>(path: string, ctx: RequestContext, fn: (fd: number) => T): T {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "EIO";
+    const about = ctx.device === undefined ? "" : ` (device ${ctx.device})`;
+    throw new NetlinkError("NETLINK_SYSCALL", `${ctx.request}${about}: cannot open network namespace ${path}: ${code}`, { ...ctx, errnoName: code }, { cause: err });
+  }
+  try {
+    return fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function asNetlinkError(err: unknown, ctx: RequestContext): unknown {
+  if (err instanceof SyscallError) {
+    return new NetlinkError("NETLINK_SYSCALL", `${ctx.request}: ${err.message}`, { ...ctx, errno: err.errno, errnoName: errnoName(err.errno) });
+  }
+  return err;
+}
+
+function decodeWith<T>(body: Uint8Array, decode: (b: Uint8Array) => T, ctx: RequestContext): T {
+  try {
+    return decode(body);
+  } catch (err) {
+    throw withContext(err, ctx);
+  }
+}
+
+function describeUpdate(u: LinkUpdate): string {
+  const parts: string[] = [];
+  if (u.netns !== undefined) parts.push(`netns ${u.netns}`);
+  if (u.newIfindex !== undefined) parts.push(`ifindex ${u.newIfindex}`);
+  if (u.name !== undefined) parts.push(`name ${u.name}`);
+  if (u.mtu !== undefined) parts.push(`mtu ${u.mtu}`);
+  if (u.mac !== undefined) parts.push(`address ${u.mac}`);
+  if (u.up !== undefined) parts.push(u.up ? "up" : "down");
+  return parts.join(" ");
+}

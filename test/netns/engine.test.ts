@@ -1,0 +1,257 @@
+/**
+ * The attach engine on the real kernel (root): veth and bridge devices
+ * stand in for NICs. Every round trip must leave the host exactly as it was.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { AttachEngine, EngineError, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
+import { NetlinkClient } from "../../src/netlink/index.ts";
+import { StateStore } from "../../src/store/index.ts";
+import {
+  configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, type Netns,
+} from "./helpers.ts";
+
+const netlink = new NetlinkClient();
+let storeDir: { dir: string; remove(): Promise<void> };
+let store: StateStore;
+
+before(async () => {
+  storeDir = await tempStoreDir();
+  store = await StateStore.open(storeDir.dir);
+});
+
+after(async () => {
+  await netlink.close();
+  await storeDir.remove();
+});
+
+let keyCounter = 0;
+function plan(nic: string, netns: Netns, podName: string, n: number, extra: Partial<AttachmentPlanInput> = {}): AttachmentPlanInput {
+  keyCounter += 1;
+  return {
+    key: `claim-${process.pid}-${keyCounter}`,
+    device: { name: nic },
+    netns: netns.path,
+    podName,
+    mtu: 1400,
+    mac: `02:00:00:00:${(n >> 8).toString(16).padStart(2, "0")}:${(n & 0xff).toString(16).padStart(2, "0")}`,
+    addresses: [`203.0.113.${n}/24`, `fd00:99::${n.toString(16)}/64`],
+    routes: [
+      { destination: "198.51.100.0/25", gateway: "203.0.113.254", table: 2000 + n },
+      { destination: "fd00:98::/64", gateway: "fd00:99::1" },
+      { destination: "198.51.100.128/25", scope: "link" },
+    ],
+    ...extra,
+  };
+}
+
+async function withSetup(fn: (nic: string, netns: Netns) => Promise<void>): Promise<void> {
+  const netns = makeNetns();
+  const nic = makeVeth();
+  try {
+    configureHostSide(nic, 7);
+    await fn(nic, netns);
+  } finally {
+    netns.remove();
+    removeLink(nic);
+  }
+}
+
+function assertAttached(netns: Netns, podName: string, n: number): void {
+  assert.ok(podHas(netns, ["-json", "link", "show", "dev", podName], `"mtu":1400`), "MTU in pod");
+  assert.ok(podHas(netns, ["addr", "show", "dev", podName], `203.0.113.${n}/24`), "IPv4 in pod");
+  assert.ok(podHas(netns, ["addr", "show", "dev", podName], `fd00:99::${n.toString(16)}/64`), "IPv6 in pod");
+  assert.ok(podHas(netns, ["route", "show", "table", String(2000 + n)], "198.51.100.0/25 via 203.0.113.254"), "route in table > 255");
+  assert.ok(podHas(netns, ["-6", "route", "show"], "fd00:98::/64 via fd00:99::1"), "IPv6 route");
+  assert.ok(podHas(netns, ["link", "show", "dev", podName], ",UP"), "link up");
+}
+
+describe("attach engine on the real kernel", () => {
+  it("attach + detach round trip restores the host exactly (IPv4, IPv6, table > 255, sysctls)", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 5, { sysctls: { "net.ipv4.conf.net1.arp_ignore": "2" } });
+      const [result] = await engine.attach([p]);
+      assert.equal(result?.podName, "net1");
+      assertAttached(netns, "net1", 5);
+      // The sysctl was written in the pod's namespace, not the agent's.
+      assert.equal(execFileSync("ip", ["netns", "exec", netns.name, "cat", "/proc/sys/net/ipv4/conf/net1/arp_ignore"], { encoding: "utf8" }).trim(), "2");
+      assert.equal(existsSync("/proc/sys/net/ipv4/conf/net1"), false);
+      assert.throws(() => ip("link", "show", "dev", nic), "device left the host");
+      assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await engine.attachments(), []);
+    });
+  });
+
+  it("attaches 8 devices into one pod in pod-name order and restores all of them", async () => {
+    const netns = makeNetns();
+    const nics = Array.from({ length: 8 }, () => makeVeth());
+    try {
+      nics.forEach((nic, i) => {
+        configureHostSide(nic, 10 + i);
+      });
+      const before = nics.map((nic) => hostSnapshot(nic));
+      const engine = new AttachEngine({ netlink, store });
+      // Given in reverse: the engine must still attach in pod-name order.
+      const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 10 + i)).reverse();
+      const results = await engine.attach(plans);
+      assert.deepEqual(results.map((r) => r.podName), ["net1", "net2", "net3", "net4", "net5", "net6", "net7", "net8"]);
+      nics.forEach((_, i) => {
+        assertAttached(netns, `net${i + 1}`, 10 + i);
+      });
+      await engine.detach(plans.map((p) => p.key));
+      assert.deepEqual(nics.map((nic) => hostSnapshot(nic)), before);
+    } finally {
+      netns.remove();
+      nics.forEach(removeLink);
+    }
+  });
+
+  it("rejects a pod-side name that already exists in the pod before anything moves", async () => {
+    await withSetup(async (nic, netns) => {
+      ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-mpeer");
+      const hostBefore = hostSnapshot(nic);
+      const engine = new AttachEngine({ netlink, store });
+      await assert.rejects(engine.attach([plan(nic, netns, "net1", 5)]), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_NAME_COLLISION");
+        assert.match(err.message, /already has an interface named net1/);
+        assert.match(err.message, new RegExp(nic));
+        return true;
+      });
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await engine.attachments(), []);
+    });
+  });
+
+  it("reports a missing device by its identity and moves nothing", async () => {
+    const netns = makeNetns();
+    try {
+      const engine = new AttachEngine({ netlink, store });
+      await assert.rejects(engine.attach([plan("nctest-none0", netns, "net1", 5)]), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_DEVICE_MISSING");
+        assert.equal(err.device, "nctest-none0");
+        assert.equal(err.step, "resolve");
+        return true;
+      });
+    } finally {
+      netns.remove();
+    }
+  });
+
+  it("finds a device returned to the host under its pod-side name after the netns died, and restores it", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 6);
+      await engine.attach([p]);
+      // What the kernel does to a physical NIC when a runtime (CRI-O)
+      // destroys the netns first: the device lands in the host namespace
+      // under its pod-side name, with the pod's MAC and MTU and no
+      // addresses. (On this kernel veth, macvlan and bridge devices are
+      // destroyed with their namespace rather than returned, so the test
+      // hands the device back itself and then destroys the namespace.)
+      ip("-n", netns.name, "link", "set", "net1", "netns", "1");
+      netns.remove();
+      assert.ok(ip("link", "show", "dev", "net1").includes("02:00:00:00:00:06"));
+      assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+
+  it("names the device and the step when the kernel refuses a step, and rolls the device back", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const engine = new AttachEngine({ netlink, store });
+      // The gateway is not on any attached subnet: the kernel says ENETUNREACH.
+      const p = plan(nic, netns, "net1", 5, { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] });
+      await assert.rejects(engine.attach([p]), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_STEP_FAILED");
+        assert.equal(err.step, "routes");
+        assert.match(err.message, /net1/);
+        assert.match(err.message, /ENETUNREACH/);
+        return true;
+      });
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await engine.attachments(), []);
+    });
+  });
+
+  it("moves an exclusive-mode RDMA device with its netdev and returns it first on detach", async () => {
+    await withSetup(async (nic, netns) => {
+      const calls: string[] = [];
+      const rdma = {
+        rdmaListDevices: () => Promise.resolve([{ index: 3, name: "mlx5_0" }]),
+        rdmaSetNetns: (index: number, device: string, target: string) => {
+          calls.push(`${device}#${index}->${target}`);
+          return Promise.resolve(null);
+        },
+      };
+      const engine = new AttachEngine({ netlink, store, rdma, beforeStep: (step) => calls.push(step) });
+      const p = plan(nic, netns, "net1", 5, { rdma: { device: "mlx5_0", mode: "exclusive" } });
+      await engine.attach([p]);
+      await engine.detach([p.key]);
+      assert.deepEqual(calls, [
+        "move", "configure", "set-up", "routes", "rdma", `mlx5_0#3->${netns.path}`, "verify",
+        "rdma-return", "mlx5_0#3->/proc/self/ns/net", "move-out", "restore-link", "restore-addresses", "restore-up", "restore-routes", "forget",
+      ]);
+    });
+  });
+
+  const attachSteps: Step[] = ["move", "configure", "set-up", "routes", "verify"];
+  for (const step of attachSteps) {
+    it(`recovers an attach killed before step ${step}: completes it while the pod lives`, async () => {
+      await withSetup(async (nic, netns) => {
+        const hostBefore = hostSnapshot(nic);
+        const crashing = new AttachEngine({ netlink, store, beforeStep: crashAt(step) });
+        const p = plan(nic, netns, "net1", 5);
+        await assert.rejects(crashing.attach([p]), InjectedCrash);
+        const restarted = new AttachEngine({ netlink, store });
+        assert.deepEqual(await restarted.recover(), new Map([[p.key, "attached"]]));
+        assertAttached(netns, "net1", 5);
+        await restarted.detach([p.key]);
+        assert.deepEqual(hostSnapshot(nic), hostBefore);
+      });
+    });
+  }
+
+  const detachSteps: Step[] = ["move-out", "restore-link", "restore-addresses", "restore-up", "restore-routes", "forget"];
+  for (const step of detachSteps) {
+    it(`recovers a detach killed before step ${step}: restores the host exactly`, async () => {
+      await withSetup(async (nic, netns) => {
+        const hostBefore = hostSnapshot(nic);
+        const p = plan(nic, netns, "net1", 5);
+        await new AttachEngine({ netlink, store }).attach([p]);
+        const crashing = new AttachEngine({ netlink, store, beforeStep: crashAt(step) });
+        await assert.rejects(crashing.detach([p.key]), InjectedCrash);
+        const restarted = new AttachEngine({ netlink, store });
+        assert.deepEqual(await restarted.recover(), new Map([[p.key, "restored"]]));
+        assert.deepEqual(hostSnapshot(nic), hostBefore);
+        assert.deepEqual(await restarted.attachments(), []);
+      });
+    });
+  }
+
+  it("restores on recovery an attach killed mid-way whose pod is gone", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 5);
+      await assert.rejects(new AttachEngine({ netlink, store, beforeStep: crashAt("move") }).attach([p]), InjectedCrash);
+      netns.remove();
+      assert.deepEqual(await new AttachEngine({ netlink, store }).recover(), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+});
+
+function crashAt(target: Step): (step: Step) => void {
+  return (step) => {
+    if (step === target) throw new InjectedCrash(step);
+  };
+}

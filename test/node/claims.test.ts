@@ -1,0 +1,178 @@
+// Claims to interfaces on the node simulator: the real scheduler allocates,
+// the kubelet's own plugin code prepares, containerd/nri's runtime code starts
+// the sandbox, and the kernel shows the result.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { waitFor } from "../api/harness.ts";
+import type { ResourceClaim } from "../../src/kube/index.ts";
+import { DRIVER, links, routes, SimNode } from "./harness.ts";
+
+const NODE = "nc-sim-1";
+const NS = "default";
+
+function deviceClass(): string {
+  return `
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: { name: netclaim-sim }
+spec:
+  selectors:
+    - cel: { expression: 'device.driver == "${DRIVER}"' }
+`;
+}
+
+function claimTemplate(name: string, config: object | undefined, requests = ["data", "spare"]): string {
+  const configYaml =
+    config === undefined
+      ? ""
+      : `
+      config:
+        - requests: [${requests[0] ?? ""}]
+          opaque:
+            driver: ${DRIVER}
+            parameters: ${JSON.stringify({ apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...config })}`;
+  return `
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: { name: ${name}, namespace: ${NS} }
+spec:
+  spec:
+    devices:
+      requests:
+${requests.map((r) => `        - name: ${r}\n          exactly: { deviceClassName: netclaim-sim }`).join("\n")}${configYaml}
+`;
+}
+
+function pod(name: string, template: string): string {
+  return `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${NS} }
+spec:
+  nodeSelector: { kubernetes.io/hostname: ${NODE} }
+  tolerations: [{ operator: Exists }]
+  resourceClaims: [{ name: nics, resourceClaimTemplateName: ${template} }]
+  containers:
+    - name: app
+      image: netclaim.invalid/app:test
+      resources: { claims: [{ name: nics }] }
+`;
+}
+
+interface PodObject {
+  metadata: { uid: string };
+  spec: { nodeName?: string };
+  status?: { resourceClaimStatuses?: { name: string; resourceClaimName?: string }[] };
+}
+
+describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
+  let node: SimNode;
+
+  before(async () => {
+    node = await SimNode.create(NODE, { nicPrefix: "ncsa" });
+    await node.addNic("ncsa0");
+    await node.addNic("ncsa1");
+    await node.addNic("ncsm0"); // the "Multus" network's master; not published
+    await node.startAgent();
+    await node.apply(deviceClass());
+  });
+
+  after(async () => {
+    await node.cleanup();
+  });
+
+  async function scheduledClaim(podName: string): Promise<{ pod: PodObject; claim: ResourceClaim }> {
+    const podObject = await waitFor(`${podName} scheduled with its claim`, async () => {
+      const p = await node.c.admin.request<PodObject>("GET", `/api/v1/namespaces/${NS}/pods/${podName}`);
+      return p.spec.nodeName === NODE && p.status?.resourceClaimStatuses?.[0]?.resourceClaimName !== undefined ? p : undefined;
+    }, 60_000);
+    const claimName = podObject.status?.resourceClaimStatuses?.[0]?.resourceClaimName ?? "";
+    const claim = await waitFor(`claim ${claimName} allocated and reserved`, async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claimName}`);
+      return c.status?.allocation != null && (c.status.reservedFor?.length ?? 0) > 0 ? c : undefined;
+    });
+    return { pod: podObject, claim };
+  }
+
+  it("attaches two devices with the claim's config next to Multus's net1, reports them, and restores the host exactly", async () => {
+    await node.deletePod(NS, "sim-pod-a");
+    const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
+    await node.apply(
+      claimTemplate("sim-two", {
+        interface: { name: "data0", mtu: 1400, addresses: ["198.51.100.10/24", "fd00:10::10/64"] },
+        routes: [{ destination: "203.0.113.0/24", gateway: "198.51.100.1", table: 100 }],
+      }),
+    );
+    await node.apply(pod("sim-pod-a", "sim-two"));
+    const { pod: podObject, claim } = await scheduledClaim("sim-pod-a");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+
+    const prepared = await node.kubelet.prepare(DRIVER, [ref]);
+    const entry = prepared.response.claims?.[claim.metadata.uid];
+    assert.equal(entry?.error ?? "", "", `prepare failed: ${entry?.error ?? ""}`);
+    assert.equal(entry?.devices?.length, 2);
+
+    const netns = await node.podNetns("ncsm0", "198.51.100.200/24");
+    await node.runtime.command("runPod", { pod: { id: "sb-a", uid: podObject.metadata.uid, name: "sim-pod-a", namespace: NS, netns: `/var/run/netns/${netns}` } });
+
+    const inPod = await links(netns);
+    const names = inPod.map((l) => l.ifname).sort();
+    assert.deepEqual(names, ["data0", "lo", "nc0", "net1"]);
+    const data0 = inPod.find((l) => l.ifname === "data0");
+    assert.ok(data0);
+    assert.equal(data0.mtu, 1400);
+    assert.deepEqual(
+      (data0.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort(),
+      ["198.51.100.10/24", "fd00:10::10/64"],
+    );
+    assert.ok((await routes(netns, 4, "100")).some((r) => r.dst === "203.0.113.0/24" && r.gateway === "198.51.100.1"));
+    const leftBehind = (await links()).filter((l) => l.ifname === "ncsa0" || l.ifname === "ncsa1");
+    assert.deepEqual(leftBehind, [], "both devices left the host");
+
+    const status = await waitFor("claim status with both interfaces", async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
+      const devices = c.status?.devices ?? [];
+      return devices.length === 2 && devices.every((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "True")) ? devices : undefined;
+    });
+    const byName = new Map(status.map((d) => [d.networkData?.interfaceName, d]));
+    assert.deepEqual(byName.get("data0")?.networkData?.ips?.sort(), ["198.51.100.10/24", "fd00:10::10/64"]);
+    assert.equal(byName.get("data0")?.conditions?.find((k) => k.type === "Ready")?.reason, "InterfaceAttached");
+    assert.ok(byName.has("nc0"));
+
+    await node.runtime.command("stopPod", { pod: { id: "sb-a", uid: podObject.metadata.uid, name: "sim-pod-a", namespace: NS, netns: `/var/run/netns/${netns}` } });
+    const hostAfter = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
+    assert.deepEqual(normalise(hostAfter), normalise(hostBefore), "the host's view of the devices is as before");
+
+    const unprepared = await node.kubelet.unprepare(DRIVER, [ref]);
+    assert.equal(unprepared.response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    await waitFor("our claim status entries removed", async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
+      return (c.status?.devices ?? []).length === 0 ? true : undefined;
+    });
+    await node.deletePod(NS, "sim-pod-a");
+  });
+
+  it("fails prepare with the field path of a bad config, and records a Warning event on the claim", async () => {
+    await node.deletePod(NS, "sim-pod-bad");
+    await node.apply(claimTemplate("sim-bad", { interface: { mtu: 10 } }, ["data"]));
+    await node.apply(pod("sim-pod-bad", "sim-bad"));
+    const { claim } = await scheduledClaim("sim-pod-bad");
+    const prepared = await node.kubelet.prepare(DRIVER, [{ namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid }]);
+    const error = prepared.response.claims?.[claim.metadata.uid]?.error ?? "";
+    assert.match(error, /spec\.devices\.config\[0\]\.opaque\.parameters\.interface\.mtu: /);
+    await waitFor("a Warning event on the claim", async () => {
+      const events = await node.c.admin.request<{ items: { reason: string; type: string; message: string; involvedObject: { uid: string } }[] }>(
+        "GET",
+        `/api/v1/namespaces/${NS}/events`,
+      );
+      return events.items.some((e) => e.involvedObject.uid === claim.metadata.uid && e.type === "Warning" && /interface\.mtu/.test(e.message)) ? true : undefined;
+    });
+    await node.deletePod(NS, "sim-pod-bad");
+  });
+});
+
+function normalise(list: Awaited<ReturnType<typeof links>>): unknown {
+  return list
+    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, addrs: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`).sort() }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -1,0 +1,231 @@
+/**
+ * The node simulator: real parts around the real agent process.
+ *
+ *   control plane (hack/cluster, real scheduler) ── the agent (netclaim agent, a child process,
+ *   kubelet peer (the kubelet's own plugin code) ──┤   with the RBAC of deploy/)
+ *   NRI runtime peer (containerd/nri adaptation) ──┘
+ *   kernel: stand-in NICs (veth pairs) on the host, pod network namespaces
+ *
+ * A test creates API objects, lets the scheduler allocate, then plays the
+ * kubelet (prepare) and the runtime (RunPodSandbox after "CNI" gave the pod
+ * eth0/net1), and reads the result from the kernel and the API.
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { isNotFound } from "../../src/kube/index.ts";
+import { agentToken, cluster, createFakeNode, deleteIfExists, kubectlApply, waitFor, type Cluster } from "../api/harness.ts";
+import { KubeletPeer } from "../dra/kubelet-peer.ts";
+import { RuntimePeer } from "../nri/runtime-peer.ts";
+
+const run = promisify(execFile);
+const repo = new URL("../../", import.meta.url).pathname;
+export const DRIVER = "netclaim.dev";
+
+export async function sh(command: string, ...args: string[]): Promise<string> {
+  const { stdout } = await run(command, args);
+  return stdout;
+}
+
+export interface LinkInfo {
+  ifname: string;
+  mtu: number;
+  address?: string;
+  operstate?: string;
+  addr_info?: { local: string; prefixlen: number; family: string; scope: string }[];
+}
+
+/** `ip -json addr` in a namespace (undefined: the host); tests observe with iproute2, never the agent. */
+export async function links(netns?: string): Promise<LinkInfo[]> {
+  const args = netns === undefined ? ["-json", "addr"] : ["-n", netns, "-json", "addr"];
+  return JSON.parse(await sh("ip", ...args)) as LinkInfo[];
+}
+
+export async function routes(netns: string | undefined, family: 4 | 6, table = "main"): Promise<{ dst: string; gateway?: string; dev?: string }[]> {
+  const base = netns === undefined ? [] : ["-n", netns];
+  return JSON.parse(await sh("ip", ...base, "-json", `-${family}`, "route", "show", "table", table)) as { dst: string }[];
+}
+
+export class SimNode {
+  readonly name: string;
+  readonly dir: string;
+  readonly c: Cluster;
+  readonly runtime: RuntimePeer;
+  readonly kubelet: KubeletPeer;
+  readonly kubeletRoot: string;
+  readonly nriSocket: string;
+  readonly configFile: string;
+  agent: ChildProcess | undefined;
+  agentLog = "";
+  readonly #netns: string[] = [];
+  readonly #hostLinks: string[] = [];
+
+  private constructor(init: { name: string; dir: string; c: Cluster; runtime: RuntimePeer; kubelet: KubeletPeer; configFile: string }) {
+    this.name = init.name;
+    this.dir = init.dir;
+    this.c = init.c;
+    this.runtime = init.runtime;
+    this.kubelet = init.kubelet;
+    this.kubeletRoot = join(init.dir, "kubelet");
+    this.nriSocket = join(init.dir, "nri.sock");
+    this.configFile = init.configFile;
+  }
+
+  /** A fake Node in the API, the two peers, and an agent config for stand-in NICs named `<prefix>*`. */
+  static async create(name: string, options: { nicPrefix: string }): Promise<SimNode> {
+    const c = await cluster();
+    await createFakeNode(c, name);
+    const dir = mkdtempSync("/tmp/nc-sim-");
+    const kubeconfig = join(dir, "agent.kubeconfig");
+    const admin = JSON.parse(await sh(c.kubectl, "--kubeconfig", c.kubeconfig, "config", "view", "--raw", "-o", "json")) as {
+      clusters: { cluster: { server: string; "certificate-authority-data"?: string } }[];
+    };
+    const server = admin.clusters[0]?.cluster;
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Config",
+        clusters: [{ name: "sim", cluster: server }],
+        users: [{ name: "agent", user: { token: await agentToken(c, name) } }],
+        contexts: [{ name: "sim", context: { cluster: "sim", user: "agent" } }],
+        "current-context": "sim",
+      }),
+    );
+    const configFile = join(dir, "agent.yaml");
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        apiVersion: "netclaim.dev/v1alpha1",
+        kind: "AgentConfig",
+        nodeName: name,
+        kubeconfig,
+        stateDir: join(dir, "state"),
+        log: { level: "debug" },
+        kubelet: { rootDir: join(dir, "kubelet") },
+        nri: { socketPath: join(dir, "nri.sock") },
+        devices: { include: [{ ifName: `${options.nicPrefix}*` }], exclude: [] },
+        inventory: { resyncSeconds: 5 },
+        cni: { binDirs: ["/usr/lib/cni"] },
+        cdi: { specDir: join(dir, "cdi") },
+      }),
+    );
+    const runtime = await RuntimePeer.start("v0.12", dir, { socketPath: join(dir, "nri.sock") });
+    const kubelet = await KubeletPeer.start(join(dir, "kubelet", "plugins_registry"));
+    return new SimNode({ name, dir, c, runtime, kubelet, configFile });
+  }
+
+  /** Starts `netclaim agent` and waits until the kubelet peer registered it. */
+  async startAgent(): Promise<void> {
+    const agent = spawn(process.execPath, [join(repo, "src/cli/main.ts"), "agent", "--config", this.configFile], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { PATH: process.env["PATH"] ?? "" },
+    });
+    agent.stdout.on("data", (chunk: Buffer) => (this.agentLog += chunk.toString("utf8")));
+    agent.stderr.on("data", (chunk: Buffer) => (this.agentLog += chunk.toString("utf8")));
+    this.agent = agent;
+    await this.kubelet.waitForEndpoint(DRIVER, join(this.kubeletRoot, "plugins", DRIVER, "dra.sock"), 30_000).catch((err: unknown) => {
+      throw new Error(`agent did not register; its log:\n${this.agentLog.slice(-3000)}`, { cause: err });
+    });
+    await waitFor("the agent's NRI connection", () => Promise.resolve(this.agentLog.includes('"state":"connected"') ? true : undefined), 30_000);
+  }
+
+  /** kill -9, as a crash. */
+  async killAgent(): Promise<void> {
+    const agent = this.agent;
+    if (agent === undefined || agent.exitCode !== null) return;
+    const exited = new Promise((resolve) => agent.once("exit", resolve));
+    agent.kill("SIGKILL");
+    await exited;
+    this.agent = undefined;
+  }
+
+  async stopAgent(): Promise<void> {
+    const agent = this.agent;
+    if (agent === undefined || agent.exitCode !== null) return;
+    const exited = new Promise((resolve) => agent.once("exit", resolve));
+    agent.kill("SIGTERM");
+    await exited;
+    this.agent = undefined;
+  }
+
+  /**
+   * A veth pair whose end `name` stands in for a NIC; the other end, `x<name>`,
+   * stays on the host (outside the published name prefix).
+   */
+  async addNic(name: string): Promise<void> {
+    await sh("ip", "link", "add", name, "type", "veth", "peer", "name", `x${name}`);
+    await sh("ip", "link", "set", `x${name}`, "up");
+    this.#hostLinks.push(name, `x${name}`);
+  }
+
+  /** A pod network namespace as CNI leaves it: loopback, and Multus's net1 (a macvlan over `master`). */
+  async podNetns(master: string, net1Address: string): Promise<string> {
+    const netns = `ncsim-${randomUUID().slice(0, 8)}`;
+    await sh("ip", "netns", "add", netns);
+    this.#netns.push(netns);
+    await sh("ip", "-n", netns, "link", "set", "lo", "up");
+    await execCni("macvlan", "ADD", { netns: `/var/run/netns/${netns}`, ifName: "net1", containerId: netns }, {
+      cniVersion: "1.0.0",
+      name: "multus-net",
+      type: "macvlan",
+      master,
+      mode: "bridge",
+      ipam: { type: "static", addresses: [{ address: net1Address }] },
+    });
+    return netns;
+  }
+
+  async apply(yaml: string): Promise<void> {
+    await kubectlApply(this.c, yaml);
+  }
+
+  /** Force-deletes a pod (no kubelet runs to finish it) and waits until it and its generated claims are gone. */
+  async deletePod(namespace: string, name: string): Promise<void> {
+    const path = `/api/v1/namespaces/${namespace}/pods/${name}`;
+    let uid: string;
+    try {
+      uid = (await this.c.admin.request<{ metadata: { uid: string } }>("GET", path)).metadata.uid;
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
+    await deleteIfExists(this.c, `${path}?gracePeriodSeconds=0`);
+    await waitFor(`pod ${namespace}/${name} and its claims to be deleted`, async () => {
+      const claims = await this.c.admin.request<{ items: { metadata: { ownerReferences?: { uid: string }[] } }[] }>(
+        "GET",
+        `/apis/resource.k8s.io/v1/namespaces/${namespace}/resourceclaims`,
+      );
+      const owned = claims.items.some((c) => c.metadata.ownerReferences?.some((o) => o.uid === uid) === true);
+      return owned ? undefined : true;
+    }, 60_000);
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stopAgent().catch(() => undefined);
+    await this.runtime.stop().catch(() => undefined);
+    await this.kubelet.stop().catch(() => undefined);
+    for (const netns of this.#netns) await sh("ip", "netns", "delete", netns).catch(() => undefined);
+    for (const link of this.#hostLinks) await sh("ip", "link", "delete", link).catch(() => undefined);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function execCni(type: string, command: string, env: { netns: string; ifName: string; containerId: string }, config: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      `/usr/lib/cni/${type}`,
+      [],
+      {
+        env: { CNI_COMMAND: command, CNI_NETNS: env.netns, CNI_IFNAME: env.ifName, CNI_CONTAINERID: env.containerId, CNI_PATH: "/usr/lib/cni" },
+      },
+      (err, stdout) => {
+        if (err) reject(new Error(`CNI ${type} ${command}: ${stdout}`, { cause: err }));
+        else resolve(stdout);
+      },
+    );
+    child.stdin?.end(JSON.stringify(config));
+  });
+}
