@@ -65,7 +65,7 @@ describe("ClaimService", () => {
     });
   });
   afterEach(async () => {
-    await service.close();
+    await service.close(100);
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -17,7 +17,7 @@ import type { StateStore, Collection } from "../store/index.ts";
 import { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
 import { addressSpecFor, captureHostState, findPlannedDevice, findRecordedDevice, routeSpecFor } from "./host-state.ts";
 import { openJournal, type HostState, type JournalRecord } from "./journal.ts";
-import { attachmentPlanSchema, describeDevice, type AttachmentPlan, type AttachmentPlanInput } from "./plan.ts";
+import { attachmentPlanSchema, describeDevice, parseSysctlKey, type AttachmentPlan, type AttachmentPlanInput } from "./plan.ts";
 
 /** The RDMA operations the engine needs; NetlinkClient provides them. */
 export interface RdmaOps {
@@ -223,7 +223,10 @@ export class AttachEngine {
     if (plan.mtu !== undefined || plan.mac !== undefined || inPod.name !== plan.podName) {
       configure.push({ op: "setLink", index, device, update: { name: plan.podName, ...(plan.mtu !== undefined && { mtu: plan.mtu }), ...(plan.mac !== undefined && { mac: plan.mac }) } });
     }
-    for (const [key, value] of Object.entries(plan.sysctls)) configure.push({ op: "writeSysctl", key, value, device });
+    for (const [key, value] of Object.entries(plan.sysctls)) {
+      const sysctl = parseSysctlKey(key, plan.podName);
+      if (sysctl !== undefined) configure.push({ op: "writeSysctl", sysctl, value, device });
+    }
     for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
     const steps: StepOps[] = [
       { step: "configure", ops: configure },
@@ -387,8 +390,10 @@ function parsePlan(input: AttachmentPlanInput): AttachmentPlan {
   const parsed = attachmentPlanSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
+    // A bad record key is reported by zod as "invalid key" with the reason nested.
+    const reason = issue?.code === "invalid_key" ? issue.issues[0]?.message : issue?.message;
     const where = { attachment: input.key, device: typeof input.podName === "string" ? input.podName : "?", step: "validate" };
-    throw new EngineError("ENGINE_PLAN", where, `${issue?.path.join(".") ?? ""}: ${issue?.message ?? parsed.error.message}`);
+    throw new EngineError("ENGINE_PLAN", where, `${issue?.path.join(".") ?? ""}: ${reason ?? parsed.error.message}`);
   }
   return parsed.data;
 }

@@ -5,10 +5,11 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
-import { parseCidr } from "../netlink/index.ts";
+import { parseCidr, type InterfaceSysctl } from "../netlink/index.ts";
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const SYSCTL = /^net\.(ipv4|ipv6)\.(conf|neigh)\.(.+)\.([a-z0-9_]+)$/;
 const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
 const cidr = z.string().refine((s) => {
@@ -55,15 +56,35 @@ export const attachmentPlanSchema = z.object({
   mac: z.string().regex(MAC, "must be a lowercase MAC like 02:00:00:00:00:01").optional(),
   addresses: z.array(cidr).default([]),
   routes: z.array(routeSchema).default([]),
-  /** Per-interface sysctls set in the pod, full keys (net.ipv4.conf.net1.arp_ignore). */
-  sysctls: z.record(z.string(), z.string()).default({}),
+  /**
+   * Sysctls of the pod-side interface, set in the pod before it comes up,
+   * as full keys naming it: net.ipv4.conf.<podName>.arp_ignore.
+   */
+  sysctls: z.record(z.string().regex(SYSCTL, "must look like net.ipv4.conf.<podName>.arp_ignore (ipv4|ipv6, conf|neigh)"), z.string().regex(/^[0-9A-Za-z _:.-]{1,64}$/)).default({}),
   rdma: z.object({ device: z.string().min(1), mode: z.enum(["shared", "exclusive"]) }).optional(),
+}).superRefine((plan, ctx) => {
+  for (const key of Object.keys(plan.sysctls)) {
+    if (parseSysctlKey(key, plan.podName) === undefined) {
+      ctx.addIssue({ code: "custom", path: ["sysctls", key], message: `must name the pod-side interface ${plan.podName}` });
+    }
+  }
 });
 
 export type AttachmentPlan = z.infer<typeof attachmentPlanSchema>;
 export type AttachmentPlanInput = z.input<typeof attachmentPlanSchema>;
 export type DeviceIdentity = z.infer<typeof deviceIdentitySchema>;
 export type PlannedRoute = z.infer<typeof routeSchema>;
+
+/**
+ * Splits net.<family>.<table>.<ifname>.<param>, whose interface must be
+ * `podName` (which may itself contain dots, like "eth0.100"); undefined when
+ * the key does not have that shape.
+ */
+export function parseSysctlKey(key: string, podName: string): InterfaceSysctl | undefined {
+  const m = SYSCTL.exec(key);
+  if (m?.[3] !== podName || m[4] === undefined) return undefined;
+  return { family: m[1] === "ipv6" ? "ipv6" : "ipv4", table: m[2] === "neigh" ? "neigh" : "conf", param: m[4] };
+}
 
 /** How a person would name the device in a message. */
 export function describeDevice(d: DeviceIdentity): string {

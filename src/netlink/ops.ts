@@ -39,7 +39,8 @@ export type Op =
   | { op: "listRoutes"; family: Family; oif?: number }
   | { op: "addRoute"; spec: RouteSpec; device: string }
   | { op: "deleteRoute"; spec: RouteSpec; device: string }
-  | { op: "writeSysctl"; key: string; value: string; device: string }
+  /** Writes net.<sysctl.family>.<sysctl.table>.<device>.<sysctl.param> in the batch's namespace. */
+  | { op: "writeSysctl"; sysctl: InterfaceSysctl; value: string; device: string }
   | { op: "rdmaNetnsMode" }
   | { op: "rdmaListDevices" }
   | { op: "rdmaSetNetns"; index: number; device: string; netns: string };
@@ -65,6 +66,13 @@ export interface OpResults {
 
 export type ResultOf<O extends Op> = OpResults[O["op"]];
 
+/** A per-interface sysctl; the interface is the op's `device`. */
+export interface InterfaceSysctl {
+  family: "ipv4" | "ipv6";
+  table: "conf" | "neigh";
+  param: string;
+}
+
 export interface LinkState {
   link: Link;
   addresses: Address[];
@@ -72,7 +80,8 @@ export interface LinkState {
 }
 
 const DUMP_ATTEMPTS = 3;
-const SYSCTL_KEY = /^net\.(ipv4|ipv6)\.(conf|neigh)\.[A-Za-z0-9_.-]+$/;
+const SYSCTL_PARAM = /^[a-z0-9_]+$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * Runs batches for one worker thread. `hostNsFd` is the namespace the thread
@@ -163,7 +172,7 @@ export class OpExecutor {
         return null;
       }
       case "writeSysctl":
-        this.#writeSysctl(netns, op.key, op.value, op.device);
+        this.#writeSysctl(netns, op.sysctl, op.value, op.device);
         return null;
       case "rdmaNetnsMode": {
         const [reply] = this.#rdma().request(encodeRdmaSysGet, { request: "RDMA_NLDEV_CMD_SYS_GET" });
@@ -217,12 +226,15 @@ export class OpExecutor {
     }
   }
 
-  #writeSysctl(netns: string | undefined, key: string, value: string, device: string): void {
-    if (!SYSCTL_KEY.test(key) || key.includes("..")) {
-      throw new NetlinkError("NETLINK_SYSCALL", `sysctl "${key}" is not a per-interface net.ipv4/net.ipv6 conf or neigh key`, { request: "write sysctl", device });
+  #writeSysctl(netns: string | undefined, sysctl: InterfaceSysctl, value: string, device: string): void {
+    const key = `net.${sysctl.family}.${sysctl.table}.${device}.${sysctl.param}`;
+    if (!SYSCTL_PARAM.test(sysctl.param) || !IFNAME.test(device) || device === "." || device === "..") {
+      throw new NetlinkError("NETLINK_SYSCALL", `sysctl "${key}" does not name an interface and a parameter`, { request: "write sysctl", device });
     }
-    // /proc/sys/net resolves to the namespace of the thread that opens it.
-    const path = `/proc/sys/${key.replaceAll(".", "/")}`;
+    // Built from parts, so an interface name with a dot ("eth0.100") stays
+    // one path element. /proc/sys/net resolves to the namespace of the
+    // thread that opens it.
+    const path = `/proc/sys/net/${sysctl.family}/${sysctl.table}/${device}/${sysctl.param}`;
     const write = (): void => {
       try {
         writeFileSync(path, value);

@@ -30,6 +30,23 @@ describe("netlink on the real kernel", () => {
     }
   });
 
+  it("creates veth and macvlan devices in place inside a pod namespace and deletes them", async () => {
+    const netns = makeNetns();
+    try {
+      await netlink.createLink(netns.path, { kind: "veth", name: "nctest-c0", peerName: "nctest-c1" });
+      const parent = await netlink.getLink(netns.path, { name: "nctest-c0" });
+      assert.ok(parent);
+      await netlink.createLink(netns.path, { kind: "macvlan", name: "nctest-m0", parentIndex: parent.index });
+      const links = await netlink.listLinks(netns.path);
+      assert.deepEqual(links.map((l) => `${l.name}:${l.kind ?? ""}`).sort(), ["lo:", "nctest-c0:veth", "nctest-c1:veth", "nctest-m0:macvlan"]);
+      await assert.rejects(netlink.createLink(netns.path, { kind: "veth", name: "nctest-c0", peerName: "nctest-c2" }), /RTM_NEWLINK create veth \(device nctest-c0\) failed with EEXIST/);
+      await netlink.deleteLink(netns.path, parent.index, "nctest-c0");
+      assert.deepEqual((await netlink.listLinks(netns.path)).map((l) => l.name), ["lo"]);
+    } finally {
+      netns.remove();
+    }
+  });
+
   it("reports an unopenable namespace as a syscall error naming the path", async () => {
     await assert.rejects(netlink.listLinks("/var/run/netns/nctest-absent"), /cannot open network namespace \/var\/run\/netns\/nctest-absent: ENOENT/);
   });

@@ -189,6 +189,9 @@ func (p *peer) handle(cmd command) (any, error) {
 	case "setState":
 		p.setState(cmd.Pods, cmd.PadBytes)
 		return nil, nil
+	case "addRunningPod":
+		p.addRunningPod(toPod(cmd.Pod))
+		return nil, nil
 	case "runPod":
 		return nil, runPod(ctx, p.r, toPod(cmd.Pod))
 	case "stopPod":
@@ -237,6 +240,14 @@ func (p *peer) setState(n, pad int) {
 	p.mu.Lock()
 	p.pods, p.containers = pods, ctrs
 	p.mu.Unlock()
+}
+
+// addRunningPod makes a pod part of the state the next Synchronize reports,
+// as a runtime that started it while the plugin was away would.
+func (p *peer) addRunningPod(pod *adaptation.PodSandbox) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pods = append(p.pods, pod)
 }
 
 type deviceJSON struct {
