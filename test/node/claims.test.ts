@@ -6,64 +6,10 @@ import assert from "node:assert/strict";
 import { waitFor } from "../api/harness.ts";
 import type { ResourceClaim } from "../../src/kube/index.ts";
 import { DRIVER, links, routes, SimNode } from "./harness.ts";
+import { claimTemplate, deviceClass, pod, scheduledClaim } from "./objects.ts";
 
 const NODE = "nc-sim-1";
 const NS = "default";
-
-function deviceClass(): string {
-  return `
-apiVersion: resource.k8s.io/v1
-kind: DeviceClass
-metadata: { name: netclaim-sim }
-spec:
-  selectors:
-    - cel: { expression: 'device.driver == "${DRIVER}"' }
-`;
-}
-
-function claimTemplate(name: string, config: object | undefined, requests = ["data", "spare"]): string {
-  const configYaml =
-    config === undefined
-      ? ""
-      : `
-      config:
-        - requests: [${requests[0] ?? ""}]
-          opaque:
-            driver: ${DRIVER}
-            parameters: ${JSON.stringify({ apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...config })}`;
-  return `
-apiVersion: resource.k8s.io/v1
-kind: ResourceClaimTemplate
-metadata: { name: ${name}, namespace: ${NS} }
-spec:
-  spec:
-    devices:
-      requests:
-${requests.map((r) => `        - name: ${r}\n          exactly: { deviceClassName: netclaim-sim }`).join("\n")}${configYaml}
-`;
-}
-
-function pod(name: string, template: string): string {
-  return `
-apiVersion: v1
-kind: Pod
-metadata: { name: ${name}, namespace: ${NS} }
-spec:
-  nodeSelector: { kubernetes.io/hostname: ${NODE} }
-  tolerations: [{ operator: Exists }]
-  resourceClaims: [{ name: nics, resourceClaimTemplateName: ${template} }]
-  containers:
-    - name: app
-      image: netclaim.invalid/app:test
-      resources: { claims: [{ name: nics }] }
-`;
-}
-
-interface PodObject {
-  metadata: { uid: string };
-  spec: { nodeName?: string };
-  status?: { resourceClaimStatuses?: { name: string; resourceClaimName?: string }[] };
-}
 
 describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
   let node: SimNode;
@@ -81,30 +27,17 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
     await node.cleanup();
   });
 
-  async function scheduledClaim(podName: string): Promise<{ pod: PodObject; claim: ResourceClaim }> {
-    const podObject = await waitFor(`${podName} scheduled with its claim`, async () => {
-      const p = await node.c.admin.request<PodObject>("GET", `/api/v1/namespaces/${NS}/pods/${podName}`);
-      return p.spec.nodeName === NODE && p.status?.resourceClaimStatuses?.[0]?.resourceClaimName !== undefined ? p : undefined;
-    }, 60_000);
-    const claimName = podObject.status?.resourceClaimStatuses?.[0]?.resourceClaimName ?? "";
-    const claim = await waitFor(`claim ${claimName} allocated and reserved`, async () => {
-      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claimName}`);
-      return c.status?.allocation != null && (c.status.reservedFor?.length ?? 0) > 0 ? c : undefined;
-    });
-    return { pod: podObject, claim };
-  }
-
   it("attaches two devices with the claim's config next to Multus's net1, reports them, and restores the host exactly", async () => {
     await node.deletePod(NS, "sim-pod-a");
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
     await node.apply(
-      claimTemplate("sim-two", {
+      claimTemplate(NS, "sim-two", {
         interface: { name: "data0", mtu: 1400, addresses: ["198.51.100.10/24", "fd00:10::10/64"] },
         routes: [{ destination: "203.0.113.0/24", gateway: "198.51.100.1", table: 100 }],
       }),
     );
-    await node.apply(pod("sim-pod-a", "sim-two"));
-    const { pod: podObject, claim } = await scheduledClaim("sim-pod-a");
+    await node.apply(pod(NS, NODE, "sim-pod-a", "sim-two"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-a");
     const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
 
     const prepared = await node.kubelet.prepare(DRIVER, [ref]);
@@ -154,9 +87,9 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
 
   it("fails prepare with the field path of a bad config, and records a Warning event on the claim", async () => {
     await node.deletePod(NS, "sim-pod-bad");
-    await node.apply(claimTemplate("sim-bad", { interface: { mtu: 10 } }, ["data"]));
-    await node.apply(pod("sim-pod-bad", "sim-bad"));
-    const { claim } = await scheduledClaim("sim-pod-bad");
+    await node.apply(claimTemplate(NS, "sim-bad", { interface: { mtu: 10 } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-bad", "sim-bad"));
+    const { claim } = await scheduledClaim(node, NS, NODE, "sim-pod-bad");
     const prepared = await node.kubelet.prepare(DRIVER, [{ namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid }]);
     const error = prepared.response.claims?.[claim.metadata.uid]?.error ?? "";
     assert.match(error, /spec\.devices\.config\[0\]\.opaque\.parameters\.interface\.mtu: /);

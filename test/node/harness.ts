@@ -16,9 +16,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { isNotFound } from "../../src/kube/index.ts";
-import { agentToken, cluster, createFakeNode, deleteIfExists, kubectlApply, waitFor, type Cluster } from "../api/harness.ts";
+import { agentToken, cluster, createFakeNode, deleteIfExists, kubectlApply, nodeSlices, waitFor, type Cluster } from "../api/harness.ts";
 import { KubeletPeer } from "../dra/kubelet-peer.ts";
 import { RuntimePeer } from "../nri/runtime-peer.ts";
+import { SIM_NODE_LABEL } from "./objects.ts";
 
 const run = promisify(execFile);
 const repo = new URL("../../", import.meta.url).pathname;
@@ -52,7 +53,7 @@ export class SimNode {
   readonly name: string;
   readonly dir: string;
   readonly c: Cluster;
-  readonly runtime: RuntimePeer;
+  runtime: RuntimePeer;
   readonly kubelet: KubeletPeer;
   readonly kubeletRoot: string;
   readonly nriSocket: string;
@@ -61,8 +62,11 @@ export class SimNode {
   agentLog = "";
   readonly #netns: string[] = [];
   readonly #hostLinks: string[] = [];
+  readonly #nics: string[] = [];
+  readonly #nicPrefix: string;
 
-  private constructor(init: { name: string; dir: string; c: Cluster; runtime: RuntimePeer; kubelet: KubeletPeer; configFile: string }) {
+  private constructor(init: { name: string; dir: string; c: Cluster; runtime: RuntimePeer; kubelet: KubeletPeer; configFile: string; nicPrefix: string }) {
+    this.#nicPrefix = init.nicPrefix;
     this.name = init.name;
     this.dir = init.dir;
     this.c = init.c;
@@ -76,6 +80,7 @@ export class SimNode {
   /** A fake Node in the API, the two peers, and an agent config for stand-in NICs named `<prefix>*`. */
   static async create(name: string, options: { nicPrefix: string }): Promise<SimNode> {
     const c = await cluster();
+    await deletePodsOn(c, name);
     await createFakeNode(c, name);
     const dir = mkdtempSync("/tmp/nc-sim-");
     const kubeconfig = join(dir, "agent.kubeconfig");
@@ -114,11 +119,21 @@ export class SimNode {
     );
     const runtime = await RuntimePeer.start("v0.12", dir, { socketPath: join(dir, "nri.sock") });
     const kubelet = await KubeletPeer.start(join(dir, "kubelet", "plugins_registry"));
-    return new SimNode({ name, dir, c, runtime, kubelet, configFile });
+    return new SimNode({ name, dir, c, runtime, kubelet, configFile, nicPrefix: options.nicPrefix });
+  }
+
+  /** A runtime restart: the old peer quits, a new one listens on the same socket with an empty state. */
+  async restartRuntime(): Promise<void> {
+    await this.runtime.stop();
+    this.runtime = await RuntimePeer.start("v0.12", this.dir, { socketPath: this.nriSocket });
+    // The agent reconnects with backoff; the runtime synchronizes it once registered.
+    await this.runtime.nextEvent("sync", 1, 30_000);
   }
 
   /** Starts `netclaim agent` and waits until the kubelet peer registered it. */
   async startAgent(): Promise<void> {
+    this.agentLog = "";
+    const syncs = this.runtime.events("sync").length;
     const agent = spawn(process.execPath, [join(repo, "src/cli/main.ts"), "agent", "--config", this.configFile], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { PATH: process.env["PATH"] ?? "" },
@@ -129,7 +144,12 @@ export class SimNode {
     await this.kubelet.waitForEndpoint(DRIVER, join(this.kubeletRoot, "plugins", DRIVER, "dra.sock"), 30_000).catch((err: unknown) => {
       throw new Error(`agent did not register; its log:\n${this.agentLog.slice(-3000)}`, { cause: err });
     });
-    await waitFor("the agent's NRI connection", () => Promise.resolve(this.agentLog.includes('"state":"connected"') ? true : undefined), 30_000);
+    await this.runtime.nextEvent("sync", syncs + 1, 30_000);
+    // Pods created before the slice lists the devices would wait for the scheduler's next retry.
+    await waitFor(`${this.name}'s slice to list ${this.#nics.join(", ")}`, async () => {
+      const published = new Set((await nodeSlices(this.c, this.name)).flatMap((slice) => slice.spec.devices?.map((d) => d.name) ?? []));
+      return this.#nics.every((nic) => published.has(nic)) ? true : undefined;
+    }, 30_000);
   }
 
   /** kill -9, as a crash. */
@@ -142,6 +162,7 @@ export class SimNode {
     this.agent = undefined;
   }
 
+  /** SIGTERM, as a DaemonSet pod stop; returns once the kubelet peer has deregistered it. */
   async stopAgent(): Promise<void> {
     const agent = this.agent;
     if (agent === undefined || agent.exitCode !== null) return;
@@ -149,6 +170,9 @@ export class SimNode {
     agent.kill("SIGTERM");
     await exited;
     this.agent = undefined;
+    await waitFor("the kubelet peer to deregister the agent", async () =>
+      (await this.kubelet.plugin(DRIVER).then(() => false, () => true)) ? true : undefined,
+    );
   }
 
   /**
@@ -159,6 +183,7 @@ export class SimNode {
     await sh("ip", "link", "add", name, "type", "veth", "peer", "name", `x${name}`);
     await sh("ip", "link", "set", `x${name}`, "up");
     this.#hostLinks.push(name, `x${name}`);
+    if (name.startsWith(this.#nicPrefix)) this.#nics.push(name);
   }
 
   /** A pod network namespace as CNI leaves it: loopback, and Multus's net1 (a macvlan over `master`). */
@@ -182,28 +207,12 @@ export class SimNode {
     await kubectlApply(this.c, yaml);
   }
 
-  /** Force-deletes a pod (no kubelet runs to finish it) and waits until it and its generated claims are gone. */
   async deletePod(namespace: string, name: string): Promise<void> {
-    const path = `/api/v1/namespaces/${namespace}/pods/${name}`;
-    let uid: string;
-    try {
-      uid = (await this.c.admin.request<{ metadata: { uid: string } }>("GET", path)).metadata.uid;
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    await deleteIfExists(this.c, `${path}?gracePeriodSeconds=0`);
-    await waitFor(`pod ${namespace}/${name} and its claims to be deleted`, async () => {
-      const claims = await this.c.admin.request<{ items: { metadata: { ownerReferences?: { uid: string }[] } }[] }>(
-        "GET",
-        `/apis/resource.k8s.io/v1/namespaces/${namespace}/resourceclaims`,
-      );
-      const owned = claims.items.some((c) => c.metadata.ownerReferences?.some((o) => o.uid === uid) === true);
-      return owned ? undefined : true;
-    }, 60_000);
+    await deletePod(this.c, namespace, name);
   }
 
   async cleanup(): Promise<void> {
+    await deletePodsOn(this.c, this.name).catch(() => undefined);
     await this.stopAgent().catch(() => undefined);
     await this.runtime.stop().catch(() => undefined);
     await this.kubelet.stop().catch(() => undefined);
@@ -228,4 +237,36 @@ async function execCni(type: string, command: string, env: { netns: string; ifNa
     );
     child.stdin?.end(JSON.stringify(config));
   });
+}
+
+/** Force-deletes a pod (no kubelet runs to finish it) and waits until it and its generated claims are gone. */
+async function deletePod(c: Cluster, namespace: string, name: string): Promise<void> {
+  const path = `/api/v1/namespaces/${namespace}/pods/${name}`;
+  let uid: string;
+  try {
+    uid = (await c.admin.request<{ metadata: { uid: string } }>("GET", path)).metadata.uid;
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  await deleteIfExists(c, `${path}?gracePeriodSeconds=0`);
+  await waitFor(`pod ${namespace}/${name} and its claims to be deleted`, async () => {
+    const claims = await c.admin.request<{ items: { metadata: { ownerReferences?: { uid: string }[] } }[] }>(
+      "GET",
+      `/apis/resource.k8s.io/v1/namespaces/${namespace}/resourceclaims`,
+    );
+    const owned = claims.items.some((claim) => claim.metadata.ownerReferences?.some((o) => o.uid === uid) === true);
+    return owned ? undefined : true;
+  }, 60_000);
+}
+
+/**
+ * Pods an earlier (failed) run left for the node would hold its devices, or
+ * take them as soon as they are free: bound ones and still pending ones.
+ */
+async function deletePodsOn(c: Cluster, nodeName: string): Promise<void> {
+  const pods = await c.admin.request<{ items: { metadata: { namespace: string; name: string } }[] }>("GET", "/api/v1/pods", {
+    query: { labelSelector: `${SIM_NODE_LABEL}=${nodeName}` },
+  });
+  for (const p of pods.items) await deletePod(c, p.metadata.namespace, p.metadata.name);
 }

@@ -1,0 +1,78 @@
+/** API objects the node-simulator tests create, and waiting for the scheduler. */
+import { waitFor } from "../api/harness.ts";
+import type { ResourceClaim } from "../../src/kube/index.ts";
+import { DRIVER, type SimNode } from "./harness.ts";
+
+/** Marks the pods a simulated node's tests create, so a later run can remove them even if never scheduled. */
+export const SIM_NODE_LABEL = "netclaim.dev/sim-node";
+
+/** Every netclaim device; pods pick the node with a nodeSelector. */
+export function deviceClass(): string {
+  return `
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: { name: netclaim-sim }
+spec:
+  selectors:
+    - cel: { expression: 'device.driver == "${DRIVER}"' }
+`;
+}
+
+/** A template with one request per name; `config` (a NetworkConfig body) applies to the first. */
+export function claimTemplate(namespace: string, name: string, config: object | undefined, requests = ["data", "spare"]): string {
+  const configYaml =
+    config === undefined
+      ? ""
+      : `
+      config:
+        - requests: [${requests[0] ?? ""}]
+          opaque:
+            driver: ${DRIVER}
+            parameters: ${JSON.stringify({ apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...config })}`;
+  return `
+apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+  spec:
+    devices:
+      requests:
+${requests.map((r) => `        - name: ${r}\n          exactly: { deviceClassName: netclaim-sim }`).join("\n")}${configYaml}
+`;
+}
+
+export function pod(namespace: string, nodeName: string, name: string, template: string): string {
+  return `
+apiVersion: v1
+kind: Pod
+metadata: { name: ${name}, namespace: ${namespace}, labels: { ${SIM_NODE_LABEL}: ${nodeName} } }
+spec:
+  nodeSelector: { kubernetes.io/hostname: ${nodeName} }
+  tolerations: [{ operator: Exists }]
+  resourceClaims: [{ name: nics, resourceClaimTemplateName: ${template} }]
+  containers:
+    - name: app
+      image: netclaim.invalid/app:test
+      resources: { claims: [{ name: nics }] }
+`;
+}
+
+export interface PodObject {
+  metadata: { uid: string };
+  spec: { nodeName?: string };
+  status?: { resourceClaimStatuses?: { name: string; resourceClaimName?: string }[] };
+}
+
+/** Waits until the scheduler bound the pod and its generated claim is allocated and reserved for it. */
+export async function scheduledClaim(node: SimNode, namespace: string, nodeName: string, podName: string): Promise<{ pod: PodObject; claim: ResourceClaim }> {
+  const podObject = await waitFor(`${podName} scheduled with its claim`, async () => {
+    const p = await node.c.admin.request<PodObject>("GET", `/api/v1/namespaces/${namespace}/pods/${podName}`);
+    return p.spec.nodeName === nodeName && p.status?.resourceClaimStatuses?.[0]?.resourceClaimName !== undefined ? p : undefined;
+  }, 60_000);
+  const claimName = podObject.status?.resourceClaimStatuses?.[0]?.resourceClaimName ?? "";
+  const claim = await waitFor(`claim ${claimName} allocated and reserved`, async () => {
+    const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${namespace}/resourceclaims/${claimName}`);
+    return c.status?.allocation != null && (c.status.reservedFor?.length ?? 0) > 0 ? c : undefined;
+  });
+  return { pod: podObject, claim };
+}

@@ -1,0 +1,103 @@
+// Re-synchronization on the node simulator: what happens while the agent or
+// the runtime connection is away, and how the agent catches up.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { waitFor } from "../api/harness.ts";
+import type { ResourceClaim } from "../../src/kube/index.ts";
+import { DRIVER, links, SimNode } from "./harness.ts";
+import { claimTemplate, deviceClass, pod, scheduledClaim } from "./objects.ts";
+
+const NODE = "nc-sim-2";
+const NS = "default";
+
+describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
+  let node: SimNode;
+
+  before(async () => {
+    node = await SimNode.create(NODE, { nicPrefix: "ncsb" });
+    await node.addNic("ncsb0");
+    await node.addNic("ncsm1");
+    await node.startAgent();
+    await node.apply(deviceClass());
+    await node.apply(claimTemplate(NS, "sim-one", { interface: { name: "data0", addresses: ["198.51.100.20/24"] } }, ["data"]));
+  });
+
+  after(async () => {
+    await node.cleanup();
+  });
+
+  async function claimStatus(name: string): Promise<NonNullable<ResourceClaim["status"]>["devices"]> {
+    const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${name}`);
+    return c.status?.devices ?? [];
+  }
+
+  it("refuses to prepare while the runtime connection is down, and prepares once it is back", async () => {
+    await node.deletePod(NS, "sim-pod-down");
+    await node.apply(pod(NS, NODE, "sim-pod-down", "sim-one"));
+    const { claim } = await scheduledClaim(node, NS, NODE, "sim-pod-down");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    await node.runtime.stop();
+    await waitFor("the agent to see the runtime gone", () => Promise.resolve(node.agentLog.includes('"state":"disconnected"') ? true : undefined));
+    const refused = await node.kubelet.prepare(DRIVER, [ref]);
+    assert.match(refused.response.claims?.[claim.metadata.uid]?.error ?? "", /not connected to the container runtime's NRI socket/);
+
+    await node.restartRuntime();
+    const prepared = await waitFor("prepare to succeed after the runtime is back", async () => {
+      const result = await node.kubelet.prepare(DRIVER, [ref]);
+      return (result.response.claims?.[claim.metadata.uid]?.error ?? "") === "" ? result : undefined;
+    }, 30_000);
+    assert.equal(prepared.response.claims?.[claim.metadata.uid]?.devices?.length, 1);
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-down");
+  });
+
+  it("attaches late, and says so, when the sandbox started while the agent was down", async () => {
+    await node.deletePod(NS, "sim-pod-late");
+    await node.apply(pod(NS, NODE, "sim-pod-late", "sim-one"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-late");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+
+    await node.stopAgent();
+    const netns = await node.podNetns("ncsm1", "198.51.100.201/24");
+    const sandbox = { id: "sb-late", uid: podObject.metadata.uid, name: "sim-pod-late", namespace: NS, netns: `/var/run/netns/${netns}` };
+    await node.runtime.command("runPod", { pod: sandbox }); // nobody attaches: the agent is down
+    await node.runtime.command("addRunningPod", { pod: sandbox });
+    assert.equal((await links(netns)).some((l) => l.ifname === "data0"), false);
+
+    await node.startAgent();
+    await waitFor("data0 attached late", async () => ((await links(netns)).some((l) => l.ifname === "data0") ? true : undefined), 30_000);
+    const devices = await waitFor("a Ready condition saying the attach was late", async () => {
+      const d = await claimStatus(claim.metadata.name);
+      return d?.some((e) => e.conditions?.some((k) => k.reason === "InterfaceAttachedLate")) === true ? d : undefined;
+    });
+    assert.equal(devices[0]?.networkData?.interfaceName, "data0");
+
+    await node.runtime.command("stopPod", { pod: sandbox });
+    assert.ok((await links()).some((l) => l.ifname === "ncsb0"), "the device is back on the host");
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-late");
+  });
+
+  it("restores the devices of a pod the runtime removed while the agent was down", async () => {
+    await node.deletePod(NS, "sim-pod-gone");
+    await node.apply(pod(NS, NODE, "sim-pod-gone", "sim-one"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-gone");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const netns = await node.podNetns("ncsm1", "198.51.100.202/24");
+    const sandbox = { id: "sb-gone", uid: podObject.metadata.uid, name: "sim-pod-gone", namespace: NS, netns: `/var/run/netns/${netns}` };
+    await node.restartRuntime(); // a fresh runtime whose state does not include earlier test pods
+    await node.runtime.command("runPod", { pod: sandbox });
+    assert.ok((await links(netns)).some((l) => l.ifname === "data0"));
+
+    await node.stopAgent();
+    await node.runtime.command("stopPod", { pod: sandbox }); // the runtime tears the pod down without us
+    await node.startAgent(); // its Synchronize does not list the pod
+    await waitFor("ncsb0 back on the host", async () => ((await links()).some((l) => l.ifname === "ncsb0") ? true : undefined), 30_000);
+    assert.equal((await links(netns)).some((l) => l.ifname === "data0"), false);
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-gone");
+  });
+});
+
