@@ -118,7 +118,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     poolName: nodeName,
     devices: inventoryLookup(() => inventory.current()),
     nads: apiNadSource(client),
-    cdi: cdiPublisher(config.cdi.specDir, { sysfs: join(config.inventory.root, "sys"), dev: "/dev" }),
+    cdi: cdiPublisher(config.cdi.specDir, { sysfs: join(config.inventory.root, "sys"), dev: join(config.inventory.root, "dev") }),
     store,
     cniPluginDirs: config.cni.binDirs,
     runtimeConnected: () => nri.state === "connected",

@@ -5,7 +5,7 @@
  * written to a temporary name, fsynced and renamed, so a runtime reading
  * the CDI directory never sees half a spec.
  */
-import { open, readdir, readFile, rename, rm, access } from "node:fs/promises";
+import { access, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "./errors.ts";
 
@@ -79,6 +79,8 @@ export async function writeCdiSpec(specDir: string, name: string, devices: reado
   const file = specPath(specDir, name);
   const temp = `${file}.tmp-${process.pid}`;
   try {
+    // The runtime reads /var/run/cdi, a tmpfs: after a reboot the directory may not exist yet.
+    await mkdir(specDir, { recursive: true, mode: 0o755 });
     const handle = await open(temp, "w", 0o644);
     try {
       await handle.writeFile(`${JSON.stringify(spec, null, 2)}\n`);

@@ -2,6 +2,9 @@
 // the kubelet's own plugin code prepares, containerd/nri's runtime code starts
 // the sandbox, and the kernel shows the result.
 import { after, before, describe, it } from "node:test";
+import { mkdtemp, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import assert from "node:assert/strict";
 import { waitFor } from "../api/harness.ts";
 import type { ResourceClaim } from "../../src/kube/index.ts";
@@ -21,6 +24,7 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
     await node.addNic("ncsm0"); // the "Multus" network's master; not published
     await node.startAgent();
     await node.apply(deviceClass());
+    await node.apply(await readFile(new URL("../../hack/node/nad-crd.yaml", import.meta.url), "utf8"));
   });
 
   after(async () => {
@@ -101,6 +105,64 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
       return events.items.some((e) => e.involvedObject.uid === claim.metadata.uid && e.type === "Warning" && /interface\.mtu/.test(e.message)) ? true : undefined;
     });
     await node.deletePod(NS, "sim-pod-bad");
+  });
+
+  it("takes addresses from a host-local NetworkAttachmentDefinition and gives them back at unprepare", async () => {
+    await node.deletePod(NS, "sim-pod-ipam");
+    const dataDir = await mkdtemp(join(tmpdir(), "nc-sim-ipam-"));
+    const ipam = { type: "host-local", dataDir, ranges: [[{ subnet: "198.51.100.0/24", rangeStart: "198.51.100.50", rangeEnd: "198.51.100.50" }]] };
+    await node.apply(`
+apiVersion: k8s.cni.cncf.io/v1
+kind: NetworkAttachmentDefinition
+metadata: { name: sim-pool, namespace: ${NS} }
+spec:
+  config: '${JSON.stringify({ cniVersion: "1.0.0", name: "sim-pool", type: "macvlan", master: "ncsm0", ipam })}'
+`);
+    await node.apply(claimTemplate(NS, "sim-ipam", { ipamFrom: { name: "sim-pool" } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-ipam", "sim-ipam"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-ipam");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const netns = await node.podNetns("ncsm0", "198.51.100.210/24");
+    const sandbox = { id: "sb-ipam", uid: podObject.metadata.uid, name: "sim-pod-ipam", namespace: NS, netns: `/var/run/netns/${netns}` };
+    await node.runtime.command("runPod", { pod: sandbox });
+    const nc0 = (await links(netns)).find((l) => l.ifname === "nc0");
+    assert.deepEqual(nc0?.addr_info?.filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`), ["198.51.100.50/24"]);
+    await node.runtime.command("stopPod", { pod: sandbox });
+    assert.equal((await node.kubelet.unprepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    // The pool holds one address: a second claim can only get it if unprepare released it.
+    await node.deletePod(NS, "sim-pod-ipam");
+    await node.apply(pod(NS, NODE, "sim-pod-ipam", "sim-ipam"));
+    const again = await scheduledClaim(node, NS, NODE, "sim-pod-ipam");
+    const againRef = { namespace: NS, name: again.claim.metadata.name, uid: again.claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [againRef])).response.claims?.[again.claim.metadata.uid]?.error ?? "", "");
+    await node.kubelet.unprepare(DRIVER, [againRef]);
+    await node.deletePod(NS, "sim-pod-ipam");
+  });
+
+  it("refuses Multus mode for a device Multus could not find (no PCI address to hand over)", async () => {
+    await node.deletePod(NS, "sim-pod-multus");
+    await node.apply(claimTemplate(NS, "sim-multus", { mode: "multus" }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-multus", "sim-multus"));
+    const { claim } = await scheduledClaim(node, NS, NODE, "sim-pod-multus");
+    const prepared = await node.kubelet.prepare(DRIVER, [{ namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid }]);
+    assert.match(prepared.response.claims?.[claim.metadata.uid]?.error ?? "", /mode "multus".*no k8s\.cni\.cncf\.io\/resourceName/);
+    await node.deletePod(NS, "sim-pod-multus");
+  });
+
+  it("leaves a pod that asks for more devices than the node has Pending with the scheduler's DRA reason", async () => {
+    await node.deletePod(NS, "sim-pod-greedy");
+    await node.apply(claimTemplate(NS, "sim-three", undefined, ["a", "b", "c"]));
+    await node.apply(pod(NS, NODE, "sim-pod-greedy", "sim-three"));
+    const condition = await waitFor("PodScheduled=False", async () => {
+      const p = await node.c.admin.request<{ status?: { conditions?: { type: string; status: string; message?: string }[] } }>(
+        "GET",
+        `/api/v1/namespaces/${NS}/pods/sim-pod-greedy`,
+      );
+      return p.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "False");
+    });
+    assert.match(condition.message ?? "", /cannot allocate all claims/);
+    await node.deletePod(NS, "sim-pod-greedy");
   });
 });
 

@@ -78,7 +78,12 @@ export class SimNode {
   }
 
   /** A fake Node in the API, the two peers, and an agent config for stand-in NICs named `<prefix>*`. */
-  static async create(name: string, options: { nicPrefix: string }): Promise<SimNode> {
+  /**
+   * `inventoryRoot` reads devices from a sysfs fixture instead of the host
+   * (PCI NICs this VM lacks); such devices can be published and prepared but
+   * never moved.
+   */
+  static async create(name: string, options: { nicPrefix: string; inventoryRoot?: string }): Promise<SimNode> {
     const c = await cluster();
     await deletePodsOn(c, name);
     await createFakeNode(c, name);
@@ -112,7 +117,7 @@ export class SimNode {
         kubelet: { rootDir: join(dir, "kubelet") },
         nri: { socketPath: join(dir, "nri.sock") },
         devices: { include: [{ ifName: `${options.nicPrefix}*` }], exclude: [] },
-        inventory: { resyncSeconds: 5 },
+        inventory: { resyncSeconds: 5, ...(options.inventoryRoot !== undefined ? { root: options.inventoryRoot } : {}) },
         cni: { binDirs: ["/usr/lib/cni"] },
         cdi: { specDir: join(dir, "cdi") },
       }),
