@@ -30,6 +30,7 @@ import { apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLooku
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
 import { InventoryHealth } from "./inventory-health.ts";
+import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { ClaimStatusReporter } from "./status-reporter.ts";
 
@@ -74,6 +75,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   stack.defer(() => podNetwork.settle());
 
   const inventory = new Inventory({
+    previous: await loadInventoryMemory(store, logger),
     root: config.inventory.root,
     policy: config.devices,
     linkEvents: linkEventSource(),
@@ -85,6 +87,11 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   });
   await inventory.start();
   stack.defer(() => inventory.stop());
+  const memory = rememberInventory(inventory, store, logger);
+  stack.defer(async () => {
+    memory.stop();
+    await memory.flush();
+  });
   podNetwork.onAttachedChange(() => {
     inventory.requestRescan();
   });

@@ -62,6 +62,10 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     return () => this.#attachedListeners.delete(listener);
   }
 
+  #markAttaching(devices: readonly string[]): void {
+    this.#attached = new Set([...this.#attached, ...devices]);
+  }
+
   /** Re-reads which devices the engine has in pods. */
   async refreshAttached(): Promise<void> {
     const keys = await this.#options.engine.attachments();
@@ -118,6 +122,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       logger.info({ attachments: orphans }, "restoring devices of pods that are gone");
       await engine.detach(orphans).finally(() => this.refreshAttached());
     }
+    logger.info({ pods: running.size, restored: orphans.length }, "re-synchronized pod interfaces");
   }
 
   async #attachPod(pod: PodSandboxInfo, options: { late: boolean }): Promise<void> {
@@ -148,6 +153,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       plans.push(engineplan(p, netns, podName, this.#options.rdmaMode));
     }
     let results: AttachResult[];
+    // Moving devices vanish from host scans: count them as attached from now on.
+    this.#markAttaching(native.map((p) => p.device.device));
     try {
       results = await engine.attach(plans);
     } catch (err) {

@@ -111,4 +111,42 @@ describe("Inventory", () => {
     assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.attached, true);
     await inventory.stop();
   });
+
+  it("keeps an attached device published after a scan missed it, and across a restart through `previous`", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    const withoutEth1 = { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") };
+    await writeSysfsFixture(root, fixture);
+    const timers = new ManualTimers();
+    const attached = new Set<string>();
+    const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), timers, debounceMs: 10, attached: { attachedDevices: () => attached } });
+    await inventory.start();
+    const names = (i: Inventory): string[] => i.current().reports.filter((r) => r.publish).map((r) => r.name);
+
+    // The device moves before the agent marks it attached: one scan misses it...
+    await rm(root, { recursive: true });
+    await writeSysfsFixture(root, withoutEth1);
+    inventory.requestRescan();
+    timers.fire(10);
+    await settle(inventory, 2);
+    assert.ok(!names(inventory).includes("pci-0000-00-04-0"));
+    // ...and once it is marked attached it comes back with its attributes.
+    attached.add("pci-0000-00-04-0");
+    inventory.requestRescan();
+    timers.fire(10);
+    await settle(inventory, 3);
+    assert.ok(names(inventory).includes("pci-0000-00-04-0"));
+    const saved = inventory.known();
+    await inventory.stop();
+
+    // A restarted agent that never saw the device on the host still publishes it.
+    const restarted = new Inventory({ root, policy: devicePolicySchema.parse(undefined), timers, previous: saved, attached: { attachedDevices: () => attached } });
+    await restarted.start();
+    assert.deepEqual(
+      restarted.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.attributes,
+      saved.find((r) => r.name === "pci-0000-00-04-0")?.attributes,
+    );
+    await restarted.stop();
+  });
 });

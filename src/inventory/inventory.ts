@@ -7,7 +7,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { DevicePolicy } from "./policy.ts";
-import { carryAttached, scanInventory, type InventorySnapshot } from "./scan.ts";
+import { carryAttached, scanInventory, type DeviceReport, type InventorySnapshot } from "./scan.ts";
 import { SysfsRoot } from "./sysfs.ts";
 import { errorMessage } from "../common/errors.ts";
 
@@ -51,18 +51,26 @@ export interface InventoryOptions {
   timers?: Timers;
   /** Scan failures (the agent logs them; the last good snapshot stays). */
   onError?: (err: unknown) => void;
+  /**
+   * The reports of a previous run. Devices inside pods are invisible to a scan,
+   * so after an agent restart they keep their published attributes only if
+   * the agent kept its last snapshot.
+   */
+  previous?: readonly DeviceReport[];
 }
 
 export type SnapshotListener = (snapshot: InventorySnapshot) => void;
 
 export class Inventory {
   readonly #sysfs: SysfsRoot;
-  readonly #options: Required<Omit<InventoryOptions, "linkEvents" | "attached" | "root">> & {
+  readonly #options: Required<Omit<InventoryOptions, "linkEvents" | "attached" | "root" | "previous">> & {
     linkEvents: LinkEventSource | undefined;
     attached: AttachedDevices | undefined;
   };
   readonly #listeners = new Set<SnapshotListener>();
   #snapshot: InventorySnapshot = { reports: [] };
+  /** The last published report of every device seen, for devices that then moved into pods. */
+  readonly #known = new Map<string, DeviceReport>();
   #timer: unknown;
   #resyncTimer: unknown;
   #scanning: Promise<void> | undefined;
@@ -72,6 +80,7 @@ export class Inventory {
 
   constructor(options: InventoryOptions) {
     this.#sysfs = new SysfsRoot(options.root ?? "/");
+    for (const report of options.previous ?? []) if (report.publish) this.#known.set(report.name, report);
     this.#options = {
       policy: options.policy,
       linkEvents: options.linkEvents,
@@ -105,6 +114,11 @@ export class Inventory {
   /** The latest snapshot. */
   current(): InventorySnapshot {
     return this.#snapshot;
+  }
+
+  /** The last published report of every device seen (what the agent saves across restarts). */
+  known(): DeviceReport[] {
+    return [...this.#known.values()];
   }
 
   /** Number of completed scans (observability and tests). */
@@ -157,7 +171,8 @@ export class Inventory {
     const run = (async () => {
       const scanned = await scanInventory(this.#sysfs, this.#options.policy);
       const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
-      const next: InventorySnapshot = { reports: carryAttached(scanned.reports, this.#snapshot.reports, attached) };
+      for (const report of scanned.reports) if (report.publish) this.#known.set(report.name, report);
+      const next: InventorySnapshot = { reports: carryAttached(scanned.reports, [...this.#known.values()], attached) };
       this.#scans++;
       if (isDeepStrictEqual(next, this.#snapshot)) return;
       this.#snapshot = next;

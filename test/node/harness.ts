@@ -139,6 +139,7 @@ export class SimNode {
   async startAgent(): Promise<void> {
     this.agentLog = "";
     const syncs = this.runtime.events("sync").length;
+    const registrations = this.kubelet.events("registered").length;
     const agent = spawn(process.execPath, [join(repo, "src/cli/main.ts"), "agent", "--config", this.configFile], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { PATH: process.env["PATH"] ?? "" },
@@ -146,10 +147,14 @@ export class SimNode {
     agent.stdout.on("data", (chunk: Buffer) => (this.agentLog += chunk.toString("utf8")));
     agent.stderr.on("data", (chunk: Buffer) => (this.agentLog += chunk.toString("utf8")));
     this.agent = agent;
-    await this.kubelet.waitForEndpoint(DRIVER, join(this.kubeletRoot, "plugins", DRIVER, "dra.sock"), 30_000).catch((err: unknown) => {
+    // A new registration, not the one a killed agent left behind (its socket files stay).
+    await this.kubelet.nextEvent("registered", () => true, registrations + 1, 30_000).catch((err: unknown) => {
       throw new Error(`agent did not register; its log:\n${this.agentLog.slice(-3000)}`, { cause: err });
     });
+    await this.kubelet.waitForEndpoint(DRIVER, join(this.kubeletRoot, "plugins", DRIVER, "dra.sock"), 30_000);
     await this.runtime.nextEvent("sync", syncs + 1, 30_000);
+    // Late attaches and orphan restores run after Synchronize is answered.
+    await waitFor("the agent to re-synchronize pod interfaces", () => Promise.resolve(this.agentLog.includes("re-synchronized pod interfaces") ? true : undefined), 30_000);
     // Pods created before the slice lists the devices would wait for the scheduler's next retry.
     await waitFor(`${this.name}'s slice to list ${this.#nics.join(", ")}`, async () => {
       const published = new Set((await nodeSlices(this.c, this.name)).flatMap((slice) => slice.spec.devices?.map((d) => d.name) ?? []));
@@ -206,6 +211,12 @@ export class SimNode {
       ipam: { type: "static", addresses: [{ address: net1Address }] },
     });
     return netns;
+  }
+
+  async removeNetns(netns: string): Promise<void> {
+    await sh("ip", "netns", "delete", netns).catch(() => undefined);
+    const at = this.#netns.indexOf(netns);
+    if (at >= 0) this.#netns.splice(at, 1);
   }
 
   async apply(yaml: string): Promise<void> {
