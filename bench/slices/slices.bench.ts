@@ -14,7 +14,7 @@
 import { execFile, execFileSync, spawnSync } from "node:child_process";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SysfsLinkPoller } from "../../src/inventory/index.ts";
+import { linkEventSource } from "../../src/netlink/index.ts";
 import type { ResourceSlice } from "../../src/kube/index.ts";
 import { largeSriovNode } from "../../test/fixtures/nodes.ts";
 import { agentClient, agentToken, cluster, createFakeNode, fixtureRoot, nodeSlices, startAgent, waitFor } from "../../test/api/harness.ts";
@@ -95,7 +95,7 @@ const child = await promisify(execFile)(process.execPath, ["--expose-gc", new UR
 const memory = JSON.parse(child.stdout.trim().split("\n").at(-1) ?? "{}") as { devices: number; rss: number; heapUsed: number };
 if (memory.devices !== DEVICES) throw new Error(`agent-memory published ${memory.devices} devices, expected ${DEVICES}`);
 
-// Hotplug on the real host: a veth pair, seen by the sysfs poller.
+// Hotplug on the real host: a veth pair, seen through netlink link events.
 const hotplugNode = "bench-hotplug";
 await createFakeNode(c, hotplugNode);
 const hotplugClient = await agentClient(c, hotplugNode);
@@ -105,7 +105,7 @@ const hotplugAgent = await startAgent({
   nodeName: hotplugNode,
   root: "/",
   policy: { include: [{ ifName: "benchhp0*" }] },
-  linkEvents: new SysfsLinkPoller({ intervalMs: 100 }),
+  linkEvents: linkEventSource(),
 });
 const hotplugStarted = performance.now();
 execFileSync("ip", ["link", "add", "benchhp0a", "type", "veth", "peer", "name", "benchhp0b"]);

@@ -10,7 +10,7 @@
  */
 import { access } from "node:fs/promises";
 import {
-  IFA_F_NODAD, NetlinkError, networkOf, parseCidr, RT_SCOPE,
+  IFA_F_NODAD, NetlinkError, networkOf, cidrParts, RT_SCOPE,
   type Address, type AddressSpec, type Link, type LinkState, type NetlinkClient, type Op, type RouteSpec,
 } from "../netlink/index.ts";
 import type { StateStore, Collection } from "../store/index.ts";
@@ -410,7 +410,7 @@ function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
 
 function podAddresses(plan: AttachmentPlan, index: number): AddressSpec[] {
   return plan.addresses.map((text) => {
-    const { address, prefixLength, family } = parseCidr(text);
+    const { address, prefixLength, family } = cidrParts(text);
     // No DAD in the pod: the address must be usable (and a valid route
     // source) the moment the pod starts.
     return { index, address, prefixLength, family, ...(family === 6 && { flags: IFA_F_NODAD }) };
@@ -422,7 +422,7 @@ const SCOPES = { universe: RT_SCOPE.UNIVERSE, link: RT_SCOPE.LINK, host: RT_SCOP
 /** Link-scope routes first, so a gateway route can rely on them. */
 function podRoutes(plan: AttachmentPlan, index: number): RouteSpec[] {
   const specs = plan.routes.map((r): RouteSpec => {
-    const { address, prefixLength, family } = parseCidr(r.destination);
+    const { address, prefixLength, family } = cidrParts(r.destination);
     return {
       family,
       dstLength: prefixLength,
@@ -447,7 +447,7 @@ function verifyPod(plan: AttachmentPlan, link: Link | null, addresses: readonly 
     if (plan.mac !== undefined && link.mac !== plan.mac) problems.push(`MAC is ${link.mac ?? "none"}, want ${plan.mac}`);
     if (!link.up) problems.push("link is down");
     for (const text of plan.addresses) {
-      const want = parseCidr(text);
+      const want = cidrParts(text);
       if (!addresses.some((a) => a.index === link.index && a.address === want.address && a.prefixLength === want.prefixLength)) {
         problems.push(`address ${text} is missing`);
       }

@@ -3,25 +3,18 @@
  * It is produced by claims/ at prepare time and validated here again at the
  * boundary, since it comes back from disk.
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
-import { parseCidr, type InterfaceSysctl } from "../netlink/index.ts";
+import { parseCidr, parseIp } from "../common/ip.ts";
+import type { InterfaceSysctl } from "../netlink/index.ts";
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const SYSCTL = /^net\.(ipv4|ipv6)\.(conf|neigh)\.(.+)\.([a-z0-9_]+)$/;
 const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
-const cidr = z.string().refine((s) => {
-  try {
-    parseCidr(s);
-    return s.includes("/");
-  } catch {
-    return false;
-  }
-}, "must be an address with a prefix length, like 198.51.100.2/24");
+const cidr = z.string().refine((s) => parseCidr(s) !== undefined, "must be an address with a prefix length, like 198.51.100.2/24");
 
-const ip = z.string().refine((s) => isIPv4(s) || isIPv6(s), "must be an IPv4 or IPv6 address");
+const ip = z.string().refine((s) => parseIp(s) !== undefined, "must be an IPv4 or IPv6 address");
 
 export const deviceIdentitySchema = z
   .object({

@@ -1,7 +1,7 @@
 /**
  * inventory/: what network devices this node has and which of them netclaim
  * publishes. Discovery reads sysfs and procfs under a configurable root;
- * link events (netlink, or the sysfs poller) trigger debounced rescans.
+ * netlink link events trigger debounced rescans.
  */
 export { ATTRIBUTE_REFERENCE, STANDARD_DOMAIN, deviceAttributes } from "./attributes.ts";
 export type { AttributeValue, DeviceAttributes } from "./attributes.ts";
@@ -9,7 +9,6 @@ export type { NetDevice, PciFacts, RdmaFacts } from "./device.ts";
 export { DiscoveryError, discoverNetDevices } from "./discover.ts";
 export { Inventory } from "./inventory.ts";
 export type { AttachedDevices, InventoryOptions, LinkEventSource, SnapshotListener, Timers } from "./inventory.ts";
-export { SysfsLinkPoller } from "./link-poller.ts";
 export { deviceName, isDnsLabel } from "./names.ts";
 export { DEFAULT_EXCLUDES, devicePolicySchema, deviceSelectorSchema, evaluatePolicy, includeRuleSchema } from "./policy.ts";
 export type { DevicePolicy, DeviceSelector, IncludeRule } from "./policy.ts";

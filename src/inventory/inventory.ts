@@ -12,8 +12,8 @@ import { SysfsRoot } from "./sysfs.ts";
 import { errorMessage } from "../common/errors.ts";
 
 /**
- * Something that reports link changes (netlink RTM_NEWLINK/DELLINK, or the
- * sysfs poller). Only "something changed" matters: the scan reads the rest.
+ * Something that reports link changes (netlink RTM_NEWLINK/DELLINK, or
+ * a test double). Only "something changed" matters: the scan reads the rest.
  */
 export interface LinkEventSource {
   start(onChange: () => void): void;

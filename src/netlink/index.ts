@@ -11,4 +11,4 @@ export {
   IFA_F_NODAD, isPermanentAddress, RT_SCOPE, RT_TABLE, RTPROT,
   type Address, type AddressSpec, type Link, type NewLinkSpec, type Route, type RouteSpec,
 } from "./rtnl.ts";
-export { canonicalIp, familyOf, networkOf, parseCidr, type Family } from "./ip.ts";
+export { canonicalIp, cidrParts, familyOf, networkOf, type Family } from "./ip.ts";

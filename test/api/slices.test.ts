@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { isDeepStrictEqual } from "node:util";
-import { SysfsLinkPoller } from "../../src/inventory/index.ts";
+import { linkEventSource } from "../../src/netlink/index.ts";
 import { KubeApiError, type KubeClient, type ResourceSlice } from "../../src/kube/index.ts";
 import { connectxNode, e810Node, largeSriovNode, virtioNode } from "../fixtures/nodes.ts";
 import type { SysfsFixture } from "../fixtures/sysfs-tree.ts";
@@ -166,7 +166,7 @@ describe("slice reconciliation", () => {
       nodeName,
       root: "/",
       policy: { include: [{ ifName: "apihp0*" }] },
-      linkEvents: new SysfsLinkPoller({ intervalMs: 100 }),
+      linkEvents: linkEventSource(),
     });
     try {
       assert.deepEqual(deviceNames(await nodeSlices(c, nodeName)), []);
