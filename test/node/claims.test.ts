@@ -140,6 +140,33 @@ spec:
     await node.deletePod(NS, "sim-pod-ipam");
   });
 
+  it("fails the sandbox, moving nothing, when a configured name is Multus's net1, and says so in status and events", async () => {
+    await node.deletePod(NS, "sim-pod-clash");
+    await node.apply(claimTemplate(NS, "sim-clash", { interface: { name: "net1" } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-clash", "sim-clash"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-clash");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
+    const netns = await node.podNetns("ncsm0", "198.51.100.220/24");
+    const sandbox = { id: "sb-clash", uid: podObject.metadata.uid, name: "sim-pod-clash", namespace: NS, netns: `/var/run/netns/${netns}` };
+    await assert.rejects(node.runtime.command("runPod", { pod: sandbox }), /"net1" in the pod: the name is already used by an interface already in the pod/);
+    assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"]);
+    assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), "nothing moved");
+    const entry = await waitFor("Ready=False InvalidConfig in the claim status", async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
+      return c.status?.devices?.find((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "False" && k.reason === "InvalidConfig"));
+    });
+    assert.match(entry.conditions?.[0]?.message ?? "", /net1/);
+    await waitFor("a NetworkDeviceAttachFailed event on the pod", async () => {
+      const events = await node.c.admin.request<{ items: { reason: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
+      return events.items.some((e) => e.reason === "NetworkDeviceAttachFailed" && e.involvedObject.uid === podObject.metadata.uid) ? true : undefined;
+    });
+    await node.runtime.command("stopPod", { pod: sandbox });
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-clash");
+  });
+
   it("refuses Multus mode for a device Multus could not find (no PCI address to hand over)", async () => {
     await node.deletePod(NS, "sim-pod-multus");
     await node.apply(claimTemplate(NS, "sim-multus", { mode: "multus" }, ["data"]));
