@@ -1,0 +1,3 @@
+module netclaim.dev/hack/node/pause
+
+go 1.24

@@ -1,0 +1,26 @@
+# End-to-end tests on a real node: the kubelet, containerd (NRI on), runc and
+# Multus (thin plugin) on this machine, registered with the test control plane
+# (hack/cluster). hack/node/node.sh brings the node up in seconds once the
+# builds are cached (containerd, crictl, Multus in $(NETCLAIM_CACHE)/node, the
+# pause and busybox images in $(NETCLAIM_CACHE)/images), and reuses a Ready
+# node. `make node-down` stops it and leaves the host as it found it.
+TEST_SUITES += e2e
+e2e_TESTS := 'test/e2e/**/*.test.ts'
+e2e_PREREQS := node-up
+
+BENCHMARKS += bench-podstart
+
+.PHONY: node-build node-up node-down bench-podstart
+
+node-build: cluster-build
+	hack/node/build.sh >/dev/null
+	hack/node/images.sh >/dev/null
+
+node-up: node-build
+	hack/node/node.sh up
+
+node-down:
+	hack/node/node.sh down
+
+bench-podstart: deps node-up
+	node bench/podstart/podstart.bench.ts
