@@ -52,7 +52,7 @@ function setUp(): void {
     ip("link", "set", `${nic}p`, "up");
     ip("addr", "add", `198.51.100.${10 + i}/24`, "dev", nic);
     ip("link", "set", nic, "up");
-    ip("route", "add", `203.0.113.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
+    ip("route", "add", `198.51.100.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
   });
 }
 
@@ -92,7 +92,7 @@ function ipDetach(i: number): void {
   ip("link", "set", nic, "mtu", "1500");
   ip("addr", "add", `198.51.100.${10 + i}/24`, "dev", nic);
   ip("link", "set", nic, "up");
-  ip("route", "add", `203.0.113.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
+  ip("route", "add", `198.51.100.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
 }
 
 function cni(command: "ADD" | "DEL", i: number): void {
@@ -175,7 +175,7 @@ async function main(): Promise<void> {
       nics.slice(0, count).forEach((nic, i) => {
         ip("addr", "add", `198.51.100.${10 + i}/24`, "dev", nic);
         ip("link", "set", nic, "up");
-        ip("route", "add", `203.0.113.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
+        ip("route", "add", `198.51.100.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
       });
     };
     for (const [count, rounds] of [[1, ROUNDS_1], [8, ROUNDS_8]] as const) {
@@ -222,7 +222,7 @@ async function main(): Promise<void> {
           ip("link", "set", nic, "mtu", "1500");
           ip("addr", "add", `198.51.100.${10 + i}/24`, "dev", nic);
           ip("link", "set", nic, "up");
-          ip("route", "add", `203.0.113.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
+          ip("route", "add", `198.51.100.${128 + i * 4}/30`, "via", "198.51.100.254", "dev", nic);
         });
         if (!keep) for (const k of Object.keys(results)) results[k] = before[k] ?? [];
       }
