@@ -1,0 +1,86 @@
+/**
+ * The netclaim agent on the real node, run as a host process the way the
+ * DaemonSet runs it (same command, same configuration shape), against the
+ * node's kubelet and containerd.
+ */
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { node } from "./harness.ts";
+
+const repo = new URL("../../", import.meta.url).pathname;
+
+export interface AgentOptions {
+  /** Host interfaces to publish, as an ifName glob. */
+  nicGlob: string;
+  /** Directories with CNI IPAM plugins. */
+  cniBinDirs?: readonly string[];
+}
+
+export class E2eAgent {
+  readonly dir: string;
+  readonly #options: AgentOptions;
+  #child: ChildProcessWithoutNullStreams | undefined;
+  log = "";
+
+  private constructor(dir: string, options: AgentOptions) {
+    this.dir = dir;
+    this.#options = options;
+  }
+
+  static async start(options: AgentOptions): Promise<E2eAgent> {
+    const agent = new E2eAgent(await mkdtemp("/tmp/nc-e2e-agent-"), options);
+    await agent.start();
+    return agent;
+  }
+
+  /** Starts (or restarts) the agent and waits until it serves the kubelet and the runtime. */
+  async start(): Promise<void> {
+    const env = await node();
+    const config = join(this.dir, "agent.yaml");
+    await writeFile(
+      config,
+      JSON.stringify({
+        apiVersion: "netclaim.dev/v1alpha1",
+        kind: "AgentConfig",
+        nodeName: env.nodeName,
+        kubeconfig: env.kubeconfig,
+        stateDir: join(this.dir, "state"),
+        kubelet: { rootDir: env.kubeletDir },
+        nri: { socketPath: env.nriSocket },
+        devices: { include: [{ ifName: this.#options.nicGlob }], exclude: [] },
+        cni: { binDirs: this.#options.cniBinDirs ?? ["/usr/lib/cni"] },
+        cdi: { specDir: env.cdiDir },
+      }),
+    );
+    this.log = "";
+    const child = spawn(process.execPath, [join(repo, "src/cli/main.ts"), "agent", "--config", config], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { PATH: process.env["PATH"] ?? "" },
+    });
+    child.stdout.on("data", (chunk: Buffer) => (this.log += chunk.toString("utf8")));
+    child.stderr.on("data", (chunk: Buffer) => (this.log += chunk.toString("utf8")));
+    this.#child = child;
+    const deadline = Date.now() + 30_000;
+    while (!(this.log.includes('"state":"connected"') && this.log.includes("netclaim agent started"))) {
+      if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}):\n${this.log.slice(-3000)}`);
+      if (Date.now() > deadline) throw new Error(`the agent did not start within 30 s:\n${this.log.slice(-3000)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** SIGTERM (the DaemonSet pod stopping), or SIGKILL (a crash). */
+  async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
+    const child = this.#child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    await exited;
+    this.#child = undefined;
+  }
+
+  async remove(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

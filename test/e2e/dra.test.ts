@@ -1,0 +1,163 @@
+/**
+ * Acceptance tests 1, 2 and 4 on the real node: pods get netclaim DRA
+ * interfaces from a ResourceClaimTemplate next to a Multus network, traffic
+ * flows over both, `kubectl describe resourceclaim` shows the interface, and
+ * deleting the pods puts the devices back on the host as they were.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { E2eAgent } from "./agent.ts";
+import {
+  Cleanup,
+  addressOnly,
+  apply,
+  busyboxPod,
+  createHostVeth,
+  deleteNetwork,
+  deleteObjects,
+  deletePods,
+  eventually,
+  kubectl,
+  macvlanNetwork,
+  netnsInterfaces,
+  networkStatus,
+  node,
+  podCanPing,
+  podSandbox,
+  runCommand,
+  uniqueName,
+  waitForPodsReady,
+  type Manifest,
+} from "./harness.ts";
+
+const DRIVER = "netclaim.dev";
+const NIC_PREFIX = "nce2d";
+
+async function hostView(names: readonly string[]): Promise<unknown> {
+  const { stdout } = await runCommand("ip", ["-json", "addr"]);
+  const links = JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[];
+  return links
+    .filter((l) => names.includes(l.ifname))
+    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`).sort() }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2, 4)", { timeout: 300_000 }, () => {
+  const cleanup = new Cleanup();
+  const nad = uniqueName("e2e-mv");
+  const pool = uniqueName("e2e-pool");
+  const template = uniqueName("e2e-dra");
+  const deviceClass = uniqueName("e2e-netclaim");
+  const pods = [uniqueName("e2e-dra-a"), uniqueName("e2e-dra-b")];
+  // One veth pair: each end is a published "NIC"; the two pods get one end each and are wired together.
+  const nics = [`${NIC_PREFIX}a`, `${NIC_PREFIX}b`];
+  let agent: E2eAgent;
+  let hostBefore: unknown;
+
+  before(async () => {
+    await node();
+    await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
+    const wire = await runCommand("ip", ["link", "add", nics[0] ?? "", "type", "veth", "peer", "name", nics[1] ?? ""]);
+    assert.equal(wire.code, 0, wire.stderr);
+    cleanup.defer(async () => {
+      await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
+    });
+    hostBefore = await hostView(nics);
+    const master = await createHostVeth(uniqueName("e2em"));
+    cleanup.defer(() => master.remove());
+
+    agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*` });
+    cleanup.defer(() => agent.remove());
+
+    const classManifest: Manifest = {
+      apiVersion: "resource.k8s.io/v1",
+      kind: "DeviceClass",
+      metadata: { name: deviceClass },
+      spec: { selectors: [{ cel: { expression: `device.driver == "${DRIVER}" && device.attributes["${DRIVER}"].ifName.startsWith("${NIC_PREFIX}")` } }] },
+    };
+    const templateManifest: Manifest = {
+      apiVersion: "resource.k8s.io/v1",
+      kind: "ResourceClaimTemplate",
+      metadata: { name: template, namespace: "default" },
+      spec: {
+        spec: {
+          devices: {
+            requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
+            config: [
+              {
+                opaque: {
+                  driver: DRIVER,
+                  parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", mtu: 1400 }, ipamFrom: { name: pool } },
+                },
+              },
+            ],
+          },
+        },
+      },
+    };
+    await apply(
+      await macvlanNetwork(nad, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.220", rangeEnd: "198.51.100.229" }),
+      await macvlanNetwork(pool, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.230", rangeEnd: "198.51.100.239" }),
+      classManifest,
+      templateManifest,
+    );
+    cleanup.defer(() => deleteNetwork(nad));
+    cleanup.defer(() => deleteNetwork(pool));
+    cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
+    cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
+    cleanup.defer(() => deletePods(pods));
+    await apply(
+      ...pods.map((name) =>
+        busyboxPod({
+          name,
+          networks: [nad],
+          spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: template }] },
+          container: { resources: { claims: [{ name: "nic" }] } },
+        }),
+      ),
+    );
+    await waitForPodsReady(pods);
+  });
+  after(() => cleanup.run());
+
+  it("configures the claimed interface as the claim says, and kubectl describe resourceclaim shows it (1)", async () => {
+    const [podA = ""] = pods;
+    const links = await netnsInterfaces((await podSandbox(podA)).netnsPath);
+    const dra0 = links.find((l) => l.name === "dra0");
+    assert.ok(dra0, `no dra0 in ${links.map((l) => l.name).join(",")}`);
+    assert.equal(dra0.mtu, 1400);
+    assert.equal(dra0.up, true);
+    const [address = ""] = dra0.addresses;
+    assert.match(address, /^198\.51\.100\.23\d\/24$/);
+
+    const claimName = (await kubectl(["get", "pod", podA, "-o", "jsonpath={.status.resourceClaimStatuses[0].resourceClaimName}"])).trim();
+    let described = "";
+    await eventually("the claim status to show dra0", async () => {
+      described = await kubectl(["describe", "resourceclaim", claimName]);
+      return described.includes("dra0") && described.includes("InterfaceAttached");
+    });
+    assert.match(described, /Interface Name:\s+dra0/);
+    assert.ok(described.includes(address), `describe does not show ${address}:\n${described}`);
+    assert.ok(described.includes(dra0.mac ?? "?"), "describe shows the MAC");
+    console.log(`kubectl describe resourceclaim ${claimName}:\n${described}`);
+  });
+
+  it("passes traffic between the two pods over the DRA interfaces and over Multus's net1 (2)", async () => {
+    const [podA = "", podB = ""] = pods;
+    const draAddress = async (pod: string): Promise<string> =>
+      addressOnly((await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0")?.addresses[0] ?? "");
+    const net1Address = async (pod: string): Promise<string> => (await networkStatus(pod)).find((s) => s.interface === "net1")?.ips?.[0] ?? "";
+    assert.ok(await podCanPing(podA, await draAddress(podB)), "A reaches B over dra0");
+    assert.ok(await podCanPing(podB, await draAddress(podA)), "B reaches A over dra0");
+    assert.ok(await podCanPing(podA, await net1Address(podB)), "A reaches B over net1");
+  });
+
+  it("puts the devices back on the host as they were when the pods are deleted (4)", async () => {
+    await deletePods(pods);
+    await eventually("both devices back on the host as they were", async () => JSON.stringify(await hostView(nics)) === JSON.stringify(hostBefore));
+    await eventually("the kubelet unprepared the claims (our state is empty)", async () => {
+      const { stdout } = await runCommand("sh", ["-c", `ls ${agent.dir}/state/dra-claims 2>/dev/null | wc -l`]);
+      return stdout.trim() === "0";
+    });
+  });
+});
