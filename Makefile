@@ -27,7 +27,7 @@ unit_PREREQS :=
 
 -include mk/*.mk
 
-.PHONY: help deps generate check-generated build lint typecheck check test demo clean
+.PHONY: help deps generate check-generated build lint typecheck check test demo demo-down clean
 
 help:
 	@echo "make test        install (npm ci), build, lint, type-check and run every test suite"
@@ -84,12 +84,13 @@ test-$(1): deps $$($(1)_PREREQS)
 endef
 $(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
 
-demo:
-	@echo "make demo will bring up a single-node cluster on this machine (control plane,"
-	@echo "kubelet, containerd with NRI, Multus) with the netclaim agent, start a pod with"
-	@echo "one Multus network and one netclaim DRA interface, and show"
-	@echo "'kubectl describe resourceclaim' and 'ip addr' from inside the pod."
-	@echo "That cluster does not exist yet; today, run 'make test' to see what works."
+# A real single-node cluster with the agent and a pod that has a Multus network
+# and a netclaim DRA interface (root; builds what it needs on first use).
+demo: deps
+	hack/demo/demo.sh up
+
+demo-down:
+	hack/demo/demo.sh down
 
 clean:
 	rm -rf dist

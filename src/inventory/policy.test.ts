@@ -58,3 +58,24 @@ describe("device selection policy", () => {
     assert.equal(globMatches("eth?", "eth10"), false);
   });
 });
+
+describe("globMatches", () => {
+  const cases: [pattern: string, text: string, matches: boolean][] = [
+    ["ens*", "ens3f0", true],
+    ["ens*", "eth0", false],
+    ["eth?", "eth1", true],
+    ["eth?", "eth10", false],
+    ["ncdemo[0-9]", "ncdemo0", true],
+    ["ncdemo[0-9]", "ncdemom", false],
+    ["ens3f[!0]", "ens3f1", true],
+    ["ens3f[!0]", "ens3f0", false],
+    ["pci-0000-3b-*", "pci-0000-3b-00-1", true],
+    ["a.b", "axb", false],
+    ["net[", "net[", true],
+  ];
+  for (const [pattern, text, matches] of cases) {
+    it(`"${pattern}" ${matches ? "matches" : "does not match"} "${text}"`, () => {
+      assert.equal(globMatches(pattern, text), matches);
+    });
+  }
+});

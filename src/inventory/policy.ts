@@ -8,7 +8,7 @@
  * OpenShift default: `include: []`). Exclusions always win over inclusions.
  *
  * A selector matches when every field it sets matches. Name fields take
- * shell-style globs (`ens*`, `pci-0000-3b-*`); `attributes` compares the
+ * shell-style globs (`ens*`, `eth?`, `ens3f[0-1]`, `pci-0000-3b-*`); `attributes` compares the
  * unqualified attribute names of docs/devices.md (`driver: mlx5_core`,
  * `isSriovVf: true`, `pcieRoot: pci0000:3a`), string values again as globs.
  */
@@ -128,11 +128,29 @@ function valueMatches(wanted: AttributeValue, actual: AttributeValue | undefined
 const globCache = new Map<string, RegExp>();
 
 /** Shell-style: * any run, ? one character, everything else literal. */
+/** `*`, `?` and bracket classes (`[0-9]`, `[!a]`), as the shell has them; everything else literal. */
+function globToRegExp(pattern: string): RegExp {
+  let out = "";
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern.charAt(i);
+    const close = c === "[" ? pattern.indexOf("]", i + 2) : -1;
+    if (c === "*") out += ".*";
+    else if (c === "?") out += ".";
+    else if (close !== -1) {
+      const body = pattern.slice(i + 1, close);
+      const negated = body.startsWith("!");
+      out += `[${negated ? "^" : ""}${(negated ? body.slice(1) : body).replace(/[\\\]^]/g, "\\$&")}]`;
+      i = close;
+    } else out += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`);
+}
+
+
 export function globMatches(pattern: string, text: string): boolean {
   let re = globCache.get(pattern);
   if (re === undefined) {
-    const body = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-    re = new RegExp(`^${body}$`);
+    re = globToRegExp(pattern);
     globCache.set(pattern, re);
   }
   return re.test(text);

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# make demo: a pod with one Multus network and one netclaim DRA interface on a
+# real single-node cluster on this machine.
+#
+#   hack/demo/demo.sh        bring it up and show the pod's networks
+#   hack/demo/demo.sh down   remove the demo, the agent and the node (the control plane stays;
+#                            hack/cluster/cluster.sh down stops it)
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+dir=/tmp/nc-demo
+export PATH="$repo/node_modules/.bin:$PATH"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+down() {
+  if [[ -f $dir/kubeconfig.env ]]; then
+    # shellcheck disable=SC1091
+    source "$dir/kubeconfig.env"
+    "$KUBECTL" --kubeconfig "$KUBECONFIG" delete -f "$dir/demo.yaml" --ignore-not-found --wait --timeout 60s >/dev/null 2>&1 || true
+  fi
+  if [[ -f $dir/agent.pid ]]; then kill "$(cat "$dir/agent.pid")" 2>/dev/null || true; sleep 1; fi
+  ip link delete ncdemo0 2>/dev/null || true
+  ip link delete ncdemom 2>/dev/null || true
+  "$repo/hack/node/node.sh" down
+  rm -rf "$dir"
+  echo "demo removed; the control plane still runs (hack/cluster/cluster.sh down stops it)"
+}
+
+up() {
+  say "Building and starting a single-node cluster (control plane, kubelet, containerd with NRI, Multus)"
+  "$repo/hack/node/node.sh" up
+  eval "$("$repo/hack/node/node.sh" env | sed 's/^/export /')"
+  KUBECTL="$NETCLAIM_KUBE_BIN/kubectl"
+  KUBECONFIG="$NETCLAIM_KUBECONFIG"
+  mkdir -p "$dir"
+  printf 'KUBECTL=%q\nKUBECONFIG=%q\n' "$KUBECTL" "$KUBECONFIG" > "$dir/kubeconfig.env"
+  k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
+
+  say "Stand-in NICs: a veth pair (ncdemo0, ncdemo1) for netclaim, and ncdemom as the Multus macvlan master"
+  ip link show ncdemo0 >/dev/null 2>&1 || ip link add ncdemo0 type veth peer name ncdemo1
+  ip link show ncdemom >/dev/null 2>&1 || { ip link add ncdemom type veth peer name ncdemomp; ip link set ncdemom up; ip link set ncdemomp up; }
+
+  say "Starting the netclaim agent on the node (log: $dir/agent.log)"
+  cat > "$dir/agent.yaml" <<YAML
+apiVersion: netclaim.dev/v1alpha1
+kind: AgentConfig
+nodeName: $NETCLAIM_NODE_NAME
+kubeconfig: $KUBECONFIG
+stateDir: $dir/state
+kubelet: { rootDir: $NETCLAIM_KUBELET_DIR }
+nri: { socketPath: $NETCLAIM_NRI_SOCKET }
+devices: { include: [{ ifName: "ncdemo[0-9]" }], exclude: [] }
+cni: { binDirs: [/usr/lib/cni] }
+cdi: { specDir: $NETCLAIM_CDI_DIR }
+YAML
+  if ! { [[ -f $dir/agent.pid ]] && kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; }; then
+    setsid node "$repo/src/cli/main.ts" agent --config "$dir/agent.yaml" > "$dir/agent.log" 2>&1 &
+    echo $! > "$dir/agent.pid"
+  fi
+  for _ in $(seq 60); do grep -q "netclaim agent started" "$dir/agent.log" && break; sleep 0.5; done
+  grep -q "netclaim agent started" "$dir/agent.log" || { echo "the agent did not start:"; tail -20 "$dir/agent.log"; exit 1; }
+
+  say "What the agent publishes: the ResourceSlice of $NETCLAIM_NODE_NAME"
+  slice() { k get resourceslices --field-selector "spec.nodeName=$NETCLAIM_NODE_NAME,spec.driver=netclaim.dev" -o jsonpath='{.items[*].spec.devices[*].name}'; }
+  for _ in $(seq 60); do [[ "$(slice)" == *ncdemo0* ]] && break; sleep 0.5; done
+  k get resourceslices --field-selector "spec.nodeName=$NETCLAIM_NODE_NAME" -o custom-columns='NAME:.metadata.name,NODE:.spec.nodeName,DEVICES:.spec.devices[*].name'
+  # A pod created before the devices were published would wait for the scheduler's next retry.
+  k delete pod netclaim-demo --ignore-not-found --wait >/dev/null
+
+  say "A DeviceClass, two NetworkAttachmentDefinitions, a ResourceClaimTemplate and a pod using both"
+  sed -e "s|@IPAM_DIR@|$NETCLAIM_IPAM_DIR|g" -e "s|@NODE@|$NETCLAIM_NODE_NAME|g" "$here/demo.yaml" > "$dir/demo.yaml"
+  k apply -f "$dir/demo.yaml"
+  k wait --for=condition=Ready pod/netclaim-demo --timeout=120s
+
+  claim=$(k get pod netclaim-demo -o jsonpath='{.status.resourceClaimStatuses[0].resourceClaimName}')
+  for _ in $(seq 30); do k get resourceclaim "$claim" -o jsonpath='{.status.devices[0].networkData.interfaceName}' | grep -q . && break; sleep 0.5; done
+  say "kubectl describe resourceclaim $claim"
+  k describe resourceclaim "$claim"
+  say "The pod's Multus network-status annotation"
+  k get pod netclaim-demo -o jsonpath='{.metadata.annotations.k8s\.v1\.cni\.cncf\.io/network-status}'; echo
+  say "ip addr inside the pod: eth0 (default network), net1 (Multus), data0 (netclaim)"
+  k exec netclaim-demo -- ip addr
+
+  say "Try it yourself"
+  cat <<TEXT
+  export KUBECONFIG=$KUBECONFIG
+  $KUBECTL get pods,resourceclaims -o wide
+  $KUBECTL exec netclaim-demo -- ip route
+  tail -f $dir/agent.log                       # the agent's JSON log
+Tear down with: make demo-down   (or hack/demo/demo.sh down)
+TEXT
+}
+
+case ${1:-up} in
+  up) up ;;
+  down) down ;;
+  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+esac
