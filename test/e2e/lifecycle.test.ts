@@ -1,0 +1,151 @@
+/**
+ * Acceptance tests 4 to 7 on the real node: the interface survives container,
+ * agent, containerd and kubelet restarts; pods beyond the node's devices wait
+ * Pending and run once a device frees up; a pod created while the agent is
+ * down does not start without its interface and starts with it once the
+ * agent is back.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { E2eAgent } from "./agent.ts";
+import {
+  Cleanup,
+  apply,
+  busyboxPod,
+  crictl,
+  deleteObjects,
+  deletePods,
+  eventually,
+  getPod,
+  netnsInterfaces,
+  node,
+  podSandbox,
+  restartNodeComponent,
+  runCommand,
+  uniqueName,
+  waitForPodsReady,
+  type Manifest,
+} from "./harness.ts";
+
+const DRIVER = "netclaim.dev";
+const NIC_PREFIX = "nce2l";
+
+async function dra0(pod: string): Promise<{ mtu: number; addresses: readonly string[] } | undefined> {
+  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
+}
+
+describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { timeout: 600_000 }, () => {
+  const cleanup = new Cleanup();
+  const deviceClass = uniqueName("e2e-lc");
+  const template = uniqueName("e2e-lc");
+  const [first, second, third, fourth] = ["e2e-lc-1", "e2e-lc-2", "e2e-lc-3", "e2e-lc-4"].map(uniqueName) as [string, string, string, string];
+  const nics = [`${NIC_PREFIX}a`, `${NIC_PREFIX}b`];
+  let agent: E2eAgent;
+
+  const podWithClaim = (name: string): Manifest =>
+    busyboxPod({
+      name,
+      spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: template }] },
+      container: { resources: { claims: [{ name: "nic" }] } },
+    });
+
+  before(async () => {
+    await node();
+    await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
+    assert.equal((await runCommand("ip", ["link", "add", nics[0] ?? "", "type", "veth", "peer", "name", nics[1] ?? ""])).code, 0);
+    cleanup.defer(async () => {
+      await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
+    });
+    agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*` });
+    cleanup.defer(() => agent.remove());
+    await apply(
+      {
+        apiVersion: "resource.k8s.io/v1",
+        kind: "DeviceClass",
+        metadata: { name: deviceClass },
+        spec: { selectors: [{ cel: { expression: `device.driver == "${DRIVER}" && device.attributes["${DRIVER}"].ifName.startsWith("${NIC_PREFIX}")` } }] },
+      },
+      {
+        apiVersion: "resource.k8s.io/v1",
+        kind: "ResourceClaimTemplate",
+        metadata: { name: template, namespace: "default" },
+        spec: {
+          spec: {
+            devices: {
+              requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
+              config: [{ opaque: { driver: DRIVER, parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", mtu: 1300, addresses: ["fd00:1c::1/64"] } } } }],
+            },
+          },
+        },
+      },
+    );
+    cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
+    cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
+    cleanup.defer(() => deletePods([first, second, third, fourth]));
+    // The devices must be published before the pods exist, or the scheduler waits for its next retry.
+    await eventually("both stand-in NICs published", async () => {
+      const env = await node();
+      const { stdout } = await runCommand(env.kubectl, [
+        "--kubeconfig", env.kubeconfig, "get", "resourceslices",
+        "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=${DRIVER}`,
+        "-o", "jsonpath={.items[*].spec.devices[*].name}",
+      ]);
+      return nics.every((nic) => stdout.split(/\s+/).includes(nic));
+    });
+    await apply(podWithClaim(first));
+    await waitForPodsReady([first]);
+  });
+  after(() => cleanup.run());
+
+  it("keeps the interface configured across a container restart and an agent restart (4)", async () => {
+    const before = await dra0(first);
+    assert.equal(before?.mtu, 1300);
+    assert.deepEqual(before.addresses, ["fd00:1c::1/64"]);
+    const container = (await crictl(["ps", "--label", `io.kubernetes.pod.name=${first}`, "-q"])).trim();
+    await crictl(["stop", container]);
+    await eventually("the kubelet to restart the container", async () => ((await getPod(first)).status.phase === "Running" ? (await crictl(["ps", "--label", `io.kubernetes.pod.name=${first}`, "-q"])).trim() !== container : false), 60_000);
+    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the container restart");
+
+    await agent.stop();
+    await agent.start();
+    assert.deepEqual((await dra0(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives the agent restart");
+    await agent.stop("SIGKILL");
+    await agent.start();
+    assert.deepEqual((await dra0(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives kill -9 of the agent");
+  });
+
+  it("keeps running pods' interfaces across containerd and kubelet restarts, and new pods still work (7)", async () => {
+    await restartNodeComponent("containerd");
+    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the containerd restart");
+    await restartNodeComponent("kubelet");
+    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the kubelet restart");
+    await apply(podWithClaim(second));
+    await waitForPodsReady([second]);
+    assert.equal((await dra0(second))?.mtu, 1300);
+  });
+
+  it("leaves a pod beyond the node's devices Pending, and runs it when a device frees up (5)", async () => {
+    await apply(podWithClaim(third));
+    await eventually("the third pod to be unschedulable for want of devices", async () => {
+      const condition = (await getPod(third)).status.conditions?.find((c) => c.type === "PodScheduled");
+      return condition?.status === "False" && /cannot allocate all claims/.test(condition.message ?? "");
+    }, 60_000);
+    await deletePods([second]);
+    await waitForPodsReady([third], "default", 300);
+    assert.equal((await dra0(third))?.mtu, 1300);
+  });
+
+  it("does not start a pod without its interface while the agent is down, and starts it with it once back (6)", async () => {
+    await deletePods([third]);
+    await agent.stop();
+    await apply(podWithClaim(fourth));
+    await eventually("the kubelet to try and fail to prepare the claim", async () => {
+      const { stdout } = await runCommand((await node()).kubectl, ["--kubeconfig", (await node()).kubeconfig, "get", "events", "--field-selector", `involvedObject.name=${fourth}`, "-o", "jsonpath={.items[*].reason}"]);
+      return /FailedPrepareDynamicResources/.test(stdout);
+    }, 60_000);
+    assert.notEqual((await getPod(fourth)).status.phase, "Running");
+    await agent.start();
+    await waitForPodsReady([fourth], "default", 300);
+    assert.equal((await dra0(fourth))?.mtu, 1300, "the pod started with its interface");
+  });
+});
