@@ -1,10 +1,22 @@
 /**
  * The kinds of pod whose start-up bench/podstart compares. A variant makes
  * its networks once (setup), then describes each measured pod; teardown runs
- * after its pods are gone. The DRA variants (a netclaim interface, and one of
- * each) join this list once the agent runs on the node.
+ * after its pods are gone.
  */
-import { apply, busyboxPod, createHostVeth, deleteNetwork, macvlanNetwork, uniqueName, type Manifest } from "../../test/e2e/harness.ts";
+import { E2eAgent } from "../../test/e2e/agent.ts";
+import {
+  apply,
+  busyboxPod,
+  createHostVeth,
+  deleteNetwork,
+  deleteObjects,
+  eventually,
+  macvlanNetwork,
+  node,
+  runCommand,
+  uniqueName,
+  type Manifest,
+} from "../../test/e2e/harness.ts";
 
 export interface Variant {
   /** Short, stable name: it prefixes the JSON keys (`<name>_p50_ms`). */
@@ -39,6 +51,117 @@ export function multusVariant(pods: number): Variant {
     async teardown() {
       await deleteNetwork(network);
       await removeMaster?.();
+    },
+  };
+}
+
+/**
+ * netclaim on the node: one agent publishing 2 × (pods + 1) stand-in NICs
+ * (veth pairs, both ends published), a DeviceClass and a claim template that
+ * names the interface. Shared by the "dra" and "both" variants.
+ */
+export class NetclaimSetup {
+  readonly deviceClass = uniqueName("bench-netclaim");
+  readonly template = uniqueName("bench-nic");
+  readonly #pairs: string[] = [];
+  #agent: E2eAgent | undefined;
+  #refs = 0;
+
+  readonly devices: number;
+
+  constructor(devices: number) {
+    this.devices = devices;
+  }
+
+  async acquire(): Promise<void> {
+    if (this.#refs++ > 0) return;
+    for (let i = 0; i < Math.ceil(this.devices / 2); i++) {
+      const a = `ncb${String(i).padStart(3, "0")}a`;
+      await runCommand("ip", ["link", "delete", a]);
+      const made = await runCommand("ip", ["link", "add", a, "type", "veth", "peer", "name", `ncb${String(i).padStart(3, "0")}b`]);
+      if (made.code !== 0) throw new Error(`cannot create stand-in NIC ${a}: ${made.stderr}`);
+      this.#pairs.push(a);
+    }
+    this.#agent = await E2eAgent.start({ nicGlob: "ncb[0-9][0-9][0-9][ab]" });
+    await apply(
+      {
+        apiVersion: "resource.k8s.io/v1",
+        kind: "DeviceClass",
+        metadata: { name: this.deviceClass },
+        spec: { selectors: [{ cel: { expression: 'device.driver == "netclaim.dev" && device.attributes["netclaim.dev"].ifName.startsWith("ncb")' } }] },
+      },
+      {
+        apiVersion: "resource.k8s.io/v1",
+        kind: "ResourceClaimTemplate",
+        metadata: { name: this.template, namespace: "default" },
+        spec: {
+          spec: {
+            devices: {
+              requests: [{ name: "nic", exactly: { deviceClassName: this.deviceClass } }],
+              config: [{ opaque: { driver: "netclaim.dev", parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "data0", mtu: 9000 } } } }],
+            },
+          },
+        },
+      },
+    );
+    // Pods created before the devices are published would wait for the scheduler's next retry.
+    const env = await node();
+    await eventually(`${String(this.devices)} stand-in NICs published`, async () => {
+      const { stdout } = await runCommand(env.kubectl, [
+        "--kubeconfig", env.kubeconfig, "get", "resourceslices",
+        "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=netclaim.dev`,
+        "-o", "jsonpath={.items[*].spec.devices[*].name}",
+      ]);
+      return stdout.split(/\s+/).filter((name) => name.startsWith("ncb")).length >= this.devices;
+    }, 60_000);
+  }
+
+  /** Pod spec fields for one netclaim interface. */
+  podFields(): { spec: Record<string, unknown>; container: Record<string, unknown> } {
+    return {
+      spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: this.template }] },
+      container: { resources: { claims: [{ name: "nic" }] } },
+    };
+  }
+
+  async release(): Promise<void> {
+    if (--this.#refs > 0) return;
+    await deleteObjects("resourceclaimtemplates.resource.k8s.io", [this.template]);
+    await deleteObjects("deviceclasses.resource.k8s.io", [this.deviceClass], "");
+    await this.#agent?.remove();
+    for (const a of this.#pairs) await runCommand("ip", ["link", "delete", a]);
+  }
+}
+
+/** One netclaim DRA interface. */
+export function draVariant(netclaim: NetclaimSetup): Variant {
+  return {
+    name: "dra",
+    setup: () => netclaim.acquire(),
+    pod: (name, labels) => busyboxPod({ name, labels, ...netclaim.podFields() }),
+    teardown: () => netclaim.release(),
+  };
+}
+
+/** One Multus macvlan network and one netclaim DRA interface. */
+export function bothVariant(netclaim: NetclaimSetup, pods: number): Variant {
+  const network = uniqueName("bench-both");
+  let removeMaster: (() => Promise<void>) | undefined;
+  return {
+    name: "both",
+    async setup() {
+      await netclaim.acquire();
+      const master = await createHostVeth(uniqueName("benchb"));
+      removeMaster = () => master.remove();
+      const last = 150 + pods + 10;
+      if (last > 249) throw new RangeError(`${String(pods)} pods do not fit the bench's range 198.51.100.150-249`);
+      await apply(await macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.150", rangeEnd: `198.51.100.${String(last)}` }));
+    },
+    pod: (name, labels) => busyboxPod({ name, labels, networks: [network], ...netclaim.podFields() }),
+    async teardown() {
+      await deleteNetwork(network);
+      await removeMaster?.();
+      await netclaim.release();
     },
   };
 }
