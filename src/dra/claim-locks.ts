@@ -74,9 +74,9 @@ export class ClaimLocks {
         },
       };
     } catch (err) {
-      // Leave the queue so the next waiter is not stuck behind us; it still
-      // waits for `previous` through the chain.
-      releaseQueue();
+      // Leave the queue once those ahead of us are done, so the next waiter
+      // still waits for them (not only for the file lock) and order is kept.
+      void previous.then(releaseQueue);
       throw err;
     }
   }

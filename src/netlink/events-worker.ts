@@ -13,6 +13,7 @@ const port = parentPort;
 if (port === null) throw new Error("netlink/events-worker.ts must run as a worker thread");
 
 const socket = NetlinkSocket.open(NETLINK_ROUTE, { groups: RTMGRP_LINK, replyTimeoutMs: 250 });
+port.postMessage({ kind: "subscribed" } satisfies LinkEvent);
 const ctx = { request: "RTMGRP_LINK subscription" };
 for (;;) {
   let event: LinkEvent | undefined;

@@ -13,7 +13,9 @@ const WORKER_URL = new URL(`./events-worker${extname(fileURLToPath(import.meta.u
 export type LinkEvent =
   | { kind: "new" | "delete"; link: Link }
   /** The kernel dropped events (socket buffer overflow): rescan everything. */
-  | { kind: "overflow" };
+  | { kind: "overflow" }
+  /** The subscription is live; changes before this were not reported: rescan once. */
+  | { kind: "subscribed" };
 
 export interface LinkSubscription {
   /** Resolves once the subscription's thread has stopped. */
@@ -42,7 +44,9 @@ export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError
 
 /**
  * The shape the inventory consumes (start/stop, "something changed"):
- * every link event and every overflow trigger `onChange`.
+ * every link event, every overflow, and the subscription becoming live
+ * (which covers changes between the first scan and the subscription)
+ * trigger `onChange`.
  */
 export function linkEventSource(): { start(onChange: () => void): void; stop(): void } {
   let sub: LinkSubscription | undefined;
