@@ -3,17 +3,14 @@
  * its networks once (setup), then describes each measured pod; teardown runs
  * after its pods are gone.
  */
-import { E2eAgent } from "../../test/e2e/agent.ts";
+import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "../../test/e2e/agent.ts";
 import {
   apply,
   busyboxPod,
   createHostVeth,
   deleteNetwork,
   deleteObjects,
-  eventually,
   macvlanNetwork,
-  node,
-  runCommand,
   uniqueName,
   type Manifest,
 } from "../../test/e2e/harness.ts";
@@ -63,7 +60,7 @@ export function multusVariant(pods: number): Variant {
 export class NetclaimSetup {
   readonly deviceClass = uniqueName("bench-netclaim");
   readonly template = uniqueName("bench-nic");
-  readonly #pairs: string[] = [];
+  readonly #pairs: { remove(): Promise<void> }[] = [];
   #agent: E2eAgent | undefined;
   #refs = 0;
 
@@ -76,52 +73,17 @@ export class NetclaimSetup {
   async acquire(): Promise<void> {
     if (this.#refs++ > 0) return;
     for (let i = 0; i < Math.ceil(this.devices / 2); i++) {
-      const a = `ncb${String(i).padStart(3, "0")}a`;
-      await runCommand("ip", ["link", "delete", a]);
-      const made = await runCommand("ip", ["link", "add", a, "type", "veth", "peer", "name", `ncb${String(i).padStart(3, "0")}b`]);
-      if (made.code !== 0) throw new Error(`cannot create stand-in NIC ${a}: ${made.stderr}`);
-      this.#pairs.push(a);
+      const pair = `ncb${String(i).padStart(3, "0")}`;
+      this.#pairs.push(await createNicPair(`${pair}a`, `${pair}b`));
     }
     this.#agent = await E2eAgent.start({ nicGlob: "ncb[0-9][0-9][0-9][ab]" });
-    await apply(
-      {
-        apiVersion: "resource.k8s.io/v1",
-        kind: "DeviceClass",
-        metadata: { name: this.deviceClass },
-        spec: { selectors: [{ cel: { expression: 'device.driver == "netclaim.dev" && device.attributes["netclaim.dev"].ifName.startsWith("ncb")' } }] },
-      },
-      {
-        apiVersion: "resource.k8s.io/v1",
-        kind: "ResourceClaimTemplate",
-        metadata: { name: this.template, namespace: "default" },
-        spec: {
-          spec: {
-            devices: {
-              requests: [{ name: "nic", exactly: { deviceClassName: this.deviceClass } }],
-              config: [{ opaque: { driver: "netclaim.dev", parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "data0", mtu: 9000 } } } }],
-            },
-          },
-        },
-      },
-    );
-    // Pods created before the devices are published would wait for the scheduler's next retry.
-    const env = await node();
-    await eventually(`${String(this.devices)} stand-in NICs published`, async () => {
-      const { stdout } = await runCommand(env.kubectl, [
-        "--kubeconfig", env.kubeconfig, "get", "resourceslices",
-        "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=netclaim.dev`,
-        "-o", "jsonpath={.items[*].spec.devices[*].name}",
-      ]);
-      return stdout.split(/\s+/).filter((name) => name.startsWith("ncb")).length >= this.devices;
-    }, 60_000);
+    await apply(deviceClassFor(this.deviceClass, "ncb"), claimTemplateFor(this.template, this.deviceClass, { interface: { name: "data0", mtu: 9000 } }));
+    await waitForPublished("ncb", this.devices);
   }
 
   /** Pod spec fields for one netclaim interface. */
   podFields(): { spec: Record<string, unknown>; container: Record<string, unknown> } {
-    return {
-      spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: this.template }] },
-      container: { resources: { claims: [{ name: "nic" }] } },
-    };
+    return claimFields(this.template);
   }
 
   async release(): Promise<void> {
@@ -129,7 +91,7 @@ export class NetclaimSetup {
     await deleteObjects("resourceclaimtemplates.resource.k8s.io", [this.template]);
     await deleteObjects("deviceclasses.resource.k8s.io", [this.deviceClass], "");
     await this.#agent?.remove();
-    for (const a of this.#pairs) await runCommand("ip", ["link", "delete", a]);
+    for (const pair of this.#pairs) await pair.remove();
   }
 }
 

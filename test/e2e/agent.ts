@@ -6,7 +6,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { node } from "./harness.ts";
+import { eventually, node, runCommand, type Manifest } from "./harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
 
@@ -83,4 +83,69 @@ export class E2eAgent {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+export const DRIVER = "netclaim.dev";
+
+/** A veth pair whose two ends stand in for two NICs (a wire between whichever pods get them). */
+export async function createNicPair(a: string, b: string): Promise<{ remove(): Promise<void> }> {
+  await runCommand("ip", ["link", "delete", a]);
+  const made = await runCommand("ip", ["link", "add", a, "type", "veth", "peer", "name", b]);
+  if (made.code !== 0) throw new Error(`cannot create stand-in NICs ${a}/${b}: ${made.stderr}`);
+  return {
+    async remove() {
+      await runCommand("ip", ["link", "delete", a]);
+    },
+  };
+}
+
+/** A DeviceClass for this driver's devices whose host interface name starts with `prefix`. */
+export function deviceClassFor(name: string, prefix: string): Manifest {
+  return {
+    apiVersion: "resource.k8s.io/v1",
+    kind: "DeviceClass",
+    metadata: { name },
+    spec: { selectors: [{ cel: { expression: `device.driver == "${DRIVER}" && device.attributes["${DRIVER}"].ifName.startsWith("${prefix}")` } }] },
+  };
+}
+
+/** A template for one device of `deviceClass`, configured by the NetworkConfig body `config`. */
+export function claimTemplateFor(name: string, deviceClass: string, config: Record<string, unknown>): Manifest {
+  return {
+    apiVersion: "resource.k8s.io/v1",
+    kind: "ResourceClaimTemplate",
+    metadata: { name, namespace: "default" },
+    spec: {
+      spec: {
+        devices: {
+          requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
+          config: [{ opaque: { driver: DRIVER, parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...config } } }],
+        },
+      },
+    },
+  };
+}
+
+/** Pod fields that claim one device through `template` for its container. */
+export function claimFields(template: string): { spec: Record<string, unknown>; container: Record<string, unknown> } {
+  return {
+    spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: template }] },
+    container: { resources: { claims: [{ name: "nic" }] } },
+  };
+}
+
+/**
+ * Waits until the node's slice lists `count` devices whose name starts with
+ * `prefix`: a pod created earlier would wait for the scheduler's next retry.
+ */
+export async function waitForPublished(prefix: string, count: number): Promise<void> {
+  const env = await node();
+  await eventually(`${String(count)} devices named ${prefix}* published`, async () => {
+    const { stdout } = await runCommand(env.kubectl, [
+      "--kubeconfig", env.kubeconfig, "get", "resourceslices",
+      "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=${DRIVER}`,
+      "-o", "jsonpath={.items[*].spec.devices[*].name}",
+    ]);
+    return stdout.split(/\s+/).filter((name) => name.startsWith(prefix)).length >= count;
+  }, 60_000);
 }

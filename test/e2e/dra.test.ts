@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { E2eAgent } from "./agent.ts";
+import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
   addressOnly,
@@ -27,10 +27,8 @@ import {
   runCommand,
   uniqueName,
   waitForPodsReady,
-  type Manifest,
 } from "./harness.ts";
 
-const DRIVER = "netclaim.dev";
 const NIC_PREFIX = "nce2d";
 
 async function hostView(names: readonly string[]): Promise<unknown> {
@@ -56,12 +54,8 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
 
   before(async () => {
     await node();
-    await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
-    const wire = await runCommand("ip", ["link", "add", nics[0] ?? "", "type", "veth", "peer", "name", nics[1] ?? ""]);
-    assert.equal(wire.code, 0, wire.stderr);
-    cleanup.defer(async () => {
-      await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
-    });
+    const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
+    cleanup.defer(() => wire.remove());
     hostBefore = await hostView(nics);
     const master = await createHostVeth(uniqueName("e2em"));
     cleanup.defer(() => master.remove());
@@ -69,53 +63,19 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*` });
     cleanup.defer(() => agent.remove());
 
-    const classManifest: Manifest = {
-      apiVersion: "resource.k8s.io/v1",
-      kind: "DeviceClass",
-      metadata: { name: deviceClass },
-      spec: { selectors: [{ cel: { expression: `device.driver == "${DRIVER}" && device.attributes["${DRIVER}"].ifName.startsWith("${NIC_PREFIX}")` } }] },
-    };
-    const templateManifest: Manifest = {
-      apiVersion: "resource.k8s.io/v1",
-      kind: "ResourceClaimTemplate",
-      metadata: { name: template, namespace: "default" },
-      spec: {
-        spec: {
-          devices: {
-            requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
-            config: [
-              {
-                opaque: {
-                  driver: DRIVER,
-                  parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", mtu: 1400 }, ipamFrom: { name: pool } },
-                },
-              },
-            ],
-          },
-        },
-      },
-    };
     await apply(
       await macvlanNetwork(nad, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.220", rangeEnd: "198.51.100.229" }),
       await macvlanNetwork(pool, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.230", rangeEnd: "198.51.100.239" }),
-      classManifest,
-      templateManifest,
+      deviceClassFor(deviceClass, NIC_PREFIX),
+      claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1400 }, ipamFrom: { name: pool } }),
     );
     cleanup.defer(() => deleteNetwork(nad));
     cleanup.defer(() => deleteNetwork(pool));
     cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
     cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
     cleanup.defer(() => deletePods(pods));
-    await apply(
-      ...pods.map((name) =>
-        busyboxPod({
-          name,
-          networks: [nad],
-          spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: template }] },
-          container: { resources: { claims: [{ name: "nic" }] } },
-        }),
-      ),
-    );
+    await waitForPublished(NIC_PREFIX, nics.length);
+    await apply(...pods.map((name) => busyboxPod({ name, networks: [nad], ...claimFields(template) })));
     await waitForPodsReady(pods);
   });
   after(() => cleanup.run());

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { E2eAgent } from "./agent.ts";
+import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
   apply,
@@ -27,7 +27,6 @@ import {
   type Manifest,
 } from "./harness.ts";
 
-const DRIVER = "netclaim.dev";
 const NIC_PREFIX = "nce2l";
 
 async function dra0(pod: string): Promise<{ mtu: number; addresses: readonly string[] } | undefined> {
@@ -42,56 +41,22 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
   const nics = [`${NIC_PREFIX}a`, `${NIC_PREFIX}b`];
   let agent: E2eAgent;
 
-  const podWithClaim = (name: string): Manifest =>
-    busyboxPod({
-      name,
-      spec: { resourceClaims: [{ name: "nic", resourceClaimTemplateName: template }] },
-      container: { resources: { claims: [{ name: "nic" }] } },
-    });
+  const podWithClaim = (name: string): Manifest => busyboxPod({ name, ...claimFields(template) });
 
   before(async () => {
     await node();
-    await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
-    assert.equal((await runCommand("ip", ["link", "add", nics[0] ?? "", "type", "veth", "peer", "name", nics[1] ?? ""])).code, 0);
-    cleanup.defer(async () => {
-      await runCommand("ip", ["link", "delete", nics[0] ?? ""]);
-    });
+    const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
+    cleanup.defer(() => wire.remove());
     agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*` });
     cleanup.defer(() => agent.remove());
     await apply(
-      {
-        apiVersion: "resource.k8s.io/v1",
-        kind: "DeviceClass",
-        metadata: { name: deviceClass },
-        spec: { selectors: [{ cel: { expression: `device.driver == "${DRIVER}" && device.attributes["${DRIVER}"].ifName.startsWith("${NIC_PREFIX}")` } }] },
-      },
-      {
-        apiVersion: "resource.k8s.io/v1",
-        kind: "ResourceClaimTemplate",
-        metadata: { name: template, namespace: "default" },
-        spec: {
-          spec: {
-            devices: {
-              requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
-              config: [{ opaque: { driver: DRIVER, parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", mtu: 1300, addresses: ["fd00:1c::1/64"] } } } }],
-            },
-          },
-        },
-      },
+      deviceClassFor(deviceClass, NIC_PREFIX),
+      claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1300, addresses: ["fd00:1c::1/64"] } }),
     );
     cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
     cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
     cleanup.defer(() => deletePods([first, second, third, fourth]));
-    // The devices must be published before the pods exist, or the scheduler waits for its next retry.
-    await eventually("both stand-in NICs published", async () => {
-      const env = await node();
-      const { stdout } = await runCommand(env.kubectl, [
-        "--kubeconfig", env.kubeconfig, "get", "resourceslices",
-        "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=${DRIVER}`,
-        "-o", "jsonpath={.items[*].spec.devices[*].name}",
-      ]);
-      return nics.every((nic) => stdout.split(/\s+/).includes(nic));
-    });
+    await waitForPublished(NIC_PREFIX, nics.length);
     await apply(podWithClaim(first));
     await waitForPodsReady([first]);
   });
