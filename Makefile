@@ -31,7 +31,8 @@ unit_PREREQS :=
 
 help:
 	@echo "make test        install (npm ci), build, lint, type-check and run every test suite"
-	@echo "make demo        show netclaim working on a local node"
+	@echo "make demo        a one-node cluster here with a pod using Multus and a netclaim interface"
+	@echo "make demo-down   remove the demo and the node"
 	@echo "make check       lint, type-check and verify generated code only"
 	@echo "make generate    regenerate src/gen from proto/"
 	@echo "Suites:     $(addprefix make test-,$(TEST_SUITES))"
