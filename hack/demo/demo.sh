@@ -48,6 +48,7 @@ kind: AgentConfig
 nodeName: $NETCLAIM_NODE_NAME
 kubeconfig: $KUBECONFIG
 stateDir: $dir/state
+runtimeDir: $dir/run
 kubelet: { rootDir: $NETCLAIM_KUBELET_DIR }
 nri: { socketPath: $NETCLAIM_NRI_SOCKET }
 devices: { include: [{ ifName: "ncdemo[0-9]" }], exclude: [] }

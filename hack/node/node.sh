@@ -228,16 +228,13 @@ fileCheckFrequency: 10s
 YAML
 }
 
-wait_socket() { # socket seconds
-  for _ in $(seq $(($2 * 10))); do [[ -S $1 ]] && return 0; sleep 0.1; done
-  return 1
-}
-
 start_containerd() {
   log "starting containerd"
   PATH="$node_bin:$PATH" setsid "$node_bin/containerd" --config "$dir/containerd.toml" >>"$dir/log/containerd.log" 2>&1 9<&- &
   echo $! > "$dir/containerd.pid"
-  wait_socket "$containerd_sock" 30 || { log "containerd did not start; see $dir/log/containerd.log"; tail -20 "$dir/log/containerd.log" >&2; exit 1; }
+  # The socket exists a moment before containerd serves on it: wait for an answer.
+  for _ in $(seq 300); do "$node_bin/ctr" --address "$containerd_sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "containerd did not start; see $dir/log/containerd.log"; tail -20 "$dir/log/containerd.log" >&2; exit 1
 }
 
 start_kubelet() {

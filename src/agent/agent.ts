@@ -48,6 +48,9 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   await using stack = new AsyncDisposableStack();
 
   const store = await StateStore.open(config.stateDir);
+  // Which device sits in which pod is a fact of this boot: a reboot empties
+  // every pod, so the engine's journal must not outlive it (and skips fsync).
+  const runtimeStore = await StateStore.open(config.runtimeDir, { durability: "restart" });
   const kubeConfig = new KubeConfig();
   if (config.kubeconfig === undefined) kubeConfig.loadFromCluster();
   else kubeConfig.loadFromFile(config.kubeconfig);
@@ -61,7 +64,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   stack.defer(() => netlink.close());
   const rdmaMode = await netlink.rdmaNetnsMode().catch(() => "shared" as const);
 
-  const engine = new AttachEngine({ netlink, store });
+  const engine = new AttachEngine({ netlink, store: runtimeStore });
   const recovered = await engine.recover();
   if (recovered.size > 0) logger.info({ recovered: Object.fromEntries(recovered) }, "finished attachments a previous agent left");
 

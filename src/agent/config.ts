@@ -29,8 +29,13 @@ export const agentConfigSchema = z
     driverName: dnsSubdomain.default("netclaim.dev"),
     /** The Kubernetes node this agent serves; normally from the downward API. */
     nodeName: dnsSubdomain.optional(),
-    /** Where the agent keeps its crash-safe state. */
+    /** Where the agent keeps state a reboot must not lose (prepared claims, IPAM leases). */
     stateDir: absolutePath.default("/var/lib/netclaim"),
+    /**
+     * Where the agent keeps state about this boot only (which device sits in
+     * which pod, and how it was on the host); a tmpfs, so a reboot clears it.
+     */
+    runtimeDir: absolutePath.default("/run/netclaim"),
     /** A kubeconfig file; without it the agent uses its pod's service account. */
     kubeconfig: absolutePath.optional(),
     /** Which network devices to publish (see docs/devices.md). */
@@ -119,6 +124,7 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "POD_UID", path: ["kubelet", "podUID"], help: "agent pod UID (rolling-update socket names)" },
   { name: "NETCLAIM_DRIVER_NAME", path: ["driverName"], help: "DRA driver name" },
   { name: "NETCLAIM_STATE_DIR", path: ["stateDir"], help: "state directory" },
+  { name: "NETCLAIM_RUNTIME_DIR", path: ["runtimeDir"], help: "runtime state directory (a tmpfs)" },
   { name: "KUBECONFIG", path: ["kubeconfig"], help: "kubeconfig file (default: in-cluster service account)" },
   { name: "NETCLAIM_LOG_LEVEL", path: ["log", "level"], help: "log level" },
   { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { NetlinkClient, NetlinkError, type Link, type LinkState, type Op } from "../netlink/index.ts";
+import { NetlinkClient, NetlinkError, type Link, type LinkState, type Op, type PlacedOp } from "../netlink/index.ts";
 import { StateStore } from "../store/index.ts";
 import { AttachEngine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
@@ -24,8 +24,8 @@ class ScriptedClient extends NetlinkClient {
     this.#error = error;
   }
 
-  override batch(_netns: string | undefined, ops: readonly Op[]): Promise<never> {
-    const results = ops.map((op, i) => {
+  override batchAcross(ops: readonly PlacedOp[]): Promise<never> {
+    const results = ops.map(({ op }, i) => {
       if (op.op === this.#failOp) throw this.#error.atOp(i);
       if (op.op === "listLinks") return [];
       if (op.op === "linkState") return { link: hostLink, addresses: [], routes: [] } satisfies LinkState;

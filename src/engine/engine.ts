@@ -11,7 +11,7 @@
 import { access } from "node:fs/promises";
 import {
   IFA_F_NODAD, NetlinkError, networkOf, cidrParts, RT_SCOPE,
-  type Address, type AddressSpec, type Link, type LinkState, type NetlinkClient, type Op, type RouteSpec,
+  type Address, type AddressSpec, type Link, type LinkState, type NetlinkClient, type Op, type PlacedOp, type RouteSpec,
 } from "../netlink/index.ts";
 import type { StateStore, Collection } from "../store/index.ts";
 import { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
@@ -40,6 +40,8 @@ export interface EngineOptions {
 
 interface StepOps {
   step: Step;
+  /** Where the step's operations run; undefined: the agent's namespace. */
+  netns: string | undefined;
   ops: Op[];
 }
 
@@ -145,9 +147,14 @@ export class AttachEngine {
     if (netns === undefined || first === undefined) return [];
     const other = plans.find((p) => p.netns !== netns);
     if (other !== undefined) fail("ENGINE_PLAN", other, "check-names", `all plans of one attach must target one pod, not both ${netns} and ${other.netns}`);
-    // The journal is read while the worker lists the pod's links.
-    const [[podLinks], existingRecords] = await Promise.all([
-      this.#call(first, "check-names", netns, [{ op: "listLinks" }] as const),
+    // One round trip lists the pod's links and looks up every planned
+    // device on the host, while the journal is read.
+    const lookups: PlacedOp[] = [{ netns, op: { op: "listLinks" } }, ...plans.map((p) => ({ netns: undefined, op: hostLookup(p) }))];
+    const [[podLinks, ...found], existingRecords] = await Promise.all([
+      this.#nl.batchAcross(lookups).catch((err: unknown) => {
+        const at = err instanceof NetlinkError && err.opIndex !== undefined && err.opIndex > 0 ? plans[err.opIndex - 1] : undefined;
+        throw stepError(at ?? first, at === undefined ? "check-names" : "resolve", err);
+      }) as Promise<[Link[], ...(LinkState | Link[] | null)[]]>,
       Promise.all(plans.map((p) => this.#journal.get(p.key))),
     ]);
     const records: { record: JournalRecord; onHost?: Link; podIndexes?: ReadonlySet<number> }[] = [];
@@ -164,7 +171,7 @@ export class AttachEngine {
         records.push({ record: existing });
         continue;
       }
-      const { link, addresses, routes } = await this.#resolve(plan);
+      const { link, addresses, routes } = await this.#resolve(plan, found[i] ?? null);
       const taken = podLinks.find((l) => l.name === plan.podName);
       if (taken !== undefined) {
         fail("ENGINE_NAME_COLLISION", plan, "check-names", `pod ${plan.netns} already has an interface named ${plan.podName} (ifindex ${taken.index}); device ${link.name} cannot take that name`);
@@ -176,19 +183,17 @@ export class AttachEngine {
   }
 
   /**
-   * The host link the plan names, with its addresses and routes: looked up
-   * directly by ifindex or name when the plan gives one, else found in a dump.
+   * The host link the plan names, with its addresses and routes, from the
+   * answer to hostLookup(plan): the link's state when the plan gives an
+   * ifindex or a name, else a dump of links to find it in first.
    */
-  async #resolve(plan: AttachmentPlan): Promise<LinkState> {
-    const { name, ifindex } = plan.device;
+  async #resolve(plan: AttachmentPlan, lookedUp: LinkState | Link[] | null): Promise<LinkState> {
     let state: LinkState | null = null;
-    if (ifindex !== undefined || name !== undefined) {
-      const key = ifindex !== undefined ? { index: ifindex } : { name: name ?? "" };
-      [state] = await this.#call(plan, "resolve", undefined, [{ op: "linkState", key }] as const);
-    } else {
-      const [links] = await this.#call(plan, "resolve", undefined, [{ op: "listLinks" }] as const);
-      const found = findPlannedDevice(links, plan.device);
+    if (Array.isArray(lookedUp)) {
+      const found = findPlannedDevice(lookedUp, plan.device);
       if (found !== undefined) [state] = await this.#call(plan, "resolve", undefined, [{ op: "linkState", key: { index: found.index } }] as const);
+    } else {
+      state = lookedUp;
     }
     if (state === null || findPlannedDevice([state.link], plan.device) === undefined) {
       fail("ENGINE_DEVICE_MISSING", plan, "resolve", `no host interface matches ${JSON.stringify(plan.device)}`);
@@ -205,6 +210,7 @@ export class AttachEngine {
   async #attachOne(record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachResult> {
     const { plan, host } = record;
     let inPod = onHost === undefined ? await this.#locateInPod(record) : undefined;
+    const move: StepOps[] = [];
     if (inPod === undefined) {
       let device = onHost;
       if (device === undefined) {
@@ -212,10 +218,25 @@ export class AttachEngine {
         device = findRecordedDevice(hostLinks, host, plan);
       }
       if (device === undefined) fail("ENGINE_DEVICE_MISSING", plan, "move", `device ${host.name} is neither in pod ${plan.netns} nor on the host`);
-      // No separate "set down": the kernel closes the device as part of the
-      // move, and a down costs an RCU grace period of its own.
-      this.#step("move", plan);
-      inPod = await this.#move(plan, device, podIndexes);
+      // Moves and renames in one request, so the host name never shows in
+      // the pod. No separate "set down": the kernel closes the device as
+      // part of the move, and a down costs an RCU grace period of its own.
+      // When the device's ifindex is free in the pod, the request pins it
+      // (IFLA_NEW_IFINDEX): the pod-side index is then known ahead, and the
+      // configuration rides in the same worker round trip as the move.
+      const pin = podIndexes !== undefined && !podIndexes.has(device.index);
+      const update = { netns: plan.netns, name: plan.podName, ...(pin && { newIfindex: device.index }) };
+      const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
+      if (pin) {
+        move.push({ step: "move", netns: undefined, ops: [moveOp] });
+        inPod = { ...device, name: plan.podName, up: false };
+      } else {
+        this.#step("move", plan);
+        await this.#call(plan, "move", undefined, [moveOp] as const);
+        const [moved] = await this.#call(plan, "move", plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
+        if (moved === null) fail("ENGINE_VERIFY", plan, "move", `device ${device.name} is not in pod ${plan.netns} as ${plan.podName} after the move`);
+        inPod = moved;
+      }
     }
     const index = inPod.index;
     const device = plan.podName;
@@ -228,40 +249,26 @@ export class AttachEngine {
       if (sysctl !== undefined) configure.push({ op: "writeSysctl", sysctl, value, device });
     }
     for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
+    const { netns } = plan;
     const steps: StepOps[] = [
-      { step: "configure", ops: configure },
-      { step: "set-up", ops: [{ op: "setLink", index, device, update: { up: true } }] },
-      { step: "routes", ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
+      ...move,
+      { step: "configure", netns, ops: configure },
+      { step: "set-up", netns, ops: [{ op: "setLink", index, device, update: { up: true } }] },
+      { step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
     ];
-    const verify: StepOps = { step: "verify", ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] };
+    const verify: StepOps = { step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] };
     let results: unknown[];
     if (plan.rdma?.mode === "exclusive") {
-      await this.#runSteps(plan, plan.netns, steps);
+      await this.#runSteps(plan, steps);
       this.#step("rdma", plan);
       await this.#moveRdma(plan, plan.netns, "rdma");
-      results = await this.#runSteps(plan, plan.netns, [verify]);
+      results = await this.#runSteps(plan, [verify]);
     } else {
-      results = await this.#runSteps(plan, plan.netns, [...steps, verify]);
+      results = await this.#runSteps(plan, [...steps, verify]);
     }
     const [link, addresses] = results.slice(-2) as [Link | null, Address[]];
     verifyPod(plan, link, addresses);
     return { key: plan.key, podName: plan.podName, ifindex: index, mac: link?.mac, addresses: plan.addresses };
-  }
-
-  /**
-   * Moves and renames in one request, so the host name never shows in the
-   * pod. When the device's ifindex is free in the pod, the request pins it
-   * (IFLA_NEW_IFINDEX), so the pod-side index is known without asking;
-   * otherwise the kernel picks one and the device is looked up by name.
-   */
-  async #move(plan: AttachmentPlan, device: Link, podIndexes: ReadonlySet<number> | undefined): Promise<Link> {
-    const pin = podIndexes !== undefined && !podIndexes.has(device.index);
-    const update = { netns: plan.netns, name: plan.podName, ...(pin && { newIfindex: device.index }) };
-    await this.#call(plan, "move", undefined, [{ op: "setLink", index: device.index, device: device.name, update }] as const);
-    if (pin) return { ...device, name: plan.podName, up: false };
-    const [moved] = await this.#call(plan, "move", plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
-    if (moved === null) fail("ENGINE_VERIFY", plan, "move", `device ${device.name} is not in pod ${plan.netns} as ${plan.podName} after the move`);
-    return moved;
   }
 
   /** The device inside the pod, or undefined when it is not there (or the pod is gone). */
@@ -307,11 +314,12 @@ export class AttachEngine {
     // A rename needs the device down; after a move it already is.
     if (link.up) restoreLink.push({ op: "setLink", index, device: link.name, update: { up: false } });
     restoreLink.push({ op: "setLink", index, device: link.name, update: { name: host.name, mtu: host.mtu, ...(host.mac !== undefined && { mac: host.mac }) } });
-    await this.#runSteps(plan, undefined, [
-      { step: "restore-link", ops: restoreLink },
-      { step: "restore-addresses", ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
-      { step: "restore-up", ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
-      { step: "restore-routes", ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
+    const netns = undefined;
+    await this.#runSteps(plan, [
+      { step: "restore-link", netns, ops: restoreLink },
+      { step: "restore-addresses", netns, ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
+      { step: "restore-up", netns, ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
+      { step: "restore-routes", netns, ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
     ]);
   }
 
@@ -338,17 +346,17 @@ export class AttachEngine {
   }
 
   /**
-   * Runs consecutive steps in one namespace as one worker batch: one
+   * Runs consecutive steps, each in its namespace, as one worker batch: one
    * round trip instead of one per step. The test hook is still asked before
    * each step; if it stops the operation at a step, only the operations of
    * the steps before it run, exactly as if the process had died there. A
    * kernel error is reported against the step that owns the failed operation.
    */
-  async #runSteps(plan: AttachmentPlan, netns: string | undefined, steps: readonly StepOps[]): Promise<unknown[]> {
-    const ops: Op[] = [];
+  async #runSteps(plan: AttachmentPlan, steps: readonly StepOps[]): Promise<unknown[]> {
+    const ops: PlacedOp[] = [];
     const owners: Step[] = [];
     let stopped: Error | undefined;
-    for (const { step, ops: stepOps } of steps) {
+    for (const { step, netns, ops: stepOps } of steps) {
       try {
         this.#step(step, plan);
       } catch (err) {
@@ -356,14 +364,14 @@ export class AttachEngine {
         break;
       }
       for (const op of stepOps) {
-        ops.push(op);
+        ops.push({ netns, op });
         owners.push(step);
       }
     }
     let results: unknown[] = [];
     if (ops.length > 0) {
       try {
-        results = await this.#nl.batch(netns, ops);
+        results = await this.#nl.batchAcross(ops);
       } catch (err) {
         const at = err instanceof NetlinkError && err.opIndex !== undefined ? owners[err.opIndex] : undefined;
         throw stepError(plan, at ?? steps[0]?.step ?? "batch", err);
@@ -396,6 +404,14 @@ function parsePlan(input: AttachmentPlanInput): AttachmentPlan {
     throw new EngineError("ENGINE_PLAN", where, `${issue?.path.join(".") ?? ""}: ${reason ?? parsed.error.message}`);
   }
   return parsed.data;
+}
+
+/** The host lookup for a plan: the device's state when the plan names it, else a dump to find it in. */
+function hostLookup(plan: AttachmentPlan): Op {
+  const { name, ifindex } = plan.device;
+  if (ifindex !== undefined) return { op: "linkState", key: { index: ifindex } };
+  if (name !== undefined) return { op: "linkState", key: { name } };
+  return { op: "listLinks" };
 }
 
 function fail(code: EngineErrorCode, plan: AttachmentPlan, step: string, message: string): never {

@@ -9,7 +9,7 @@ import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { NetlinkError } from "./errors.ts";
-import type { LinkUpdate, Op, ResultOf } from "./ops.ts";
+import type { LinkUpdate, Op, PlacedOp, ResultOf } from "./ops.ts";
 import type { WorkerReply, WorkerRequest } from "./protocol.ts";
 import type { Family } from "./ip.ts";
 import type { AddressSpec, NewLinkSpec, RouteSpec } from "./rtnl.ts";
@@ -31,12 +31,21 @@ export class NetlinkClient {
 
   /** Runs `ops` in order in `netns` (undefined: the agent's namespace), all or up to the first error. */
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
+    return this.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
+  }
+
+  /**
+   * Runs `ops` in order, each in its own namespace, all or up to the first
+   * error, in one round trip to the worker: a move and the configuration
+   * inside the pod need not wait for each other's reply.
+   */
+  batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]> {
     const id = this.#nextId++;
     const worker = this.#ensureWorker();
     return new Promise<unknown[]>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      worker.postMessage({ id, netns, ops } satisfies WorkerRequest);
-    }) as Promise<Results<T>>;
+      worker.postMessage({ id, ops } satisfies WorkerRequest);
+    });
   }
 
   async #one<O extends Op>(netns: string | undefined, op: O): Promise<ResultOf<O>> {

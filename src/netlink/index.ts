@@ -5,7 +5,7 @@
 export { NetlinkClient } from "./client.ts";
 export { NetlinkError, type NetlinkErrorCode, type NetlinkErrorContext } from "./errors.ts";
 export { linkEventSource, subscribeLinkEvents, type LinkEvent, type LinkSubscription } from "./events.ts";
-export type { InterfaceSysctl, LinkState, LinkUpdate, Op, ResultOf } from "./ops.ts";
+export type { InterfaceSysctl, LinkState, LinkUpdate, Op, PlacedOp, ResultOf } from "./ops.ts";
 export type { RdmaDevice, RdmaNetnsMode } from "./rdma.ts";
 export {
   IFA_F_NODAD, isPermanentAddress, RT_SCOPE, RT_TABLE, RTPROT,

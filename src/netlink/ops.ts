@@ -1,9 +1,9 @@
 /**
  * The operations the netlink worker runs, as plain data (they cross a
- * thread boundary), and their executor. A batch runs in one network
- * namespace: the worker thread enters it only to open a socket (or write a
- * sysctl) and returns at once; setns affects this thread alone, never the
- * agent's main thread.
+ * thread boundary), and their executor. Each operation of a batch names its
+ * network namespace: the worker thread enters one only to open a socket (or
+ * write a sysctl) and returns at once; setns affects this thread alone,
+ * never the agent's main thread.
  */
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { NetlinkError } from "./errors.ts";
@@ -66,6 +66,12 @@ export interface OpResults {
 
 export type ResultOf<O extends Op> = OpResults[O["op"]];
 
+/** An operation and the network namespace it runs in (undefined: the agent's). */
+export interface PlacedOp {
+  netns: string | undefined;
+  op: Op;
+}
+
 /** A per-interface sysctl; the interface is the op's `device`. */
 export interface InterfaceSysctl {
   family: "ipv4" | "ipv6";
@@ -97,16 +103,23 @@ export class OpExecutor {
     this.#hostRoute = NetlinkSocket.open(NETLINK_ROUTE);
   }
 
-  /** Runs `ops` in order inside `netns` (undefined: the host); stops at the first failure. */
-  runBatch(netns: string | undefined, ops: readonly Op[]): unknown[] {
-    let pod: NetlinkSocket | undefined;
-    const route = (): NetlinkSocket => {
-      if (netns === undefined) return this.#hostRoute;
-      pod ??= this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
-      return pod;
-    };
+  /**
+   * Runs `ops` in order, each in its namespace; stops at the first failure.
+   * One socket per namespace serves the whole batch.
+   */
+  runBatch(ops: readonly PlacedOp[]): unknown[] {
+    const sockets = new Map<string, NetlinkSocket>();
     try {
-      return ops.map((op, i) => {
+      return ops.map(({ netns, op }, i) => {
+        const route = (): NetlinkSocket => {
+          if (netns === undefined) return this.#hostRoute;
+          let socket = sockets.get(netns);
+          if (socket === undefined) {
+            socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
+            sockets.set(netns, socket);
+          }
+          return socket;
+        };
         try {
           return this.#run(op, netns, route);
         } catch (err) {
@@ -114,7 +127,7 @@ export class OpExecutor {
         }
       });
     } finally {
-      pod?.close();
+      for (const socket of sockets.values()) socket.close();
     }
   }
 

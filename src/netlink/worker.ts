@@ -6,7 +6,7 @@
 import { openSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 import { NetlinkError } from "./errors.ts";
-import { OpExecutor, ThreadPoisoned, type Op } from "./ops.ts";
+import { OpExecutor, ThreadPoisoned, type PlacedOp } from "./ops.ts";
 import type { WorkerReply, WorkerRequest } from "./protocol.ts";
 
 const port = parentPort;
@@ -16,12 +16,12 @@ if (port === null) throw new Error("netlink/worker.ts must run as a worker threa
 const executor = new OpExecutor(openSync("/proc/thread-self/ns/net", "r"));
 
 port.on("message", (req: WorkerRequest) => {
-  port.postMessage(handle(req.id, req.netns, req.ops));
+  port.postMessage(handle(req.id, req.ops));
 });
 
-function handle(id: number, netns: string | undefined, ops: readonly Op[]): WorkerReply {
+function handle(id: number, ops: readonly PlacedOp[]): WorkerReply {
   try {
-    return { id, results: executor.runBatch(netns, ops) };
+    return { id, results: executor.runBatch(ops) };
   } catch (err) {
     if (err instanceof ThreadPoisoned) {
       port?.postMessage({ id, error: { code: "NETLINK_WORKER", message: err.message, context: {} } } satisfies WorkerReply);

@@ -5,28 +5,50 @@ import { mkdtemp, readdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { FileLock, StateStore, StoreError } from "./index.ts";
+import { FileLock, StateStore, StoreError, type Durability } from "./index.ts";
 
 const Record = z.object({ generation: z.number().int(), payload: z.string() });
 
-async function tempStore(): Promise<StateStore> {
-  return StateStore.open(await mkdtemp(join(tmpdir(), "netclaim-store-")));
+async function tempStore(durability: Durability = "reboot"): Promise<StateStore> {
+  return StateStore.open(await mkdtemp(join(tmpdir(), "netclaim-store-")), { durability });
 }
 
+const durabilities: Durability[] = ["reboot", "restart"];
+
 describe("StateStore", () => {
-  it("put, get, list and delete records", async () => {
-    const store = await tempStore();
-    const claims = store.collection("claims", Record);
-    assert.equal(await claims.get("a"), undefined);
-    assert.deepEqual(await claims.list(), []);
-    await claims.put("b", { generation: 2, payload: "two" });
-    await claims.put("a", { generation: 1, payload: "one" });
-    await claims.put("a", { generation: 3, payload: "three" });
-    assert.deepEqual(await claims.get("a"), { generation: 3, payload: "three" });
-    assert.deepEqual((await claims.list()).map(([k]) => k), ["a", "b"]);
-    await claims.delete("a");
-    await claims.delete("a");
-    assert.deepEqual((await claims.list()).map(([k]) => k), ["b"]);
+  for (const durability of durabilities) {
+    it(`put, get, list and delete records (${durability})`, async () => {
+      const store = await tempStore(durability);
+      const claims = store.collection("claims", Record);
+      assert.equal(await claims.get("a"), undefined);
+      assert.deepEqual(await claims.list(), []);
+      await claims.put("b", { generation: 2, payload: "two" });
+      await claims.put("a", { generation: 1, payload: "one" });
+      await claims.put("a", { generation: 3, payload: "three" });
+      assert.deepEqual(await claims.get("a"), { generation: 3, payload: "three" });
+      assert.deepEqual((await claims.list()).map(([k]) => k), ["a", "b"]);
+      await claims.delete("a");
+      await claims.delete("a");
+      assert.deepEqual((await claims.list()).map(([k]) => k), ["b"]);
+    });
+  }
+
+  it("a restart store keeps its records while the boot ID stays, and forgets them when it changes", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "netclaim-store-"));
+    const bootIdFile = join(dir, "..", `${dir.split("/").at(-1) ?? ""}-boot-id`);
+    const open = async (bootId: string): Promise<StateStore> => {
+      await writeFile(bootIdFile, `${bootId}\n`);
+      return StateStore.open(join(dir, "run"), { durability: "restart", bootIdFile });
+    };
+    await (await open("boot-1")).collection("attachments", Record).put("a", { generation: 1, payload: "one" });
+    assert.deepEqual(await (await open("boot-1")).collection("attachments", Record).get("a"), { generation: 1, payload: "one" });
+    const afterReboot = (await open("boot-2")).collection("attachments", Record);
+    assert.deepEqual(await afterReboot.list(), []);
+    // A reboot store next to it is never touched by this.
+    const durable = await StateStore.open(join(dir, "state"));
+    await durable.collection("claims", Record).put("c", { generation: 2, payload: "two" });
+    await open("boot-3");
+    assert.deepEqual(await durable.collection("claims", Record).get("c"), { generation: 2, payload: "two" });
   });
 
   it("keeps keys with slashes and odd characters intact", async () => {
@@ -64,25 +86,27 @@ describe("StateStore", () => {
     await assert.rejects(store.collection("c", Record).get(""), { code: "STORE_KEY" });
   });
 
-  it("a reader after kill -9 at any point sees each record before or after a write, never half", async () => {
-    const store = await tempStore();
-    const writer = new URL("./testdata/store-writer.ts", import.meta.url).pathname;
-    for (let round = 0; round < 12; round++) {
-      const child = fork(writer, [store.dir], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
-      // The writer reports once it is writing; kill it at a different moment each round, mid-burst.
-      await new Promise((resolve) => child.once("message", resolve));
-      await new Promise((resolve) => setTimeout(resolve, round * 7));
-      child.kill("SIGKILL");
-      await new Promise((resolve) => child.once("exit", resolve));
-      const records = store.collection("burst", Record);
-      for (const [key, value] of await records.list()) {
-        // Each record's payload is derived from its generation; a torn write would break this.
-        assert.equal(value.payload, `${key}:${value.generation}:${"x".repeat(value.generation % 4096)}`);
+  for (const durability of durabilities) {
+    it(`a reader after kill -9 at any point sees each record before or after a write, never half (${durability})`, async () => {
+      const store = await tempStore(durability);
+      const writer = new URL("./testdata/store-writer.ts", import.meta.url).pathname;
+      for (let round = 0; round < 12; round++) {
+        const child = fork(writer, [store.dir, durability], { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+        // The writer reports once it is writing; kill it at a different moment each round, mid-burst.
+        await new Promise((resolve) => child.once("message", resolve));
+        await new Promise((resolve) => setTimeout(resolve, round * 7));
+        child.kill("SIGKILL");
+        await new Promise((resolve) => child.once("exit", resolve));
+        const records = store.collection("burst", Record);
+        for (const [key, value] of await records.list()) {
+          // Each record's payload is derived from its generation; a torn write would break this.
+          assert.equal(value.payload, `${key}:${value.generation}:${"x".repeat(value.generation % 4096)}`);
+        }
+        await records.removeStaleTemporaries();
+        assert.ok((await readdir(join(store.dir, "burst"))).every((n) => !n.includes(".tmp-")));
       }
-      await records.removeStaleTemporaries();
-      assert.ok((await readdir(join(store.dir, "burst"))).every((n) => !n.includes(".tmp-")));
-    }
-  });
+    });
+  }
 });
 
 describe("FileLock", () => {

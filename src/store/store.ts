@@ -1,8 +1,19 @@
 /**
  * Crash-safe state on disk: named collections of JSON records, one file per
- * record. A write goes to a temporary file, is fsynced, renamed over the old
- * file and the directory is fsynced, so after `kill -9` or a power cut at any
- * point a reader sees either the old record or the new one, never a mix.
+ * record. A write goes to a temporary file and is renamed over the old file,
+ * so after `kill -9` at any point a reader sees either the old record or the
+ * new one, never a mix.
+ *
+ * A store says what its records must outlive. "reboot" (the default) also
+ * fsyncs the file and the directory, so a power cut keeps them too: prepared
+ * claims and IPAM leases, which the kubelet asks about again after a reboot.
+ * "restart" skips the fsyncs: the page cache outlives the agent's process,
+ * and the records are facts about this boot only (which device sits in which
+ * pod's namespace), so a reboot must forget them: the store notes the
+ * kernel's boot ID and starts empty when it changes, even where its
+ * directory is not a tmpfs. It belongs on a tmpfs (/run) all the same: on a
+ * disk even an unsynced rename starts writeback, about half a millisecond
+ * on the pod start-up path.
  *
  * Reads always go to disk: two agent instances overlap during a DaemonSet
  * rolling update and either may unprepare what the other prepared, so no
@@ -13,7 +24,8 @@
  * written by an older agent or edited by hand is a clear error naming the
  * file, not a crash somewhere deeper.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ZodType } from "zod";
 import { NetclaimError } from "../common/errors.ts";
@@ -33,17 +45,27 @@ const RECORD_SUFFIX = ".json";
 const TEMP_MARKER = ".tmp-";
 const COLLECTION_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 
+/** What a store's records outlive: see the top of this file. */
+export type Durability = "reboot" | "restart";
+
 export class StateStore {
   readonly #dir: string;
+  readonly #durability: Durability;
 
-  private constructor(dir: string) {
+  private constructor(dir: string, durability: Durability) {
     this.#dir = dir;
+    this.#durability = durability;
   }
 
-  /** Opens (creating if needed) the store rooted at `dir`. */
-  static async open(dir: string): Promise<StateStore> {
+  /**
+   * Opens (creating if needed) the store rooted at `dir`. A "restart" store
+   * written during an earlier boot is emptied first.
+   */
+  static async open(dir: string, options: { durability?: Durability; bootIdFile?: string } = {}): Promise<StateStore> {
+    const durability = options.durability ?? "reboot";
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    return new StateStore(dir);
+    if (durability === "restart") await forgetEarlierBoots(dir, options.bootIdFile ?? "/proc/sys/kernel/random/boot_id");
+    return new StateStore(dir, durability);
   }
 
   get dir(): string {
@@ -55,18 +77,20 @@ export class StateStore {
     if (!COLLECTION_NAME.test(name)) {
       throw new RangeError(`Cannot use collection name "${name}": use lowercase letters, digits and "-"`);
     }
-    return new Collection(join(this.#dir, name), schema);
+    return new Collection(join(this.#dir, name), schema, this.#durability);
   }
 }
 
 export class Collection<T> {
   readonly #dir: string;
   readonly #schema: ZodType<T>;
+  readonly #io: RecordIo;
   #ready: Promise<void> | undefined;
 
-  constructor(dir: string, schema: ZodType<T>) {
+  constructor(dir: string, schema: ZodType<T>, durability: Durability) {
     this.#dir = dir;
     this.#schema = schema;
+    this.#io = durability === "reboot" ? durableIo : pageCacheIo;
   }
 
   /** The record under `key`, or undefined when there is none. */
@@ -74,7 +98,7 @@ export class Collection<T> {
     const file = this.#file(key);
     let text: string;
     try {
-      text = await readFile(file, "utf8");
+      text = await this.#io.read(file);
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw new StoreError("STORE_IO", file, `Cannot read state record ${file}: ${(err as Error).message}`, { cause: err });
@@ -86,7 +110,7 @@ export class Collection<T> {
   async list(): Promise<[key: string, value: T][]> {
     let names: string[];
     try {
-      names = await readdir(this.#dir);
+      names = await this.#io.names(this.#dir);
     } catch (err) {
       if (isNotFound(err)) return [];
       throw new StoreError("STORE_IO", this.#dir, `Cannot list state directory ${this.#dir}: ${(err as Error).message}`, { cause: err });
@@ -104,7 +128,7 @@ export class Collection<T> {
     return out;
   }
 
-  /** Durably replaces the record under `key`; resolves once it is on disk. */
+  /** Replaces the record under `key`; resolves once it is as durable as the store promises. */
   async put(key: string, value: T): Promise<void> {
     const parsed = this.#schema.safeParse(value);
     if (!parsed.success) {
@@ -114,27 +138,18 @@ export class Collection<T> {
     const file = this.#file(key);
     const temp = `${file}${TEMP_MARKER}${process.pid}-${Math.random().toString(36).slice(2)}`;
     try {
-      const handle = await open(temp, "wx", 0o600);
-      try {
-        await handle.writeFile(`${JSON.stringify(parsed.data)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temp, file);
-      await this.#syncDir();
+      await this.#io.replace(this.#dir, file, temp, `${JSON.stringify(parsed.data)}\n`);
     } catch (err) {
       await rm(temp, { force: true });
       throw new StoreError("STORE_IO", file, `Cannot write state record ${file}: ${(err as Error).message}`, { cause: err });
     }
   }
 
-  /** Durably removes the record under `key`; removing a missing record succeeds. */
+  /** Removes the record under `key`; removing a missing record succeeds. */
   async delete(key: string): Promise<void> {
     const file = this.#file(key);
     try {
-      await rm(file, { force: true });
-      await this.#syncDir();
+      await this.#io.remove(this.#dir, file);
     } catch (err) {
       if (isNotFound(err)) return;
       throw new StoreError("STORE_IO", file, `Cannot delete state record ${file}: ${(err as Error).message}`, { cause: err });
@@ -180,26 +195,85 @@ export class Collection<T> {
   }
 
   async #ensureDir(): Promise<void> {
-    this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(() => this.#syncParent());
+    this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(() => this.#io.syncDirectory(join(this.#dir, "..")));
     await this.#ready;
-  }
-
-  async #syncParent(): Promise<void> {
-    await syncDirectory(join(this.#dir, ".."));
-  }
-
-  async #syncDir(): Promise<void> {
-    await syncDirectory(this.#dir);
   }
 }
 
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
+/** How a collection's files are read and written (synchronously or not); one per durability. */
+interface RecordIo {
+  read(file: string): string | Promise<string>;
+  names(dir: string): string[] | Promise<string[]>;
+  /** Writes `text` to `temp`, then renames it over `file` in `dir`. */
+  replace(dir: string, file: string, temp: string, text: string): void | Promise<void>;
+  remove(dir: string, file: string): void | Promise<void>;
+  syncDirectory(dir: string): void | Promise<void>;
+}
+
+/** fsync of the file and of its directory: the record outlives a power cut. */
+const durableIo: RecordIo = {
+  read: (file) => readFile(file, "utf8"),
+  names: (dir) => readdir(dir),
+  async replace(dir, file, temp, text) {
+    const handle = await open(temp, "wx", 0o600);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+    await durableIo.syncDirectory(dir);
+  },
+  async remove(dir, file) {
+    await rm(file, { force: true });
+    await durableIo.syncDirectory(dir);
+  },
+  async syncDirectory(dir) {
+    const handle = await open(dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+/**
+ * The page cache only, and synchronous: without an fsync a write costs tens
+ * of microseconds, less than the thread-pool round trips of the async calls
+ * it would otherwise take (four per write).
+ */
+const pageCacheIo: RecordIo = {
+  read: (file) => readFileSync(file, "utf8"),
+  names: (dir) => readdirSync(dir),
+  replace(_dir, file, temp, text) {
+    writeFileSync(temp, text, { flag: "wx", mode: 0o600 });
+    renameSync(temp, file);
+  },
+  remove(_dir, file) {
+    rmSync(file, { force: true });
+  },
+  syncDirectory() {},
+};
+
+const BOOT_ID_FILE = "boot-id";
+
+/** Empties `dir` when the boot ID recorded in it is not the running kernel's. */
+async function forgetEarlierBoots(dir: string, bootIdFile: string): Promise<void> {
+  const current = (await readFile(bootIdFile, "utf8")).trim();
+  const recordedFile = join(dir, BOOT_ID_FILE);
+  let recorded: string | undefined;
   try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+    recorded = (await readFile(recordedFile, "utf8")).trim();
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
   }
+  if (recorded === current) return;
+  if (recorded !== undefined) {
+    for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+  }
+  await writeFile(recordedFile, `${current}\n`, { mode: 0o600 });
 }
 
 function isNotFound(err: unknown): boolean {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { eventually, node, runCommand, type Manifest } from "./harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
@@ -46,6 +46,7 @@ export class E2eAgent {
         nodeName: env.nodeName,
         kubeconfig: env.kubeconfig,
         stateDir: join(this.dir, "state"),
+        runtimeDir: this.runtimeDir,
         kubelet: { rootDir: env.kubeletDir },
         nri: { socketPath: env.nriSocket },
         devices: { include: [{ ifName: this.#options.nicGlob }], exclude: [] },
@@ -79,9 +80,15 @@ export class E2eAgent {
     this.#child = undefined;
   }
 
+  /** On a tmpfs, as /run is on a node (the journal's speed depends on it). */
+  get runtimeDir(): string {
+    return join("/dev/shm", basename(this.dir));
+  }
+
   async remove(): Promise<void> {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
+    await rm(this.runtimeDir, { recursive: true, force: true });
   }
 }
 

@@ -113,6 +113,7 @@ export class SimNode {
         nodeName: name,
         kubeconfig,
         stateDir: join(dir, "state"),
+        runtimeDir: join(dir, "run"),
         log: { level: "debug" },
         kubelet: { rootDir: join(dir, "kubelet") },
         nri: { socketPath: join(dir, "nri.sock") },
