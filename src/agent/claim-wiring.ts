@@ -54,10 +54,10 @@ export function apiClaimSource(client: KubeClient): ClaimSource {
  */
 export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReporter): ClaimPreparer {
   return {
-    async prepare(claim: DriverClaim, options: { signal: AbortSignal }): Promise<PreparedClaim> {
+    async prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim> {
       let plan: ClaimPlan;
       try {
-        plan = await preparer.prepare({ ref: claim.ref, results: claim.results, config: claim.config, reservedFor: claim.reservedFor }, options.signal);
+        plan = await preparer.prepare({ ref: claim.ref, results: claim.results, config: claim.config, reservedFor: claim.reservedFor }, options.signal, options.recordIntent);
       } catch (err) {
         reportPrepareFailure(status, claim, err);
         throw err;

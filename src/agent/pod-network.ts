@@ -5,9 +5,16 @@
  * attaches what a running pod is missing and restores what belongs to pods
  * that are gone.
  *
- * RunPodSandbox is on the runtime's 2 s clock: it reads plans from disk,
- * names the interfaces and lets the engine execute. Everything slow (status
- * writes, events) is handed to the status reporter.
+ * RunPodSandbox is on the runtime's 2 s clock and on the pod's start-up
+ * path: it reads plans from disk, names the interfaces, and has the engine
+ * check and journal the attach, so every error known up front fails the
+ * sandbox. The kernel work (the moves, ~20 ms each, and the configuration)
+ * then runs while the runtime and the kubelet go on to create the first
+ * container; CreateContainer waits for it, so no container of the pod is
+ * created, let alone run, before its interfaces are in place, and a failed
+ * attach fails the container (the kubelet retries it, and so does the
+ * attach). Everything slow (status writes, events) is handed to the status
+ * reporter.
  */
 import type { Logger } from "pino";
 import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
@@ -17,7 +24,10 @@ import type { ClaimState } from "../dra/index.ts";
 import type { AttachEngine, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
 import type { AttachedDevices } from "../inventory/index.ts";
 import type { NetlinkClient } from "../netlink/index.ts";
-import { NriHandlerError, StatusCode, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState } from "../nri/index.ts";
+import {
+  NriHandlerError, StatusCode,
+  type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
+} from "../nri/index.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
 
 export interface PodNetworkOptions {
@@ -45,6 +55,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   readonly #options: PodNetworkOptions;
   /** Background work started by Synchronize; awaited at close. */
   #resync: Promise<void> = Promise.resolve();
+  /** Attaches still running (or failed) after RunPodSandbox answered, by pod UID. */
+  readonly #attaching = new Map<string, Promise<void>>();
   /** DRA device names inside pods, for the inventory (it keeps publishing them as they were). */
   #attached: ReadonlySet<string> = new Set();
   readonly #attachedListeners = new Set<() => void>();
@@ -76,7 +88,23 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async runPodSandbox(pod: PodSandboxInfo, _ctx: HandlerContext): Promise<void> {
-    await this.#attachPod(pod, { late: false });
+    this.#track(pod, await this.#beginAttach(pod, { late: false }));
+  }
+
+  /** Holds the pod's first containers until its interfaces are attached. */
+  async createContainer(pod: PodSandboxInfo, _container: ContainerInfo, _ctx: HandlerContext): Promise<ContainerAdjustmentSpec | undefined> {
+    const attach = this.#attaching.get(pod.uid);
+    if (attach === undefined) return undefined;
+    try {
+      await attach;
+    } catch {
+      // That attempt failed, was rolled back and reported; this container
+      // (a retry by the kubelet) gets a new one, and fails with it.
+      const retry = await this.#beginAttach(pod, { late: false });
+      this.#track(pod, retry);
+      await retry?.done;
+    }
+    return undefined;
   }
 
   async stopPodSandbox(pod: PodSandboxInfo): Promise<void> {
@@ -85,6 +113,29 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
 
   async removePodSandbox(pod: PodSandboxInfo): Promise<void> {
     await this.#detachPod(pod.uid);
+  }
+
+  /** Remembers a pod's attach until it succeeds; a failed one stays for CreateContainer to retry. */
+  #track(pod: PodSandboxInfo, begun: { done: Promise<void> } | undefined): void {
+    if (begun === undefined) {
+      this.#attaching.delete(pod.uid);
+      return;
+    }
+    const { done } = begun;
+    this.#attaching.set(pod.uid, done);
+    done.then(
+      () => {
+        if (this.#attaching.get(pod.uid) === done) this.#attaching.delete(pod.uid);
+      },
+      () => undefined,
+    );
+  }
+
+  /** Waits until no attach of the pod is running, whatever its outcome, and forgets it. */
+  async #attachSettled(podUID: string): Promise<void> {
+    const attach = this.#attaching.get(podUID);
+    this.#attaching.delete(podUID);
+    await attach?.catch(() => undefined);
   }
 
   synchronize(state: SynchronizedState): void {
@@ -101,6 +152,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
 
   async #catchUp(state: SynchronizedState): Promise<void> {
     const { logger, engine } = this.#options;
+    await Promise.all([...this.#attaching.values()].map((attach) => attach.catch(() => undefined)));
     const running = new Map(state.pods.map((pod) => [pod.uid, pod]));
     const plans = await this.#preparedPlans();
     const attached = new Set(await engine.attachments());
@@ -108,9 +160,11 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       const missing = plans.filter((p) => p.claim.pod.uid === pod.uid && p.device.mode === "native" && !attached.has(p.key));
       if (missing.length === 0) continue;
       logger.warn({ pod: `${pod.namespace}/${pod.name}`, devices: missing.map((m) => m.device.device) }, "pod is running without its interfaces; attaching them late");
-      await this.#attachPod(pod, { late: true }).catch((err: unknown) => {
-        logger.error({ pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "late attach failed");
-      });
+      await this.#beginAttach(pod, { late: true })
+        .then((begun) => begun?.done)
+        .catch((err: unknown) => {
+          logger.error({ pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "late attach failed");
+        });
     }
     // Attachments whose pod the runtime no longer has go back to the host.
     const byKey = new Map(plans.map((p) => [p.key, p]));
@@ -125,17 +179,22 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     logger.info({ pods: running.size, restored: orphans.length }, "re-synchronized pod interfaces");
   }
 
-  async #attachPod(pod: PodSandboxInfo, options: { late: boolean }): Promise<void> {
+  /**
+   * Checks and journals the attach of the pod's devices (an error here is
+   * the runtime's to see at once), and returns the rest of the work, which
+   * reports status when it ends; undefined when there is nothing to attach.
+   */
+  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean }): Promise<{ done: Promise<void> } | undefined> {
     const { engine, netlink, status, logger } = this.#options;
     const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === pod.uid);
-    if (planned.length === 0) return;
+    if (planned.length === 0) return undefined;
     const log = logger.child({ pod: `${pod.namespace}/${pod.name}`, podUID: pod.uid });
     for (const p of planned.filter((p) => p.device.mode === "multus")) {
       status.setDevice(p.claim.claim, p.device.device, { kind: "delegated", resourceName: p.device.resourceName ?? "" });
     }
     const already = new Set(await engine.attachments());
     const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
-    if (native.length === 0) return;
+    if (native.length === 0) return undefined;
     const netns = pod.netnsPath;
     if (netns === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
@@ -152,11 +211,26 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       const podName = naming.names.get(input) ?? "";
       plans.push(engineplan(p, netns, podName, this.#options.rdmaMode));
     }
-    let results: AttachResult[];
     // Moving devices vanish from host scans: count them as attached from now on.
     this.#markAttaching(native.map((p) => p.device.device));
+    let begun: { done: Promise<AttachResult[]> };
     try {
-      results = await engine.attach(plans);
+      begun = await engine.begin(plans);
+    } catch (err) {
+      await this.refreshAttached();
+      this.#fail(pod, native, errorMessage(err), err);
+    }
+    const done = this.#finishAttach(pod, native, begun.done, options, log);
+    // Awaited by CreateContainer, StopPodSandbox or re-synchronization; a failure is reported where it happens.
+    done.catch(() => undefined);
+    return { done };
+  }
+
+  async #finishAttach(pod: PodSandboxInfo, native: readonly PlannedDevice[], done: Promise<AttachResult[]>, options: { late: boolean }, log: Logger): Promise<void> {
+    const { status } = this.#options;
+    let results: AttachResult[];
+    try {
+      results = await done;
     } catch (err) {
       this.#fail(pod, native, errorMessage(err), err);
     } finally {
@@ -178,6 +252,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async #detachPod(podUID: string): Promise<void> {
+    await this.#attachSettled(podUID);
     const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === podUID && p.device.mode === "native");
     if (planned.length === 0) return;
     const outcomes = await this.#options.engine.detach(planned.map((p) => p.key)).finally(() => this.refreshAttached());

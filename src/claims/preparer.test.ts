@@ -4,6 +4,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
+import { z } from "zod";
 import { StateStore } from "../store/index.ts";
 import { ClaimPrepareError } from "./errors.ts";
 import { NetworkPreparer, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
@@ -81,7 +82,12 @@ function rejectsWith(code: string, pattern: RegExp) {
 describe("NetworkPreparer.prepare", () => {
   it("plans a native device with its stable identity and merged config", async () => {
     const { preparer } = await setup();
-    const plan = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"] } }]), signal);
+    let intents = 0;
+    const plan = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"] } }]), signal, () => {
+      intents++;
+      return Promise.resolve();
+    });
+    assert.equal(intents, 0, "static addresses take nothing outside the agent: no intent to record");
     assert.deepEqual(plan.pod, { namespace: "default", name: "web-0", uid: "pod-uid-1" });
     const [device] = plan.devices;
     assert.ok(device);
@@ -144,8 +150,13 @@ describe("NetworkPreparer with IPAM from a NetworkAttachmentDefinition", () => {
   it("leases addresses and routes from host-local and releases them at unprepare", async () => {
     // The third prepare can only succeed after the first is released.
     const nad = await twoAddressNad();
-    const { preparer } = await setup({ nads: { "default/pool": nad } });
-    const first = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), signal);
+    const { preparer, store } = await setup({ nads: { "default/pool": nad } });
+    const leases = store.collection("ipam-leases", z.unknown());
+    let leasesAtIntent: number | undefined;
+    const first = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { name: "pool" } }]), signal, async () => {
+      leasesAtIntent ??= (await leases.list()).length;
+    });
+    assert.equal(leasesAtIntent, 0, "the claim's intent is recorded before its first lease");
     const device = first.devices[0];
     assert.ok(device?.ipam);
     assert.match(device.interface.addresses.join(), /^198\.51\.100\.1[01]\/24$/);

@@ -88,7 +88,11 @@ export class NetworkPreparer {
     this.#leases = options.store.collection("ipam-leases", pendingLeaseSchema);
   }
 
-  async prepare(claim: ClaimForPrepare, signal: AbortSignal): Promise<ClaimPlan> {
+  /**
+   * `recordIntent` is awaited before the first thing taken outside the
+   * agent (an IPAM lease, a CDI spec), so a crash after it leaves a trace.
+   */
+  async prepare(claim: ClaimForPrepare, signal: AbortSignal, recordIntent: () => Promise<void> = () => Promise.resolve()): Promise<ClaimPlan> {
     const what = `${claim.ref.namespace}/${claim.ref.name}`;
     if (!this.#options.runtimeConnected()) {
       throw new ClaimPrepareError(
@@ -104,10 +108,11 @@ export class NetworkPreparer {
     const taken: DevicePlan[] = [];
     try {
       for (const result of ours) {
-        taken.push(await this.#prepareDevice(claim, result, what, signal));
+        taken.push(await this.#prepareDevice(claim, result, what, signal, recordIntent));
       }
       const cdiDevices = taken.flatMap((d) => (d.rdma === undefined ? [] : [{ name: d.device, rdmaDevice: d.rdma.device }]));
       if (cdiDevices.length > 0) {
+        await recordIntent();
         const ids = await this.#options.cdi.write(claim.ref.uid, cdiDevices);
         for (const device of taken) {
           const id = ids.get(device.device);
@@ -134,6 +139,7 @@ export class NetworkPreparer {
     result: ClaimForPrepare["results"][number],
     what: string,
     signal: AbortSignal,
+    recordIntent: () => Promise<void>,
   ): Promise<DevicePlan> {
     const { poolName, driverName } = this.#options;
     const where = `device ${result.device} (request ${result.request})`;
@@ -182,7 +188,10 @@ export class NetworkPreparer {
       }
       return plan;
     }
-    if (config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal);
+    if (config.ipamFrom !== undefined) {
+      await recordIntent();
+      await this.#leaseAddresses(claim, config, plan, what, where, signal);
+    }
     return plan;
   }
 

@@ -24,8 +24,11 @@ class FakePreparer implements ClaimPreparer {
   readonly calls: string[] = [];
   gate: Promise<void> | undefined;
   failOn = new Set<string>();
+  /** Claims whose prepare takes something outside the agent (so records its intent first). */
+  takesSomething = new Set<string>();
 
-  async prepare(claim: DriverClaim): Promise<PreparedClaim> {
+  async prepare(claim: DriverClaim, options: { recordIntent: () => Promise<void> }): Promise<PreparedClaim> {
+    if (this.takesSomething.has(claim.ref.uid)) await options.recordIntent();
     this.calls.push(`prepare ${claim.ref.uid}`);
     await this.gate;
     if (this.failOn.has(claim.ref.uid)) throw new Error("no such interface");
@@ -112,6 +115,21 @@ describe("ClaimService", () => {
     await service.prepareClaim(ref("a"), never);
     assert.deepEqual(preparer.calls, ["unprepare a partial", "prepare a"]);
     assert.equal((await state.get(ref("a")))?.state, "prepared");
+  });
+
+  it("writes the preparing intent only for a prepare that takes something outside the agent", async () => {
+    preparer.takesSomething = new Set(["takes"]);
+    let release = (): void => undefined;
+    preparer.gate = new Promise((resolve) => (release = resolve));
+    const both = Promise.all([service.prepareClaim(ref("pure"), never), service.prepareClaim(ref("takes"), never)]);
+    while (preparer.calls.length < 2) await new Promise((resolve) => setImmediate(resolve));
+    // Both are inside prepare now: a crash here must leave a trace of the one that takes something only.
+    assert.equal(await state.get(ref("pure")), undefined);
+    assert.equal((await state.get(ref("takes")))?.state, "preparing");
+    release();
+    await both;
+    assert.equal((await state.get(ref("pure")))?.state, "prepared");
+    assert.equal((await state.get(ref("takes")))?.state, "prepared");
   });
 
   it("unprepareClaim releases an interrupted prepare and forgets unknown claims quietly", async () => {

@@ -170,19 +170,22 @@ export class ClaimService {
     progress.phase = "reading the claim";
     const driverView = await this.#read(claim, signal);
 
+    // The intent is on disk already when an interrupted prepare is rolled
+    // back; otherwise it is written only if the preparer is about to take
+    // something, and once.
+    let intent: Promise<void> | undefined;
     if (record?.state === "preparing") {
       progress.phase = "rolling back an interrupted prepare";
       log.info("an earlier prepare did not finish: rolling it back first");
       await this.#callPreparer("CLAIM_PREPARE", claim, "cannot roll back an interrupted prepare", () => preparer.unprepare(claim, undefined, { signal }));
-    } else {
-      progress.phase = "recording the intent to prepare";
-      await state.markPreparing(claim);
+      intent = Promise.resolve();
     }
+    const recordIntent = (): Promise<void> => (intent ??= state.markPreparing(claim));
 
     progress.phase = "preparing";
     let prepared;
     try {
-      prepared = await preparer.prepare(driverView, { signal });
+      prepared = await preparer.prepare(driverView, { signal, recordIntent });
     } catch (err) {
       progress.phase = "rolling back a failed prepare";
       await this.#rollBack(claim, log, signal);

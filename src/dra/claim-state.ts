@@ -2,11 +2,12 @@
  * Prepared claims on disk, one record per claim UID, in the shared state
  * directory so every agent instance (rolling updates) sees the same truth.
  *
- * A prepare writes the record twice: `preparing` before the preparer runs
- * (an intent: something may be taken from here on), `prepared` with the
- * devices and plan before the kubelet hears the answer. After `kill -9` a
- * claim is therefore absent (nothing was taken), `preparing` (roll back,
- * then prepare again) or `prepared` (answer from disk), never half.
+ * A prepare writes `prepared`, with the devices and plan, before the kubelet
+ * hears the answer; one that takes something outside the agent (an IPAM
+ * lease, a CDI file) first writes `preparing`, an intent: something may be
+ * taken from here on. After `kill -9` a claim is therefore absent (nothing
+ * was taken), `preparing` (roll back, then prepare again) or `prepared`
+ * (answer from disk), never half.
  */
 import { z } from "zod";
 import type { Collection, StateStore } from "../store/index.ts";

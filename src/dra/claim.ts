@@ -84,13 +84,20 @@ export interface PreparedClaim {
 /**
  * The network semantics of a claim. The DRA layer guarantees:
  * - calls for one claim never overlap (in this process or across instances);
- * - `prepare` starts from a clean slate: if an earlier prepare crashed or
- *   failed, `unprepare(ref, undefined)` ran first;
+ * - `prepare` starts from a clean slate: if an earlier prepare failed, or
+ *   crashed after recording its intent, `unprepare(ref, undefined)` ran first;
  * - whatever `prepare` returns is on disk before the kubelet hears of it, and
  *   later calls for the claim get it back without calling `prepare` again.
  */
 export interface ClaimPreparer {
-  prepare(claim: DriverClaim, options: { signal: AbortSignal }): Promise<PreparedClaim>;
+  /**
+   * Prepares a claim. Before taking anything outside the agent's own state
+   * (an IPAM lease, a file), `recordIntent` must be awaited: it durably notes
+   * that this prepare may leave something behind, so that after a crash the
+   * next prepare rolls back first. A prepare that takes nothing need not call
+   * it, and then costs no write (an fsync) until its result is saved.
+   */
+  prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim>;
   /**
    * Releases what `prepare` took. `prepared` is undefined when prepare never
    * finished (it crashed or failed): release whatever it may have left.

@@ -55,6 +55,13 @@ export interface AttachResult {
 
 export type DetachOutcome = "restored" | "gone" | "unknown";
 
+/** A journaled attachment, with the host device and the pod's ifindexes when it is a fresh one. */
+interface PreparedAttachment {
+  record: JournalRecord;
+  onHost?: Link;
+  podIndexes?: ReadonlySet<number>;
+}
+
 /** The agent's own namespace, as a path the netlink worker can open. */
 const HOST_NETNS = "/proc/self/ns/net";
 
@@ -78,9 +85,27 @@ export class AttachEngine {
    * device and the step.
    */
   async attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]> {
+    return (await this.begin(inputs)).done;
+  }
+
+  /**
+   * Attach in two halves: resolves once every plan is checked against the
+   * host and the pod and journaled (so every error a caller could act on up
+   * front has been thrown), with `done` for the kernel work that follows:
+   * the moves and the configuration. A caller can let the pod's start go on
+   * meanwhile and wait for `done` where it must.
+   */
+  async begin(inputs: readonly AttachmentPlanInput[]): Promise<{ done: Promise<AttachResult[]> }> {
     const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
-    if (plans.length === 0) return [];
+    if (plans.length === 0) return { done: Promise.resolve([]) };
     const records = await this.#prepare(plans);
+    const done = this.#attachAll(records);
+    // Handled by whoever awaits `done`; a failure must never count as unhandled before that.
+    done.catch(() => undefined);
+    return { done };
+  }
+
+  async #attachAll(records: readonly PreparedAttachment[]): Promise<AttachResult[]> {
     const results: AttachResult[] = [];
     try {
       for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
@@ -141,7 +166,7 @@ export class AttachEngine {
   }
 
   /** Checks every plan against the host and the pod, then journals the host state. */
-  async #prepare(plans: readonly AttachmentPlan[]): Promise<{ record: JournalRecord; onHost?: Link; podIndexes?: ReadonlySet<number> }[]> {
+  async #prepare(plans: readonly AttachmentPlan[]): Promise<PreparedAttachment[]> {
     const netns = plans[0]?.netns;
     const first = plans[0];
     if (netns === undefined || first === undefined) return [];
@@ -157,7 +182,7 @@ export class AttachEngine {
       }) as Promise<[Link[], ...(LinkState | Link[] | null)[]]>,
       Promise.all(plans.map((p) => this.#journal.get(p.key))),
     ]);
-    const records: { record: JournalRecord; onHost?: Link; podIndexes?: ReadonlySet<number> }[] = [];
+    const records: PreparedAttachment[] = [];
     const podIndexes = new Set(podLinks.map((l) => l.index));
     const names = new Map<string, AttachmentPlan>();
     for (const [i, plan] of plans.entries()) {

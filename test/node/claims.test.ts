@@ -50,7 +50,7 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
     assert.equal(entry?.devices?.length, 2);
 
     const netns = await node.podNetns("ncsm0", "198.51.100.200/24");
-    await node.runtime.command("runPod", { pod: { id: "sb-a", uid: podObject.metadata.uid, name: "sim-pod-a", namespace: NS, netns: `/var/run/netns/${netns}` } });
+    await node.startPod({ id: "sb-a", uid: podObject.metadata.uid, name: "sim-pod-a", namespace: NS, netns: `/var/run/netns/${netns}` });
 
     const inPod = await links(netns);
     const names = inPod.map((l) => l.ifname).sort();
@@ -125,7 +125,7 @@ spec:
     assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
     const netns = await node.podNetns("ncsm0", "198.51.100.210/24");
     const sandbox = { id: "sb-ipam", uid: podObject.metadata.uid, name: "sim-pod-ipam", namespace: NS, netns: `/var/run/netns/${netns}` };
-    await node.runtime.command("runPod", { pod: sandbox });
+    await node.startPod(sandbox);
     const nc0 = (await links(netns)).find((l) => l.ifname === "nc0");
     assert.deepEqual(nc0?.addr_info?.filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`), ["198.51.100.50/24"]);
     await node.runtime.command("stopPod", { pod: sandbox });
@@ -150,7 +150,7 @@ spec:
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
     const netns = await node.podNetns("ncsm0", "198.51.100.220/24");
     const sandbox = { id: "sb-clash", uid: podObject.metadata.uid, name: "sim-pod-clash", namespace: NS, netns: `/var/run/netns/${netns}` };
-    await assert.rejects(node.runtime.command("runPod", { pod: sandbox }), /"net1" in the pod: the name is already used by an interface already in the pod/);
+    await assert.rejects(node.startPod(sandbox), /"net1" in the pod: the name is already used by an interface already in the pod/);
     assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"]);
     assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), "nothing moved");
     const entry = await waitFor("Ready=False InvalidConfig in the claim status", async () => {
@@ -165,6 +165,37 @@ spec:
     await node.runtime.command("stopPod", { pod: sandbox });
     await node.kubelet.unprepare(DRIVER, [ref]);
     await node.deletePod(NS, "sim-pod-clash");
+  });
+
+  it("fails the pod's container, not its sandbox, when the kernel refuses the configuration after the move, and retries with the next container", async () => {
+    await node.deletePod(NS, "sim-pod-refused");
+    // Valid as configuration, unknown to the kernel: only writing it in the pod can fail.
+    await node.apply(claimTemplate(NS, "sim-refused", { interface: { name: "data0", sysctls: { "ipv4.no_such_knob": "1" } } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-refused", "sim-refused"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-refused");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
+    const netns = await node.podNetns("ncsm0", "198.51.100.221/24");
+    const sandbox = { id: "sb-refused", uid: podObject.metadata.uid, name: "sim-pod-refused", namespace: NS, netns: `/var/run/netns/${netns}` };
+    const container = { id: "sb-refused-app", name: "app", podId: sandbox.id };
+    await node.runtime.command("runPod", { pod: sandbox }); // checked and journaled: nothing known up front is wrong
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      await assert.rejects(node.runtime.command("createContainer", { pod: sandbox, container }), /step configure: .*no_such_knob.*ENOENT/);
+      assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"], `attempt ${attempt}: rolled back out of the pod`);
+      assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), `attempt ${attempt}: host as before`);
+    }
+    await waitFor("Ready=False AttachFailed in the claim status", async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
+      return c.status?.devices?.find((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "False" && k.reason === "AttachFailed"));
+    });
+    await waitFor("one NetworkDeviceAttachFailed event on the pod per attempt", async () => {
+      const events = await node.c.admin.request<{ items: { reason: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
+      return events.items.filter((e) => e.reason === "NetworkDeviceAttachFailed" && e.involvedObject.uid === podObject.metadata.uid).length >= 2 ? true : undefined;
+    });
+    await node.runtime.command("stopPod", { pod: sandbox });
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-refused");
   });
 
   it("refuses Multus mode for a device Multus could not find (no PCI address to hand over)", async () => {

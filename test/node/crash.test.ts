@@ -6,7 +6,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
-import { DRIVER, links, SimNode, type LinkInfo } from "./harness.ts";
+import { DRIVER, links, SimNode, type LinkInfo, type Sandbox } from "./harness.ts";
 import { claimTemplate, deviceClass, pod, scheduledClaim } from "./objects.ts";
 
 const NODE = "nc-sim-4";
@@ -49,11 +49,11 @@ describe("node simulator: kill -9 at random points", { timeout: 1_800_000 }, () 
       return random / 2147483647;
     };
     const phases = new Map<string, number>();
-    const cycleSteps = async (sandbox: object, onPhase: (phase: string) => void): Promise<void> => {
+    const cycleSteps = async (sandbox: Sandbox, onPhase: (phase: string) => void): Promise<void> => {
       onPhase("prepare");
       await node.kubelet.prepare(DRIVER, [ref]);
       onPhase("attach");
-      await node.runtime.command("runPod", { pod: sandbox });
+      await node.startPod(sandbox);
       await node.runtime.command("addRunningPod", { pod: sandbox });
       onPhase("detach");
       await node.runtime.command("stopPod", { pod: sandbox });
@@ -123,8 +123,8 @@ function hostView(list: readonly LinkInfo[]): unknown {
 /** Attachment journal, prepared claims and IPAM leases the agent keeps on disk. */
 async function stateFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const collection of ["attachments", "dra-claims", "ipam-leases"]) {
-    const files = await readdir(join(dir, "state", collection)).catch(() => [] as string[]);
+  for (const collection of ["run/attachments", "state/dra-claims", "state/ipam-leases"]) {
+    const files = await readdir(join(dir, collection)).catch(() => [] as string[]);
     out.push(...files.filter((f) => f.endsWith(".json")).map((f) => `${collection}/${f}`));
   }
   return out;

@@ -49,6 +49,15 @@ export async function routes(netns: string | undefined, family: 4 | 6, table = "
   return JSON.parse(await sh("ip", ...base, "-json", `-${family}`, "route", "show", "table", table)) as { dst: string }[];
 }
 
+/** A pod sandbox as the runtime peer describes it to NRI plugins. */
+export interface Sandbox {
+  id: string;
+  uid: string;
+  name: string;
+  namespace: string;
+  netns: string;
+}
+
 export class SimNode {
   readonly name: string;
   readonly dir: string;
@@ -126,6 +135,16 @@ export class SimNode {
     const runtime = await RuntimePeer.start("v0.12", dir, { socketPath: join(dir, "nri.sock") });
     const kubelet = await KubeletPeer.start(join(dir, "kubelet", "plugins_registry"));
     return new SimNode({ name, dir, c, runtime, kubelet, configFile, nicPrefix: options.nicPrefix });
+  }
+
+  /**
+   * Starts a pod sandbox as a runtime does: RunPodSandbox, then
+   * CreateContainer for its first container, which is where netclaim
+   * waits for the pod's interfaces.
+   */
+  async startPod(sandbox: Sandbox): Promise<void> {
+    await this.runtime.command("runPod", { pod: sandbox });
+    await this.runtime.command("createContainer", { pod: sandbox, container: { id: `${sandbox.id}-app`, name: "app", podId: sandbox.id } });
   }
 
   /** A runtime restart: the old peer quits, a new one listens on the same socket with an empty state. */

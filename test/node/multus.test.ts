@@ -60,7 +60,7 @@ describe("node simulator: Multus-delegated devices", { timeout: 240_000 }, () =>
     assert.ok(spec.devices[0]?.containerEdits.deviceNodes.some((n) => n.path === "/dev/infiniband/rdma_cm"));
 
     const netns = await node.podNetns("ncsm3", "198.51.100.230/24");
-    await node.runtime.command("runPod", { pod: { id: "sb-mx", uid: podObject.metadata.uid, name: "sim-pod-mx", namespace: NS, netns: `/var/run/netns/${netns}` } });
+    await node.startPod({ id: "sb-mx", uid: podObject.metadata.uid, name: "sim-pod-mx", namespace: NS, netns: `/var/run/netns/${netns}` });
     assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"], "netclaim moved nothing into the pod");
 
     const entry = await waitFor("DelegatedToMultus in the claim status", async () => {

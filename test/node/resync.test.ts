@@ -61,7 +61,7 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     await node.stopAgent();
     const netns = await node.podNetns("ncsm1", "198.51.100.201/24");
     const sandbox = { id: "sb-late", uid: podObject.metadata.uid, name: "sim-pod-late", namespace: NS, netns: `/var/run/netns/${netns}` };
-    await node.runtime.command("runPod", { pod: sandbox }); // nobody attaches: the agent is down
+    await node.startPod(sandbox); // nobody attaches: the agent is down
     await node.runtime.command("addRunningPod", { pod: sandbox });
     assert.equal((await links(netns)).some((l) => l.ifname === "data0"), false);
 
@@ -88,7 +88,7 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     const netns = await node.podNetns("ncsm1", "198.51.100.202/24");
     const sandbox = { id: "sb-gone", uid: podObject.metadata.uid, name: "sim-pod-gone", namespace: NS, netns: `/var/run/netns/${netns}` };
     await node.restartRuntime(); // a fresh runtime whose state does not include earlier test pods
-    await node.runtime.command("runPod", { pod: sandbox });
+    await node.startPod(sandbox);
     assert.ok((await links(netns)).some((l) => l.ifname === "data0"));
 
     await node.stopAgent();
