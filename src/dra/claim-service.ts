@@ -28,8 +28,27 @@ export interface ClaimServiceOptions {
 }
 
 /** Which step a claim is in, for the error when its budget runs out. */
-interface Progress {
-  phase: string;
+/**
+ * Which phase a claim operation is in (for the error when its budget runs
+ * out), and how long each phase took (for the log line when it ends).
+ */
+class Progress {
+  phase = "starting";
+  readonly #spentMs: Record<string, number> = {};
+  #since = performance.now();
+
+  enter(phase: string): void {
+    const now = performance.now();
+    this.#spentMs[this.phase] = (this.#spentMs[this.phase] ?? 0) + (now - this.#since);
+    this.phase = phase;
+    this.#since = now;
+  }
+
+  /** Milliseconds per phase so far, rounded to 0.1 ms. */
+  spentMs(): Record<string, number> {
+    this.enter(this.phase);
+    return Object.fromEntries(Object.entries(this.#spentMs).map(([phase, ms]) => [phase, Math.round(ms * 10) / 10]));
+  }
 }
 
 export class ClaimService {
@@ -103,12 +122,12 @@ export class ClaimService {
     const log = this.#options.logger.child({ claim: `${claim.namespace}/${claim.name}`, claimUID: claim.uid, operation });
     const started = performance.now();
     const signal = AbortSignal.any([budget, this.#closing.signal]);
-    const progress: Progress = { phase: "starting" };
+    const progress = new Progress();
     let status: ClaimOperationStatus = "failed";
     try {
       const { value, noop } = await this.#withinBudget(claim, log, signal, progress, impl(log, signal, progress));
       status = noop ? "noop" : "success";
-      log.info({ noop, ms: Math.round(performance.now() - started) }, `${operation} done`);
+      log.info({ noop, ms: Math.round(performance.now() - started), phaseMs: progress.spentMs() }, `${operation} done`);
       return value;
     } catch (err) {
       const error = asClaimError(claim, err);
@@ -157,17 +176,17 @@ export class ClaimService {
   }
 
   async #prepare(claim: ClaimRef, log: Logger, signal: AbortSignal, progress: Progress): Promise<{ value: readonly PreparedDevice[]; noop: boolean }> {
-    progress.phase = "waiting for the claim's lock";
+    progress.enter("waiting for the claim's lock");
     return this.#options.locks.run(claim.uid, { signal }, () => this.#prepareLocked(claim, log, signal, progress));
   }
 
   async #prepareLocked(claim: ClaimRef, log: Logger, signal: AbortSignal, progress: Progress): Promise<{ value: readonly PreparedDevice[]; noop: boolean }> {
     const { state, preparer } = this.#options;
-    progress.phase = "reading its state";
+    progress.enter("reading its state");
     const record = await state.get(claim);
     if (record?.state === "prepared") return { value: record.devices, noop: true };
 
-    progress.phase = "reading the claim";
+    progress.enter("reading the claim");
     const driverView = await this.#read(claim, signal);
 
     // The intent is on disk already when an interrupted prepare is rolled
@@ -175,42 +194,42 @@ export class ClaimService {
     // something, and once.
     let intent: Promise<void> | undefined;
     if (record?.state === "preparing") {
-      progress.phase = "rolling back an interrupted prepare";
+      progress.enter("rolling back an interrupted prepare");
       log.info("an earlier prepare did not finish: rolling it back first");
       await this.#callPreparer("CLAIM_PREPARE", claim, "cannot roll back an interrupted prepare", () => preparer.unprepare(claim, undefined, { signal }));
       intent = Promise.resolve();
     }
     const recordIntent = (): Promise<void> => (intent ??= state.markPreparing(claim));
 
-    progress.phase = "preparing";
+    progress.enter("preparing");
     let prepared;
     try {
       prepared = await preparer.prepare(driverView, { signal, recordIntent });
     } catch (err) {
-      progress.phase = "rolling back a failed prepare";
+      progress.enter("rolling back a failed prepare");
       await this.#rollBack(claim, log, signal);
       throw new ClaimError("CLAIM_PREPARE", claim, `cannot prepare: ${errorMessage(err)}`, { cause: err });
     }
 
-    progress.phase = "saving the result";
+    progress.enter("saving the result");
     await state.markPrepared(claim, prepared);
     return { value: prepared.devices, noop: false };
   }
 
   async #unprepare(claim: ClaimRef, signal: AbortSignal, progress: Progress): Promise<{ value: undefined; noop: boolean }> {
-    progress.phase = "waiting for the claim's lock";
+    progress.enter("waiting for the claim's lock");
     return this.#options.locks.run(claim.uid, { signal }, () => this.#unprepareLocked(claim, signal, progress));
   }
 
   async #unprepareLocked(claim: ClaimRef, signal: AbortSignal, progress: Progress): Promise<{ value: undefined; noop: boolean }> {
     const { state, preparer } = this.#options;
-    progress.phase = "reading its state";
+    progress.enter("reading its state");
     const record = await state.get(claim);
     if (record === undefined) return { value: undefined, noop: true };
 
-    progress.phase = "unpreparing";
+    progress.enter("unpreparing");
     await this.#callPreparer("CLAIM_UNPREPARE", claim, "cannot unprepare", () => preparer.unprepare(claim, preparedOf(record), { signal }));
-    progress.phase = "forgetting its state";
+    progress.enter("forgetting its state");
     await state.forget(claim);
     return { value: undefined, noop: false };
   }

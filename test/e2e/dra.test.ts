@@ -75,7 +75,11 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
     cleanup.defer(() => deletePods(pods));
     await waitForPublished(NIC_PREFIX, nics.length);
-    await apply(...pods.map((name) => busyboxPod({ name, networks: [nad], ...claimFields(template) })));
+    // The container's first command reports what it sees of dra0: the runtime must not
+    // create it before netclaim attached and configured the interface.
+    const fields = claimFields(template);
+    const firstLook = "ip -o -4 addr show dev dra0; cat /sys/class/net/dra0/mtu; trap 'exit 0' TERM; sleep 86400 & wait";
+    await apply(...pods.map((name) => busyboxPod({ name, networks: [nad], spec: fields.spec, container: { ...fields.container, command: ["/bin/sh", "-c", firstLook] } })));
     await waitForPodsReady(pods);
   });
   after(() => cleanup.run());
@@ -100,6 +104,14 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     assert.ok(described.includes(address), `describe does not show ${address}:\n${described}`);
     assert.ok(described.includes(dra0.mac ?? "?"), "describe shows the MAC");
     console.log(`kubectl describe resourceclaim ${claimName}:\n${described}`);
+  });
+
+  it("has the interface configured before the container's first command runs", async () => {
+    for (const name of pods) {
+      const firstLook = await kubectl(["logs", name]);
+      assert.match(firstLook, /dra0\s+inet 198\.51\.100\.23\d\/24/, `${name} started before dra0 had its address:\n${firstLook}`);
+      assert.match(firstLook, /^1400$/m, `${name} started before dra0 had its MTU:\n${firstLook}`);
+    }
   });
 
   it("passes traffic between the two pods over the DRA interfaces and over Multus's net1 (2)", async () => {
