@@ -20,14 +20,29 @@ const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`,
 type Results<T extends readonly Op[]> = { -readonly [K in keyof T]: T[K] extends Op ? ResultOf<T[K]> : never };
 
 interface Pending {
+  ops: readonly PlacedOp[];
   resolve: (results: unknown[]) => void;
   reject: (err: Error) => void;
+}
+
+export interface NetlinkClientOptions {
+  /**
+   * Called after every successful batch with how long each operation took
+   * on the worker thread (mostly kernel time): for metrics and benchmarks,
+   * which can tell a namespace move's own cost from everything around it.
+   */
+  onOpTimes?: (ops: readonly PlacedOp[], opMs: readonly number[]) => void;
 }
 
 export class NetlinkClient {
   #worker: Worker | undefined;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
+  readonly #onOpTimes: NetlinkClientOptions["onOpTimes"];
+
+  constructor(options: NetlinkClientOptions = {}) {
+    this.#onOpTimes = options.onOpTimes;
+  }
 
   /** Runs `ops` in order in `netns` (undefined: the agent's namespace), all or up to the first error. */
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
@@ -43,7 +58,7 @@ export class NetlinkClient {
     const id = this.#nextId++;
     const worker = this.#ensureWorker();
     return new Promise<unknown[]>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { ops, resolve, reject });
       worker.postMessage({ id, ops } satisfies WorkerRequest);
     });
   }
@@ -126,8 +141,12 @@ export class NetlinkClient {
       const pending = this.#pending.get(reply.id);
       if (pending === undefined) return;
       this.#pending.delete(reply.id);
-      if ("error" in reply) pending.reject(NetlinkError.fromWire(reply.error));
-      else pending.resolve(reply.results);
+      if ("error" in reply) {
+        pending.reject(NetlinkError.fromWire(reply.error));
+        return;
+      }
+      this.#onOpTimes?.(pending.ops, reply.opMs);
+      pending.resolve(reply.results);
     });
     const fail = (why: string): void => {
       if (this.#worker === worker) this.#worker = undefined;

@@ -107,7 +107,7 @@ export class OpExecutor {
    * Runs `ops` in order, each in its namespace; stops at the first failure.
    * One socket per namespace serves the whole batch.
    */
-  runBatch(ops: readonly PlacedOp[]): unknown[] {
+  runBatch(ops: readonly PlacedOp[], opMs: number[] = []): unknown[] {
     const sockets = new Map<string, NetlinkSocket>();
     try {
       return ops.map(({ netns, op }, i) => {
@@ -120,10 +120,13 @@ export class OpExecutor {
           }
           return socket;
         };
+        const started = performance.now();
         try {
           return this.#run(op, netns, route);
         } catch (err) {
           throw err instanceof NetlinkError ? err.atOp(i) : err;
+        } finally {
+          opMs.push(performance.now() - started);
         }
       });
     } finally {

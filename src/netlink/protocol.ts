@@ -7,4 +7,5 @@ export interface WorkerRequest {
   ops: readonly PlacedOp[];
 }
 
-export type WorkerReply = { id: number; results: unknown[] } | { id: number; error: NetlinkErrorWire };
+/** `opMs`: how long each operation took on the worker thread (mostly inside the kernel). */
+export type WorkerReply = { id: number; results: unknown[]; opMs: number[] } | { id: number; error: NetlinkErrorWire };

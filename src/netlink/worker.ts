@@ -21,7 +21,8 @@ port.on("message", (req: WorkerRequest) => {
 
 function handle(id: number, ops: readonly PlacedOp[]): WorkerReply {
   try {
-    return { id, results: executor.runBatch(ops) };
+    const opMs: number[] = [];
+    return { id, results: executor.runBatch(ops, opMs), opMs };
   } catch (err) {
     if (err instanceof ThreadPoisoned) {
       port?.postMessage({ id, error: { code: "NETLINK_WORKER", message: err.message, context: {} } } satisfies WorkerReply);
