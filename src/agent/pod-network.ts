@@ -199,7 +199,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     if (netns === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
-    const existing = new Set((await netlink.listLinks(netns)).map((link) => link.name));
+    const podLinks = await netlink.listLinks(netns);
+    const existing = new Set(podLinks.map((link) => link.name));
     const inputs = new Map<NamingInput, PlannedDevice>();
     for (const p of native) {
       inputs.set({ claim: `${p.claim.claim.namespace}/${p.claim.claim.name}`, request: p.device.request, device: p.device.device, requestedName: p.device.interface.name }, p);
@@ -215,7 +216,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     this.#markAttaching(native.map((p) => p.device.device));
     let begun: { done: Promise<AttachResult[]> };
     try {
-      begun = await engine.begin(plans);
+      begun = await engine.begin(plans, { podLinks });
     } catch (err) {
       await this.refreshAttached();
       this.#fail(pod, native, errorMessage(err), err);

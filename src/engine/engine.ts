@@ -93,12 +93,13 @@ export class AttachEngine {
    * host and the pod and journaled (so every error a caller could act on up
    * front has been thrown), with `done` for the kernel work that follows:
    * the moves and the configuration. A caller can let the pod's start go on
-   * meanwhile and wait for `done` where it must.
+   * meanwhile and wait for `done` where it must. A caller that has just
+   * listed the pod's links passes them (`podLinks`), saving a lookup.
    */
-  async begin(inputs: readonly AttachmentPlanInput[]): Promise<{ done: Promise<AttachResult[]> }> {
+  async begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
     const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
     if (plans.length === 0) return { done: Promise.resolve([]) };
-    const records = await this.#prepare(plans);
+    const records = await this.#prepare(plans, options.podLinks);
     const done = this.#attachAll(records);
     // Handled by whoever awaits `done`; a failure must never count as unhandled before that.
     done.catch(() => undefined);
@@ -166,22 +167,26 @@ export class AttachEngine {
   }
 
   /** Checks every plan against the host and the pod, then journals the host state. */
-  async #prepare(plans: readonly AttachmentPlan[]): Promise<PreparedAttachment[]> {
+  async #prepare(plans: readonly AttachmentPlan[], knownPodLinks: readonly Link[] | undefined): Promise<PreparedAttachment[]> {
     const netns = plans[0]?.netns;
     const first = plans[0];
     if (netns === undefined || first === undefined) return [];
     const other = plans.find((p) => p.netns !== netns);
     if (other !== undefined) fail("ENGINE_PLAN", other, "check-names", `all plans of one attach must target one pod, not both ${netns} and ${other.netns}`);
-    // One round trip lists the pod's links and looks up every planned
-    // device on the host, while the journal is read.
-    const lookups: PlacedOp[] = [{ netns, op: { op: "listLinks" } }, ...plans.map((p) => ({ netns: undefined, op: hostLookup(p) }))];
-    const [[podLinks, ...found], existingRecords] = await Promise.all([
+    // One round trip lists the pod's links (unless the caller did) and
+    // looks up every planned device on the host, while the journal is read.
+    const podLookup: PlacedOp[] = knownPodLinks === undefined ? [{ netns, op: { op: "listLinks" } }] : [];
+    const lookups = [...podLookup, ...plans.map((p) => ({ netns: undefined, op: hostLookup(p) }))];
+    const [answers, existingRecords] = await Promise.all([
       this.#nl.batchAcross(lookups).catch((err: unknown) => {
-        const at = err instanceof NetlinkError && err.opIndex !== undefined && err.opIndex > 0 ? plans[err.opIndex - 1] : undefined;
+        const i = err instanceof NetlinkError && err.opIndex !== undefined ? err.opIndex - podLookup.length : -1;
+        const at = i >= 0 ? plans[i] : undefined;
         throw stepError(at ?? first, at === undefined ? "check-names" : "resolve", err);
-      }) as Promise<[Link[], ...(LinkState | Link[] | null)[]]>,
+      }),
       Promise.all(plans.map((p) => this.#journal.get(p.key))),
     ]);
+    const podLinks = knownPodLinks ?? (answers[0] as Link[]);
+    const found = answers.slice(podLookup.length) as (LinkState | Link[] | null)[];
     const records: PreparedAttachment[] = [];
     const podIndexes = new Set(podLinks.map((l) => l.index));
     const names = new Map<string, AttachmentPlan>();
