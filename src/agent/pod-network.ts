@@ -145,9 +145,14 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     });
   }
 
-  /** Waits for background re-synchronization to finish. */
+  /**
+   * Waits for background work to finish: re-synchronization, and attaches
+   * that RunPodSandbox left running (so a stopping agent leaves none
+   * half-way, although the journal would let the next one finish it).
+   */
   async settle(): Promise<void> {
     await this.#resync;
+    await Promise.all([...this.#attaching.values()].map((attach) => attach.catch(() => undefined)));
   }
 
   async #catchUp(state: SynchronizedState): Promise<void> {
