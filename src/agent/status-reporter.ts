@@ -6,7 +6,10 @@
  * Per claim only the newest state is kept (a pending write is replaced, not
  * queued behind), and every write carries all of our entries of that claim,
  * since server-side apply removes the entries our field manager stops
- * sending.
+ * sending. After a quiet spell the first change waits a moment (coalesceMs)
+ * for the ones that follow it: a pod start reports "prepared" and then
+ * "attached" within milliseconds, and one write after the start's busiest
+ * moment costs the API server, etcd and the node's CPU less than two during it.
  */
 import type { Logger } from "pino";
 import { claimStatusApplyBody, deviceStatus, type AllocatedDeviceStatus, type DeviceState } from "../claims/status.ts";
@@ -26,6 +29,8 @@ export interface StatusReporterOptions {
   logger: Logger;
   /** Retry delay after a failed write; doubles up to 30 s. */
   retryMs?: number;
+  /** How long the first change after a quiet spell waits for more (default 250 ms). */
+  coalesceMs?: number;
 }
 
 interface PendingClaim {
@@ -95,14 +100,25 @@ export class ClaimStatusReporter {
 
   async #loop(): Promise<void> {
     const base = this.#options.retryMs ?? 500;
+    const coalesceMs = this.#options.coalesceMs ?? 250;
     let delay = base;
     for (;;) {
       const ok = await this.#flush();
-      if (this.#closed && (ok || this.#nothingPending())) return;
+      // Closing: one more pass for what came in meanwhile, no retries.
+      if (this.#closed && (!ok || this.#nothingPending())) return;
+      if (this.#closed) continue;
       delay = ok ? base : Math.min(delay * 2, 30_000);
       await new Promise<void>((resolve) => {
         this.#wake = resolve;
-        if (!ok || (!this.#nothingPending() && !this.#closed)) setTimeout(resolve, ok ? 0 : delay).unref();
+        if (!ok || !this.#nothingPending()) setTimeout(resolve, ok ? 0 : delay).unref();
+      });
+      // Gather what follows the first change; closing cuts it short.
+      await new Promise<void>((resolve) => {
+        this.#wake = () => {
+          if (this.#closed) resolve();
+        };
+        if (this.#closed) resolve();
+        else setTimeout(resolve, coalesceMs).unref();
       });
       this.#wake = undefined;
     }
