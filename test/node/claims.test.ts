@@ -140,62 +140,65 @@ spec:
     await node.deletePod(NS, "sim-pod-ipam");
   });
 
-  it("fails the sandbox, moving nothing, when a configured name is Multus's net1, and says so in status and events", async () => {
-    await node.deletePod(NS, "sim-pod-clash");
-    await node.apply(claimTemplate(NS, "sim-clash", { interface: { name: "net1" } }, ["data"]));
-    await node.apply(pod(NS, NODE, "sim-pod-clash", "sim-clash"));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-clash");
+  /** A pod with one claim from a fresh template: scheduled, prepared, and a sandbox beside a "Multus" net1. */
+  async function preparedSandbox(name: string, config: object, net1Address: string) {
+    await node.deletePod(NS, `sim-pod-${name}`);
+    await node.apply(claimTemplate(NS, `sim-${name}`, config, ["data"]));
+    await node.apply(pod(NS, NODE, `sim-pod-${name}`, `sim-${name}`));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, `sim-pod-${name}`);
     const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
     assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const netns = await node.podNetns("ncsm0", net1Address);
+    const sandbox = { id: `sb-${name}`, uid: podObject.metadata.uid, name: `sim-pod-${name}`, namespace: NS, netns: `/var/run/netns/${netns}` };
+    return { podUID: podObject.metadata.uid, claimName: claim.metadata.name, ref, netns, sandbox };
+  }
+
+  /** Waits for our Ready=False condition with `reason` on the claim; returns that device's status. */
+  async function failedCondition(claimName: string, reason: string) {
+    return waitFor(`Ready=False ${reason} in the claim status`, async () => {
+      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claimName}`);
+      return c.status?.devices?.find((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "False" && k.reason === reason));
+    });
+  }
+
+  /** Waits until the pod has at least `count` NetworkDeviceAttachFailed events. */
+  async function attachFailedEvents(podUID: string, count: number): Promise<void> {
+    await waitFor(`${String(count)} NetworkDeviceAttachFailed event(s) on the pod`, async () => {
+      const events = await node.c.admin.request<{ items: { reason: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
+      return events.items.filter((e) => e.reason === "NetworkDeviceAttachFailed" && e.involvedObject.uid === podUID).length >= count ? true : undefined;
+    });
+  }
+
+  it("fails the sandbox, moving nothing, when a configured name is Multus's net1, and says so in status and events", async () => {
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
-    const netns = await node.podNetns("ncsm0", "198.51.100.220/24");
-    const sandbox = { id: "sb-clash", uid: podObject.metadata.uid, name: "sim-pod-clash", namespace: NS, netns: `/var/run/netns/${netns}` };
+    const { podUID, claimName, ref, netns, sandbox } = await preparedSandbox("clash", { interface: { name: "net1" } }, "198.51.100.220/24");
     await assert.rejects(node.startPod(sandbox), /"net1" in the pod: the name is already used by an interface already in the pod/);
     assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"]);
     assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), "nothing moved");
-    const entry = await waitFor("Ready=False InvalidConfig in the claim status", async () => {
-      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
-      return c.status?.devices?.find((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "False" && k.reason === "InvalidConfig"));
-    });
+    const entry = await failedCondition(claimName, "InvalidConfig");
     assert.match(entry.conditions?.[0]?.message ?? "", /net1/);
-    await waitFor("a NetworkDeviceAttachFailed event on the pod", async () => {
-      const events = await node.c.admin.request<{ items: { reason: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
-      return events.items.some((e) => e.reason === "NetworkDeviceAttachFailed" && e.involvedObject.uid === podObject.metadata.uid) ? true : undefined;
-    });
+    await attachFailedEvents(podUID, 1);
     await node.runtime.command("stopPod", { pod: sandbox });
     await node.kubelet.unprepare(DRIVER, [ref]);
-    await node.deletePod(NS, "sim-pod-clash");
+    await node.deletePod(NS, sandbox.name);
   });
 
   it("fails the pod's container, not its sandbox, when the kernel refuses the configuration after the move, and retries with the next container", async () => {
-    await node.deletePod(NS, "sim-pod-refused");
-    // Valid as configuration, unknown to the kernel: only writing it in the pod can fail.
-    await node.apply(claimTemplate(NS, "sim-refused", { interface: { name: "data0", sysctls: { "ipv4.no_such_knob": "1" } } }, ["data"]));
-    await node.apply(pod(NS, NODE, "sim-pod-refused", "sim-refused"));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-refused");
-    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
-    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
-    const netns = await node.podNetns("ncsm0", "198.51.100.221/24");
-    const sandbox = { id: "sb-refused", uid: podObject.metadata.uid, name: "sim-pod-refused", namespace: NS, netns: `/var/run/netns/${netns}` };
-    const container = { id: "sb-refused-app", name: "app", podId: sandbox.id };
+    // Valid as configuration, unknown to the kernel: only writing it in the pod can fail.
+    const { podUID, claimName, ref, netns, sandbox } = await preparedSandbox("refused", { interface: { name: "data0", sysctls: { "ipv4.no_such_knob": "1" } } }, "198.51.100.221/24");
+    const container = { id: `${sandbox.id}-app`, name: "app", podId: sandbox.id };
     await node.runtime.command("runPod", { pod: sandbox }); // checked and journaled: nothing known up front is wrong
     for (let attempt = 1; attempt <= 2; attempt++) {
       await assert.rejects(node.runtime.command("createContainer", { pod: sandbox, container }), /step configure: .*no_such_knob.*ENOENT/);
-      assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"], `attempt ${attempt}: rolled back out of the pod`);
-      assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), `attempt ${attempt}: host as before`);
+      assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"], `attempt ${String(attempt)}: rolled back out of the pod`);
+      assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), `attempt ${String(attempt)}: host as before`);
     }
-    await waitFor("Ready=False AttachFailed in the claim status", async () => {
-      const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${claim.metadata.name}`);
-      return c.status?.devices?.find((d) => d.conditions?.some((k) => k.type === "Ready" && k.status === "False" && k.reason === "AttachFailed"));
-    });
-    await waitFor("one NetworkDeviceAttachFailed event on the pod per attempt", async () => {
-      const events = await node.c.admin.request<{ items: { reason: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
-      return events.items.filter((e) => e.reason === "NetworkDeviceAttachFailed" && e.involvedObject.uid === podObject.metadata.uid).length >= 2 ? true : undefined;
-    });
+    await failedCondition(claimName, "AttachFailed");
+    await attachFailedEvents(podUID, 2); // one per attempt
     await node.runtime.command("stopPod", { pod: sandbox });
     await node.kubelet.unprepare(DRIVER, [ref]);
-    await node.deletePod(NS, "sim-pod-refused");
+    await node.deletePod(NS, sandbox.name);
   });
 
   it("refuses Multus mode for a device Multus could not find (no PCI address to hand over)", async () => {
