@@ -197,7 +197,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     for (const p of planned.filter((p) => p.device.mode === "multus")) {
       status.setDevice(p.claim.claim, p.device.device, { kind: "delegated", resourceName: p.device.resourceName ?? "" });
     }
-    const already = new Set(await engine.attachments());
+    const already = new Set(await engine.attached());
     const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
     if (native.length === 0) return undefined;
     const netns = pod.netnsPath;

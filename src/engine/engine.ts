@@ -161,9 +161,18 @@ export class AttachEngine {
     return out;
   }
 
-  /** Keys of the attachments the journal holds. */
+  /** Keys of the attachments the journal holds, whatever their intent. */
   async attachments(): Promise<string[]> {
     return (await this.#journal.list()).map(([key]) => key);
+  }
+
+  /**
+   * Keys of the attachments meant to be in their pods. One whose restore
+   * failed half-way (intent "detach") is not among them: attaching it again
+   * must go through the checks, and fail there, not count as done.
+   */
+  async attached(): Promise<string[]> {
+    return (await this.#journal.list()).filter(([, record]) => record.intent === "attach").map(([key]) => key);
   }
 
   /** Checks every plan against the host and the pod, then journals the host state. */
