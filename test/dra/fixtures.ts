@@ -84,8 +84,10 @@ export class SideEffectPreparer implements ClaimPreparer {
     this.#options = options;
   }
 
-  async prepare(claim: DriverClaim, options: { signal: AbortSignal }): Promise<PreparedClaim> {
+  async prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim> {
     const nonce = randomBytes(6).toString("hex");
+    // The file is taken outside the agent's state: the intent goes first.
+    await options.recordIntent();
     await mkdir(this.#options.dir, { recursive: true });
     await writeFile(join(this.#options.dir, claim.ref.uid), nonce);
     if (this.#options.delayMs !== undefined) await sleep(this.#options.delayMs, undefined, { signal: options.signal });
