@@ -1,14 +1,13 @@
 /**
- * The libc calls netlink needs, through koffi. This is the only file that
- * loads native code: everything above it works on Uint8Array and numbers.
+ * The libc calls netlink needs (common/libc.ts loads the library). This is
+ * the only file of netlink/ that calls native code: everything above it
+ * works on Uint8Array and numbers.
  *
  * Every call here blocks its thread (a netns move blocks ~20 ms inside the
  * kernel), so only the netlink worker thread and the link-event thread call
  * them; the main thread talks to those through messages (client.ts).
  */
-import koffi from "koffi";
-
-const libc = koffi.load("libc.so.6");
+import { lastErrno, libc } from "../common/libc.ts";
 
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -45,7 +44,7 @@ export class SyscallError extends Error {
 
 function check(call: string, result: number | bigint): number {
   const n = Number(result);
-  if (n < 0) throw new SyscallError(call, koffi.errno());
+  if (n < 0) throw new SyscallError(call, lastErrno());
   return n;
 }
 

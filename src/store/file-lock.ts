@@ -9,7 +9,7 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import koffi from "koffi";
+import { lastErrno, libc } from "../common/libc.ts";
 import { StoreError } from "./store.ts";
 
 const LOCK_EX = 2;
@@ -18,7 +18,6 @@ const LOCK_UN = 8;
 const EWOULDBLOCK = 11;
 const EINTR = 4;
 
-const libc = koffi.load("libc.so.6");
 const flock = libc.func("int flock(int fd, int operation)") as (fd: number, operation: number) => number;
 
 export interface FileLockOptions {
@@ -44,7 +43,7 @@ export class FileLock implements AsyncDisposable {
       for (;;) {
         options.signal?.throwIfAborted();
         if (flock(handle.fd, LOCK_EX | LOCK_NB) === 0) return new FileLock(path, handle);
-        const errno = koffi.errno();
+        const errno = lastErrno();
         if (errno !== EWOULDBLOCK && errno !== EINTR) {
           throw new StoreError("STORE_IO", path, `Cannot lock ${path}: flock failed with errno ${errno}`);
         }
