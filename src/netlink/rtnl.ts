@@ -218,9 +218,14 @@ export interface AddressSpec {
   flags?: number;
 }
 
+/** An add creates or replaces (so repeating it is harmless); a delete is a plain acked request. */
+function changeFlags(op: "add" | "delete"): number {
+  return op === "add" ? NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE : NLM_F.REQUEST | NLM_F.ACK;
+}
+
 /** Adds (or, with replace semantics, re-adds idempotently) or deletes an address. */
 export function encodeAddress(seq: number, op: "add" | "delete", spec: AddressSpec): Uint8Array {
-  const flags = op === "add" ? NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE : NLM_F.REQUEST | NLM_F.ACK;
+  const flags = changeFlags(op);
   const w = new Writer().message(op === "add" ? RTM.NEWADDR : RTM.DELADDR, flags, seq);
   const ifaFlags = spec.flags ?? 0;
   w.u8(afOf(spec.family)).u8(spec.prefixLength).u8(ifaFlags & 0xff).u8(spec.scope ?? 0).u32(spec.index);
@@ -291,7 +296,7 @@ export interface RouteSpec {
  * RT_TABLE_COMPAT and RTA_TABLE the real id, as the kernel expects.
  */
 export function encodeRoute(seq: number, op: "add" | "delete", spec: RouteSpec): Uint8Array {
-  const flags = op === "add" ? NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE : NLM_F.REQUEST | NLM_F.ACK;
+  const flags = changeFlags(op);
   const w = new Writer().message(op === "add" ? RTM.NEWROUTE : RTM.DELROUTE, flags, seq);
   const table = spec.table ?? RT_TABLE.MAIN;
   const scope = spec.scope ?? (spec.gateway === undefined ? RT_SCOPE.LINK : RT_SCOPE.UNIVERSE);
