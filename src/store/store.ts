@@ -119,13 +119,14 @@ export class Collection<T> {
       .filter((n) => n.endsWith(RECORD_SUFFIX) && !n.includes(TEMP_MARKER))
       .map((n) => decodeURIComponent(n.slice(0, -RECORD_SUFFIX.length)))
       .sort();
-    const out: [string, T][] = [];
-    for (const key of keys) {
-      const value = await this.get(key);
-      // A concurrent delete between readdir and read is not an error.
-      if (value !== undefined) out.push([key, value]);
-    }
-    return out;
+    // Read at once, not one after another: the NRI handlers list the
+    // prepared claims on every pod start.
+    const values = await Promise.all(keys.map((key) => this.get(key)));
+    // A concurrent delete between readdir and read is not an error.
+    return keys.flatMap((key, i) => {
+      const value = values[i];
+      return value === undefined ? [] : [[key, value] as [string, T]];
+    });
   }
 
   /** Replaces the record under `key`; resolves once it is as durable as the store promises. */
