@@ -50,6 +50,7 @@ describe("ClaimService", () => {
   let preparer: FakePreparer;
   let registry: Registry;
   let service: ClaimService;
+  let logLines: string[];
 
   beforeEach(async () => {
     dir = await mkdtemp("/tmp/nc-dra-svc-");
@@ -57,13 +58,14 @@ describe("ClaimService", () => {
     state = new ClaimState(store, DRIVER);
     preparer = new FakePreparer();
     registry = new Registry();
+    logLines = [];
     service = new ClaimService({
       driver: DRIVER,
       source: { get: (r) => (r.uid.startsWith("missing") ? Promise.reject(new Error("not found")) : Promise.resolve(content(r.uid))) },
       preparer,
       state,
       locks: new ClaimLocks(join(dir, "locks")),
-      logger: pino({ level: "silent" }),
+      logger: pino({ level: "info" }, { write: (line: string) => logLines.push(line) }),
       metrics: new DraMetrics(registry),
     });
   });
@@ -130,6 +132,22 @@ describe("ClaimService", () => {
     await both;
     assert.equal((await state.get(ref("pure")))?.state, "prepared");
     assert.equal((await state.get(ref("takes")))?.state, "prepared");
+  });
+
+  it("logs how long each phase of a prepare took, so a slow one shows where the time went", async () => {
+    let release = (): void => undefined;
+    preparer.gate = new Promise((resolve) => (release = resolve));
+    const prepared = service.prepareClaim(ref("a"), never);
+    setTimeout(() => {
+      release();
+    }, 50);
+    await prepared;
+    const done = logLines.map((l) => JSON.parse(l) as { msg: string; ms: number; phaseMs?: Record<string, number> }).find((l) => l.msg === "prepare done");
+    assert.ok(done?.phaseMs, "the prepare done line carries phaseMs");
+    assert.deepEqual(Object.keys(done.phaseMs), ["starting", "waiting for the claim's lock", "reading its state", "reading the claim", "preparing", "saving the result"]);
+    assert.ok((done.phaseMs["preparing"] ?? 0) >= 40, `the held preparer's time is under "preparing": ${JSON.stringify(done.phaseMs)}`);
+    const total = Object.values(done.phaseMs).reduce((a, b) => a + b, 0);
+    assert.ok(Math.abs(total - done.ms) <= 2, `the phases add up to the whole (${String(total)} vs ${String(done.ms)})`);
   });
 
   it("unprepareClaim releases an interrupted prepare and forgets unknown claims quietly", async () => {

@@ -11,6 +11,27 @@ after(async () => {
 });
 
 describe("netlink on the real kernel", () => {
+  it("runs one batch across namespaces, in order, and reports each operation's time", async () => {
+    const netns = makeNetns();
+    const timed: { ops: string[]; opMs: readonly number[] }[] = [];
+    const client = new NetlinkClient({ onOpTimes: (ops, opMs) => timed.push({ ops: ops.map((o) => `${o.op.op}@${o.netns ?? "host"}`), opMs }) });
+    try {
+      ip("-n", netns.name, "link", "add", "nctest-ac0", "type", "veth", "peer", "name", "nctest-ac1");
+      const [podLinks, hostLinks] = (await client.batchAcross([
+        { netns: netns.path, op: { op: "listLinks" } },
+        { netns: undefined, op: { op: "listLinks" } },
+      ])) as [{ name: string }[], { name: string }[]];
+      assert.deepEqual(podLinks.map((l) => l.name).sort(), ["lo", "nctest-ac0", "nctest-ac1"]);
+      assert.ok(!hostLinks.some((l) => l.name === "nctest-ac0"), "the second operation ran back on the host");
+      assert.deepEqual(timed.at(-1)?.ops, [`listLinks@${netns.path}`, "listLinks@host"]);
+      assert.equal(timed.at(-1)?.opMs.length, 2);
+      assert.ok(timed.at(-1)?.opMs.every((ms) => ms >= 0 && ms < 10_000));
+    } finally {
+      await client.close();
+      netns.remove();
+    }
+  });
+
   it("runs pod-namespace work on the worker thread without moving the main thread", async () => {
     const netns = makeNetns();
     try {

@@ -79,6 +79,26 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     await node.deletePod(NS, "sim-pod-late");
   });
 
+  it("a stopping agent finishes the attach RunPodSandbox left running before it exits", async () => {
+    await node.deletePod(NS, "sim-pod-stop");
+    await node.apply(pod(NS, NODE, "sim-pod-stop", "sim-one"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-stop");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    const netns = await node.podNetns("ncsm1", "198.51.100.203/24");
+    const sandbox = { id: "sb-stop", uid: podObject.metadata.uid, name: "sim-pod-stop", namespace: NS, netns: `/var/run/netns/${netns}` };
+    await node.runtime.command("runPod", { pod: sandbox }); // the move and configuration are still to come
+    await node.stopAgent(); // SIGTERM at once
+    const data0 = (await links(netns)).find((l) => l.ifname === "data0");
+    assert.deepEqual((data0?.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${String(a.prefixlen)}`), ["198.51.100.20/24"]);
+
+    await node.startAgent();
+    await node.runtime.command("stopPod", { pod: sandbox });
+    assert.ok((await links()).some((l) => l.ifname === "ncsb0"), "the device is back on the host");
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-stop");
+  });
+
   it("restores the devices of a pod the runtime removed while the agent was down", async () => {
     await node.deletePod(NS, "sim-pod-gone");
     await node.apply(pod(NS, NODE, "sim-pod-gone", "sim-one"));
