@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { waitFor } from "../api/harness.ts";
 import type { ResourceClaim } from "../../src/kube/index.ts";
 import { DRIVER, links, routes, SimNode } from "./harness.ts";
-import { claimTemplate, deviceClass, pod, scheduledClaim } from "./objects.ts";
+import { claimTemplate, deviceClass, pod, preparedPod, scheduledClaim } from "./objects.ts";
 
 const NODE = "nc-sim-1";
 const NS = "default";
@@ -142,15 +142,8 @@ spec:
 
   /** A pod with one claim from a fresh template: scheduled, prepared, and a sandbox beside a "Multus" net1. */
   async function preparedSandbox(name: string, config: object, net1Address: string) {
-    await node.deletePod(NS, `sim-pod-${name}`);
     await node.apply(claimTemplate(NS, `sim-${name}`, config, ["data"]));
-    await node.apply(pod(NS, NODE, `sim-pod-${name}`, `sim-${name}`));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, `sim-pod-${name}`);
-    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
-    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
-    const netns = await node.podNetns("ncsm0", net1Address);
-    const sandbox = { id: `sb-${name}`, uid: podObject.metadata.uid, name: `sim-pod-${name}`, namespace: NS, netns: `/var/run/netns/${netns}` };
-    return { podUID: podObject.metadata.uid, claimName: claim.metadata.name, ref, netns, sandbox };
+    return preparedPod(node, { namespace: NS, nodeName: NODE, podName: `sim-pod-${name}`, template: `sim-${name}`, master: "ncsm0", net1Address });
   }
 
   /** Waits for our Ready=False condition with `reason` on the claim; returns that device's status. */

@@ -76,3 +76,33 @@ export async function scheduledClaim(node: SimNode, namespace: string, nodeName:
   });
   return { pod: podObject, claim };
 }
+
+export interface PreparedPodOptions {
+  namespace: string;
+  nodeName: string;
+  podName: string;
+  template: string;
+  /** The "Multus" network's master and the address net1 gets in the pod's namespace. */
+  master: string;
+  net1Address: string;
+}
+
+/**
+ * A pod with one claim from `template`: created, scheduled, its claim
+ * prepared through the kubelet peer, and a sandbox for it (a namespace
+ * holding a "Multus" net1) that the runtime peer can start.
+ */
+export async function preparedPod(node: SimNode, options: PreparedPodOptions) {
+  const { namespace, nodeName, podName } = options;
+  await node.deletePod(namespace, podName);
+  await node.apply(pod(namespace, nodeName, podName, options.template));
+  const { pod: podObject, claim } = await scheduledClaim(node, namespace, nodeName, podName);
+  const ref = { namespace, name: claim.metadata.name, uid: claim.metadata.uid };
+  const prepared = await node.kubelet.prepare(DRIVER, [ref]);
+  if ((prepared.response.claims?.[claim.metadata.uid]?.error ?? "") !== "") {
+    throw new Error(`prepare of ${claim.metadata.name} failed: ${prepared.response.claims?.[claim.metadata.uid]?.error ?? ""}`);
+  }
+  const netns = await node.podNetns(options.master, options.net1Address);
+  const sandbox = { id: `sb-${podName}`, uid: podObject.metadata.uid, name: podName, namespace, netns: `/var/run/netns/${netns}` };
+  return { podUID: podObject.metadata.uid, claimName: claim.metadata.name, ref, netns, sandbox };
+}

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { waitFor } from "../api/harness.ts";
 import type { ResourceClaim } from "../../src/kube/index.ts";
 import { DRIVER, links, SimNode } from "./harness.ts";
-import { claimTemplate, deviceClass, pod, scheduledClaim } from "./objects.ts";
+import { claimTemplate, deviceClass, pod, preparedPod, scheduledClaim } from "./objects.ts";
 
 const NODE = "nc-sim-2";
 const NS = "default";
@@ -25,6 +25,9 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
   after(async () => {
     await node.cleanup();
   });
+
+  /** Where this suite's pods live and how they get a device (see preparedPod). */
+  const podIn = { namespace: NS, nodeName: NODE, template: "sim-one", master: "ncsm1" };
 
   async function claimStatus(name: string): Promise<NonNullable<ResourceClaim["status"]>["devices"]> {
     const c = await node.c.admin.request<ResourceClaim>("GET", `/apis/resource.k8s.io/v1/namespaces/${NS}/resourceclaims/${name}`);
@@ -52,15 +55,8 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
   });
 
   it("attaches late, and says so, when the sandbox started while the agent was down", async () => {
-    await node.deletePod(NS, "sim-pod-late");
-    await node.apply(pod(NS, NODE, "sim-pod-late", "sim-one"));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-late");
-    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
-    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
-
+    const { claimName, ref, netns, sandbox } = await preparedPod(node, { ...podIn, podName: "sim-pod-late", net1Address: "198.51.100.201/24" });
     await node.stopAgent();
-    const netns = await node.podNetns("ncsm1", "198.51.100.201/24");
-    const sandbox = { id: "sb-late", uid: podObject.metadata.uid, name: "sim-pod-late", namespace: NS, netns: `/var/run/netns/${netns}` };
     await node.startPod(sandbox); // nobody attaches: the agent is down
     await node.runtime.command("addRunningPod", { pod: sandbox });
     assert.equal((await links(netns)).some((l) => l.ifname === "data0"), false);
@@ -68,7 +64,7 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     await node.startAgent();
     await waitFor("data0 attached late", async () => ((await links(netns)).some((l) => l.ifname === "data0") ? true : undefined), 30_000);
     const devices = await waitFor("a Ready condition saying the attach was late", async () => {
-      const d = await claimStatus(claim.metadata.name);
+      const d = await claimStatus(claimName);
       return d?.some((e) => e.conditions?.some((k) => k.reason === "InterfaceAttachedLate")) === true ? d : undefined;
     });
     assert.equal(devices[0]?.networkData?.interfaceName, "data0");
@@ -76,17 +72,11 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     await node.runtime.command("stopPod", { pod: sandbox });
     assert.ok((await links()).some((l) => l.ifname === "ncsb0"), "the device is back on the host");
     await node.kubelet.unprepare(DRIVER, [ref]);
-    await node.deletePod(NS, "sim-pod-late");
+    await node.deletePod(NS, sandbox.name);
   });
 
   it("a stopping agent finishes the attach RunPodSandbox left running before it exits", async () => {
-    await node.deletePod(NS, "sim-pod-stop");
-    await node.apply(pod(NS, NODE, "sim-pod-stop", "sim-one"));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-stop");
-    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
-    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
-    const netns = await node.podNetns("ncsm1", "198.51.100.203/24");
-    const sandbox = { id: "sb-stop", uid: podObject.metadata.uid, name: "sim-pod-stop", namespace: NS, netns: `/var/run/netns/${netns}` };
+    const { ref, netns, sandbox } = await preparedPod(node, { ...podIn, podName: "sim-pod-stop", net1Address: "198.51.100.203/24" });
     await node.runtime.command("runPod", { pod: sandbox }); // the move and configuration are still to come
     await node.stopAgent(); // SIGTERM at once
     const data0 = (await links(netns)).find((l) => l.ifname === "data0");
@@ -96,17 +86,11 @@ describe("node simulator: re-synchronization", { timeout: 300_000 }, () => {
     await node.runtime.command("stopPod", { pod: sandbox });
     assert.ok((await links()).some((l) => l.ifname === "ncsb0"), "the device is back on the host");
     await node.kubelet.unprepare(DRIVER, [ref]);
-    await node.deletePod(NS, "sim-pod-stop");
+    await node.deletePod(NS, sandbox.name);
   });
 
   it("restores the devices of a pod the runtime removed while the agent was down", async () => {
-    await node.deletePod(NS, "sim-pod-gone");
-    await node.apply(pod(NS, NODE, "sim-pod-gone", "sim-one"));
-    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-gone");
-    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
-    assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
-    const netns = await node.podNetns("ncsm1", "198.51.100.202/24");
-    const sandbox = { id: "sb-gone", uid: podObject.metadata.uid, name: "sim-pod-gone", namespace: NS, netns: `/var/run/netns/${netns}` };
+    const { ref, netns, sandbox } = await preparedPod(node, { ...podIn, podName: "sim-pod-gone", net1Address: "198.51.100.202/24" });
     await node.restartRuntime(); // a fresh runtime whose state does not include earlier test pods
     await node.startPod(sandbox);
     assert.ok((await links(netns)).some((l) => l.ifname === "data0"));
