@@ -36,7 +36,9 @@ describe("node simulator: kill -9 at random points", { timeout: 1_800_000 }, () 
     await node.cleanup();
   });
 
-  it(`converges after ${ITERATIONS} crashes`, async () => {
+  // Each crash costs about 3 s here (kill, restart, registration, checks, teardown): the
+  // suite-wide per-test timeout is too short for 100 of them.
+  it(`converges after ${ITERATIONS} crashes`, { timeout: 60_000 + ITERATIONS * 6_000 }, async () => {
     await node.deletePod(NS, "sim-pod-crash");
     await node.apply(pod(NS, NODE, "sim-pod-crash", "sim-crash"));
     const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-crash");
