@@ -38,11 +38,24 @@ export interface EngineOptions {
   beforeStep?: (step: Step, key: string) => void;
 }
 
-interface StepOps {
+/** The operations of one step of one device. */
+interface PlannedStep {
+  plan: AttachmentPlan;
   step: Step;
   /** Where the step's operations run; undefined: the agent's namespace. */
   netns: string | undefined;
   ops: Op[];
+}
+
+/** What attaching one device still takes once it is (or is about to be) in its pod. */
+interface AttachWork {
+  plan: AttachmentPlan;
+  /** The device's ifindex inside the pod. */
+  index: number;
+  /** The move (when it is still to be made), configuration, up, routes. */
+  steps: PlannedStep[];
+  /** Reads the device and its addresses back. */
+  verify: PlannedStep;
 }
 
 export interface AttachResult {
@@ -107,15 +120,29 @@ export class AttachEngine {
   }
 
   async #attachAll(records: readonly PreparedAttachment[]): Promise<AttachResult[]> {
-    const results: AttachResult[] = [];
     try {
-      for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
+      // Exclusive RDMA devices need a step outside rtnetlink between
+      // configuring and verifying: those pods attach device by device.
+      if (records.some(({ record }) => record.plan.rdma?.mode === "exclusive")) {
+        const results: AttachResult[] = [];
+        for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
+        return results;
+      }
+      // Everything else, every device's move, configuration and read-back,
+      // goes to the worker in one batch: one round trip for the whole pod.
+      const works: AttachWork[] = [];
+      for (const { record, onHost, podIndexes } of records) works.push(await this.#placeInPod(record, onHost, podIndexes));
+      const results = await this.#runSteps(works.flatMap((w) => [...w.steps, w.verify]));
+      let offset = 0;
+      return works.map((work) => {
+        offset += work.steps.reduce((n, s) => n + s.ops.length, 0) + work.verify.ops.length;
+        return verified(work, results.slice(offset - work.verify.ops.length, offset));
+      });
     } catch (err) {
       if (err instanceof InjectedCrash) throw err;
       for (const { record } of records) await this.#rollBack(record);
       throw err;
     }
-    return results;
   }
 
   /** Restores each attachment to the host and forgets it. Unknown keys are "unknown". */
@@ -240,16 +267,32 @@ export class AttachEngine {
     return state;
   }
 
-  /**
-   * Runs the attach steps from wherever the device is. `onHost` is the
-   * device when the caller just found it on the host (a fresh attach), with
-   * the ifindexes in use in the pod; otherwise (recovery, a repeated attach)
-   * the device is looked for in the pod first.
-   */
+  /** Runs the attach steps of one device from wherever it is (see #placeInPod). */
   async #attachOne(record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachResult> {
+    const work = await this.#placeInPod(record, onHost, podIndexes);
+    const { plan } = work;
+    if (plan.rdma?.mode === "exclusive") {
+      await this.#runSteps(work.steps);
+      this.#step("rdma", plan);
+      await this.#moveRdma(plan, plan.netns, "rdma");
+      return verified(work, await this.#runSteps([work.verify]));
+    }
+    return verified(work, (await this.#runSteps([...work.steps, work.verify])).slice(-work.verify.ops.length));
+  }
+
+  /**
+   * The kernel work that attaches one device, from wherever it is: `onHost`
+   * is the device when the caller just found it on the host (a fresh
+   * attach), with the ifindexes in use in the pod; otherwise (recovery, a
+   * repeated attach) the device is looked for in the pod first. The move is
+   * among the returned steps when its pod-side ifindex can be pinned;
+   * otherwise it is made here, as it must be before anything in the pod can
+   * name the device.
+   */
+  async #placeInPod(record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachWork> {
     const { plan, host } = record;
     let inPod = onHost === undefined ? await this.#locateInPod(record) : undefined;
-    const move: StepOps[] = [];
+    const move: PlannedStep[] = [];
     if (inPod === undefined) {
       let device = onHost;
       if (device === undefined) {
@@ -267,7 +310,7 @@ export class AttachEngine {
       const update = { netns: plan.netns, name: plan.podName, ...(pin && { newIfindex: device.index }) };
       const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
       if (pin) {
-        move.push({ step: "move", netns: undefined, ops: [moveOp] });
+        move.push({ plan, step: "move", netns: undefined, ops: [moveOp] });
         inPod = { ...device, name: plan.podName, up: false };
       } else {
         this.#step("move", plan);
@@ -289,25 +332,17 @@ export class AttachEngine {
     }
     for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
     const { netns } = plan;
-    const steps: StepOps[] = [
-      ...move,
-      { step: "configure", netns, ops: configure },
-      { step: "set-up", netns, ops: [{ op: "setLink", index, device, update: { up: true } }] },
-      { step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
-    ];
-    const verify: StepOps = { step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] };
-    let results: unknown[];
-    if (plan.rdma?.mode === "exclusive") {
-      await this.#runSteps(plan, steps);
-      this.#step("rdma", plan);
-      await this.#moveRdma(plan, plan.netns, "rdma");
-      results = await this.#runSteps(plan, [verify]);
-    } else {
-      results = await this.#runSteps(plan, [...steps, verify]);
-    }
-    const [link, addresses] = results.slice(-2) as [Link | null, Address[]];
-    verifyPod(plan, link, addresses);
-    return { key: plan.key, podName: plan.podName, ifindex: index, mac: link?.mac, addresses: plan.addresses };
+    return {
+      plan,
+      index,
+      steps: [
+        ...move,
+        { plan, step: "configure", netns, ops: configure },
+        { plan, step: "set-up", netns, ops: [{ op: "setLink", index, device, update: { up: true } }] },
+        { plan, step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
+      ],
+      verify: { plan, step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] },
+    };
   }
 
   /** The device inside the pod, or undefined when it is not there (or the pod is gone). */
@@ -354,11 +389,11 @@ export class AttachEngine {
     if (link.up) restoreLink.push({ op: "setLink", index, device: link.name, update: { up: false } });
     restoreLink.push({ op: "setLink", index, device: link.name, update: { name: host.name, mtu: host.mtu, ...(host.mac !== undefined && { mac: host.mac }) } });
     const netns = undefined;
-    await this.#runSteps(plan, [
-      { step: "restore-link", netns, ops: restoreLink },
-      { step: "restore-addresses", netns, ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
-      { step: "restore-up", netns, ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
-      { step: "restore-routes", netns, ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
+    await this.#runSteps([
+      { plan, step: "restore-link", netns, ops: restoreLink },
+      { plan, step: "restore-addresses", netns, ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
+      { plan, step: "restore-up", netns, ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
+      { plan, step: "restore-routes", netns, ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
     ]);
   }
 
@@ -385,26 +420,27 @@ export class AttachEngine {
   }
 
   /**
-   * Runs consecutive steps, each in its namespace, as one worker batch: one
-   * round trip instead of one per step. The test hook is still asked before
-   * each step; if it stops the operation at a step, only the operations of
-   * the steps before it run, exactly as if the process had died there. A
-   * kernel error is reported against the step that owns the failed operation.
+   * Runs consecutive steps, each in its namespace and of its device, as one
+   * worker batch: one round trip instead of one per step. The test hook is
+   * still asked before each step; if it stops the operation at a step, only
+   * the operations of the steps before it run, exactly as if the process had
+   * died there. A kernel error is reported against the device and the step
+   * that own the failed operation.
    */
-  async #runSteps(plan: AttachmentPlan, steps: readonly StepOps[]): Promise<unknown[]> {
+  async #runSteps(steps: readonly PlannedStep[]): Promise<unknown[]> {
     const ops: PlacedOp[] = [];
-    const owners: Step[] = [];
+    const owners: PlannedStep[] = [];
     let stopped: Error | undefined;
-    for (const { step, netns, ops: stepOps } of steps) {
+    for (const owner of steps) {
       try {
-        this.#step(step, plan);
+        this.#step(owner.step, owner.plan);
       } catch (err) {
         stopped = err instanceof Error ? err : new Error(String(err));
         break;
       }
-      for (const op of stepOps) {
-        ops.push({ netns, op });
-        owners.push(step);
+      for (const op of owner.ops) {
+        ops.push({ netns: owner.netns, op });
+        owners.push(owner);
       }
     }
     let results: unknown[] = [];
@@ -412,8 +448,8 @@ export class AttachEngine {
       try {
         results = await this.#nl.batchAcross(ops);
       } catch (err) {
-        const at = err instanceof NetlinkError && err.opIndex !== undefined ? owners[err.opIndex] : undefined;
-        throw stepError(plan, at ?? steps[0]?.step ?? "batch", err);
+        const owner = (err instanceof NetlinkError && err.opIndex !== undefined ? owners[err.opIndex] : undefined) ?? owners[0];
+        throw owner === undefined ? err : stepError(owner.plan, owner.step, err);
       }
     }
     if (stopped !== undefined) throw stopped;
@@ -491,6 +527,14 @@ function podRoutes(plan: AttachmentPlan, index: number): RouteSpec[] {
     };
   });
   return specs.sort((a, b) => (a.gateway === undefined ? 0 : 1) - (b.gateway === undefined ? 0 : 1));
+}
+
+/** The attach result of `work`, once its read-back (`readBack`: the verify step's results) matches the plan. */
+function verified(work: AttachWork, readBack: readonly unknown[]): AttachResult {
+  const { plan, index } = work;
+  const [link, addresses] = readBack as [Link | null, Address[]];
+  verifyPod(plan, link, addresses);
+  return { key: plan.key, podName: plan.podName, ifindex: index, mac: link?.mac, addresses: plan.addresses };
 }
 
 function verifyPod(plan: AttachmentPlan, link: Link | null, addresses: readonly Address[]): void {

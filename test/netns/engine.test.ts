@@ -111,6 +111,58 @@ describe("attach engine on the real kernel", () => {
     }
   });
 
+  it("makes one worker round trip for the checks and one for every device's move and configuration", async () => {
+    const netns = makeNetns();
+    const nics = Array.from({ length: 3 }, () => makeVeth());
+    let batches = 0;
+    const counting = new NetlinkClient({ onOpTimes: () => (batches += 1) });
+    try {
+      nics.forEach((nic, i) => {
+        configureHostSide(nic, 20 + i);
+      });
+      const engine = new AttachEngine({ netlink: counting, store });
+      const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 20 + i));
+      await counting.start();
+      batches = 0;
+      await engine.attach(plans);
+      assert.equal(batches, 2);
+      nics.forEach((_, i) => {
+        assertAttached(netns, `net${i + 1}`, 20 + i);
+      });
+      await engine.detach(plans.map((p) => p.key));
+    } finally {
+      await counting.close();
+      netns.remove();
+      nics.forEach(removeLink);
+    }
+  });
+
+  it("names the device whose step the kernel refused among several, and restores every one", async () => {
+    const netns = makeNetns();
+    const nics = Array.from({ length: 3 }, () => makeVeth());
+    try {
+      nics.forEach((nic, i) => {
+        configureHostSide(nic, 2 + i);
+      });
+      const before = nics.map((nic) => hostSnapshot(nic));
+      const engine = new AttachEngine({ netlink, store });
+      // net2's gateway is on none of its subnets: the kernel says ENETUNREACH.
+      const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 2 + i, i === 1 ? { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] } : {}));
+      await assert.rejects(engine.attach(plans), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.step, "routes");
+        assert.equal(err.attachment, plans[1]?.key);
+        assert.equal(err.device, nics[1]);
+        return true;
+      });
+      assert.deepEqual(nics.map((nic) => hostSnapshot(nic)), before);
+      assert.deepEqual(await engine.attachments(), []);
+    } finally {
+      netns.remove();
+      nics.forEach(removeLink);
+    }
+  });
+
   it("rejects a pod-side name that already exists in the pod before anything moves", async () => {
     await withSetup(async (nic, netns) => {
       ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-mpeer");
