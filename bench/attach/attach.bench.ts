@@ -15,9 +15,13 @@
  * utilisation), which scheduling noise does not inflate. Prints p50/p99
  * per case and ends with one JSON line.
  *
- * Every timed case starts after the same quiet pause: a netns move waits in
- * the kernel for RCU callbacks that earlier link changes queued, so a case
- * run straight after another one's teardown would pay for it.
+ * Every timed case starts after the same quiet pause, on a freshly
+ * collected heap: a netns move waits in the kernel for RCU callbacks that
+ * earlier link changes queued, and a scavenge of the garbage the harness
+ * makes (every `ip` and plugin run) takes 10-20 ms on these VMs, so a case
+ * run straight after another one would pay for both.
+ *
+ * The engine runs as the agent runs it, on its own thread (EngineThread).
  *
  * A move's own cost varies by several milliseconds from one to the next on
  * these VMs (the RCU waits inside it), far more than the engine adds, so
@@ -37,11 +41,15 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay, performance } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance, type EventLoopUtilization } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AttachEngine, type AttachmentPlanInput } from "../../src/engine/index.ts";
-import { NetlinkClient } from "../../src/netlink/index.ts";
-import { StateStore } from "../../src/store/index.ts";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { EngineThread, type AttachmentPlanInput } from "../../src/engine/index.ts";
+import { NetlinkClient, type OpTimesListener } from "../../src/netlink/index.ts";
+
+setFlagsFromString("--expose-gc");
+const collectGarbage = runInNewContext("gc") as () => void;
 
 const ROUNDS_1 = Number(process.env.BENCH_ROUNDS ?? 50);
 const ROUNDS_8 = Math.max(3, Math.round(ROUNDS_1 / 3));
@@ -137,11 +145,42 @@ const stats = (xs: Sample): { p50: number; p99: number } => {
   return { p50: at(0.5), p99: at(0.99) };
 };
 
-async function time(fn: () => unknown): Promise<number> {
+/** Watches the event loop over exactly the timed part of a case. */
+class LoopWatch {
+  readonly #delay = monitorEventLoopDelay({ resolution: 1 });
+  #elu: EventLoopUtilization | undefined;
+  /** How long the main thread was busy (not waiting for events), in ms. */
+  busyMs = 0;
+
+  start(): void {
+    this.#delay.enable();
+    this.#elu = performance.eventLoopUtilization();
+  }
+
+  stop(): void {
+    this.#delay.disable();
+    this.busyMs = performance.eventLoopUtilization(this.#elu).active;
+  }
+
+  get maxStallMs(): number {
+    return this.#delay.max / 1e6;
+  }
+
+  get p99StallMs(): number {
+    return this.#delay.percentile(99) / 1e6;
+  }
+}
+
+/** Times `fn` after the settle pause, with `watch` (if any) on for exactly that long. */
+async function time(fn: () => unknown, watch?: LoopWatch): Promise<number> {
+  collectGarbage();
   await sleep(SETTLE_MS);
+  watch?.start();
   const t0 = performance.now();
   await fn();
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  watch?.stop();
+  return ms;
 }
 
 async function main(): Promise<void> {
@@ -152,16 +191,15 @@ async function main(): Promise<void> {
   const storeDir = await mkdtemp(join(tmpdir(), "nc-bench-"));
   // Worker-thread time of the namespace moves of the batches since the last reset.
   let moveMs = 0;
-  const netlink = new NetlinkClient({
-    onOpTimes(ops, opMs) {
-      ops.forEach(({ op }, i) => {
-        if (op.op === "setLink" && op.update.netns !== undefined) moveMs += opMs[i] ?? 0;
-      });
-    },
-  });
+  const onOpTimes: OpTimesListener = (ops, opMs) => {
+    ops.forEach(({ op }, i) => {
+      if (op.op === "setLink" && op.update.netns !== undefined) moveMs += opMs[i] ?? 0;
+    });
+  };
+  const netlink = new NetlinkClient({ onOpTimes });
   const runtimeDir = await mkdtemp("/dev/shm/nc-bench-");
-  const engine = new AttachEngine({ netlink, store: await StateStore.open(runtimeDir, { durability: "restart" }) });
-  const engineFsync = new AttachEngine({ netlink, store: await StateStore.open(storeDir) });
+  const engine = new EngineThread({ dir: runtimeDir, durability: "restart", onOpTimes });
+  const engineFsync = new EngineThread({ dir: storeDir, durability: "reboot", onOpTimes });
   const results: Record<string, Sample> = {};
   const add = (name: string, ms: number): void => {
     (results[name] ??= []).push(ms);
@@ -170,7 +208,7 @@ async function main(): Promise<void> {
   let floorAroundMs = 0;
   let maxStallMs = 0;
   let idleStallMs = 0;
-  await netlink.start();
+  await Promise.all([netlink.start(), engine.start(), engineFsync.start()]);
   try {
     setUp();
     const indexes = (await netlink.listLinks()).filter((l) => nics.includes(l.name)).map((l) => ({ index: l.index, name: l.name }));
@@ -200,25 +238,22 @@ async function main(): Promise<void> {
         const before = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, [...v]]));
         await bareMoves(count);
         const plans = devices.map(planFor);
-        const delay = monitorEventLoopDelay({ resolution: 1 });
-        if (count === 8) delay.enable();
-        const elu = performance.eventLoopUtilization();
+        const watch = count === 8 ? new LoopWatch() : undefined;
         moveMs = 0;
-        const attachMs = await time(() => engine.attach(plans));
+        const attachMs = await time(() => engine.attach(plans), watch);
         add(`engine_attach_${count}`, attachMs);
         add(`engine_over_floor_${count}`, attachMs / (moveMs + floorAroundMs));
         add(`engine_over_kernel_move_${count}`, attachMs / moveMs);
         add(`engine_around_move_ms_${count}`, attachMs - moveMs);
-        if (count === 8) {
-          delay.disable();
-          add("main_thread_busy_8", performance.eventLoopUtilization(elu).active);
-          add("stall_p99_8", delay.percentile(99) / 1e6);
-          if (keep) maxStallMs = Math.max(maxStallMs, delay.max / 1e6);
-          const idle = monitorEventLoopDelay({ resolution: 1 });
-          idle.enable();
-          await new Promise((resolve) => setTimeout(resolve, results.engine_attach_8?.at(-1) ?? 150));
-          idle.disable();
-          if (keep) idleStallMs = Math.max(idleStallMs, idle.max / 1e6);
+        if (watch !== undefined) {
+          add("main_thread_busy_8", watch.busyMs);
+          add("stall_p99_8", watch.p99StallMs);
+          const idle = new LoopWatch();
+          await time(() => sleep(attachMs), idle);
+          if (keep) {
+            maxStallMs = Math.max(maxStallMs, watch.maxStallMs);
+            idleStallMs = Math.max(idleStallMs, idle.maxStallMs);
+          }
         }
         add(`engine_detach_${count}`, await time(() => engine.detach(plans.map((p) => p.key))));
         add(`engine_fsync_attach_${count}`, await time(() => engineFsync.attach(plans)));
@@ -239,7 +274,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    await netlink.close();
+    await Promise.all([netlink.close(), engine.close(), engineFsync.close()]);
     tearDown();
     await rm(storeDir, { recursive: true, force: true });
     await rm(runtimeDir, { recursive: true, force: true });

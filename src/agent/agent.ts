@@ -5,8 +5,8 @@
  *
  * Start order, and why:
  *  1. state store, API client, netlink worker;
- *  2. engine recovery: finish or roll back what a crashed agent left, before
- *     anything new happens;
+ *  2. the engine's thread and its recovery: finish or roll back what a
+ *     crashed agent left, before anything new happens;
  *  3. inventory and slice publication (the scheduler needs our devices);
  *  4. NRI plugin (so pod starts are seen);
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
@@ -19,7 +19,7 @@ import type { Logger } from "pino";
 import { NetworkPreparer } from "../claims/preparer.ts";
 import { errorMessage } from "../common/errors.ts";
 import { ClaimState, DraPlugin } from "../dra/index.ts";
-import { AttachEngine } from "../engine/index.ts";
+import { EngineThread } from "../engine/index.ts";
 import { Inventory } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
 import { linkEventSource, NetlinkClient } from "../netlink/index.ts";
@@ -48,9 +48,6 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   await using stack = new AsyncDisposableStack();
 
   const store = await StateStore.open(config.stateDir);
-  // Which device sits in which pod is a fact of this boot: a reboot empties
-  // every pod, so the engine's journal must not outlive it (and skips fsync).
-  const runtimeStore = await StateStore.open(config.runtimeDir, { durability: "restart" });
   const kubeConfig = new KubeConfig();
   if (config.kubeconfig === undefined) kubeConfig.loadFromCluster();
   else kubeConfig.loadFromFile(config.kubeconfig);
@@ -64,7 +61,12 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   stack.defer(() => netlink.close());
   const rdmaMode = await netlink.rdmaNetnsMode().catch(() => "shared" as const);
 
-  const engine = new AttachEngine({ netlink, store: runtimeStore });
+  // The engine runs on a thread of its own (see engine/thread.ts). Which
+  // device sits in which pod is a fact of this boot: a reboot empties every
+  // pod, so its journal (in runtimeDir) must not outlive it, and skips fsync.
+  const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
+  stack.defer(() => engine.close());
+  await engine.start();
   const recovered = await engine.recover();
   if (recovered.size > 0) logger.info({ recovered: Object.fromEntries(recovered) }, "finished attachments a previous agent left");
 

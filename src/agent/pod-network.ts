@@ -21,7 +21,7 @@ import { assignInterfaceNames, type NamingInput } from "../claims/interface-name
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimState } from "../dra/index.ts";
-import type { AttachEngine, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
+import type { Attacher, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
 import type { AttachedDevices } from "../inventory/index.ts";
 import type { NetlinkClient } from "../netlink/index.ts";
 import {
@@ -32,7 +32,7 @@ import type { ClaimStatusReporter } from "./status-reporter.ts";
 
 export interface PodNetworkOptions {
   claims: ClaimState;
-  engine: AttachEngine;
+  engine: Attacher;
   netlink: NetlinkClient;
   status: ClaimStatusReporter;
   /** The kernel's RDMA namespace mode: in exclusive mode RDMA devices move with their netdev. */

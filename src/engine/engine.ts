@@ -11,7 +11,7 @@
 import { access } from "node:fs/promises";
 import {
   IFA_F_NODAD, NetlinkError, networkOf, cidrParts, RT_SCOPE,
-  type Address, type AddressSpec, type Link, type LinkState, type NetlinkClient, type Op, type PlacedOp, type RouteSpec,
+  type Address, type AddressSpec, type BatchRunner, type Link, type LinkState, type Op, type PlacedOp, type RouteSpec,
 } from "../netlink/index.ts";
 import type { StateStore, Collection } from "../store/index.ts";
 import { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
@@ -19,7 +19,7 @@ import { addressSpecFor, captureHostState, findPlannedDevice, findRecordedDevice
 import { openJournal, type HostState, type JournalRecord } from "./journal.ts";
 import { attachmentPlanSchema, describeDevice, parseSysctlKey, type AttachmentPlan, type AttachmentPlanInput } from "./plan.ts";
 
-/** The RDMA operations the engine needs; NetlinkClient provides them. */
+/** The RDMA operations the engine needs; by default they run as netlink batches. */
 export interface RdmaOps {
   rdmaListDevices(): Promise<{ index: number; name: string }[]>;
   rdmaSetNetns(index: number, device: string, netns: string): Promise<null>;
@@ -30,9 +30,9 @@ export type DetachStep = "rdma-return" | "move-out" | "restore-link" | "restore-
 export type Step = AttachStep | DetachStep;
 
 export interface EngineOptions {
-  netlink: NetlinkClient;
+  netlink: BatchRunner;
   store: StateStore;
-  /** Defaults to `netlink`; tests on kernels without RDMA pass a double. */
+  /** Defaults to batches on `netlink`; tests on kernels without RDMA pass a double. */
   rdma?: RdmaOps;
   /** Test hook: called before every step; throw InjectedCrash to stop there as if killed. */
   beforeStep?: (step: Step, key: string) => void;
@@ -68,6 +68,20 @@ export interface AttachResult {
 
 export type DetachOutcome = "restored" | "gone" | "unknown";
 
+/** What the agent asks of an attach engine, wherever it runs (AttachEngine, EngineThread). */
+export interface Attacher {
+  /**
+   * Checks and journals the attach of one pod's devices, then resolves
+   * with `done` for the moves and the configuration that follow.
+   */
+  begin(inputs: readonly AttachmentPlanInput[], options?: { podLinks?: readonly Link[] }): Promise<{ done: Promise<AttachResult[]> }>;
+  attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]>;
+  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>>;
+  recover(): Promise<Map<string, "attached" | DetachOutcome>>;
+  attachments(): Promise<string[]>;
+  attached(): Promise<string[]>;
+}
+
 /** A journaled attachment, with the host device and the pod's ifindexes when it is a fresh one. */
 interface PreparedAttachment {
   record: JournalRecord;
@@ -78,8 +92,8 @@ interface PreparedAttachment {
 /** The agent's own namespace, as a path the netlink worker can open. */
 const HOST_NETNS = "/proc/self/ns/net";
 
-export class AttachEngine {
-  readonly #nl: NetlinkClient;
+export class AttachEngine implements Attacher {
+  readonly #nl: BatchRunner;
   readonly #journal: Collection<JournalRecord>;
   readonly #rdma: RdmaOps;
   readonly #beforeStep: (step: Step, key: string) => void;
@@ -87,7 +101,11 @@ export class AttachEngine {
   constructor(options: EngineOptions) {
     this.#nl = options.netlink;
     this.#journal = openJournal(options.store);
-    this.#rdma = options.rdma ?? options.netlink;
+    const nl = options.netlink;
+    this.#rdma = options.rdma ?? {
+      rdmaListDevices: async () => (await nl.batch(undefined, [{ op: "rdmaListDevices" }] as const))[0],
+      rdmaSetNetns: async (index, device, netns) => (await nl.batch(undefined, [{ op: "rdmaSetNetns", index, device, netns }] as const))[0],
+    };
     this.#beforeStep = options.beforeStep ?? (() => undefined);
   }
 
@@ -113,7 +131,10 @@ export class AttachEngine {
     const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
     if (plans.length === 0) return { done: Promise.resolve([]) };
     const records = await this.#prepare(plans, options.podLinks);
-    const done = this.#attachAll(records);
+    // The kernel work starts on the event loop's next turn: a caller on
+    // another thread hears that the checks passed before the first move,
+    // even where batches run synchronously (on the engine's own thread).
+    const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#attachAll(records));
     // Handled by whoever awaits `done`; a failure must never count as unhandled before that.
     done.catch(() => undefined);
     return { done };
@@ -300,18 +321,19 @@ export class AttachEngine {
         device = findRecordedDevice(hostLinks, host, plan);
       }
       if (device === undefined) fail("ENGINE_DEVICE_MISSING", plan, "move", `device ${host.name} is neither in pod ${plan.netns} nor on the host`);
-      // Moves and renames in one request, so the host name never shows in
-      // the pod. No separate "set down": the kernel closes the device as
-      // part of the move, and a down costs an RCU grace period of its own.
-      // When the device's ifindex is free in the pod, the request pins it
-      // (IFLA_NEW_IFINDEX): the pod-side index is then known ahead, and the
-      // configuration rides in the same worker round trip as the move.
+      // Moves, renames and sets MTU and MAC in one request (the kernel
+      // applies the rest of the request in the new namespace), so the host
+      // name never shows in the pod. No separate "set down": the kernel
+      // closes the device as part of the move, and a down costs an RCU grace
+      // period of its own. When the device's ifindex is free in the pod, the
+      // request pins it (IFLA_NEW_IFINDEX): the pod-side index is then known
+      // ahead, and the rest of the attach rides in the same batch.
       const pin = podIndexes !== undefined && !podIndexes.has(device.index);
-      const update = { netns: plan.netns, name: plan.podName, ...(pin && { newIfindex: device.index }) };
+      const update = { netns: plan.netns, ...linkSettings(plan), ...(pin && { newIfindex: device.index }) };
       const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
       if (pin) {
         move.push({ plan, step: "move", netns: undefined, ops: [moveOp] });
-        inPod = { ...device, name: plan.podName, up: false };
+        inPod = { ...device, ...linkSettings(plan), up: false };
       } else {
         this.#step("move", plan);
         await this.#call(plan, "move", undefined, [moveOp] as const);
@@ -323,8 +345,9 @@ export class AttachEngine {
     const index = inPod.index;
     const device = plan.podName;
     const configure: Op[] = [];
-    if (plan.mtu !== undefined || plan.mac !== undefined || inPod.name !== plan.podName) {
-      configure.push({ op: "setLink", index, device, update: { name: plan.podName, ...(plan.mtu !== undefined && { mtu: plan.mtu }), ...(plan.mac !== undefined && { mac: plan.mac }) } });
+    const settings = linkSettings(plan);
+    if (inPod.name !== settings.name || (settings.mtu !== undefined && inPod.mtu !== settings.mtu) || (settings.mac !== undefined && inPod.mac !== settings.mac)) {
+      configure.push({ op: "setLink", index, device, update: settings });
     }
     for (const [key, value] of Object.entries(plan.sysctls)) {
       const sysctl = parseSysctlKey(key, plan.podName);
@@ -497,6 +520,11 @@ function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
   if (err instanceof EngineError || err instanceof InjectedCrash) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new EngineError("ENGINE_STEP_FAILED", { attachment: plan.key, device: describeDevice(plan.device), step }, message, { cause: err });
+}
+
+/** The link attributes the plan sets in the pod. */
+function linkSettings(plan: AttachmentPlan): { name: string; mtu?: number; mac?: string } {
+  return { name: plan.podName, ...(plan.mtu !== undefined && { mtu: plan.mtu }), ...(plan.mac !== undefined && { mac: plan.mac }) };
 }
 
 function podAddresses(plan: AttachmentPlan, index: number): AddressSpec[] {

@@ -3,6 +3,7 @@
  * so a pod event or claim condition says exactly what went wrong where.
  */
 import { NetclaimError } from "../common/errors.ts";
+import { NetlinkError, type NetlinkErrorWire } from "../netlink/index.ts";
 
 export type EngineErrorCode =
   /** The plan is invalid (bad name, address, route). */
@@ -16,19 +17,47 @@ export type EngineErrorCode =
   /** Read-back after configuring did not match the plan. */
   | "ENGINE_VERIFY"
   /** Writing a CDI spec or reading RDMA char devices failed. */
-  | "ENGINE_CDI";
+  | "ENGINE_CDI"
+  /** The engine's thread stopped before it answered. */
+  | "ENGINE_THREAD";
+
+export interface EngineErrorWhere {
+  attachment: string;
+  device: string;
+  step: string;
+}
 
 export class EngineError extends NetclaimError<EngineErrorCode> {
   readonly attachment: string;
   readonly device: string;
   readonly step: string;
+  /** The message without the attachment, device and step in front. */
+  readonly detail: string;
 
-  constructor(code: EngineErrorCode, where: { attachment: string; device: string; step: string }, message: string, options?: ErrorOptions) {
-    super(code, `attachment ${where.attachment}, device ${where.device}, step ${where.step}: ${message}`, options);
+  constructor(code: EngineErrorCode, where: EngineErrorWhere, detail: string, options?: ErrorOptions) {
+    super(code, `attachment ${where.attachment}, device ${where.device}, step ${where.step}: ${detail}`, options);
     this.attachment = where.attachment;
     this.device = where.device;
     this.step = where.step;
+    this.detail = detail;
   }
+
+  /** A plain object that survives postMessage between threads, with a netlink cause. */
+  toWire(): EngineErrorWire {
+    const { attachment, device, step } = this;
+    return { code: this.code, where: { attachment, device, step }, detail: this.detail, ...(this.cause instanceof NetlinkError && { cause: this.cause.toWire() }) };
+  }
+
+  static fromWire(w: EngineErrorWire): EngineError {
+    return new EngineError(w.code, w.where, w.detail, w.cause === undefined ? undefined : { cause: NetlinkError.fromWire(w.cause) });
+  }
+}
+
+export interface EngineErrorWire {
+  code: EngineErrorCode;
+  where: EngineErrorWhere;
+  detail: string;
+  cause?: NetlinkErrorWire;
 }
 
 /**

@@ -9,15 +9,13 @@ import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { NetlinkError } from "./errors.ts";
-import type { LinkUpdate, Op, PlacedOp, ResultOf } from "./ops.ts";
+import type { BatchRunner, LinkUpdate, Op, OpTimesListener, PlacedOp, Results, ResultOf } from "./ops.ts";
 import type { WorkerReply, WorkerRequest } from "./protocol.ts";
 import type { Family } from "./ip.ts";
 import type { AddressSpec, NewLinkSpec, RouteSpec } from "./rtnl.ts";
 
 // Built code runs worker.js, source runs worker.ts: follow this file's extension.
 const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-
-type Results<T extends readonly Op[]> = { -readonly [K in keyof T]: T[K] extends Op ? ResultOf<T[K]> : never };
 
 interface Pending {
   ops: readonly PlacedOp[];
@@ -26,33 +24,26 @@ interface Pending {
 }
 
 export interface NetlinkClientOptions {
-  /**
-   * Called after every successful batch with how long each operation took
-   * on the worker thread (mostly kernel time): for metrics and benchmarks,
-   * which can tell a namespace move's own cost from everything around it.
-   */
-  onOpTimes?: (ops: readonly PlacedOp[], opMs: readonly number[]) => void;
+  onOpTimes?: OpTimesListener;
 }
 
-export class NetlinkClient {
+export class NetlinkClient implements BatchRunner {
   #worker: Worker | undefined;
   #nextId = 1;
   readonly #pending = new Map<number, Pending>();
-  readonly #onOpTimes: NetlinkClientOptions["onOpTimes"];
+  readonly #onOpTimes: OpTimesListener | undefined;
 
   constructor(options: NetlinkClientOptions = {}) {
     this.#onOpTimes = options.onOpTimes;
   }
 
-  /** Runs `ops` in order in `netns` (undefined: the agent's namespace), all or up to the first error. */
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
     return this.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
   }
 
   /**
-   * Runs `ops` in order, each in its own namespace, all or up to the first
-   * error, in one round trip to the worker: a move and the configuration
-   * inside the pod need not wait for each other's reply.
+   * One round trip to the worker: a move and the configuration inside the
+   * pod need not wait for each other's reply.
    */
   batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]> {
     const id = this.#nextId++;

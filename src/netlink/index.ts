@@ -3,9 +3,10 @@
  * blocking kernel work runs on worker threads; the API here is async.
  */
 export { NetlinkClient } from "./client.ts";
-export { NetlinkError, type NetlinkErrorCode, type NetlinkErrorContext } from "./errors.ts";
+export { LocalNetlink } from "./local.ts";
+export { NetlinkError, type NetlinkErrorCode, type NetlinkErrorContext, type NetlinkErrorWire } from "./errors.ts";
 export { linkEventSource, subscribeLinkEvents, type LinkEvent, type LinkSubscription } from "./events.ts";
-export type { InterfaceSysctl, LinkState, LinkUpdate, Op, PlacedOp, ResultOf } from "./ops.ts";
+export type { BatchRunner, InterfaceSysctl, LinkState, LinkUpdate, Op, OpTimesListener, PlacedOp, Results, ResultOf } from "./ops.ts";
 export type { RdmaDevice, RdmaNetnsMode } from "./rdma.ts";
 export {
   IFA_F_NODAD, isPermanentAddress, RT_SCOPE, RT_TABLE, RTPROT,

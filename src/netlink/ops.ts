@@ -66,11 +66,33 @@ export interface OpResults {
 
 export type ResultOf<O extends Op> = OpResults[O["op"]];
 
+/** The results of a batch of operations `T`, in order. */
+export type Results<T extends readonly Op[]> = { -readonly [K in keyof T]: T[K] extends Op ? ResultOf<T[K]> : never };
+
 /** An operation and the network namespace it runs in (undefined: the agent's). */
 export interface PlacedOp {
   netns: string | undefined;
   op: Op;
 }
+
+/**
+ * Runs batches of operations: NetlinkClient on its worker thread, for code
+ * on the agent's main thread; LocalNetlink on the calling thread, for code
+ * that itself runs on a worker thread.
+ */
+export interface BatchRunner {
+  /** Runs `ops` in order in `netns` (undefined: the agent's namespace), all or up to the first error. */
+  batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>>;
+  /** Runs `ops` in order, each in its own namespace, all or up to the first error. */
+  batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]>;
+}
+
+/**
+ * Called after every successful batch with how long each operation took
+ * (mostly kernel time): for metrics and benchmarks, which can tell a
+ * namespace move's own cost from everything around it.
+ */
+export type OpTimesListener = (ops: readonly PlacedOp[], opMs: readonly number[]) => void;
 
 /** A per-interface sysctl; the interface is the op's `device`. */
 export interface InterfaceSysctl {

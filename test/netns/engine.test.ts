@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { AttachEngine, EngineError, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
-import { NetlinkClient } from "../../src/netlink/index.ts";
+import { AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
+import { NetlinkClient, NetlinkError } from "../../src/netlink/index.ts";
 import { StateStore } from "../../src/store/index.ts";
 import {
   configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, type Netns,
@@ -163,6 +163,20 @@ describe("attach engine on the real kernel", () => {
     }
   });
 
+  it("answers begin before the first device moves", async () => {
+    await withSetup(async (nic, netns) => {
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 5);
+      const { done } = await engine.begin([p]);
+      // Checked and journaled, not yet moved: the caller can answer the runtime first.
+      assert.ok(ip("link", "show", "dev", nic).includes(nic));
+      assert.deepEqual(await engine.attachments(), [p.key]);
+      await done;
+      assertAttached(netns, "net1", 5);
+      await engine.detach([p.key]);
+    });
+  });
+
   it("rejects a pod-side name that already exists in the pod before anything moves", async () => {
     await withSetup(async (nic, netns) => {
       ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-mpeer");
@@ -298,6 +312,89 @@ describe("attach engine on the real kernel", () => {
       netns.remove();
       assert.deepEqual(await new AttachEngine({ netlink, store }).recover(), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+});
+
+describe("attach engine on its own thread", () => {
+  let journalDir: { dir: string; remove(): Promise<void> };
+  let thread: EngineThread;
+
+  before(async () => {
+    journalDir = await tempStoreDir();
+    thread = new EngineThread({ dir: journalDir.dir });
+    await thread.start();
+  });
+
+  after(async () => {
+    await thread.close();
+    await journalDir.remove();
+  });
+
+  it("attaches and restores the host exactly", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 5);
+      const [result] = await thread.attach([p]);
+      assert.equal(result?.podName, "net1");
+      assertAttached(netns, "net1", 5);
+      assert.deepEqual(await thread.attached(), [p.key]);
+      assert.deepEqual(await thread.detach([p.key]), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await thread.attachments(), []);
+    });
+  });
+
+  it("fails begin with the engine's own error when a check fails, and moves nothing", async () => {
+    await withSetup(async (nic, netns) => {
+      ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-tpeer");
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 5);
+      await assert.rejects(thread.begin([p]), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_NAME_COLLISION");
+        assert.equal(err.attachment, p.key);
+        assert.equal(err.step, "check-names");
+        return true;
+      });
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+
+  it("fails done with the step, the device and the kernel's errno, and rolls back", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 5, { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] });
+      const { done } = await thread.begin([p]);
+      await assert.rejects(done, (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_STEP_FAILED");
+        assert.equal(err.step, "routes");
+        assert.equal(err.device, nic);
+        assert.ok(err.cause instanceof NetlinkError);
+        assert.equal(err.cause.errnoName, "ENETUNREACH");
+        return true;
+      });
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await thread.attachments(), []);
+    });
+  });
+
+  it("fails the calls in flight when its thread stops, and carries on from the journal in a new one", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 5);
+      await thread.attach([p]);
+      const local = new EngineThread({ dir: journalDir.dir });
+      // Asked before the new thread has even loaded: it cannot have answered.
+      const inFlight = local.attachments();
+      await local.close();
+      await assert.rejects(inFlight, (err: unknown) => err instanceof EngineError && err.code === "ENGINE_THREAD" && err.step === "attachments");
+      // The next call starts a fresh thread, which finds the attachment in the journal and restores it.
+      assert.deepEqual(await local.detach([p.key]), new Map([[p.key, "restored"]]));
+      await local.close();
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+      assert.deepEqual(await thread.attachments(), []);
     });
   });
 });

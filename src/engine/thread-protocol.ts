@@ -1,0 +1,55 @@
+/** Messages between EngineThread (thread.ts) and the engine's thread (worker.ts). */
+import { NetlinkError, type Link, type NetlinkErrorWire, type PlacedOp } from "../netlink/index.ts";
+import { StoreError, type Durability, type StoreErrorCode } from "../store/index.ts";
+import { EngineError, type EngineErrorWire } from "./errors.ts";
+import type { AttachmentPlanInput } from "./plan.ts";
+
+export interface EngineThreadData {
+  /** The journal's directory. */
+  dir: string;
+  durability: Durability;
+  /** Send every batch's operation times (benchmarks). */
+  reportOpTimes: boolean;
+}
+
+export type EngineRequest =
+  | { id: number; call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
+  | { id: number; call: "detach"; keys: readonly string[] }
+  | { id: number; call: "recover" | "attachments" | "attached" };
+
+export type EngineReply =
+  /** The store is open: requests are served. */
+  | { ready: true }
+  | { startFailed: ErrorWire }
+  /** The attach of request `id` is checked and journaled; its moves follow. */
+  | { id: number; begun: true }
+  | { id: number; value: unknown }
+  | { id: number; error: ErrorWire }
+  | { opTimes: { ops: readonly PlacedOp[]; opMs: readonly number[] } };
+
+/** An error as plain data, keeping the classes callers look at. */
+export type ErrorWire =
+  | { kind: "engine"; error: EngineErrorWire }
+  | { kind: "netlink"; error: NetlinkErrorWire }
+  | { kind: "store"; code: StoreErrorCode; file: string; message: string }
+  | { kind: "other"; message: string };
+
+export function errorToWire(err: unknown): ErrorWire {
+  if (err instanceof EngineError) return { kind: "engine", error: err.toWire() };
+  if (err instanceof NetlinkError) return { kind: "netlink", error: err.toWire() };
+  if (err instanceof StoreError) return { kind: "store", code: err.code, file: err.file, message: err.message };
+  return { kind: "other", message: err instanceof Error ? err.message : String(err) };
+}
+
+export function errorFromWire(w: ErrorWire): Error {
+  switch (w.kind) {
+    case "engine":
+      return EngineError.fromWire(w.error);
+    case "netlink":
+      return NetlinkError.fromWire(w.error);
+    case "store":
+      return new StoreError(w.code, w.file, w.message);
+    case "other":
+      return new Error(w.message);
+  }
+}

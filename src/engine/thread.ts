@@ -1,0 +1,156 @@
+/**
+ * The attach engine on a thread of its own: the agent's way to run it.
+ * Each call is one message to the engine's thread (worker.ts); the engine
+ * there checks, journals, moves and configures without coming back in
+ * between, so an attach costs the agent's event loop two message wake-ups,
+ * as a bare netlink move on the netlink thread would, and no work of its
+ * own. If the thread dies, calls in flight fail with ENGINE_THREAD and the
+ * next call starts a fresh thread; the journal lets it carry on.
+ */
+import { extname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { Link, OpTimesListener } from "../netlink/index.ts";
+import type { Durability } from "../store/index.ts";
+import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
+import { EngineError } from "./errors.ts";
+import type { AttachmentPlanInput } from "./plan.ts";
+import { errorFromWire, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
+
+// Built code runs worker.js, source runs worker.ts: follow this file's extension.
+const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+export interface EngineThreadOptions {
+  /** The journal's directory: the agent's runtimeDir. */
+  dir: string;
+  /** Defaults to "restart": which device sits in which pod is a fact of this boot. */
+  durability?: Durability;
+  /** Every batch's operation times on the engine's thread (benchmarks). */
+  onOpTimes?: OpTimesListener;
+}
+
+type Request = EngineRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
+
+interface Pending {
+  worker: Worker;
+  request: Request;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  begun?: () => void;
+}
+
+export class EngineThread implements Attacher {
+  readonly #options: EngineThreadOptions;
+  #worker: Worker | undefined;
+  #ready: Promise<void> | undefined;
+  #nextId = 1;
+  readonly #pending = new Map<number, Pending>();
+
+  constructor(options: EngineThreadOptions) {
+    this.#options = options;
+  }
+
+  /** Starts the thread and waits until it has opened the journal (a failure to open it is thrown here). */
+  async start(): Promise<void> {
+    this.#ensureWorker();
+    await this.#ready;
+  }
+
+  async begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
+    let begun: () => void = () => undefined;
+    const checked = new Promise<void>((resolve) => {
+      begun = resolve;
+    });
+    const request: Request = { call: "begin", inputs, ...(options.podLinks !== undefined && { podLinks: options.podLinks }) };
+    const done = this.#call(request, begun) as Promise<AttachResult[]>;
+    // Until "begun" a failure is begin's to throw; after it, done's.
+    done.catch(() => undefined);
+    await Promise.race([checked, done]);
+    return { done };
+  }
+
+  async attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]> {
+    return (await this.begin(inputs)).done;
+  }
+
+  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
+    return this.#call({ call: "detach", keys }) as Promise<Map<string, DetachOutcome>>;
+  }
+
+  recover(): Promise<Map<string, "attached" | DetachOutcome>> {
+    return this.#call({ call: "recover" }) as Promise<Map<string, "attached" | DetachOutcome>>;
+  }
+
+  attachments(): Promise<string[]> {
+    return this.#call({ call: "attachments" }) as Promise<string[]>;
+  }
+
+  attached(): Promise<string[]> {
+    return this.#call({ call: "attached" }) as Promise<string[]>;
+  }
+
+  /** Stops the thread; calls in flight fail. A later call starts a new one. */
+  async close(): Promise<void> {
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker !== undefined) await worker.terminate();
+  }
+
+  #call(request: Request, begun?: () => void): Promise<unknown> {
+    const worker = this.#ensureWorker();
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      // A call in flight keeps the process alive; an idle thread does not.
+      worker.ref();
+      this.#pending.set(id, { worker, request, resolve, reject, ...(begun !== undefined && { begun }) });
+      worker.postMessage({ ...request, id } satisfies EngineRequest);
+    });
+  }
+
+  #settle(id: number): Pending | undefined {
+    const pending = this.#pending.get(id);
+    this.#pending.delete(id);
+    if (pending !== undefined && ![...this.#pending.values()].some((p) => p.worker === pending.worker)) pending.worker.unref();
+    return pending;
+  }
+
+  #ensureWorker(): Worker {
+    if (this.#worker !== undefined) return this.#worker;
+    const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", reportOpTimes: this.#options.onOpTimes !== undefined };
+    const worker = new Worker(WORKER_URL, { workerData: data });
+    worker.unref();
+    let ready: () => void = () => undefined;
+    let startFailed: (err: Error) => void = () => undefined;
+    this.#ready = new Promise<void>((resolve, reject) => {
+      ready = resolve;
+      startFailed = reject;
+    });
+    // Whoever awaits start() hears of a failure; calls fail on their own.
+    this.#ready.catch(() => undefined);
+    worker.on("message", (reply: EngineReply) => {
+      if ("opTimes" in reply) this.#options.onOpTimes?.(reply.opTimes.ops, reply.opTimes.opMs);
+      else if ("ready" in reply) ready();
+      else if ("startFailed" in reply) startFailed(errorFromWire(reply.startFailed));
+      else if ("begun" in reply) this.#pending.get(reply.id)?.begun?.();
+      else if ("error" in reply) this.#settle(reply.id)?.reject(errorFromWire(reply.error));
+      else this.#settle(reply.id)?.resolve(reply.value);
+    });
+    const stopped = (why: string): void => {
+      if (this.#worker === worker) this.#worker = undefined;
+      startFailed(new EngineError("ENGINE_THREAD", { attachment: "-", device: "-", step: "start" }, `the engine thread stopped: ${why}`));
+      for (const [id, { request, worker: owner }] of this.#pending) {
+        if (owner !== worker) continue;
+        const attachment = request.call === "begin" ? request.inputs.map((p) => p.key).join(",") : request.call === "detach" ? request.keys.join(",") : "-";
+        this.#settle(id)?.reject(new EngineError("ENGINE_THREAD", { attachment, device: "-", step: request.call }, `the engine thread stopped before it answered (${why}); the next call starts a new thread, which carries on from the journal`));
+      }
+    };
+    worker.on("error", (err: Error) => {
+      stopped(err.message);
+    });
+    worker.on("exit", (code) => {
+      stopped(`exit code ${code}`);
+    });
+    this.#worker = worker;
+    return worker;
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The attach engine's thread. The engine runs here, its netlink batches on
+ * this same thread (LocalNetlink), so for the agent's event loop an attach
+ * is one message out and two back ("begun", then the result): the checks,
+ * the journal write and the moves follow each other here without a round
+ * trip between threads, and none of their work (JSON, validation, file
+ * writes, kernel calls) runs on the main thread.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { LocalNetlink } from "../netlink/index.ts";
+import { StateStore } from "../store/index.ts";
+import { AttachEngine } from "./engine.ts";
+import { errorToWire, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
+
+const port = parentPort;
+if (port === null) throw new Error("engine/worker.ts must run as a worker thread");
+const post = (reply: EngineReply): void => {
+  port.postMessage(reply);
+};
+
+const data = workerData as EngineThreadData;
+const netlink = new LocalNetlink(data.reportOpTimes ? { onOpTimes: (ops, opMs) => { post({ opTimes: { ops, opMs } }); } } : {});
+const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store }));
+engine.then(
+  () => {
+    post({ ready: true });
+  },
+  (err: unknown) => {
+    post({ startFailed: errorToWire(err) });
+  },
+);
+
+port.on("message", (request: EngineRequest) => {
+  serve(request).catch((err: unknown) => {
+    post({ id: request.id, error: errorToWire(err) });
+  });
+});
+
+async function serve(request: EngineRequest): Promise<void> {
+  const { id } = request;
+  const attacher = await engine;
+  switch (request.call) {
+    case "begin": {
+      const { done } = await attacher.begin(request.inputs, request.podLinks === undefined ? {} : { podLinks: request.podLinks });
+      post({ id, begun: true });
+      post({ id, value: await done });
+      return;
+    }
+    case "detach":
+      post({ id, value: await attacher.detach(request.keys) });
+      return;
+    case "recover":
+      post({ id, value: await attacher.recover() });
+      return;
+    case "attachments":
+      post({ id, value: await attacher.attachments() });
+      return;
+    case "attached":
+      post({ id, value: await attacher.attached() });
+      return;
+  }
+}
