@@ -82,6 +82,18 @@ export interface Attacher {
   attached(): Promise<string[]>;
 }
 
+export interface BeginOptions {
+  /** The pod's links, when the caller has just listed them: saves a lookup. */
+  podLinks?: readonly Link[];
+  /**
+   * Called once every plan is checked and journaled, before the first
+   * device moves: where netlink batches run synchronously (on the engine's
+   * own thread) the moves are over by the time begin resolves, and a caller
+   * that must pass the news on at once (to another thread) does it here.
+   */
+  onChecked?: () => void;
+}
+
 /** A journaled attachment, with the host device and the pod's ifindexes when it is a fresh one. */
 interface PreparedAttachment {
   record: JournalRecord;
@@ -124,17 +136,14 @@ export class AttachEngine implements Attacher {
    * host and the pod and journaled (so every error a caller could act on up
    * front has been thrown), with `done` for the kernel work that follows:
    * the moves and the configuration. A caller can let the pod's start go on
-   * meanwhile and wait for `done` where it must. A caller that has just
-   * listed the pod's links passes them (`podLinks`), saving a lookup.
+   * meanwhile and wait for `done` where it must.
    */
-  async begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
+  async begin(inputs: readonly AttachmentPlanInput[], options: BeginOptions = {}): Promise<{ done: Promise<AttachResult[]> }> {
     const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
     if (plans.length === 0) return { done: Promise.resolve([]) };
     const records = await this.#prepare(plans, options.podLinks);
-    // The kernel work starts on the event loop's next turn: a caller on
-    // another thread hears that the checks passed before the first move,
-    // even where batches run synchronously (on the engine's own thread).
-    const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.#attachAll(records));
+    options.onChecked?.();
+    const done = this.#attachAll(records);
     // Handled by whoever awaits `done`; a failure must never count as unhandled before that.
     done.catch(() => undefined);
     return { done };

@@ -41,8 +41,10 @@ async function serve(request: EngineRequest): Promise<void> {
   const attacher = await engine;
   switch (request.call) {
     case "begin": {
-      const { done } = await attacher.begin(request.inputs, request.podLinks === undefined ? {} : { podLinks: request.podLinks });
-      post({ id, begun: true });
+      const onChecked = (): void => {
+        post({ id, begun: true });
+      };
+      const { done } = await attacher.begin(request.inputs, { onChecked, ...(request.podLinks !== undefined && { podLinks: request.podLinks }) });
       post({ id, value: await done });
       return;
     }

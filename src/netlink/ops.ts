@@ -18,7 +18,7 @@ import {
 } from "./rtnl.ts";
 import { NetlinkSocket, withContext, type RequestContext } from "./socket.ts";
 import { enterNetworkNamespace, SyscallError, errnoName } from "./syscalls.ts";
-import type { Family } from "./ip.ts";
+import { AF_INET, AF_INET6, type Family } from "./ip.ts";
 
 /** A link change as data: the target namespace is a path the worker opens. */
 export type LinkUpdate = Omit<LinkChange, "netnsFd"> & { netns?: string };
@@ -119,6 +119,9 @@ export class OpExecutor {
   readonly #hostNsFd: number;
   readonly #hostRoute: NetlinkSocket;
   #hostRdma: NetlinkSocket | undefined;
+  /** Route sockets opened inside other namespaces, by namespace path, until the thread goes idle. */
+  readonly #namespaceSockets = new Map<string, NetlinkSocket>();
+  #releaseScheduled = false;
 
   constructor(hostNsFd: number) {
     this.#hostNsFd = hostNsFd;
@@ -127,33 +130,44 @@ export class OpExecutor {
 
   /**
    * Runs `ops` in order, each in its namespace; stops at the first failure.
-   * One socket per namespace serves the whole batch.
+   * One socket per namespace serves the whole batch, and the batches that
+   * follow it without the thread going idle (an attach's lookups and its
+   * moves): opening one inside a namespace costs more than most requests.
+   * They are closed as soon as the thread goes idle, since an open socket
+   * keeps its namespace alive after the pod is gone.
    */
   runBatch(ops: readonly PlacedOp[], opMs: number[] = []): unknown[] {
-    const sockets = new Map<string, NetlinkSocket>();
-    try {
-      return ops.map(({ netns, op }, i) => {
-        const route = (): NetlinkSocket => {
-          if (netns === undefined) return this.#hostRoute;
-          let socket = sockets.get(netns);
-          if (socket === undefined) {
-            socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
-            sockets.set(netns, socket);
-          }
-          return socket;
-        };
-        const started = performance.now();
-        try {
-          return this.#run(op, netns, route);
-        } catch (err) {
-          throw err instanceof NetlinkError ? err.atOp(i) : err;
-        } finally {
-          opMs.push(performance.now() - started);
+    const sockets = this.#namespaceSockets;
+    if (ops.some((o) => o.netns !== undefined)) this.#releaseWhenIdle();
+    return ops.map(({ netns, op }, i) => {
+      const route = (): NetlinkSocket => {
+        if (netns === undefined) return this.#hostRoute;
+        let socket = sockets.get(netns);
+        if (socket === undefined) {
+          socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
+          sockets.set(netns, socket);
         }
-      });
-    } finally {
-      for (const socket of sockets.values()) socket.close();
-    }
+        return socket;
+      };
+      const started = performance.now();
+      try {
+        return this.#run(op, netns, route);
+      } catch (err) {
+        throw err instanceof NetlinkError ? err.atOp(i) : err;
+      } finally {
+        opMs.push(performance.now() - started);
+      }
+    });
+  }
+
+  #releaseWhenIdle(): void {
+    if (this.#releaseScheduled) return;
+    this.#releaseScheduled = true;
+    setImmediate(() => {
+      this.#releaseScheduled = false;
+      for (const socket of this.#namespaceSockets.values()) socket.close();
+      this.#namespaceSockets.clear();
+    });
   }
 
   #run(op: Op, netns: string | undefined, route: () => NetlinkSocket): unknown {
@@ -168,7 +182,7 @@ export class OpExecutor {
         const state: LinkState = {
           link,
           addresses: this.#addresses(route(), link.index),
-          routes: [...this.#routes(route(), 4, link.index), ...this.#routes(route(), 6, link.index)],
+          routes: this.#routes(route(), undefined, link.index),
         };
         return state;
       }
@@ -244,9 +258,12 @@ export class OpExecutor {
     return this.#dump(socket, (seq) => encodeDumpAddresses(seq, index), RTM.NEWADDR, decodeAddress, ctx);
   }
 
-  #routes(socket: NetlinkSocket, family: Family, oif: number | undefined): Route[] {
-    const ctx = { request: `RTM_GETROUTE dump IPv${family}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
-    return this.#dump(socket, (seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx);
+  /** Routes of one family, or (no `family`) of IPv4 and IPv6 in one dump. */
+  #routes(socket: NetlinkSocket, family: Family | undefined, oif: number | undefined): Route[] {
+    const ctx = { request: `RTM_GETROUTE dump ${family === undefined ? "IPv4 and IPv6" : `IPv${family}`}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
+    // A dump of every family may hold others (MPLS): only IP routes are ours to read.
+    const isIp = (body: Uint8Array): boolean => body[0] === AF_INET || body[0] === AF_INET6;
+    return this.#dump(socket, (seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx, isIp);
   }
 
   #rdma(): NetlinkSocket {
@@ -254,10 +271,13 @@ export class OpExecutor {
     return this.#hostRdma;
   }
 
-  #dump<T>(socket: NetlinkSocket, build: (seq: number) => Uint8Array, type: number, decode: (b: Uint8Array) => T, ctx: RequestContext): T[] {
+  #dump<T>(
+    socket: NetlinkSocket, build: (seq: number) => Uint8Array, type: number, decode: (b: Uint8Array) => T, ctx: RequestContext,
+    accept: (body: Uint8Array) => boolean = () => true,
+  ): T[] {
     for (let attempt = 1; ; attempt++) {
       try {
-        return socket.dump(build, ctx).filter((m) => m.type === type).map((m) => decodeWith(m.body, decode, ctx));
+        return socket.dump(build, ctx).filter((m) => m.type === type && accept(m.body)).map((m) => decodeWith(m.body, decode, ctx));
       } catch (err) {
         if (!(err instanceof NetlinkError) || err.code !== "NETLINK_DUMP_INTERRUPTED" || attempt >= DUMP_ATTEMPTS) throw err;
       }

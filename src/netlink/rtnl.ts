@@ -314,9 +314,10 @@ export function encodeRoute(seq: number, op: "add" | "delete", spec: RouteSpec):
 }
 
 /** Dumps routes of every table; with `oif`, only those through that device (strict checking). */
-export function encodeDumpRoutes(seq: number, family: Family, oif?: number): Uint8Array {
+/** A route dump; without `family`, of IPv4 and IPv6 (and any other family the kernel has) at once. */
+export function encodeDumpRoutes(seq: number, family: Family | undefined, oif?: number): Uint8Array {
   const w = new Writer().message(RTM.GETROUTE, NLM_F.REQUEST | NLM_F.DUMP, seq);
-  w.u8(afOf(family)).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
+  w.u8(family === undefined ? 0 : afOf(family)).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u8(0).u32(0);
   if (oif !== undefined) w.attrU32(RTA.OIF, oif);
   return w.join().finish();
 }

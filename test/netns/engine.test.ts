@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
 import { NetlinkClient, NetlinkError } from "../../src/netlink/index.ts";
@@ -163,14 +164,18 @@ describe("attach engine on the real kernel", () => {
     }
   });
 
-  it("answers begin before the first device moves", async () => {
+  it("tells the caller the attach is checked and journaled before the first device moves", async () => {
     await withSetup(async (nic, netns) => {
       const engine = new AttachEngine({ netlink, store });
       const p = plan(nic, netns, "net1", 5);
-      const { done } = await engine.begin([p]);
-      // Checked and journaled, not yet moved: the caller can answer the runtime first.
-      assert.ok(ip("link", "show", "dev", nic).includes(nic));
-      assert.deepEqual(await engine.attachments(), [p.key]);
+      const record = join(storeDir.dir, "attachments", `${p.key}.json`);
+      let whenChecked: { onHost: boolean; journaled: boolean } | undefined;
+      const { done } = await engine.begin([p], {
+        onChecked: () => {
+          whenChecked = { onHost: ip("link", "show", "dev", nic).includes(nic), journaled: existsSync(record) };
+        },
+      });
+      assert.deepEqual(whenChecked, { onHost: true, journaled: true });
       await done;
       assertAttached(netns, "net1", 5);
       await engine.detach([p.key]);

@@ -2,8 +2,9 @@
 import assert from "node:assert/strict";
 import { readlinkSync } from "node:fs";
 import { after, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { NetlinkClient, subscribeLinkEvents, type LinkEvent } from "../../src/netlink/index.ts";
-import { ip, makeNetns, makeVeth, removeLink } from "./helpers.ts";
+import { ip, makeNetns, makeVeth, removeLink, uniq } from "./helpers.ts";
 
 const netlink = new NetlinkClient();
 after(async () => {
@@ -29,6 +30,51 @@ describe("netlink on the real kernel", () => {
     } finally {
       await client.close();
       netns.remove();
+    }
+  });
+
+  it("reads one device's state: its addresses, and its IPv4 and IPv6 routes in every table, none of another device", async () => {
+    const netns = makeNetns();
+    try {
+      for (const dev of ["nctest-st0", "nctest-st1"]) ip("-n", netns.name, "link", "add", dev, "type", "veth", "peer", "name", `${dev}p`);
+      const inPod = (...args: string[]): string => ip("-n", netns.name, ...args);
+      inPod("link", "set", "nctest-st0", "up");
+      inPod("link", "set", "nctest-st1", "up");
+      inPod("addr", "add", "198.51.100.1/24", "dev", "nctest-st0");
+      inPod("addr", "add", "fd00:51::1/64", "dev", "nctest-st0", "nodad");
+      inPod("addr", "add", "203.0.113.1/24", "dev", "nctest-st1");
+      inPod("route", "add", "198.51.100.128/25", "via", "198.51.100.254", "dev", "nctest-st0", "table", "1234");
+      inPod("-6", "route", "add", "fd00:52::/64", "via", "fd00:51::fe", "dev", "nctest-st0");
+      inPod("route", "add", "198.18.0.0/16", "via", "203.0.113.254", "dev", "nctest-st1");
+      const [state] = await netlink.batch(netns.path, [{ op: "linkState", key: { name: "nctest-st0" } }] as const);
+      assert.ok(state !== null);
+      const index = state.link.index;
+      assert.ok(state.addresses.every((a) => a.index === index));
+      assert.deepEqual(state.addresses.filter((a) => a.scope === 0).map((a) => `${a.address}/${a.prefixLength}`).sort(), ["198.51.100.1/24", "fd00:51::1/64"]);
+      assert.ok(state.routes.every((r) => r.oif === index), "only routes through the device");
+      const routes = state.routes.map((r) => `${r.dst ?? "default"}/${r.dstLength} ${r.gateway ?? "-"} ${r.table}`);
+      assert.ok(routes.includes("198.51.100.128/25 198.51.100.254 1234"), routes.join(", "));
+      assert.ok(routes.includes("fd00:52::/64 fd00:51::fe 254"), routes.join(", "));
+      assert.ok(!routes.some((r) => r.startsWith("198.18.0.0")));
+    } finally {
+      netns.remove();
+    }
+  });
+
+  it("lets a pod's namespace go once the thread is idle: its sockets there are closed", async () => {
+    const netns = makeNetns();
+    const hostPeer = `nctest-${uniq()}`;
+    try {
+      ip("link", "add", hostPeer, "type", "veth", "peer", "name", "nctest-gone", "netns", netns.name);
+      await netlink.listLinks(netns.path);
+      netns.remove();
+      // The pod's end dies with its namespace and takes its host peer along,
+      // unless something (a socket left open in there) keeps the namespace.
+      const deadline = Date.now() + 5_000;
+      while (ip("link").includes(hostPeer) && Date.now() < deadline) await sleep(20);
+      assert.ok(!ip("link").includes(hostPeer), "the namespace outlived the pod");
+    } finally {
+      removeLink(hostPeer);
     }
   });
 
