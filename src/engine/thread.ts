@@ -10,6 +10,7 @@
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { onWorkerStop } from "../common/worker-exit.ts";
 import type { Link, OpTimesListener } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
 import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
@@ -144,12 +145,7 @@ export class EngineThread implements Attacher {
         this.#settle(id)?.reject(new EngineError("ENGINE_THREAD", { attachment, device: "-", step: request.call }, `the engine thread stopped before it answered (${why}); the next call starts a new thread, which carries on from the journal`));
       }
     };
-    worker.on("error", (err: Error) => {
-      stopped(err.message);
-    });
-    worker.on("exit", (code) => {
-      stopped(`exit code ${code}`);
-    });
+    onWorkerStop(worker, stopped);
     this.#worker = worker;
     return worker;
   }

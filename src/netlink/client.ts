@@ -8,6 +8,7 @@
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { onWorkerStop } from "../common/worker-exit.ts";
 import { NetlinkError } from "./errors.ts";
 import type { BatchRunner, LinkUpdate, Op, OpTimesListener, PlacedOp, Results, ResultOf } from "./ops.ts";
 import type { WorkerReply, WorkerRequest } from "./protocol.ts";
@@ -146,12 +147,7 @@ export class NetlinkClient implements BatchRunner {
         p.reject(new NetlinkError("NETLINK_WORKER", `netlink worker stopped: ${why}`));
       }
     };
-    worker.on("error", (err: Error) => {
-      fail(err.message);
-    });
-    worker.on("exit", (code) => {
-      fail(`exit code ${code}`);
-    });
+    onWorkerStop(worker, fail);
     this.#worker = worker;
     return worker;
   }

@@ -48,16 +48,23 @@ function plan(nic: string, netns: Netns, podName: string, n: number, extra: Part
   };
 }
 
-async function withSetup(fn: (nic: string, netns: Netns) => Promise<void>): Promise<void> {
+/** `count` stand-in NICs with host state worth restoring (host numbers `first`, `first + 1`, ...) and an empty pod. */
+async function withDevices(count: number, first: number, fn: (nics: string[], netns: Netns) => Promise<void>): Promise<void> {
   const netns = makeNetns();
-  const nic = makeVeth();
+  const nics = Array.from({ length: count }, () => makeVeth());
   try {
-    configureHostSide(nic, 7);
-    await fn(nic, netns);
+    nics.forEach((nic, i) => {
+      configureHostSide(nic, first + i);
+    });
+    await fn(nics, netns);
   } finally {
     netns.remove();
-    removeLink(nic);
+    nics.forEach(removeLink);
   }
+}
+
+async function withSetup(fn: (nic: string, netns: Netns) => Promise<void>): Promise<void> {
+  await withDevices(1, 7, ([nic = ""], netns) => fn(nic, netns));
 }
 
 function assertAttached(netns: Netns, podName: string, n: number): void {
@@ -89,12 +96,7 @@ describe("attach engine on the real kernel", () => {
   });
 
   it("attaches 8 devices into one pod in pod-name order and restores all of them", async () => {
-    const netns = makeNetns();
-    const nics = Array.from({ length: 8 }, () => makeVeth());
-    try {
-      nics.forEach((nic, i) => {
-        configureHostSide(nic, 10 + i);
-      });
+    await withDevices(8, 10, async (nics, netns) => {
       const before = nics.map((nic) => hostSnapshot(nic));
       const engine = new AttachEngine({ netlink, store });
       // Given in reverse: the engine must still attach in pod-name order.
@@ -106,45 +108,32 @@ describe("attach engine on the real kernel", () => {
       });
       await engine.detach(plans.map((p) => p.key));
       assert.deepEqual(nics.map((nic) => hostSnapshot(nic)), before);
-    } finally {
-      netns.remove();
-      nics.forEach(removeLink);
-    }
+    });
   });
 
   it("makes one worker round trip for the checks and one for every device's move and configuration", async () => {
-    const netns = makeNetns();
-    const nics = Array.from({ length: 3 }, () => makeVeth());
     let batches = 0;
     const counting = new NetlinkClient({ onOpTimes: () => (batches += 1) });
     try {
-      nics.forEach((nic, i) => {
-        configureHostSide(nic, 20 + i);
+      await withDevices(3, 20, async (nics, netns) => {
+        const engine = new AttachEngine({ netlink: counting, store });
+        const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 20 + i));
+        await counting.start();
+        batches = 0;
+        await engine.attach(plans);
+        assert.equal(batches, 2);
+        nics.forEach((_, i) => {
+          assertAttached(netns, `net${i + 1}`, 20 + i);
+        });
+        await engine.detach(plans.map((p) => p.key));
       });
-      const engine = new AttachEngine({ netlink: counting, store });
-      const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 20 + i));
-      await counting.start();
-      batches = 0;
-      await engine.attach(plans);
-      assert.equal(batches, 2);
-      nics.forEach((_, i) => {
-        assertAttached(netns, `net${i + 1}`, 20 + i);
-      });
-      await engine.detach(plans.map((p) => p.key));
     } finally {
       await counting.close();
-      netns.remove();
-      nics.forEach(removeLink);
     }
   });
 
   it("names the device whose step the kernel refused among several, and restores every one", async () => {
-    const netns = makeNetns();
-    const nics = Array.from({ length: 3 }, () => makeVeth());
-    try {
-      nics.forEach((nic, i) => {
-        configureHostSide(nic, 2 + i);
-      });
+    await withDevices(3, 2, async (nics, netns) => {
       const before = nics.map((nic) => hostSnapshot(nic));
       const engine = new AttachEngine({ netlink, store });
       // net2's gateway is on none of its subnets: the kernel says ENETUNREACH.
@@ -158,10 +147,7 @@ describe("attach engine on the real kernel", () => {
       });
       assert.deepEqual(nics.map((nic) => hostSnapshot(nic)), before);
       assert.deepEqual(await engine.attachments(), []);
-    } finally {
-      netns.remove();
-      nics.forEach(removeLink);
-    }
+    });
   });
 
   it("tells the caller the attach is checked and journaled before the first device moves", async () => {
