@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseAttributes, splitMessages, Writer } from "./codec.ts";
 import { NetlinkError } from "./errors.ts";
+import { LocalNetlink } from "./local.ts";
 import { bytesToIp, canonicalIp, ipToBytes, networkOf } from "./ip.ts";
 import { decodeRdmaNetnsMode, encodeRdmaDumpDevices, encodeRdmaSetNetns, encodeRdmaSysGet } from "./rdma.ts";
 import { decodeLink, encodeRoute, encodeSetLink, NLM_F, NLMSG } from "./rtnl.ts";
@@ -143,5 +144,11 @@ describe("netlink socket transactions", () => {
     assert.throws(() => garbage.request((seq) => encodeSetLink(seq, 4, { up: true }), ctx), /RTM_NEWLINK move \(device eth9\): netlink message length 200/);
     const huge = new NetlinkSocket(scripted([() => new Uint8Array(70 * 1024)]));
     assert.throws(() => huge.request((seq) => encodeSetLink(seq, 4, { up: true }), ctx), /did not fit/);
+  });
+});
+
+describe("LocalNetlink", () => {
+  it("refuses the main thread, which its blocking batches would stall", () => {
+    assert.throws(() => new LocalNetlink(), /worker thread/);
   });
 });

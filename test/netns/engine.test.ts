@@ -371,6 +371,15 @@ describe("attach engine on its own thread", () => {
     });
   });
 
+  it("fails start when its thread cannot open the journal, naming the directory", async () => {
+    const broken = new EngineThread({ dir: "/proc/version/netclaim" });
+    try {
+      await assert.rejects(broken.start(), /\/proc\/version\/netclaim/);
+    } finally {
+      await broken.close();
+    }
+  });
+
   it("fails the calls in flight when its thread stops, and carries on from the journal in a new one", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
