@@ -65,6 +65,14 @@ describe("StateStore", () => {
     assert.deepEqual(await claims.get("a"), { generation: 1, payload: "ok" });
   });
 
+  it("writes what a trusting collection is given, and still checks it when read", async () => {
+    const store = await tempStore();
+    const trusting = store.collection("claims", Record, { trustWrites: true });
+    await trusting.put("a", { generation: 1.5, payload: "unchecked" });
+    await assert.rejects(trusting.get("a"), { code: "STORE_CORRUPT" });
+    await assert.rejects(store.collection("claims", Record).put("a", { generation: 1.5, payload: "checked" }), TypeError);
+  });
+
   it("names the file when a record on disk is corrupt", async () => {
     const store = await tempStore();
     const claims = store.collection("claims", Record);
