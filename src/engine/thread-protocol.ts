@@ -12,10 +12,13 @@ export interface EngineThreadData {
   reportOpTimes: boolean;
 }
 
-export type EngineRequest =
-  | { id: number; call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
-  | { id: number; call: "detach"; keys: readonly string[] }
-  | { id: number; call: "recover" | "attachments" | "attached" };
+/** One call of the Attacher interface, as data. */
+export type EngineCall =
+  | { call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
+  | { call: "detach"; keys: readonly string[] }
+  | { call: "recover" | "attachments" | "attached" };
+
+export type EngineRequest = EngineCall & { id: number };
 
 export type EngineReply =
   /** The store is open: requests are served. */

@@ -16,7 +16,7 @@ import type { Durability } from "../store/index.ts";
 import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
-import { errorFromWire, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
+import { errorFromWire, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 
 // Built code runs worker.js, source runs worker.ts: follow this file's extension.
 const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -30,11 +30,9 @@ export interface EngineThreadOptions {
   onOpTimes?: OpTimesListener;
 }
 
-type Request = EngineRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
-
 interface Pending {
   worker: Worker;
-  request: Request;
+  request: EngineCall;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   begun?: () => void;
@@ -62,7 +60,7 @@ export class EngineThread implements Attacher {
     const checked = new Promise<void>((resolve) => {
       begun = resolve;
     });
-    const request: Request = { call: "begin", inputs, ...(options.podLinks !== undefined && { podLinks: options.podLinks }) };
+    const request: EngineCall = { call: "begin", inputs, ...(options.podLinks !== undefined && { podLinks: options.podLinks }) };
     const done = this.#call(request, begun) as Promise<AttachResult[]>;
     // Until "begun" a failure is begin's to throw; after it, done's.
     done.catch(() => undefined);
@@ -97,7 +95,7 @@ export class EngineThread implements Attacher {
     if (worker !== undefined) await worker.terminate();
   }
 
-  #call(request: Request, begun?: () => void): Promise<unknown> {
+  #call(request: EngineCall, begun?: () => void): Promise<unknown> {
     const worker = this.#ensureWorker();
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
