@@ -4,9 +4,10 @@
  * later part fails).
  *
  * Start order, and why:
- *  1. state store, API client, netlink worker;
- *  2. the engine's thread and its recovery: finish or roll back what a
- *     crashed agent left, before anything new happens;
+ *  1. state store, API client;
+ *  2. the engine's thread (which runs every netlink request) and its
+ *     recovery: finish or roll back what a crashed agent left, before
+ *     anything new happens;
  *  3. inventory and slice publication (the scheduler needs our devices);
  *  4. NRI plugin (so pod starts are seen);
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
@@ -22,7 +23,7 @@ import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
 import { Inventory } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
-import { linkEventSource, NetlinkClient } from "../netlink/index.ts";
+import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
 import { StateStore } from "../store/index.ts";
@@ -56,17 +57,14 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     client.close();
   });
 
-  const netlink = new NetlinkClient();
-  await netlink.start();
-  stack.defer(() => netlink.close());
-  const rdmaMode = await netlink.rdmaNetnsMode().catch(() => "shared" as const);
-
-  // The engine runs on a thread of its own (see engine/thread.ts). Which
-  // device sits in which pod is a fact of this boot: a reboot empties every
-  // pod, so its journal (in runtimeDir) must not outlive it, and skips fsync.
+  // The engine runs on a thread of its own, which also runs the agent's
+  // other netlink requests (see engine/thread.ts). Which device sits in which
+  // pod is a fact of this boot: a reboot empties every pod, so its journal
+  // (in runtimeDir) must not outlive it, and skips fsync.
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
   stack.defer(() => engine.close());
   await engine.start();
+  const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(([mode]) => mode, () => "shared" as const);
   const recovered = await engine.recover();
   if (recovered.size > 0) logger.info({ recovered: Object.fromEntries(recovered) }, "finished attachments a previous agent left");
 
@@ -75,7 +73,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   stack.defer(() => status.close());
 
   const claims = new ClaimState(store, config.driverName);
-  const podNetwork = new PodNetwork({ claims, engine, netlink, status, rdmaMode, logger: logger.child({ part: "pods" }) });
+  const podNetwork = new PodNetwork({ claims, engine, netlink: engine, status, rdmaMode, logger: logger.child({ part: "pods" }) });
   await podNetwork.refreshAttached();
   stack.defer(() => podNetwork.settle());
 

@@ -23,7 +23,7 @@ import { errorMessage } from "../common/errors.ts";
 import type { ClaimState } from "../dra/index.ts";
 import type { Attacher, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
 import type { AttachedDevices } from "../inventory/index.ts";
-import type { NetlinkClient } from "../netlink/index.ts";
+import type { BatchRunner } from "../netlink/index.ts";
 import {
   NriHandlerError, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
@@ -33,7 +33,8 @@ import type { ClaimStatusReporter } from "./status-reporter.ts";
 export interface PodNetworkOptions {
   claims: ClaimState;
   engine: Attacher;
-  netlink: NetlinkClient;
+  /** Runs netlink requests off the main thread (the engine's thread in the agent). */
+  netlink: BatchRunner;
   status: ClaimStatusReporter;
   /** The kernel's RDMA namespace mode: in exclusive mode RDMA devices move with their netdev. */
   rdmaMode: "shared" | "exclusive";
@@ -204,7 +205,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     if (netns === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
-    const podLinks = await netlink.listLinks(netns);
+    const [podLinks] = await netlink.batch(netns, [{ op: "listLinks" }] as const);
     const existing = new Set(podLinks.map((link) => link.name));
     const inputs = new Map<NamingInput, PlannedDevice>();
     for (const p of native) {

@@ -15,6 +15,8 @@ export interface EngineThreadData {
 /** One call of the Attacher interface, as data. */
 export type EngineCall =
   | { call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
+  /** A netlink batch of the agent's own (BatchRunner), run on the engine's thread. */
+  | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[] }
   | { call: "recover" | "attachments" | "attached" };
 

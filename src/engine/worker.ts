@@ -48,6 +48,9 @@ async function serve(request: EngineRequest): Promise<void> {
       post({ id, value: await done });
       return;
     }
+    case "batch":
+      post({ id, value: await netlink.batchAcross(request.ops) });
+      return;
     case "detach":
       post({ id, value: await attacher.detach(request.keys) });
       return;

@@ -371,6 +371,20 @@ describe("attach engine on its own thread", () => {
     });
   });
 
+  it("runs the agent's other netlink batches, and returns their errors as netlink errors", async () => {
+    await withSetup(async (nic, netns) => {
+      ip("-n", netns.name, "link", "add", "nctest-bat0", "type", "veth", "peer", "name", "nctest-bat1");
+      const [podLinks] = await thread.batch(netns.path, [{ op: "listLinks" }] as const);
+      assert.deepEqual(podLinks.map((l) => l.name).sort(), ["lo", "nctest-bat0", "nctest-bat1"]);
+      await assert.rejects(thread.batch(undefined, [{ op: "getLink", key: { name: nic } }, { op: "deleteLink", index: 999_999, device: "nctest-none" }] as const), (err: unknown) => {
+        assert.ok(err instanceof NetlinkError);
+        assert.equal(err.errnoName, "ENODEV");
+        assert.equal(err.opIndex, 1);
+        return true;
+      });
+    });
+  });
+
   it("fails start when its thread cannot open the journal, naming the directory", async () => {
     const broken = new EngineThread({ dir: "/proc/version/netclaim" });
     try {
