@@ -14,7 +14,7 @@ import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
-import type { BatchRunner, Link, Op, OpTimesListener, PlacedOp, Results } from "../netlink/index.ts";
+import { batchIn, type BatchRunner, type Link, type Op, type OpTimesListener, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
 import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
 import { EngineError } from "./errors.ts";
@@ -76,7 +76,7 @@ export class EngineThread implements Attacher, BatchRunner {
   }
 
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
-    return this.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
+    return batchIn(this, netns, ops);
   }
 
   batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]> {

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { NetlinkError } from "./errors.ts";
-import type { BatchRunner, LinkUpdate, Op, OpTimesListener, PlacedOp, Results, ResultOf } from "./ops.ts";
+import { batchIn, type BatchRunner, type LinkUpdate, type Op, type OpTimesListener, type PlacedOp, type Results, type ResultOf } from "./ops.ts";
 import type { WorkerReply, WorkerRequest } from "./protocol.ts";
 import type { Family } from "./ip.ts";
 import type { AddressSpec, NewLinkSpec, RouteSpec } from "./rtnl.ts";
@@ -39,7 +39,7 @@ export class NetlinkClient implements BatchRunner {
   }
 
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
-    return this.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
+    return batchIn(this, netns, ops);
   }
 
   /**

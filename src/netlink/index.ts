@@ -6,6 +6,7 @@ export { NetlinkClient } from "./client.ts";
 export { LocalNetlink } from "./local.ts";
 export { NetlinkError, type NetlinkErrorCode, type NetlinkErrorContext, type NetlinkErrorWire } from "./errors.ts";
 export { linkEventSource, subscribeLinkEvents, type LinkEvent, type LinkSubscription } from "./events.ts";
+export { batchIn } from "./ops.ts";
 export type { BatchRunner, InterfaceSysctl, LinkState, LinkUpdate, Op, OpTimesListener, PlacedOp, Results, ResultOf } from "./ops.ts";
 export type { RdmaDevice, RdmaNetnsMode } from "./rdma.ts";
 export {

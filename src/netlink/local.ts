@@ -5,7 +5,7 @@
  */
 import { openSync } from "node:fs";
 import { isMainThread } from "node:worker_threads";
-import { OpExecutor, ThreadPoisoned, type BatchRunner, type Op, type OpTimesListener, type PlacedOp, type Results } from "./ops.ts";
+import { batchIn, OpExecutor, ThreadPoisoned, type BatchRunner, type Op, type OpTimesListener, type PlacedOp, type Results } from "./ops.ts";
 
 export class LocalNetlink implements BatchRunner {
   readonly #executor: OpExecutor;
@@ -19,7 +19,7 @@ export class LocalNetlink implements BatchRunner {
   }
 
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
-    return this.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
+    return batchIn(this, netns, ops);
   }
 
   batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]> {

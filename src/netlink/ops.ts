@@ -87,6 +87,11 @@ export interface BatchRunner {
   batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]>;
 }
 
+/** BatchRunner.batch for any runner: every operation in `netns`, as one batchAcross. */
+export function batchIn<const T extends readonly Op[]>(runner: Pick<BatchRunner, "batchAcross">, netns: string | undefined, ops: T): Promise<Results<T>> {
+  return runner.batchAcross(ops.map((op) => ({ netns, op }))) as Promise<Results<T>>;
+}
+
 /**
  * Called after every successful batch with how long each operation took
  * (mostly kernel time): for metrics and benchmarks, which can tell a
