@@ -89,10 +89,12 @@ function tearDown(): void {
   for (const nic of nics) tryIp("link", "del", nic);
 }
 
-function planFor(i: number): AttachmentPlanInput {
+/** The plan the agent would make: it knows the device's name and ifindex from its inventory. */
+function planFor(i: number, hostIndex: ReadonlyMap<string, number>): AttachmentPlanInput {
+  const name = nics[i] ?? "";
   return {
     key: `bench-${i}`,
-    device: { name: nics[i] ?? "" },
+    device: { name, ifindex: hostIndex.get(name) ?? 0 },
     netns: NS_PATH,
     podName: `net${i + 1}`,
     mtu: 1400,
@@ -211,8 +213,11 @@ async function main(): Promise<void> {
   await Promise.all([netlink.start(), engine.start(), engineFsync.start()]);
   try {
     setUp();
-    const indexes = (await netlink.listLinks()).filter((l) => nics.includes(l.name)).map((l) => ({ index: l.index, name: l.name }));
-    const hostIndex = new Map(indexes.map((l) => [l.name, l.index]));
+    const hostIndex = new Map<string, number>();
+    const readHostIndexes = async (): Promise<void> => {
+      for (const l of await netlink.listLinks()) if (nics.includes(l.name)) hostIndex.set(l.name, l.index);
+    };
+    await readHostIndexes();
     const bareMoves = async (count: number): Promise<void> => {
       const ops = nics.slice(0, count).map((nic) => ({ op: "setLink" as const, index: hostIndex.get(nic) ?? 0, device: nic, update: { netns: NS_PATH } }));
       moveMs = 0;
@@ -237,7 +242,8 @@ async function main(): Promise<void> {
         const keep = r >= 0;
         const before = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, [...v]]));
         await bareMoves(count);
-        const plans = devices.map(planFor);
+        await readHostIndexes();
+        const plans = devices.map((i) => planFor(i, hostIndex));
         const watch = count === 8 ? new LoopWatch() : undefined;
         moveMs = 0;
         const attachMs = await time(() => engine.attach(plans), watch);

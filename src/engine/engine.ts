@@ -45,6 +45,8 @@ interface PlannedStep {
   /** Where the step's operations run; undefined: the agent's namespace. */
   netns: string | undefined;
   ops: Op[];
+  /** Its operations may share a datagram with the ones before them (see PlacedOp.pipelined). */
+  pipelined?: boolean;
 }
 
 /** What attaching one device still takes once it is (or is about to be) in its pod. */
@@ -338,11 +340,11 @@ export class AttachEngine implements Attacher {
       // request pins it (IFLA_NEW_IFINDEX): the pod-side index is then known
       // ahead, and the rest of the attach rides in the same batch.
       const pin = podIndexes !== undefined && !podIndexes.has(device.index);
-      const update = { netns: plan.netns, ...linkSettings(plan), ...(pin && { newIfindex: device.index }) };
+      const update = { netns: plan.netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
       const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
       if (pin) {
         move.push({ plan, step: "move", netns: undefined, ops: [moveOp] });
-        inPod = { ...device, ...linkSettings(plan), up: false };
+        inPod = { ...device, ...linkSettings(plan), up: upWithMove(plan) };
       } else {
         this.#step("move", plan);
         await this.#call(plan, "move", undefined, [moveOp] as const);
@@ -363,17 +365,21 @@ export class AttachEngine implements Attacher {
       if (sysctl !== undefined) configure.push({ op: "writeSysctl", sysctl, value, device });
     }
     for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
+    // Everything in the pod goes to the kernel in one datagram: a failure
+    // anywhere rolls the whole attach back, so an operation that runs after
+    // a failed one does no harm.
     const { netns } = plan;
+    const pipelined = true;
     return {
       plan,
       index,
       steps: [
         ...move,
-        { plan, step: "configure", netns, ops: configure },
-        { plan, step: "set-up", netns, ops: [{ op: "setLink", index, device, update: { up: true } }] },
-        { plan, step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })) },
+        { plan, step: "configure", netns, ops: configure, pipelined },
+        { plan, step: "set-up", netns, ops: inPod.up ? [] : [{ op: "setLink", index, device, update: { up: true } }], pipelined },
+        { plan, step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })), pipelined },
       ],
-      verify: { plan, step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }] },
+      verify: { plan, step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }], pipelined },
     };
   }
 
@@ -471,7 +477,7 @@ export class AttachEngine implements Attacher {
         break;
       }
       for (const op of owner.ops) {
-        ops.push({ netns: owner.netns, op });
+        ops.push({ netns: owner.netns, op, ...(owner.pipelined === true && { pipelined: true }) });
         owners.push(owner);
       }
     }
@@ -529,6 +535,15 @@ function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
   if (err instanceof EngineError || err instanceof InjectedCrash) return err;
   const message = err instanceof Error ? err.message : String(err);
   return new EngineError("ENGINE_STEP_FAILED", { attachment: plan.key, device: describeDevice(plan.device), step }, message, { cause: err });
+}
+
+/**
+ * Whether the move request itself brings the device up (the kernel applies
+ * the flags last, in the pod's namespace), which saves a request. Not when
+ * the plan sets sysctls: those must be in place before the device is up.
+ */
+function upWithMove(plan: AttachmentPlan): boolean {
+  return Object.keys(plan.sysctls).length === 0;
 }
 
 /** The link attributes the plan sets in the pod. */

@@ -12,6 +12,12 @@ export interface EngineThreadData {
   reportOpTimes: boolean;
 }
 
+/** The operation times of one batch (see OpTimesListener). */
+export interface BatchOpTimes {
+  ops: readonly PlacedOp[];
+  opMs: readonly number[];
+}
+
 /** One call of the Attacher interface, as data. */
 export type EngineCall =
   | { call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
@@ -26,11 +32,20 @@ export type EngineReply =
   /** The store is open: requests are served. */
   | { ready: true }
   | { startFailed: ErrorWire }
+  | CallReply & {
+    /**
+     * The times of the batches run since the last reply, when asked for:
+     * they ride on replies, so that measuring costs no message of its own.
+     */
+    opTimes?: readonly BatchOpTimes[];
+  };
+
+/** An answer to request `id`. */
+export type CallReply =
   /** The attach of request `id` is checked and journaled; its moves follow. */
   | { id: number; begun: true }
   | { id: number; value: unknown }
-  | { id: number; error: ErrorWire }
-  | { opTimes: { ops: readonly PlacedOp[]; opMs: readonly number[] } };
+  | { id: number; error: ErrorWire };
 
 /** An error as plain data, keeping the classes callers look at. */
 export type ErrorWire =

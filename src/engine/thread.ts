@@ -138,8 +138,8 @@ export class EngineThread implements Attacher, BatchRunner {
     // Whoever awaits start() hears of a failure; calls fail on their own.
     this.#ready.catch(() => undefined);
     worker.on("message", (reply: EngineReply) => {
-      if ("opTimes" in reply) this.#options.onOpTimes?.(reply.opTimes.ops, reply.opTimes.opMs);
-      else if ("ready" in reply) ready();
+      if ("opTimes" in reply) for (const { ops, opMs } of reply.opTimes ?? []) this.#options.onOpTimes?.(ops, opMs);
+      if ("ready" in reply) ready();
       else if ("startFailed" in reply) startFailed(errorFromWire(reply.startFailed));
       else if ("begun" in reply) this.#pending.get(reply.id)?.begun?.();
       else if ("error" in reply) this.#settle(reply.id)?.reject(errorFromWire(reply.error));

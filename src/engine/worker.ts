@@ -10,16 +10,21 @@ import { parentPort, workerData } from "node:worker_threads";
 import { LocalNetlink } from "../netlink/index.ts";
 import { StateStore } from "../store/index.ts";
 import { AttachEngine } from "./engine.ts";
-import { errorToWire, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
+import { errorToWire, type BatchOpTimes, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 
 const port = parentPort;
 if (port === null) throw new Error("engine/worker.ts must run as a worker thread");
-const post = (reply: EngineReply): void => {
-  port.postMessage(reply);
-};
-
 const data = workerData as EngineThreadData;
-const netlink = new LocalNetlink(data.reportOpTimes ? { onOpTimes: (ops, opMs) => { post({ opTimes: { ops, opMs } }); } } : {});
+let opTimes: BatchOpTimes[] = [];
+const post = (reply: EngineReply): void => {
+  if ("id" in reply && opTimes.length > 0) {
+    port.postMessage({ ...reply, opTimes });
+    opTimes = [];
+  } else {
+    port.postMessage(reply);
+  }
+};
+const netlink = new LocalNetlink(data.reportOpTimes ? { onOpTimes: (ops, opMs) => { opTimes.push({ ops, opMs }); } } : {});
 const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store }));
 engine.then(
   () => {

@@ -13,6 +13,8 @@ export const NLA_HDRLEN = 4;
 /** Set on a nested attribute's type by kernels that mark nesting. */
 export const NLA_F_NESTED = 0x8000;
 const NLA_TYPE_MASK = 0x3fff;
+const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
 
 export function align4(n: number): number {
   return (n + 3) & ~3;
@@ -129,7 +131,7 @@ export class Writer {
 
   /** A NUL-terminated string attribute (IFLA_IFNAME and friends). */
   attrString(type: number, v: string): this {
-    return this.fork("attribute").u16(type).bytes(new TextEncoder().encode(v)).u8(0).join();
+    return this.fork("attribute").u16(type).bytes(utf8Encoder.encode(v)).u8(0).join();
   }
 
   finish(): Uint8Array {
@@ -262,7 +264,7 @@ export const attr = {
     const v = a.get(type);
     if (v === undefined) return undefined;
     const nul = v.indexOf(0);
-    return new TextDecoder().decode(nul === -1 ? v : v.subarray(0, nul));
+    return utf8.decode(nul === -1 ? v : v.subarray(0, nul));
   },
 };
 

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseAttributes, splitMessages, Writer } from "./codec.ts";
+import { parseAttributes, splitMessages, Writer, type RawMessage } from "./codec.ts";
 import { NetlinkError } from "./errors.ts";
 import { LocalNetlink } from "./local.ts";
 import { bytesToIp, canonicalIp, ipToBytes, networkOf } from "./ip.ts";
 import { decodeRdmaNetnsMode, encodeRdmaDumpDevices, encodeRdmaSetNetns, encodeRdmaSysGet } from "./rdma.ts";
-import { decodeLink, encodeRoute, encodeSetLink, NLM_F, NLMSG } from "./rtnl.ts";
-import { NetlinkSocket, type Transport } from "./socket.ts";
+import { decodeLink, encodeDumpLinks, encodeRoute, encodeSetLink, NLM_F, NLMSG, RTM } from "./rtnl.ts";
+import { NetlinkSocket, type Exchange, type Transport } from "./socket.ts";
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString("hex");
 
@@ -144,6 +144,65 @@ describe("netlink socket transactions", () => {
     assert.throws(() => garbage.request((seq) => encodeSetLink(seq, 4, { up: true }), ctx), /RTM_NEWLINK move \(device eth9\): netlink message length 200/);
     const huge = new NetlinkSocket(scripted([() => new Uint8Array(70 * 1024)]));
     assert.throws(() => huge.request((seq) => encodeSetLink(seq, 4, { up: true }), ctx), /did not fit/);
+  });
+});
+
+describe("netlink transactions of several requests", () => {
+  /** A transport that records each datagram sent and answers it with the datagrams `answer` makes of its requests. */
+  function answering(answer: (requests: RawMessage[]) => Uint8Array[]): Transport & { sent: Uint8Array[] } {
+    const sent: Uint8Array[] = [];
+    const queue: Uint8Array[] = [];
+    return {
+      sent,
+      send(data) {
+        sent.push(data);
+        queue.push(...answer(splitMessages(data)));
+      },
+      receive(buf) {
+        const next = queue.shift();
+        if (next === undefined) throw new Error("nothing left to receive");
+        buf.set(next);
+        return next.length;
+      },
+      close() {
+        // Nothing to release.
+      },
+    };
+  }
+  const seqOf = (requests: RawMessage[], i: number): number => requests[i]?.seq ?? -1;
+  const setUp = (index: number): Exchange => ({ build: (seq) => encodeSetLink(seq, index, { up: true }), ctx: { request: "RTM_NEWLINK up", device: `ifindex ${index}` } });
+
+  it("sends every request in one datagram and gives each its own outcome, the kernel's error included", () => {
+    const transport = answering((requests) => requests.map((m, i) => errorReply(m.seq, i === 1 ? 101 : 0)));
+    const outcomes = new NetlinkSocket(transport).transact([setUp(4), setUp(5), setUp(6)]);
+    assert.equal(transport.sent.length, 1);
+    const sent = splitMessages(transport.sent[0] ?? new Uint8Array());
+    assert.equal(sent.length, 3);
+    assert.equal(new Set(sent.map((m) => m.seq)).size, 3, "each request has its own sequence number");
+    assert.deepEqual(outcomes.map((o) => o.ok), [true, false, true]);
+    const failed = outcomes[1];
+    assert.ok(failed !== undefined && !failed.ok);
+    assert.equal(failed.error.errnoName, "ENETUNREACH");
+    assert.equal(failed.error.device, "ifindex 5");
+  });
+
+  it("collects a dump's messages to its end, whatever replies to other requests come in between", () => {
+    const link = (seq: number): Uint8Array => new Writer().message(RTM.NEWLINK, NLM_F.MULTI, seq).u32(0).u32(7).u32(0).u32(0).attrString(3, "net1").attrU32(4, 1400).join().finish();
+    const done = (seq: number): Uint8Array => new Writer().message(NLMSG.DONE, NLM_F.MULTI, seq).u32(0).join().finish();
+    // The dump's first part, the change's ack, then the dump's end.
+    const transport = answering((requests) => [link(seqOf(requests, 0)), errorReply(seqOf(requests, 1), 0), done(seqOf(requests, 0))]);
+    const outcomes = new NetlinkSocket(transport).transact([{ build: encodeDumpLinks, ctx: { request: "RTM_GETLINK dump" }, dump: true }, setUp(4)]);
+    const [dump, change] = outcomes;
+    assert.ok(dump?.ok === true);
+    assert.deepEqual(dump.replies.map((m) => decodeLink(m.body).name), ["net1"]);
+    assert.equal(dump.interrupted, false);
+    assert.ok(change?.ok === true);
+  });
+
+  it("refuses a second dump in one datagram (the kernel would answer EBUSY)", () => {
+    const socket = new NetlinkSocket(answering(() => []));
+    const dump: Exchange = { build: encodeDumpLinks, ctx: { request: "RTM_GETLINK dump" }, dump: true };
+    assert.throws(() => socket.transact([dump, dump]), /at most one dump/);
   });
 });
 

@@ -16,7 +16,7 @@ import {
   encodeDumpRoutes, encodeGetLink, encodeNewLink, encodeRoute, encodeSetLink, NETLINK_ROUTE, RTM,
   type Address, type AddressSpec, type Link, type LinkChange, type NewLinkSpec, type Route, type RouteSpec,
 } from "./rtnl.ts";
-import { NetlinkSocket, withContext, type RequestContext } from "./socket.ts";
+import { NetlinkSocket, withContext, type Exchange, type Outcome, type RequestContext } from "./socket.ts";
 import { enterNetworkNamespace, SyscallError, errnoName } from "./syscalls.ts";
 import { AF_INET, AF_INET6, type Family } from "./ip.ts";
 
@@ -73,6 +73,13 @@ export type Results<T extends readonly Op[]> = { -readonly [K in keyof T]: T[K] 
 export interface PlacedOp {
   netns: string | undefined;
   op: Op;
+  /**
+   * May go to the kernel in one datagram with the operations before it in
+   * the same namespace (one system call for all). The kernel then runs it
+   * even when one of those failed; the batch still fails with the first
+   * error. For callers that undo the whole batch on any failure.
+   */
+  pipelined?: boolean;
 }
 
 /**
@@ -83,7 +90,7 @@ export interface PlacedOp {
 export interface BatchRunner {
   /** Runs `ops` in order in `netns` (undefined: the agent's namespace), all or up to the first error. */
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>>;
-  /** Runs `ops` in order, each in its own namespace, all or up to the first error. */
+  /** Runs `ops` in order, each in its own namespace, all or up to the first error (see PlacedOp.pipelined). */
   batchAcross(ops: readonly PlacedOp[]): Promise<unknown[]>;
 }
 
@@ -134,35 +141,95 @@ export class OpExecutor {
   }
 
   /**
-   * Runs `ops` in order, each in its namespace; stops at the first failure.
-   * One socket per namespace serves the whole batch, and the batches that
+   * Runs `ops` in order, each in its namespace; stops at the first failure
+   * (pipelined operations sent with the failed one have run too: see
+   * PlacedOp.pipelined). One socket per namespace serves the whole batch, and the batches that
    * follow it without the thread going idle (an attach's lookups and its
    * moves): opening one inside a namespace costs more than most requests.
    * They are closed as soon as the thread goes idle, since an open socket
    * keeps its namespace alive after the pod is gone.
    */
   runBatch(ops: readonly PlacedOp[], opMs: number[] = []): unknown[] {
-    const sockets = this.#namespaceSockets;
     if (ops.some((o) => o.netns !== undefined)) this.#releaseWhenIdle();
-    return ops.map(({ netns, op }, i) => {
-      const route = (): NetlinkSocket => {
-        if (netns === undefined) return this.#hostRoute;
-        let socket = sockets.get(netns);
-        if (socket === undefined) {
-          socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
-          sockets.set(netns, socket);
-        }
-        return socket;
-      };
+    const results: unknown[] = [];
+    for (let first = 0; first < ops.length; first = results.length) {
+      const { netns, op } = ops[first] as PlacedOp;
+      const together = this.#pipelineFrom(ops, first);
       const started = performance.now();
       try {
-        return this.#run(op, netns, route);
+        if (together === undefined) results.push(this.#run(op, netns));
+        else results.push(...this.#runTogether(together, netns, first));
       } catch (err) {
-        throw err instanceof NetlinkError ? err.atOp(i) : err;
+        throw err instanceof NetlinkError && err.opIndex === undefined ? err.atOp(first) : err;
       } finally {
-        opMs.push(performance.now() - started);
+        // Operations sent together share their datagram's time.
+        const count = together?.length ?? 1;
+        const share = (performance.now() - started) / count;
+        for (let k = 0; k < count; k++) opMs.push(share);
+      }
+    }
+    return results;
+  }
+
+  /**
+   * The requests of the operations from `first` on that go to the kernel
+   * together: the first one and each pipelined one right after it in the
+   * same namespace, while each is a single request (at most one of them a
+   * dump); undefined when that is the first operation alone.
+   */
+  #pipelineFrom(ops: readonly PlacedOp[], first: number): SingleRequest[] | undefined {
+    const head = ops[first];
+    const headRequest = head === undefined || ops[first + 1]?.pipelined !== true ? undefined : singleRequest(head.op);
+    if (head === undefined || headRequest === undefined) return undefined;
+    const together = [headRequest];
+    for (const placed of ops.slice(first + 1)) {
+      const request = placed.pipelined === true && placed.netns === head.netns ? singleRequest(placed.op) : undefined;
+      if (request === undefined || (request.dump === true && together.some((r) => r.dump === true))) break;
+      together.push(request);
+    }
+    return together.length > 1 ? together : undefined;
+  }
+
+  /** Sends `requests` in one datagram, then reads each result in order; the first failure is thrown as operation `first` + its position. */
+  #runTogether(requests: readonly SingleRequest[], netns: string | undefined, first: number): unknown[] {
+    const socket = this.#route(netns);
+    const outcomes = socket.transact(requests);
+    return requests.map((request, k) => {
+      try {
+        return this.#finish(socket, request, outcomes[k]);
+      } catch (err) {
+        throw err instanceof NetlinkError ? err.atOp(first + k) : err;
       }
     });
+  }
+
+  /** The result of a request sent with others; an interrupted dump is read again alone (the changes sent with it are not repeated). */
+  #finish(socket: NetlinkSocket, request: SingleRequest, outcome: Outcome | undefined): unknown {
+    if (outcome === undefined) throw new Error(`${request.ctx.request}: the transaction lost its request`);
+    return outcome.ok && outcome.interrupted ? this.#exchange(socket, request) : request.finish(outcome);
+  }
+
+  /** The route socket of `netns`: the agent's, or one opened inside the namespace that serves until the thread goes idle. */
+  #route(netns: string | undefined): NetlinkSocket {
+    if (netns === undefined) return this.#hostRoute;
+    let socket = this.#namespaceSockets.get(netns);
+    if (socket === undefined) {
+      socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
+      this.#namespaceSockets.set(netns, socket);
+    }
+    return socket;
+  }
+
+  /** Runs one request alone; a dump the kernel flags as interrupted by a change is read again (a few times). */
+  #exchange(socket: NetlinkSocket, request: SingleRequest): unknown {
+    for (let attempt = 1; ; attempt++) {
+      const [outcome] = socket.transact([request]);
+      if (outcome === undefined) throw new Error(`${request.ctx.request}: the transaction lost its request`);
+      if (!outcome.ok || !outcome.interrupted) return request.finish(outcome);
+      if (attempt >= DUMP_ATTEMPTS) {
+        throw new NetlinkError("NETLINK_DUMP_INTERRUPTED", `${request.ctx.request}: the dump changed while it was read (NLM_F_DUMP_INTR), ${attempt} times`, request.ctx);
+      }
+    }
   }
 
   #releaseWhenIdle(): void {
@@ -175,58 +242,33 @@ export class OpExecutor {
     });
   }
 
-  #run(op: Op, netns: string | undefined, route: () => NetlinkSocket): unknown {
+  #run(op: Op, netns: string | undefined): unknown {
+    const single = singleRequest(op);
+    if (single !== undefined) return this.#exchange(this.#route(netns), single);
+    if (op.op === "setLink" && op.update.netns !== undefined) {
+      // A move: the target namespace's descriptor stays open until the kernel has answered.
+      const { netns: target, ...change } = op.update;
+      const ctx = { request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device };
+      withNamespaceFd(target, ctx, (fd) => this.#route(netns).request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx));
+      return null;
+    }
     switch (op.op) {
-      case "getLink":
-        return this.#getLink(route(), op.key);
       case "linkState": {
-        const link = this.#getLink(route(), op.key);
+        const socket = this.#route(netns);
+        // With the index known, the address dump rides in the link request's datagram.
+        const early = "index" in op.key ? addressesRequest(op.key.index) : undefined;
+        const linkRequest = getLinkRequest(op.key);
+        const outcomes = socket.transact(early === undefined ? [linkRequest] : [linkRequest, early]);
+        const link = this.#finish(socket, linkRequest, outcomes[0]) as Link | null;
         if (link === null) return null;
         // The kernel filters both dumps to this device (strict checking), so
         // a node with a large routing table costs no more than a small one.
         const state: LinkState = {
           link,
-          addresses: this.#addresses(route(), link.index),
-          routes: this.#routes(route(), undefined, link.index),
+          addresses: (early === undefined ? this.#exchange(socket, addressesRequest(link.index)) : this.#finish(socket, early, outcomes[1])) as Address[],
+          routes: this.#exchange(socket, routesRequest(undefined, link.index)) as Route[],
         };
         return state;
-      }
-      case "listLinks":
-        return this.#dump(route(), encodeDumpLinks, RTM.NEWLINK, decodeLink, { request: "RTM_GETLINK dump" });
-      case "setLink": {
-        const ctx = { request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device };
-        const { netns: target, ...change } = op.update;
-        if (target === undefined) {
-          route().request((seq) => encodeSetLink(seq, op.index, change), ctx);
-        } else {
-          withNamespaceFd(target, ctx, (fd) => route().request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx));
-        }
-        return null;
-      }
-      case "createLink":
-        route().request((seq) => encodeNewLink(seq, op.spec), { request: `RTM_NEWLINK create ${op.spec.kind}`, device: op.spec.name });
-        return null;
-      case "deleteLink":
-        route().request((seq) => encodeDeleteLink(seq, op.index), { request: "RTM_DELLINK", device: op.device });
-        return null;
-      case "listAddresses":
-        return this.#addresses(route(), op.index);
-      case "addAddress":
-      case "deleteAddress": {
-        const verb = op.op === "addAddress" ? "add" : "delete";
-        const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ADDR ${op.spec.address}/${op.spec.prefixLength}`, device: op.device };
-        route().request((seq) => encodeAddress(seq, verb, op.spec), ctx);
-        return null;
-      }
-      case "listRoutes":
-        return this.#routes(route(), op.family, op.oif);
-      case "addRoute":
-      case "deleteRoute": {
-        const verb = op.op === "addRoute" ? "add" : "delete";
-        const dst = op.spec.dst === undefined ? "default" : `${op.spec.dst}/${op.spec.dstLength}`;
-        const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ROUTE ${dst} table ${op.spec.table ?? 254}`, device: op.device };
-        route().request((seq) => encodeRoute(seq, verb, op.spec), ctx);
-        return null;
       }
       case "writeSysctl":
         this.#writeSysctl(netns, op.sysctl, op.value, op.device);
@@ -244,49 +286,14 @@ export class OpExecutor {
         withNamespaceFd(op.netns, ctx, (fd) => this.#rdma().request((seq) => encodeRdmaSetNetns(seq, op.index, fd), ctx));
         return null;
       }
+      default:
+        throw new Error(`operation ${op.op} is neither a single request nor handled on its own`);
     }
-  }
-
-  #getLink(socket: NetlinkSocket, key: { index: number } | { name: string }): Link | null {
-    const ctx = { request: "RTM_GETLINK", device: "index" in key ? `ifindex ${key.index}` : key.name };
-    try {
-      const [reply] = socket.request((seq) => encodeGetLink(seq, key), ctx);
-      return reply === undefined ? null : decodeWith(reply.body, decodeLink, ctx);
-    } catch (err) {
-      if (err instanceof NetlinkError && err.errnoName === "ENODEV") return null;
-      throw err;
-    }
-  }
-
-  #addresses(socket: NetlinkSocket, index: number | undefined): Address[] {
-    const ctx = { request: "RTM_GETADDR dump", ...(index !== undefined && { device: `ifindex ${index}` }) };
-    return this.#dump(socket, (seq) => encodeDumpAddresses(seq, index), RTM.NEWADDR, decodeAddress, ctx);
-  }
-
-  /** Routes of one family, or (no `family`) of IPv4 and IPv6 in one dump. */
-  #routes(socket: NetlinkSocket, family: Family | undefined, oif: number | undefined): Route[] {
-    const ctx = { request: `RTM_GETROUTE dump ${family === undefined ? "IPv4 and IPv6" : `IPv${family}`}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
-    // A dump of every family may hold others (MPLS): only IP routes are ours to read.
-    const isIp = (body: Uint8Array): boolean => body[0] === AF_INET || body[0] === AF_INET6;
-    return this.#dump(socket, (seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx, isIp);
   }
 
   #rdma(): NetlinkSocket {
     this.#hostRdma ??= NetlinkSocket.open(NETLINK_RDMA);
     return this.#hostRdma;
-  }
-
-  #dump<T>(
-    socket: NetlinkSocket, build: (seq: number) => Uint8Array, type: number, decode: (b: Uint8Array) => T, ctx: RequestContext,
-    accept: (body: Uint8Array) => boolean = () => true,
-  ): T[] {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return socket.dump(build, ctx).filter((m) => m.type === type && accept(m.body)).map((m) => decodeWith(m.body, decode, ctx));
-      } catch (err) {
-        if (!(err instanceof NetlinkError) || err.code !== "NETLINK_DUMP_INTERRUPTED" || attempt >= DUMP_ATTEMPTS) throw err;
-      }
-    }
   }
 
   #writeSysctl(netns: string | undefined, sysctl: InterfaceSysctl, value: string, device: string): void {
@@ -339,6 +346,106 @@ export class OpExecutor {
 
 /** Thrown when the worker thread could not leave a pod namespace; the worker exits. */
 export class ThreadPoisoned extends Error {}
+
+/** An operation that is exactly one netlink request: the request, and how its outcome becomes the operation's result. */
+interface SingleRequest extends Exchange {
+  finish(outcome: Outcome): unknown;
+}
+
+/** The request of `op` when it is one rtnetlink request; undefined for the operations made of several steps or of other calls. */
+function singleRequest(op: Op): SingleRequest | undefined {
+  switch (op.op) {
+    case "getLink":
+      return getLinkRequest(op.key);
+    case "listLinks":
+      return dumpRequest(encodeDumpLinks, RTM.NEWLINK, decodeLink, { request: "RTM_GETLINK dump" });
+    case "listAddresses":
+      return addressesRequest(op.index);
+    case "listRoutes":
+      return routesRequest(op.family, op.oif);
+    case "setLink": {
+      const { netns, ...change } = op.update;
+      if (netns !== undefined) return undefined;
+      return changeRequest({ request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device }, (seq) => encodeSetLink(seq, op.index, change));
+    }
+    case "createLink":
+      return changeRequest({ request: `RTM_NEWLINK create ${op.spec.kind}`, device: op.spec.name }, (seq) => encodeNewLink(seq, op.spec));
+    case "deleteLink":
+      return changeRequest({ request: "RTM_DELLINK", device: op.device }, (seq) => encodeDeleteLink(seq, op.index));
+    case "addAddress":
+    case "deleteAddress": {
+      const verb = op.op === "addAddress" ? "add" : "delete";
+      const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ADDR ${op.spec.address}/${op.spec.prefixLength}`, device: op.device };
+      return changeRequest(ctx, (seq) => encodeAddress(seq, verb, op.spec));
+    }
+    case "addRoute":
+    case "deleteRoute": {
+      const verb = op.op === "addRoute" ? "add" : "delete";
+      const dst = op.spec.dst === undefined ? "default" : `${op.spec.dst}/${op.spec.dstLength}`;
+      const ctx = { request: `RTM_${verb === "add" ? "NEW" : "DEL"}ROUTE ${dst} table ${op.spec.table ?? 254}`, device: op.device };
+      return changeRequest(ctx, (seq) => encodeRoute(seq, verb, op.spec));
+    }
+    default:
+      return undefined;
+  }
+}
+
+function changeRequest(ctx: RequestContext, build: (seq: number) => Uint8Array): SingleRequest {
+  return {
+    build,
+    ctx,
+    finish: (outcome) => {
+      if (!outcome.ok) throw outcome.error;
+      return null;
+    },
+  };
+}
+
+/** A link by index or name; null when there is none (ENODEV). */
+function getLinkRequest(key: { index: number } | { name: string }): SingleRequest {
+  const ctx = { request: "RTM_GETLINK", device: "index" in key ? `ifindex ${key.index}` : key.name };
+  return {
+    build: (seq) => encodeGetLink(seq, key),
+    ctx,
+    finish: (outcome) => {
+      if (!outcome.ok) {
+        if (outcome.error.errnoName === "ENODEV") return null;
+        throw outcome.error;
+      }
+      const [reply] = outcome.replies;
+      return reply === undefined ? null : decodeWith(reply.body, decodeLink, ctx);
+    },
+  };
+}
+
+function addressesRequest(index: number | undefined): SingleRequest {
+  const ctx = { request: "RTM_GETADDR dump", ...(index !== undefined && { device: `ifindex ${index}` }) };
+  return dumpRequest((seq) => encodeDumpAddresses(seq, index), RTM.NEWADDR, decodeAddress, ctx);
+}
+
+/** Routes of one family, or (no `family`) of IPv4 and IPv6 in one dump. */
+function routesRequest(family: Family | undefined, oif: number | undefined): SingleRequest {
+  const ctx = { request: `RTM_GETROUTE dump ${family === undefined ? "IPv4 and IPv6" : `IPv${family}`}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
+  // A dump of every family may hold others (MPLS): only IP routes are ours to read.
+  const isIp = (body: Uint8Array): boolean => body[0] === AF_INET || body[0] === AF_INET6;
+  return dumpRequest((seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx, isIp);
+}
+
+/** A dump whose messages of `type` (and accepted by `accept`) decode to the result. */
+function dumpRequest(
+  build: (seq: number) => Uint8Array, type: number, decode: (b: Uint8Array) => unknown, ctx: RequestContext,
+  accept: (body: Uint8Array) => boolean = () => true,
+): SingleRequest {
+  return {
+    build,
+    ctx,
+    dump: true,
+    finish: (outcome) => {
+      if (!outcome.ok) throw outcome.error;
+      return outcome.replies.filter((m) => m.type === type && accept(m.body)).map((m) => decodeWith(m.body, decode, ctx));
+    },
+  };
+}
 
 function withNamespaceFd<T>(path: string, ctx: RequestContext, fn: (fd: number) => T): T {
   let fd: number;

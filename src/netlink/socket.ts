@@ -4,7 +4,7 @@
  * (left over from an earlier, abandoned request) are skipped. Runs only on
  * worker threads (see syscalls.ts).
  */
-import { attr, parseAttributes, Reader, splitMessages, NLMSG_HDRLEN, type RawMessage } from "./codec.ts";
+import { align4, attr, parseAttributes, Reader, splitMessages, NLMSG_HDRLEN, type RawMessage } from "./codec.ts";
 import { NetlinkError } from "./errors.ts";
 import { NLM_F, NLMSG } from "./rtnl.ts";
 import {
@@ -27,6 +27,20 @@ export interface Transport {
   receive(buf: Uint8Array): number;
   close(): void;
 }
+
+/** One request of a transaction: how to build it (given its sequence number), and what it is about. */
+export interface Exchange {
+  build: (seq: number) => Uint8Array;
+  ctx: RequestContext;
+  /** A dump: its replies run to NLMSG_DONE. Otherwise they run to the ack. */
+  dump?: boolean;
+}
+
+/**
+ * What one request of a transaction got: its replies (for a dump, whether
+ * the kernel flagged it as interrupted by a change), or the kernel's error.
+ */
+export type Outcome = { ok: true; replies: RawMessage[]; interrupted: boolean } | { ok: false; error: NetlinkError };
 
 /** Names a transaction in errors: which request, about which device. */
 export interface RequestContext {
@@ -87,44 +101,60 @@ export class NetlinkSocket {
    * for a negative ack.
    */
   request(build: (seq: number) => Uint8Array, ctx: RequestContext): RawMessage[] {
-    const seq = this.nextSeq();
-    this.#send(build(seq), ctx);
-    const replies: RawMessage[] = [];
-    for (;;) {
-      for (const m of this.#receive(ctx)) {
-        if (m.seq !== seq) continue;
-        if (m.type === NLMSG.ERROR) {
-          throwIfError(m, ctx);
-          return replies;
-        }
-        if (m.type === NLMSG.DONE) return replies;
-        if (m.type === NLMSG.NOOP) continue;
-        replies.push(m);
-      }
-    }
+    return this.#alone({ build, ctx }).replies;
   }
 
   /** Sends a dump request and returns every message up to NLMSG_DONE. */
   dump(build: (seq: number) => Uint8Array, ctx: RequestContext): RawMessage[] {
-    const seq = this.nextSeq();
-    this.#send(build(seq), ctx);
-    const out: RawMessage[] = [];
-    let interrupted = false;
-    for (;;) {
-      for (const m of this.#receive(ctx)) {
-        if (m.seq !== seq) continue;
-        if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted = true;
-        if (m.type === NLMSG.ERROR) throwIfError(m, ctx);
-        if (m.type === NLMSG.DONE || m.type === NLMSG.ERROR) {
-          if (interrupted) {
-            throw new NetlinkError("NETLINK_DUMP_INTERRUPTED", `${ctx.request}: the dump changed while it was read (NLM_F_DUMP_INTR); retry`, ctx);
-          }
-          return out;
+    const outcome = this.#alone({ build, ctx, dump: true });
+    if (outcome.interrupted) {
+      throw new NetlinkError("NETLINK_DUMP_INTERRUPTED", `${ctx.request}: the dump changed while it was read (NLM_F_DUMP_INTR); retry`, ctx);
+    }
+    return outcome.replies;
+  }
+
+  /**
+   * Sends `exchanges` in one datagram and reads every reply: one system call
+   * out instead of one per request. The kernel handles the messages of a
+   * datagram in order and goes on after one fails, so each request has an
+   * outcome of its own, and a request runs even when one before it failed.
+   * At most one may be a dump: the kernel refuses a second one while the
+   * first is still being read. A failed system call or a malformed reply
+   * throws, since it leaves every outcome unknown.
+   */
+  transact(exchanges: readonly Exchange[]): Outcome[] {
+    if (exchanges.filter((e) => e.dump === true).length > 1) throw new Error("a netlink transaction holds at most one dump");
+    const seqs = exchanges.map(() => this.nextSeq());
+    const pending = new Map(seqs.map((seq, i) => [seq, i]));
+    const replies: RawMessage[][] = exchanges.map(() => []);
+    const interrupted: boolean[] = exchanges.map(() => false);
+    const outcomes: Outcome[] = [];
+    const ctxOf = (i: number | undefined): RequestContext => exchanges[i ?? 0]?.ctx ?? { request: "netlink" };
+    this.#send(concat(exchanges.map((e, i) => e.build(seqs[i] ?? 0))), ctxOf(0));
+    while (pending.size > 0) {
+      // A failure to receive is reported against the first request still waiting.
+      const waiting = pending.values().next().value;
+      for (const m of this.#receive(ctxOf(waiting))) {
+        const i = pending.get(m.seq);
+        if (i === undefined || m.type === NLMSG.NOOP) continue;
+        if ((m.flags & NLM_F.DUMP_INTR) !== 0) interrupted[i] = true;
+        if (m.type !== NLMSG.ERROR && m.type !== NLMSG.DONE) {
+          replies[i]?.push(m);
+          continue;
         }
-        if (m.type === NLMSG.NOOP) continue;
-        out.push(m);
+        pending.delete(m.seq);
+        const error = m.type === NLMSG.ERROR ? errorOf(m, ctxOf(i)) : undefined;
+        outcomes[i] = error === undefined ? { ok: true, replies: replies[i] ?? [], interrupted: interrupted[i] ?? false } : { ok: false, error };
       }
     }
+    return outcomes;
+  }
+
+  #alone(exchange: Exchange): Outcome & { ok: true } {
+    const [outcome] = this.transact([exchange]);
+    if (outcome === undefined) throw new Error(`${exchange.ctx.request}: the transaction lost its request`);
+    if (!outcome.ok) throw outcome.error;
+    return outcome;
   }
 
   /** Reads whatever the next datagram holds (for event subscriptions). */
@@ -163,8 +193,20 @@ export class NetlinkSocket {
   }
 }
 
-/** Decodes an NLMSG_ERROR body: zero is an ack, negative an errno. */
-function throwIfError(m: RawMessage, ctx: RequestContext): void {
+/** Sends several messages as one datagram. */
+function concat(messages: readonly Uint8Array[]): Uint8Array {
+  if (messages.length === 1 && messages[0] !== undefined) return messages[0];
+  const out = new Uint8Array(messages.reduce((n, m) => n + align4(m.length), 0));
+  let at = 0;
+  for (const m of messages) {
+    out.set(m, at);
+    at += align4(m.length);
+  }
+  return out;
+}
+
+/** Decodes an NLMSG_ERROR body: zero is an ack (undefined), negative an errno. */
+function errorOf(m: RawMessage, ctx: RequestContext): NetlinkError | undefined {
   const r = new Reader(m.body);
   let error: number;
   try {
@@ -172,7 +214,7 @@ function throwIfError(m: RawMessage, ctx: RequestContext): void {
   } catch (err) {
     throw withContext(err, ctx);
   }
-  if (error === 0) return;
+  if (error === 0) return undefined;
   const errno = -error;
   const name = errnoName(errno);
   let kernelMessage: string | undefined;
@@ -191,7 +233,7 @@ function throwIfError(m: RawMessage, ctx: RequestContext): void {
   }
   const about = ctx.device === undefined ? "" : ` (device ${ctx.device})`;
   const detail = kernelMessage === undefined ? "" : `: ${kernelMessage}`;
-  throw new NetlinkError("NETLINK_ERRNO", `${ctx.request}${about} failed with ${name}${detail}`, {
+  return new NetlinkError("NETLINK_ERRNO", `${ctx.request}${about} failed with ${name}${detail}`, {
     ...ctx,
     errno,
     errnoName: name,

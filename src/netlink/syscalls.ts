@@ -24,7 +24,6 @@ const bindFn = libc.func("int bind(int fd, const void *addr, uint32_t len)");
 const sendFn = libc.func("long send(int fd, const void *buf, size_t len, int flags)");
 const recvFn = libc.func("long recv(int fd, _Out_ void *buf, size_t len, int flags)");
 const setsockoptFn = libc.func("int setsockopt(int fd, int level, int name, const void *value, uint32_t len)");
-const getsocknameFn = libc.func("int getsockname(int fd, _Out_ void *addr, _Inout_ uint32_t *len)");
 const closeFn = libc.func("int close(int fd)");
 const setnsFn = libc.func("int setns(int fd, int nstype)");
 const strerrorFn = libc.func("const char *strerror(int errnum)");
@@ -53,17 +52,13 @@ export function netlinkSocket(protocol: number): number {
   return check("socket(AF_NETLINK)", socketFn(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol) as number);
 }
 
-/** Binds to a kernel-assigned port id and the given multicast groups; returns the port id. */
-export function bindNetlink(fd: number, groups: number): number {
+/** Binds to a kernel-assigned port id and the given multicast groups. */
+export function bindNetlink(fd: number, groups: number): void {
   const addr = new Uint8Array(12);
   const view = new DataView(addr.buffer);
   view.setUint16(0, AF_NETLINK, true);
   view.setUint32(8, groups >>> 0, true);
   check("bind(AF_NETLINK)", bindFn(fd, addr, addr.length) as number);
-  const out = new Uint8Array(12);
-  const len = [12];
-  check("getsockname", getsocknameFn(fd, out, len) as number);
-  return new DataView(out.buffer).getUint32(4, true);
 }
 
 export function setNetlinkOption(fd: number, option: number, value: number): void {

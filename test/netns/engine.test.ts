@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
-import { NetlinkClient, NetlinkError } from "../../src/netlink/index.ts";
+import { NetlinkClient, NetlinkError, type PlacedOp } from "../../src/netlink/index.ts";
 import { StateStore } from "../../src/store/index.ts";
 import {
   configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, type Netns,
@@ -111,17 +111,42 @@ describe("attach engine on the real kernel", () => {
     });
   });
 
+  it("sets a plan's sysctls before its device comes up; without sysctls the move itself brings it up", async () => {
+    await withDevices(2, 30, async ([tuned = "", plain = ""], netns) => {
+      const engine = new AttachEngine({ netlink, store });
+      // addr_gen_mode 1: no IPv6 link-local address, if set before the device is up.
+      const plans = [
+        plan(tuned, netns, "net1", 30, { sysctls: { "net.ipv6.conf.net1.addr_gen_mode": "1" } }),
+        plan(plain, netns, "net2", 31),
+      ];
+      await engine.attach(plans);
+      assertAttached(netns, "net1", 30);
+      assertAttached(netns, "net2", 31);
+      assert.ok(!podHas(netns, ["-6", "addr", "show", "dev", "net1"], "fe80:"), "net1 came up before its sysctl was set");
+      assert.ok(podHas(netns, ["-6", "addr", "show", "dev", "net2"], "fe80:"), "net2 has its link-local address");
+      await engine.detach(plans.map((p) => p.key));
+    });
+  });
+
   it("makes one worker round trip for the checks and one for every device's move and configuration", async () => {
-    let batches = 0;
-    const counting = new NetlinkClient({ onOpTimes: () => (batches += 1) });
+    const batches: (readonly PlacedOp[])[] = [];
+    const counting = new NetlinkClient({ onOpTimes: (ops) => batches.push(ops) });
     try {
       await withDevices(3, 20, async (nics, netns) => {
         const engine = new AttachEngine({ netlink: counting, store });
         const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 20 + i));
         await counting.start();
-        batches = 0;
+        batches.length = 0;
         await engine.attach(plans);
-        assert.equal(batches, 2);
+        assert.equal(batches.length, 2);
+        // Each move brings its device up (no sysctls to set first), and each
+        // device's work in the pod goes to the kernel in one datagram.
+        const work = batches[1] ?? [];
+        const moves = work.filter(({ op }) => op.op === "setLink" && op.update.netns !== undefined);
+        assert.equal(moves.length, 3);
+        assert.ok(moves.every(({ op }) => op.op === "setLink" && op.update.up === true));
+        assert.ok(!work.some(({ op }) => op.op === "setLink" && op.update.netns === undefined), "no separate request brings a device up");
+        assert.ok(work.filter(({ netns: where }) => where === netns.path).every((o) => o.pipelined === true));
         nics.forEach((_, i) => {
           assertAttached(netns, `net${i + 1}`, 20 + i);
         });
@@ -334,6 +359,24 @@ describe("attach engine on its own thread", () => {
       assert.deepEqual(hostSnapshot(nic), hostBefore);
       assert.deepEqual(await thread.attachments(), []);
     });
+  });
+
+  it("reports the times of an attach's batches by the time the attach resolves", async () => {
+    const batches: string[][] = [];
+    const timed = new EngineThread({ dir: journalDir.dir, onOpTimes: (ops, opMs) => {
+      assert.equal(opMs.length, ops.length);
+      batches.push(ops.map(({ op }) => (op.op === "setLink" && op.update.netns !== undefined ? "move" : op.op)));
+    } });
+    try {
+      await withSetup(async (nic, netns) => {
+        const p = plan(nic, netns, "net1", 5);
+        await timed.attach([p]);
+        assert.deepEqual(batches.map((ops) => ops.includes("move")), [false, true]);
+        await timed.detach([p.key]);
+      });
+    } finally {
+      await timed.close();
+    }
   });
 
   it("fails begin with the engine's own error when a check fails, and moves nothing", async () => {

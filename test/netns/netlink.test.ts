@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readlinkSync } from "node:fs";
 import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NetlinkClient, subscribeLinkEvents, type LinkEvent } from "../../src/netlink/index.ts";
+import { NetlinkClient, NetlinkError, subscribeLinkEvents, type LinkEvent, type Op } from "../../src/netlink/index.ts";
 import { ip, makeNetns, makeVeth, removeLink, uniq } from "./helpers.ts";
 
 const netlink = new NetlinkClient();
@@ -56,6 +56,41 @@ describe("netlink on the real kernel", () => {
       assert.ok(routes.includes("198.51.100.128/25 198.51.100.254 1234"), routes.join(", "));
       assert.ok(routes.includes("fd00:52::/64 fd00:51::fe 254"), routes.join(", "));
       assert.ok(!routes.some((r) => r.startsWith("198.18.0.0")));
+      // By index, the link and its addresses come in one datagram: the same state.
+      const [byIndex] = await netlink.batch(netns.path, [{ op: "linkState", key: { index } }] as const);
+      assert.deepEqual(byIndex, state);
+    } finally {
+      netns.remove();
+    }
+  });
+
+  it("sends pipelined operations of one namespace together: each runs, and the batch fails with the first error, at its index", async () => {
+    const netns = makeNetns();
+    try {
+      ip("-n", netns.name, "link", "add", "nctest-pl0", "type", "veth", "peer", "name", "nctest-pl1");
+      const isUp = (dev: string): boolean => /state UP|,UP/.test(ip("-n", netns.name, "link", "show", dev));
+      // The gateway is on no subnet of the device: the kernel says ENETUNREACH.
+      const unreachable = (index: number): Op => ({ op: "addRoute", spec: { family: 4, dst: "198.51.100.0", dstLength: 24, gateway: "203.0.113.1", oif: index }, device: "nctest-pl0" });
+      const [link] = await netlink.batch(netns.path, [{ op: "getLink", key: { name: "nctest-pl0" } }] as const);
+      assert.ok(link !== null);
+      const up = (index: number, device: string): Op => ({ op: "setLink", index, device, update: { up: true } });
+      await assert.rejects(netlink.batchAcross([
+        { netns: netns.path, op: { op: "listAddresses", index: link.index } },
+        { netns: netns.path, op: unreachable(link.index), pipelined: true },
+        { netns: netns.path, op: up(link.index, "nctest-pl0"), pipelined: true },
+      ]), (err: unknown) => {
+        assert.ok(err instanceof NetlinkError);
+        assert.equal(err.opIndex, 1);
+        assert.equal(err.errnoName, "ENETUNREACH");
+        assert.equal(err.device, "nctest-pl0");
+        return true;
+      });
+      assert.ok(isUp("nctest-pl0"), "the operation sent with the failed one ran too");
+      // Not pipelined (the default), a batch stops at its first failure.
+      const [peer] = await netlink.batch(netns.path, [{ op: "getLink", key: { name: "nctest-pl1" } }] as const);
+      assert.ok(peer !== null);
+      await assert.rejects(netlink.batch(netns.path, [unreachable(link.index), up(peer.index, "nctest-pl1")]), (err: unknown) => err instanceof NetlinkError && err.opIndex === 0);
+      assert.ok(!isUp("nctest-pl1"), "the operation after the failed one did not run");
     } finally {
       netns.remove();
     }
