@@ -29,7 +29,11 @@ export interface EngineThreadOptions {
   dir: string;
   /** Defaults to "restart": which device sits in which pod is a fact of this boot. */
   durability?: Durability;
-  /** Every batch's operation times on the engine's thread (benchmarks). */
+  /**
+   * Every batch's operation times on the engine's thread (benchmarks),
+   * delivered with the answer to the call that ran the batch, before it
+   * resolves.
+   */
   onOpTimes?: OpTimesListener;
 }
 

@@ -229,19 +229,22 @@ export function splitMessages(datagram: Uint8Array): RawMessage[] {
 /** Attributes by type (first occurrence wins; NLA_F_* flag bits cleared). */
 export type Attributes = Map<number, Uint8Array>;
 
-/** Parses a run of attributes (the rest of a message body after its fixed header). */
-export function parseAttributes(bytes: Uint8Array): Attributes {
+/**
+ * Parses a run of attributes (the rest of a message body after its fixed
+ * header). With `only`, keeps just those types: a link's message carries
+ * some fifty attributes, of which a decoder wants a handful.
+ */
+export function parseAttributes(bytes: Uint8Array, only?: ReadonlySet<number>): Attributes {
   const out: Attributes = new Map();
-  const r = new Reader(bytes);
-  while (r.remaining >= NLA_HDRLEN) {
-    const len = r.u16("attribute length");
-    const type = r.u16("attribute type") & NLA_TYPE_MASK;
-    if (len < NLA_HDRLEN || len - NLA_HDRLEN > r.remaining) {
-      throw new NetlinkError("NETLINK_MALFORMED", `attribute ${type} length ${len} does not fit the ${r.remaining + NLA_HDRLEN} bytes left`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let at = 0; bytes.length - at >= NLA_HDRLEN; ) {
+    const len = view.getUint16(at, true);
+    const type = view.getUint16(at + 2, true) & NLA_TYPE_MASK;
+    if (len < NLA_HDRLEN || at + len > bytes.length) {
+      throw new NetlinkError("NETLINK_MALFORMED", `attribute ${type} length ${len} does not fit the ${bytes.length - at} bytes left`);
     }
-    const value = r.bytes(len - NLA_HDRLEN);
-    if (!out.has(type)) out.set(type, value);
-    r.skip(align4(len) - len);
+    if ((only === undefined || only.has(type)) && !out.has(type)) out.set(type, bytes.subarray(at + NLA_HDRLEN, at + len));
+    at += align4(len);
   }
   return out;
 }

@@ -47,6 +47,13 @@ describe("netlink codec", () => {
     assert.equal(m.type, 16);
     const attrs = parseAttributes(m.body.subarray(4));
     assert.equal(Buffer.from(attrs.get(18)!).toString("hex"), "090001007665746800000000");
+    assert.deepEqual([...parseAttributes(m.body.subarray(4), new Set([7])).keys()], [7], "only the types asked for");
+  });
+
+  it("rejects an attribute whose length runs past the message, naming it", () => {
+    const body = new Writer().attrU32(4, 1400).finish();
+    new DataView(body.buffer, body.byteOffset).setUint16(0, 12, true);
+    assert.throws(() => parseAttributes(body), /attribute 4 length 12 does not fit the 8 bytes left/);
   });
 
   it("reads through a Uint8Array view at a non-zero byteOffset", () => {

@@ -167,6 +167,11 @@ export function encodeDeleteLink(seq: number, index: number): Uint8Array {
   return ifinfomsg(w, index, 0, 0).join().finish();
 }
 
+/** The attributes decodeLink reads. */
+const LINK_ATTRIBUTES: ReadonlySet<number> = new Set([
+  IFLA.IFNAME, IFLA.MTU, IFLA.ADDRESS, IFLA.PERM_ADDRESS, IFLA.LINKINFO, IFLA.PARENT_DEV_NAME, IFLA.PARENT_DEV_BUS_NAME, IFLA.MASTER,
+]);
+
 export function decodeLink(body: Uint8Array): Link {
   const r = new Reader(body);
   r.u8("ifi_family");
@@ -175,7 +180,7 @@ export function decodeLink(body: Uint8Array): Link {
   const index = r.i32("ifi_index");
   const flags = r.u32("ifi_flags");
   r.u32("ifi_change");
-  const a = parseAttributes(r.rest());
+  const a = parseAttributes(r.rest(), LINK_ATTRIBUTES);
   const name = attr.string(a, IFLA.IFNAME);
   const mtu = attr.u32(a, IFLA.MTU, "IFLA_MTU");
   if (name === undefined || mtu === undefined) {
