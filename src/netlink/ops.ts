@@ -154,7 +154,7 @@ export class OpExecutor {
     const results: unknown[] = [];
     for (let first = 0; first < ops.length; first = results.length) {
       const { netns, op } = ops[first] as PlacedOp;
-      const together = this.#pipelineFrom(ops, first);
+      const together = this.#requestsFrom(ops, first);
       const started = performance.now();
       try {
         if (together === undefined) results.push(this.#run(op, netns));
@@ -172,14 +172,15 @@ export class OpExecutor {
   }
 
   /**
-   * The requests of the operations from `first` on that go to the kernel
-   * together: the first one and each pipelined one right after it in the
-   * same namespace, while each is a single request (at most one of them a
-   * dump); undefined when that is the first operation alone.
+   * The requests that go to the kernel in one datagram from operation
+   * `first` on: its own, then those of the pipelined operations right after
+   * it in the same namespace, while each is a single request (at most one
+   * of them a dump); undefined when operation `first` is not a single
+   * request (see #run).
    */
-  #pipelineFrom(ops: readonly PlacedOp[], first: number): SingleRequest[] | undefined {
+  #requestsFrom(ops: readonly PlacedOp[], first: number): SingleRequest[] | undefined {
     const head = ops[first];
-    const headRequest = head === undefined || ops[first + 1]?.pipelined !== true ? undefined : singleRequest(head.op);
+    const headRequest = head === undefined ? undefined : singleRequest(head.op);
     if (head === undefined || headRequest === undefined) return undefined;
     const together = [headRequest];
     for (const placed of ops.slice(first + 1)) {
@@ -187,7 +188,7 @@ export class OpExecutor {
       if (request === undefined || (request.dump === true && together.some((r) => r.dump === true))) break;
       together.push(request);
     }
-    return together.length > 1 ? together : undefined;
+    return together;
   }
 
   /** Sends `requests` in one datagram, then reads each result in order; the first failure is thrown as operation `first` + its position. */
@@ -203,7 +204,7 @@ export class OpExecutor {
     });
   }
 
-  /** The result of a request sent with others; an interrupted dump is read again alone (the changes sent with it are not repeated). */
+  /** The result of a request from its outcome; an interrupted dump is read again alone (the changes sent with it are not repeated). */
   #finish(socket: NetlinkSocket, request: SingleRequest, outcome: Outcome | undefined): unknown {
     if (outcome === undefined) throw new Error(`${request.ctx.request}: the transaction lost its request`);
     return outcome.ok && outcome.interrupted ? this.#exchange(socket, request) : request.finish(outcome);
@@ -242,9 +243,8 @@ export class OpExecutor {
     });
   }
 
+  /** Runs an operation that is not a single request: several, or other calls. */
   #run(op: Op, netns: string | undefined): unknown {
-    const single = singleRequest(op);
-    if (single !== undefined) return this.#exchange(this.#route(netns), single);
     if (op.op === "setLink" && op.update.netns !== undefined) {
       // A move: the target namespace's descriptor stays open until the kernel has answered.
       const { netns: target, ...change } = op.update;
@@ -287,7 +287,7 @@ export class OpExecutor {
         return null;
       }
       default:
-        throw new Error(`operation ${op.op} is neither a single request nor handled on its own`);
+        throw new Error(`operation ${op.op} has no handler`);
     }
   }
 
