@@ -1,11 +1,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { isIPv4 } from "node:net";
 import { formatCidr, formatIp, networkOf, parseCidr, parseIp, prefixContains } from "./ip.ts";
 
 describe("parseIp and formatIp", () => {
   const canonical: [string, string][] = [
     ["198.51.100.7", "198.51.100.7"],
     ["0.0.0.0", "0.0.0.0"],
+    ["255.255.255.255", "255.255.255.255"],
+    ["10.0.100.9", "10.0.100.9"],
     ["fd00::1", "fd00::1"],
     ["FD00:0:0:0:0:0:0:1", "fd00::1"],
     ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
@@ -25,11 +28,31 @@ describe("parseIp and formatIp", () => {
     });
   }
 
-  for (const bad of ["", "198.51.100", "198.51.100.07", "256.0.0.1", "fd00::1%eth0", "fd00:::1", "x", "1.2.3.4/24"]) {
-    it(`rejects "${bad}"`, () => {
-      assert.equal(parseIp(bad), undefined);
+  const bad = [
+    "", "198.51.100", "198.51.100.07", "256.0.0.1", "fd00::1%eth0", "fd00:::1", "x", "1.2.3.4/24",
+    "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.4 ", " 1.2.3.4", "00.1.2.3", "0.0.0.00", "1.2.3.1000",
+    "1.2.3.2560", "+1.2.3.4", "1.2.3.0x1", "1.2.3.-4", "１.2.3.4",
+  ];
+  for (const text of bad) {
+    it(`rejects "${text}"`, () => {
+      assert.equal(parseIp(text), undefined);
     });
   }
+
+  it("accepts exactly the dotted quads node:net accepts, less those with leading zeros", () => {
+    const octets = ["0", "1", "9", "10", "99", "100", "199", "249", "255", "256", "300", "01", "001", "000", "1000", "", "a"];
+    let seen = 0;
+    for (const a of octets) {
+      for (const b of ["0", "255", "256", "01", ""]) {
+        for (const text of [`${a}.${b}.0.1`, `1.0.${b}.${a}`]) {
+          const strict = isIPv4(text) && text.split(".").every((o) => o === "0" || !o.startsWith("0"));
+          assert.equal(parseIp(text)?.family === 4, strict, text);
+          seen++;
+        }
+      }
+    }
+    assert.equal(seen, octets.length * 5 * 2);
+  });
 });
 
 describe("parseCidr", () => {

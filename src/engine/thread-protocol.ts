@@ -21,6 +21,8 @@ export interface BatchOpTimes {
 /** One call of the Attacher interface, as data. */
 export type EngineCall =
   | { call: "begin"; inputs: readonly AttachmentPlanInput[]; podLinks?: readonly Link[] }
+  /** An attach whose caller waits for the end: no "begun" on the way (see EngineThread.attach). */
+  | { call: "attach"; inputs: readonly AttachmentPlanInput[] }
   /** A netlink batch of the agent's own (BatchRunner), run on the engine's thread. */
   | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[] }

@@ -2,9 +2,9 @@
  * The attach engine on a thread of its own: the agent's way to run it.
  * Each call is one message to the engine's thread (worker.ts); the engine
  * there checks, journals, moves and configures without coming back in
- * between, so an attach costs the agent's event loop two message wake-ups,
- * as a bare netlink move on the netlink thread would, and no work of its
- * own. The same thread runs the agent's other netlink batches (it is a
+ * between, so an attach costs the agent's event loop one message wake-up
+ * (begin: two), as a bare netlink move on the netlink thread would, and no
+ * work of its own. The same thread runs the agent's other netlink batches (it is a
  * BatchRunner), so the agent needs no second netlink thread: each one is a
  * V8 isolate of its own, about 30 MB. If the thread dies, calls in flight
  * fail with ENGINE_THREAD and the next call starts a fresh thread; the
@@ -75,8 +75,14 @@ export class EngineThread implements Attacher, BatchRunner {
     return { done };
   }
 
-  async attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]> {
-    return (await this.begin(inputs)).done;
+  /**
+   * The whole attach as one call, without begin's "begun" message: sending
+   * it, and the agent's event loop waking for it, cost about 0.2 ms of a
+   * single attach on a 2-vCPU VM, before the first move. A caller that
+   * waits for the end anyway has no use for the news.
+   */
+  attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]> {
+    return this.#call({ call: "attach", inputs }) as Promise<AttachResult[]>;
   }
 
   batch<const T extends readonly Op[]>(netns: string | undefined, ops: T): Promise<Results<T>> {
@@ -154,7 +160,7 @@ export class EngineThread implements Attacher, BatchRunner {
       startFailed(new EngineError("ENGINE_THREAD", { attachment: "-", device: "-", step: "start" }, `the engine thread stopped: ${why}`));
       for (const [id, { request, worker: owner }] of this.#pending) {
         if (owner !== worker) continue;
-        const attachment = request.call === "begin" ? request.inputs.map((p) => p.key).join(",") : request.call === "detach" ? request.keys.join(",") : "-";
+        const attachment = request.call === "begin" || request.call === "attach" ? request.inputs.map((p) => p.key).join(",") : request.call === "detach" ? request.keys.join(",") : "-";
         this.#settle(id)?.reject(new EngineError("ENGINE_THREAD", { attachment, device: "-", step: request.call }, `the engine thread stopped before it answered (${why}); the next call starts a new thread, which carries on from the journal`));
       }
     };

@@ -1,7 +1,7 @@
 /**
  * The attach engine's thread. The engine runs here, its netlink batches on
  * this same thread (LocalNetlink), so for the agent's event loop an attach
- * is one message out and two back ("begun", then the result): the checks,
+ * is one message out and one back (begin: two, "begun" then the result): the checks,
  * the journal write and the moves follow each other here without a round
  * trip between threads, and none of their work (JSON, validation, file
  * writes, kernel calls) runs on the main thread.
@@ -53,6 +53,9 @@ async function serve(request: EngineRequest): Promise<void> {
       post({ id, value: await done });
       return;
     }
+    case "attach":
+      post({ id, value: await attacher.attach(request.inputs) });
+      return;
     case "batch":
       post({ id, value: await netlink.batchAcross(request.ops) });
       return;

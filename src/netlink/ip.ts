@@ -53,8 +53,13 @@ export function macToBytes(mac: string): Uint8Array {
   return Uint8Array.from(parts.map((p) => parseInt(p, 16)));
 }
 
+const HEX_BYTE = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
+/** "02:00:00:00:00:01" (any length: an IPoIB address has 20 bytes); by table lookup, since each link a dump decodes has two or three. */
 export function bytesToMac(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");
+  let text = "";
+  for (let i = 0; i < bytes.length; i++) text += `${i === 0 ? "" : ":"}${HEX_BYTE[bytes[i] ?? 0] ?? ""}`;
+  return text;
 }
 
 /** The network address of `address/prefixLength` (host bits cleared), as routes need. */

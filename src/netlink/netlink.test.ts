@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import { parseAttributes, splitMessages, Writer, type RawMessage } from "./codec.ts";
 import { NetlinkError } from "./errors.ts";
 import { LocalNetlink } from "./local.ts";
-import { bytesToIp, canonicalIp, ipToBytes, networkOf } from "./ip.ts";
+import { bytesToIp, bytesToMac, canonicalIp, ipToBytes, macToBytes, networkOf } from "./ip.ts";
 import { decodeRdmaNetnsMode, encodeRdmaDumpDevices, encodeRdmaSetNetns, encodeRdmaSysGet } from "./rdma.ts";
 import { decodeLink, encodeDumpLinks, encodeRoute, encodeSetLink, NLM_F, NLMSG, RTM } from "./rtnl.ts";
 import { NetlinkSocket, type Exchange, type Transport } from "./socket.ts";
@@ -93,6 +93,13 @@ describe("netlink codec", () => {
     assert.equal(bytesToIp(ipToBytes("::ffff:198.51.100.1")), "::ffff:c633:6401");
     assert.equal(networkOf("203.0.113.77", 25), "203.0.113.0");
     assert.equal(networkOf("fd00:1:2:3::9", 48), "fd00:1:2::");
+  });
+
+  it("converts MAC bytes to text and back, whatever the address length", () => {
+    assert.equal(bytesToMac(macToBytes("02:0A:ff:00:10:01")), "02:0a:ff:00:10:01");
+    const ipoib = Uint8Array.from({ length: 20 }, (_, i) => i * 13);
+    assert.equal(bytesToMac(ipoib), Array.from(ipoib, (b) => b.toString(16).padStart(2, "0")).join(":"));
+    assert.equal(bytesToMac(new Uint8Array(0)), "");
   });
 });
 

@@ -131,9 +131,12 @@ export class OpExecutor {
   readonly #hostNsFd: number;
   readonly #hostRoute: NetlinkSocket;
   #hostRdma: NetlinkSocket | undefined;
-  /** Route sockets opened inside other namespaces, by namespace path, until the thread goes idle. */
-  readonly #namespaceSockets = new Map<string, NetlinkSocket>();
-  #releaseScheduled = false;
+  /**
+   * The namespaces this thread used since it last went idle, by path: the
+   * open namespace file (a move's target, or where to enter) and the route
+   * socket opened inside it.
+   */
+  readonly #namespaces = new Map<string, { fd: number; route?: NetlinkSocket }>();
 
   constructor(hostNsFd: number) {
     this.#hostNsFd = hostNsFd;
@@ -150,7 +153,6 @@ export class OpExecutor {
    * keeps its namespace alive after the pod is gone.
    */
   runBatch(ops: readonly PlacedOp[], opMs: number[] = []): unknown[] {
-    if (ops.some((o) => o.netns !== undefined)) this.#releaseWhenIdle();
     const results: unknown[] = [];
     for (let first = 0; first < ops.length; first = results.length) {
       const { netns, op } = ops[first] as PlacedOp;
@@ -213,12 +215,9 @@ export class OpExecutor {
   /** The route socket of `netns`: the agent's, or one opened inside the namespace that serves until the thread goes idle. */
   #route(netns: string | undefined): NetlinkSocket {
     if (netns === undefined) return this.#hostRoute;
-    let socket = this.#namespaceSockets.get(netns);
-    if (socket === undefined) {
-      socket = this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
-      this.#namespaceSockets.set(netns, socket);
-    }
-    return socket;
+    const entry = this.#namespace(netns, { request: `open a route socket in ${netns}` });
+    entry.route ??= this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
+    return entry.route;
   }
 
   /** Runs one request alone; a dump the kernel flags as interrupted by a change is read again (a few times). */
@@ -233,23 +232,39 @@ export class OpExecutor {
     }
   }
 
-  #releaseWhenIdle(): void {
-    if (this.#releaseScheduled) return;
-    this.#releaseScheduled = true;
-    setImmediate(() => {
-      this.#releaseScheduled = false;
-      for (const socket of this.#namespaceSockets.values()) socket.close();
-      this.#namespaceSockets.clear();
-    });
+  /**
+   * The namespace at `path`, opened once per stretch of work: an attach
+   * opens its pod's namespace for the move's target and again to enter it,
+   * and each open costs as much as a request. Everything opened is closed
+   * as soon as the thread goes idle, since an open namespace file or socket
+   * keeps the namespace alive after its pod is gone.
+   */
+  #namespace(path: string, ctx: RequestContext): { fd: number; route?: NetlinkSocket } {
+    let entry = this.#namespaces.get(path);
+    if (entry === undefined) {
+      entry = { fd: openNamespace(path, ctx) };
+      this.#namespaces.set(path, entry);
+      if (this.#namespaces.size === 1) setImmediate(() => { this.#release(); });
+    }
+    return entry;
+  }
+
+  #release(): void {
+    for (const { fd, route } of this.#namespaces.values()) {
+      route?.close();
+      closeSync(fd);
+    }
+    this.#namespaces.clear();
   }
 
   /** Runs an operation that is not a single request: several, or other calls. */
   #run(op: Op, netns: string | undefined): unknown {
     if (op.op === "setLink" && op.update.netns !== undefined) {
-      // A move: the target namespace's descriptor stays open until the kernel has answered.
+      // A move: the kernel takes the target namespace by an open descriptor.
       const { netns: target, ...change } = op.update;
       const ctx = { request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device };
-      withNamespaceFd(target, ctx, (fd) => this.#route(netns).request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx));
+      const { fd } = this.#namespace(target, ctx);
+      this.#route(netns).request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx);
       return null;
     }
     switch (op.op) {
@@ -283,7 +298,8 @@ export class OpExecutor {
           .map((m) => decodeWith(m.body, decodeRdmaDevice, { request: "RDMA_NLDEV_CMD_GET dump" }));
       case "rdmaSetNetns": {
         const ctx = { request: "RDMA_NLDEV_CMD_SET netns", device: op.device };
-        withNamespaceFd(op.netns, ctx, (fd) => this.#rdma().request((seq) => encodeRdmaSetNetns(seq, op.index, fd), ctx));
+        const { fd } = this.#namespace(op.netns, ctx);
+        this.#rdma().request((seq) => encodeRdmaSetNetns(seq, op.index, fd), ctx);
         return null;
       }
       default:
@@ -319,28 +335,27 @@ export class OpExecutor {
 
   /** Runs `fn` with this thread inside `netns`, then returns to the host namespace. */
   #inNamespace<T>(netns: string, fn: () => T): T {
-    return withNamespaceFd(netns, { request: `enter network namespace ${netns}` }, (fd) => {
-      try {
-        enterNetworkNamespace(fd);
-      } catch (err) {
-        throw asNetlinkError(err, { request: `setns ${netns}` });
-      }
-      let result: { value: T } | { error: unknown };
-      try {
-        result = { value: fn() };
-      } catch (error) {
-        result = { error };
-      }
-      try {
-        enterNetworkNamespace(this.#hostNsFd);
-      } catch (err) {
-        // This thread is now stuck in a pod's namespace: it must not run
-        // anything else. Ending it lets the client start a clean one.
-        throw new ThreadPoisoned(`cannot return the netlink thread to the host namespace: ${String(err)}`);
-      }
-      if ("error" in result) throw result.error;
-      return result.value;
-    });
+    const { fd } = this.#namespace(netns, { request: `enter network namespace ${netns}` });
+    try {
+      enterNetworkNamespace(fd);
+    } catch (err) {
+      throw asNetlinkError(err, { request: `setns ${netns}` });
+    }
+    let result: { value: T } | { error: unknown };
+    try {
+      result = { value: fn() };
+    } catch (error) {
+      result = { error };
+    }
+    try {
+      enterNetworkNamespace(this.#hostNsFd);
+    } catch (err) {
+      // This thread is now stuck in a pod's namespace: it must not run
+      // anything else. Ending it lets the client start a clean one.
+      throw new ThreadPoisoned(`cannot return the netlink thread to the host namespace: ${String(err)}`);
+    }
+    if ("error" in result) throw result.error;
+    return result.value;
   }
 }
 
@@ -447,19 +462,14 @@ function dumpRequest(
   };
 }
 
-function withNamespaceFd<T>(path: string, ctx: RequestContext, fn: (fd: number) => T): T {
-  let fd: number;
+/** Opens the network namespace file at `path` (a pod's, or /proc/self/ns/net); the error names the request. */
+function openNamespace(path: string, ctx: RequestContext): number {
   try {
-    fd = openSync(path, "r");
+    return openSync(path, "r");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "EIO";
     const about = ctx.device === undefined ? "" : ` (device ${ctx.device})`;
     throw new NetlinkError("NETLINK_SYSCALL", `${ctx.request}${about}: cannot open network namespace ${path}: ${code}`, { ...ctx, errnoName: code }, { cause: err });
-  }
-  try {
-    return fn(fd);
-  } finally {
-    closeSync(fd);
   }
 }
 

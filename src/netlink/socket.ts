@@ -19,6 +19,13 @@ const NLMSGERR_ATTR_MSG = 1;
 /** A lost reply must not wedge the worker forever. */
 const REPLY_TIMEOUT_MS = 10_000;
 const RECEIVE_BUFFER = 1 << 20;
+/**
+ * Where every socket of this thread receives: a receive copies out what it
+ * keeps before it returns, and a thread receives on one socket at a time.
+ * Allocating 64 KiB per socket cost more than opening the socket itself
+ * (one is opened in each pod's namespace per attach).
+ */
+const receiveScratch = new Uint8Array(64 * 1024);
 
 /** What the socket sends and receives through: the kernel, or a test double. */
 export interface Transport {
@@ -50,7 +57,6 @@ export interface RequestContext {
 
 export class NetlinkSocket {
   readonly #transport: Transport;
-  readonly #buf = new Uint8Array(64 * 1024);
   #seq = Math.floor(Math.random() * 0x7fffffff);
 
   constructor(transport: Transport) {
@@ -177,16 +183,16 @@ export class NetlinkSocket {
   #receive(ctx: RequestContext): RawMessage[] {
     let n: number;
     try {
-      n = this.#transport.receive(this.#buf);
+      n = this.#transport.receive(receiveScratch);
     } catch (err) {
       throw syscallFailure(err, ctx);
     }
-    if (n > this.#buf.length) {
-      throw new NetlinkError("NETLINK_MALFORMED", `${ctx.request}: a ${n}-byte reply did not fit the ${this.#buf.length}-byte buffer`, ctx);
+    if (n > receiveScratch.length) {
+      throw new NetlinkError("NETLINK_MALFORMED", `${ctx.request}: a ${n}-byte reply did not fit the ${receiveScratch.length}-byte buffer`, ctx);
     }
     try {
       // Copy: the buffer is reused by the next receive, replies outlive it.
-      return splitMessages(this.#buf.slice(0, n));
+      return splitMessages(receiveScratch.slice(0, n));
     } catch (err) {
       throw withContext(err, ctx);
     }

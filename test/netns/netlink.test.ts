@@ -96,11 +96,14 @@ describe("netlink on the real kernel", () => {
     }
   });
 
-  it("lets a pod's namespace go once the thread is idle: its sockets there are closed", async () => {
+  it("lets a pod's namespace go once the thread is idle: what it opened there (a move's target, a socket) is closed", async () => {
     const netns = makeNetns();
     const hostPeer = `nctest-${uniq()}`;
     try {
-      ip("link", "add", hostPeer, "type", "veth", "peer", "name", "nctest-gone", "netns", netns.name);
+      ip("link", "add", hostPeer, "type", "veth", "peer", "name", "nctest-gone");
+      const gone = (await netlink.listLinks()).find((l) => l.name === "nctest-gone");
+      assert.ok(gone);
+      await netlink.batch(undefined, [{ op: "setLink", index: gone.index, device: gone.name, update: { netns: netns.path } }] as const);
       await netlink.listLinks(netns.path);
       netns.remove();
       // The pod's end dies with its namespace and takes its host peer along,
