@@ -2,7 +2,7 @@
  * What "the device as it was on the host" means, and how to find a device
  * again by identity after moves, renames and netns teardown.
  */
-import { RTPROT, RT_TABLE, type Address, type AddressSpec, type Link, type Route, type RouteSpec } from "../netlink/index.ts";
+import { type Address, type AddressSpec, type Link, type Route, type RouteSpec } from "../netlink/index.ts";
 import type { HostState } from "./journal.ts";
 import type { AttachmentPlan, DeviceIdentity } from "./plan.ts";
 
@@ -13,9 +13,10 @@ const SETTABLE_IFA_FLAGS = 0x02 | 0x10 | 0x100 | 0x200 | 0x400;
 
 /**
  * The host state to restore later. Addresses and routes the kernel makes by
- * itself (link-local addresses, prefix and local-table routes) are left
- * out: the kernel re-creates them when the address is added and the link
- * comes up, and adding them by hand would duplicate them.
+ * itself (link-local addresses here; prefix and local-table routes, which
+ * linkState never returns) are left out: the kernel re-creates them when
+ * the address is added and the link comes up, and adding them by hand
+ * would duplicate them.
  */
 export function captureHostState(link: Link, addresses: readonly Address[], routes: readonly Route[]): HostState {
   return {
@@ -30,9 +31,8 @@ export function captureHostState(link: Link, addresses: readonly Address[], rout
     addresses: addresses.filter(
       (a) => a.index === link.index && (a.flags & IFA_F_PERMANENT) !== 0 && !IFA_PROTO_KERNEL.has(a.proto ?? 0),
     ),
-    routes: routes.filter(
-      (r) => r.oif === link.index && r.protocol !== RTPROT.KERNEL && r.table !== RT_TABLE.LOCAL && r.multipath !== true,
-    ),
+    // linkState leaves the kernel's own routes out already.
+    routes: routes.filter((r) => r.oif === link.index && r.multipath !== true),
   };
 }
 

@@ -13,7 +13,7 @@ import {
 } from "./rdma.ts";
 import {
   decodeAddress, decodeLink, decodeRoute, encodeAddress, encodeDeleteLink, encodeDumpAddresses, encodeDumpLinks,
-  encodeDumpRoutes, encodeGetLink, encodeNewLink, encodeRoute, encodeSetLink, NETLINK_ROUTE, RTM,
+  encodeDumpRoutes, encodeGetLink, encodeNewLink, encodeRoute, encodeSetLink, NETLINK_ROUTE, RT_TABLE, RTM, RTPROT,
   type Address, type AddressSpec, type Link, type LinkChange, type NewLinkSpec, type Route, type RouteSpec,
 } from "./rtnl.ts";
 import { NetlinkSocket, withContext, type Exchange, type Outcome, type RequestContext } from "./socket.ts";
@@ -26,7 +26,7 @@ export type LinkUpdate = Omit<LinkChange, "netnsFd"> & { netns?: string };
 export type Op =
   | { op: "getLink"; key: { index: number } | { name: string } }
   | { op: "listLinks" }
-  /** A link with its addresses and its routes in every table, in one round trip. */
+  /** A link with its addresses and the routes configured through it (see LinkState). */
   | { op: "linkState"; key: { index: number } | { name: string } }
   | { op: "setLink"; index: number; device: string; update: LinkUpdate }
   | { op: "createLink"; spec: NewLinkSpec }
@@ -116,6 +116,12 @@ export interface InterfaceSysctl {
 export interface LinkState {
   link: Link;
   addresses: Address[];
+  /**
+   * The routes through the link, in every table, that someone configured:
+   * not those the kernel makes by itself (prefix routes of its addresses,
+   * the local table), which come back with the addresses. What a move
+   * loses and a restore must put back.
+   */
   routes: Route[];
 }
 
@@ -281,7 +287,7 @@ export class OpExecutor {
         const state: LinkState = {
           link,
           addresses: (early === undefined ? this.#exchange(socket, addressesRequest(link.index)) : this.#finish(socket, early, outcomes[1])) as Address[],
-          routes: this.#exchange(socket, routesRequest(undefined, link.index)) as Route[],
+          routes: this.#exchange(socket, routesRequest(undefined, link.index, configuredRoute)) as Route[],
         };
         return state;
       }
@@ -438,12 +444,28 @@ function addressesRequest(index: number | undefined): SingleRequest {
   return dumpRequest((seq) => encodeDumpAddresses(seq, index), RTM.NEWADDR, decodeAddress, ctx);
 }
 
-/** Routes of one family, or (no `family`) of IPv4 and IPv6 in one dump. */
-function routesRequest(family: Family | undefined, oif: number | undefined): SingleRequest {
+/**
+ * Routes of one family, or (no `family`) of IPv4 and IPv6 in one dump;
+ * only those `accept` takes (by their rtmsg header) are decoded.
+ */
+function routesRequest(family: Family | undefined, oif: number | undefined, accept: (rtmsg: Uint8Array) => boolean = () => true): SingleRequest {
   const ctx = { request: `RTM_GETROUTE dump ${family === undefined ? "IPv4 and IPv6" : `IPv${family}`}`, ...(oif !== undefined && { device: `ifindex ${oif}` }) };
   // A dump of every family may hold others (MPLS): only IP routes are ours to read.
-  const isIp = (body: Uint8Array): boolean => body[0] === AF_INET || body[0] === AF_INET6;
+  const isIp = (body: Uint8Array): boolean => (body[0] === AF_INET || body[0] === AF_INET6) && accept(body);
   return dumpRequest((seq) => encodeDumpRoutes(seq, family, oif), RTM.NEWROUTE, decodeRoute, ctx, isIp);
+}
+
+/** Bytes of struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type. */
+const RTMSG_TABLE = 4;
+const RTMSG_PROTOCOL = 5;
+
+/**
+ * Not made by the kernel (see LinkState.routes), told from the header
+ * alone: most of a device's routes are the kernel's, and decoding them
+ * only to drop them was a tenth of a millisecond of each attach.
+ */
+function configuredRoute(rtmsg: Uint8Array): boolean {
+  return rtmsg[RTMSG_PROTOCOL] !== RTPROT.KERNEL && rtmsg[RTMSG_TABLE] !== RT_TABLE.LOCAL;
 }
 
 /** A dump whose messages of `type` (and accepted by `accept`) decode to the result. */

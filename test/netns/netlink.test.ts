@@ -33,7 +33,7 @@ describe("netlink on the real kernel", () => {
     }
   });
 
-  it("reads one device's state: its addresses, and its IPv4 and IPv6 routes in every table, none of another device", async () => {
+  it("reads one device's state: its addresses, and the IPv4 and IPv6 routes configured through it in every table (not the kernel's own), none of another device", async () => {
     const netns = makeNetns();
     try {
       for (const dev of ["nctest-st0", "nctest-st1"]) ip("-n", netns.name, "link", "add", dev, "type", "veth", "peer", "name", `${dev}p`);
@@ -56,6 +56,9 @@ describe("netlink on the real kernel", () => {
       assert.ok(routes.includes("198.51.100.128/25 198.51.100.254 1234"), routes.join(", "));
       assert.ok(routes.includes("fd00:52::/64 fd00:51::fe 254"), routes.join(", "));
       assert.ok(!routes.some((r) => r.startsWith("198.18.0.0")));
+      // The kernel's own routes (the prefix routes of its addresses, the local table) are left out.
+      assert.equal(routes.length, 2, routes.join(", "));
+      assert.ok(ip("-n", netns.name, "route", "show", "table", "all", "dev", "nctest-st0").includes("proto kernel"), "the device has kernel routes to leave out");
       // By index, the link and its addresses come in one datagram: the same state.
       const [byIndex] = await netlink.batch(netns.path, [{ op: "linkState", key: { index } }] as const);
       assert.deepEqual(byIndex, state);
