@@ -4,9 +4,9 @@
  * there checks, journals, moves and configures without coming back in
  * between, so an attach costs the agent's event loop one message wake-up
  * (begin: two), as a bare netlink move on the netlink thread would, and no
- * work of its own. The same thread runs the agent's other netlink batches (it is a
- * BatchRunner), so the agent needs no second netlink thread: each one is a
- * V8 isolate of its own, about 30 MB. If the thread dies, calls in flight
+ * work of its own. The same thread runs the agent's other netlink batches
+ * (it is a BatchRunner), so the agent needs no second netlink thread: each
+ * one is a V8 isolate of its own, about 30 MB. If the thread dies, calls in flight
  * fail with ENGINE_THREAD and the next call starts a fresh thread; the
  * journal lets it carry on.
  */

@@ -1,10 +1,10 @@
 /**
  * The attach engine's thread. The engine runs here, its netlink batches on
  * this same thread (LocalNetlink), so for the agent's event loop an attach
- * is one message out and one back (begin: two, "begun" then the result): the checks,
- * the journal write and the moves follow each other here without a round
- * trip between threads, and none of their work (JSON, validation, file
- * writes, kernel calls) runs on the main thread.
+ * is one message out and one back (begin: two, "begun" then the result):
+ * the checks, the journal write and the moves follow each other here
+ * without a round trip between threads, and none of their work (JSON,
+ * validation, file writes, kernel calls) runs on the main thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { LocalNetlink } from "../netlink/index.ts";

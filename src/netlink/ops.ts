@@ -221,7 +221,7 @@ export class OpExecutor {
   /** The route socket of `netns`: the agent's, or one opened inside the namespace that serves until the thread goes idle. */
   #route(netns: string | undefined): NetlinkSocket {
     if (netns === undefined) return this.#hostRoute;
-    const entry = this.#namespace(netns, { request: `open a route socket in ${netns}` });
+    const entry = this.#namespace(netns, enterRequest(netns));
     entry.route ??= this.#inNamespace(netns, () => NetlinkSocket.open(NETLINK_ROUTE));
     return entry.route;
   }
@@ -341,7 +341,7 @@ export class OpExecutor {
 
   /** Runs `fn` with this thread inside `netns`, then returns to the host namespace. */
   #inNamespace<T>(netns: string, fn: () => T): T {
-    const { fd } = this.#namespace(netns, { request: `enter network namespace ${netns}` });
+    const { fd } = this.#namespace(netns, enterRequest(netns));
     try {
       enterNetworkNamespace(fd);
     } catch (err) {
@@ -482,6 +482,11 @@ function dumpRequest(
       return outcome.replies.filter((m) => m.type === type && accept(m.body)).map((m) => decodeWith(m.body, decode, ctx));
     },
   };
+}
+
+/** What entering `netns` is called in errors. */
+function enterRequest(netns: string): RequestContext {
+  return { request: `enter network namespace ${netns}` };
 }
 
 /** Opens the network namespace file at `path` (a pod's, or /proc/self/ns/net); the error names the request. */
