@@ -6,5 +6,6 @@
 export { AttachEngine, type Attacher, type AttachResult, type AttachStep, type BeginOptions, type DetachOutcome, type DetachStep, type EngineOptions, type RdmaOps, type Step } from "./engine.ts";
 export { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
 export { EngineThread, type EngineThreadOptions } from "./thread.ts";
+export type { BatchOpTimes } from "./thread-protocol.ts";
 export { attachmentPlanSchema, type AttachmentPlan, type AttachmentPlanInput, type DeviceIdentity } from "./plan.ts";
 export { cdiDeviceId, rdmaCharDevices, removeCdiSpec, writeCdiSpec, type CharDevice, type RdmaRoots } from "./cdi.ts";

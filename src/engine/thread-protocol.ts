@@ -8,8 +8,8 @@ export interface EngineThreadData {
   /** The journal's directory. */
   dir: string;
   durability: Durability;
-  /** Send every batch's operation times (benchmarks). */
-  reportOpTimes: boolean;
+  /** Keep every batch's operation times for takeOpTimes (benchmarks). */
+  recordOpTimes: boolean;
 }
 
 /** The operation times of one batch (see OpTimesListener). */
@@ -26,7 +26,7 @@ export type EngineCall =
   /** A netlink batch of the agent's own (BatchRunner), run on the engine's thread. */
   | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[] }
-  | { call: "recover" | "attachments" | "attached" };
+  | { call: "recover" | "attachments" | "attached" | "takeOpTimes" };
 
 export type EngineRequest = EngineCall & { id: number };
 
@@ -34,13 +34,7 @@ export type EngineReply =
   /** The store is open: requests are served. */
   | { ready: true }
   | { startFailed: ErrorWire }
-  | CallReply & {
-    /**
-     * The times of the batches run since the last reply, when asked for:
-     * they ride on replies, so that measuring costs no message of its own.
-     */
-    opTimes?: readonly BatchOpTimes[];
-  };
+  | CallReply;
 
 /** An answer to request `id`. */
 export type CallReply =

@@ -14,12 +14,12 @@ import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
-import { batchIn, type BatchRunner, type Link, type Op, type OpTimesListener, type PlacedOp, type Results } from "../netlink/index.ts";
+import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
 import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
-import { errorFromWire, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
+import { errorFromWire, type BatchOpTimes, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 
 // Built code runs worker.js, source runs worker.ts: follow this file's extension.
 const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -30,11 +30,11 @@ export interface EngineThreadOptions {
   /** Defaults to "restart": which device sits in which pod is a fact of this boot. */
   durability?: Durability;
   /**
-   * Every batch's operation times on the engine's thread (benchmarks),
-   * delivered with the answer to the call that ran the batch, before it
-   * resolves.
+   * Keep every batch's operation times on the engine's thread (benchmarks)
+   * until takeOpTimes() asks for them. They do not ride on the answers:
+   * carrying them would make every measured call slower than it is.
    */
-  onOpTimes?: OpTimesListener;
+  recordOpTimes?: boolean;
 }
 
 interface Pending {
@@ -109,6 +109,11 @@ export class EngineThread implements Attacher, BatchRunner {
     return this.#call({ call: "attached" }) as Promise<string[]>;
   }
 
+  /** The operation times of the batches run since the last call, oldest first; none unless `recordOpTimes`. */
+  takeOpTimes(): Promise<BatchOpTimes[]> {
+    return this.#call({ call: "takeOpTimes" }) as Promise<BatchOpTimes[]>;
+  }
+
   /** Stops the thread; calls in flight fail. A later call starts a new one. */
   async close(): Promise<void> {
     const worker = this.#worker;
@@ -136,7 +141,7 @@ export class EngineThread implements Attacher, BatchRunner {
 
   #ensureWorker(): Worker {
     if (this.#worker !== undefined) return this.#worker;
-    const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", reportOpTimes: this.#options.onOpTimes !== undefined };
+    const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", recordOpTimes: this.#options.recordOpTimes ?? false };
     const worker = new Worker(WORKER_URL, { workerData: data });
     worker.unref();
     let ready: () => void = () => undefined;
@@ -148,7 +153,6 @@ export class EngineThread implements Attacher, BatchRunner {
     // Whoever awaits start() hears of a failure; calls fail on their own.
     this.#ready.catch(() => undefined);
     worker.on("message", (reply: EngineReply) => {
-      if ("opTimes" in reply) for (const { ops, opMs } of reply.opTimes ?? []) this.#options.onOpTimes?.(ops, opMs);
       if ("ready" in reply) ready();
       else if ("startFailed" in reply) startFailed(errorFromWire(reply.startFailed));
       else if ("begun" in reply) this.#pending.get(reply.id)?.begun?.();

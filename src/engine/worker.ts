@@ -17,14 +17,9 @@ if (port === null) throw new Error("engine/worker.ts must run as a worker thread
 const data = workerData as EngineThreadData;
 let opTimes: BatchOpTimes[] = [];
 const post = (reply: EngineReply): void => {
-  if ("id" in reply && opTimes.length > 0) {
-    port.postMessage({ ...reply, opTimes });
-    opTimes = [];
-  } else {
-    port.postMessage(reply);
-  }
+  port.postMessage(reply);
 };
-const netlink = new LocalNetlink(data.reportOpTimes ? { onOpTimes: (ops, opMs) => { opTimes.push({ ops, opMs }); } } : {});
+const netlink = new LocalNetlink(data.recordOpTimes ? { onOpTimes: (ops, opMs) => { opTimes.push({ ops, opMs }); } } : {});
 const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store }));
 engine.then(
   () => {
@@ -70,6 +65,10 @@ async function serve(request: EngineRequest): Promise<void> {
       return;
     case "attached":
       post({ id, value: await attacher.attached() });
+      return;
+    case "takeOpTimes":
+      post({ id, value: opTimes });
+      opTimes = [];
       return;
   }
 }

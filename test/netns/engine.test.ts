@@ -355,24 +355,26 @@ describe("attach engine on its own thread", () => {
       assert.equal(result?.podName, "net1");
       assertAttached(netns, "net1", 5);
       assert.deepEqual(await thread.attached(), [p.key]);
+      assert.deepEqual(await thread.takeOpTimes(), [], "a thread not asked to record op times keeps none");
       assert.deepEqual(await thread.detach([p.key]), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
       assert.deepEqual(await thread.attachments(), []);
     });
   });
 
-  it("reports the times of an attach's batches by the time the attach resolves", async () => {
-    const batches: string[][] = [];
-    const timed = new EngineThread({ dir: journalDir.dir, onOpTimes: (ops, opMs) => {
-      assert.equal(opMs.length, ops.length);
-      batches.push(ops.map(({ op }) => (op.op === "setLink" && op.update.netns !== undefined ? "move" : op.op)));
-    } });
+  it("keeps the times of an attach's batches until asked, then forgets them", async () => {
+    const timed = new EngineThread({ dir: journalDir.dir, recordOpTimes: true });
     try {
       await withSetup(async (nic, netns) => {
         const p = plan(nic, netns, "net1", 5);
         await timed.attach([p]);
-        assert.deepEqual(batches.map((ops) => ops.includes("move")), [false, true]);
+        const batches = await timed.takeOpTimes();
+        for (const { ops, opMs } of batches) assert.equal(opMs.length, ops.length);
+        const moves = batches.map(({ ops }) => ops.some(({ op }) => op.op === "setLink" && op.update.netns !== undefined));
+        assert.deepEqual(moves, [false, true]);
+        assert.deepEqual(await timed.takeOpTimes(), []);
         await timed.detach([p.key]);
+        assert.ok((await timed.takeOpTimes()).length > 0);
       });
     } finally {
       await timed.close();
