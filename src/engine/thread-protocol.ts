@@ -26,7 +26,9 @@ export type EngineCall =
   /** A netlink batch of the agent's own (BatchRunner), run on the engine's thread. */
   | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[] }
-  | { call: "recover" | "attachments" | "attached" | "takeOpTimes" };
+  | { call: "recover" | "attachments" | "attached" }
+  /** The op times kept since the last ask (EngineThread.takeOpTimes), benchmarks only. */
+  | { call: "takeOpTimes" };
 
 export type EngineRequest = EngineCall & { id: number };
 
