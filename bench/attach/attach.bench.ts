@@ -48,7 +48,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { EngineThread, type AttachmentPlanInput } from "../../src/engine/index.ts";
-import { NetlinkClient, type OpTimesListener } from "../../src/netlink/index.ts";
+import { NetlinkClient, type PlacedOp } from "../../src/netlink/index.ts";
 
 setFlagsFromString("--expose-gc");
 const collectGarbage = runInNewContext("gc") as () => void;
@@ -193,21 +193,16 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const storeDir = await mkdtemp(join(tmpdir(), "nc-bench-"));
+  /** Worker-thread time of the namespace moves among `ops`. */
+  const movesMs = (ops: readonly PlacedOp[], opMs: readonly number[]): number =>
+    ops.reduce((ms, { op }, i) => (op.op === "setLink" && op.update.netns !== undefined ? ms + (opMs[i] ?? 0) : ms), 0);
   // Worker-thread time of the namespace moves of the batches since the last reset.
   let moveMs = 0;
-  const onOpTimes: OpTimesListener = (ops, opMs) => {
-    ops.forEach(({ op }, i) => {
-      if (op.op === "setLink" && op.update.netns !== undefined) moveMs += opMs[i] ?? 0;
-    });
-  };
-  const netlink = new NetlinkClient({ onOpTimes });
+  const netlink = new NetlinkClient({ onOpTimes: (ops, opMs) => { moveMs += movesMs(ops, opMs); } });
   const runtimeDir = await mkdtemp("/dev/shm/nc-bench-");
   // The engine keeps its op times until asked, after the timed call: as the
   // agent runs it, its answers carry none.
   const engine = new EngineThread({ dir: runtimeDir, durability: "restart", recordOpTimes: true });
-  const takeEngineOpTimes = async (): Promise<void> => {
-    for (const { ops, opMs } of await engine.takeOpTimes()) onOpTimes(ops, opMs);
-  };
   const engineFsync = new EngineThread({ dir: storeDir, durability: "reboot" });
   const results: Record<string, Sample> = {};
   const add = (name: string, ms: number): void => {
@@ -252,10 +247,10 @@ async function main(): Promise<void> {
         await readHostIndexes();
         const plans = devices.map((i) => planFor(i, hostIndex));
         const watch = count === 8 ? new LoopWatch() : undefined;
+        // Forget the times of the engine's calls in the rounds before.
         await engine.takeOpTimes();
         const attachMs = await time(() => engine.attach(plans), watch);
-        moveMs = 0;
-        await takeEngineOpTimes();
+        moveMs = (await engine.takeOpTimes()).reduce((ms, { ops, opMs }) => ms + movesMs(ops, opMs), 0);
         add(`engine_attach_${count}`, attachMs);
         add(`engine_over_floor_${count}`, attachMs / (moveMs + floorAroundMs));
         add(`engine_over_kernel_move_${count}`, attachMs / moveMs);
