@@ -196,7 +196,8 @@ async function main(): Promise<void> {
   /** Worker-thread time of the namespace moves among `ops`. */
   const movesMs = (ops: readonly PlacedOp[], opMs: readonly number[]): number =>
     ops.reduce((ms, { op }, i) => (op.op === "setLink" && op.update.netns !== undefined ? ms + (opMs[i] ?? 0) : ms), 0);
-  // Worker-thread time of the namespace moves of the batches since the last reset.
+  // Worker-thread time of the moves of the case being measured: the bare
+  // move's, summed as its client reports them; the engine's, taken after its attach.
   let moveMs = 0;
   const netlink = new NetlinkClient({ onOpTimes: (ops, opMs) => { moveMs += movesMs(ops, opMs); } });
   const runtimeDir = await mkdtemp("/dev/shm/nc-bench-");
