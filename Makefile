@@ -19,7 +19,10 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 # by version, so a fresh clone reuses them.
 export NETCLAIM_CACHE ?= $(HOME)/.cache/netclaim
 
-NODE_TEST := node --test --test-reporter=spec --test-timeout=300000
+# One test file at a time, in path order: the suites share one control plane
+# and one node, and test/verify reads what the others did (mk/verify.mk).
+# NETCLAIM_TEST_SINCE tells it when this run started.
+NODE_TEST := NETCLAIM_TEST_SINCE=$${NETCLAIM_TEST_SINCE:-$$(date -u +%Y-%m-%dT%H:%M:%SZ)} node --test --test-concurrency=1 --test-reporter=spec --test-timeout=300000
 
 TEST_SUITES := unit
 unit_TESTS := 'src/**/*.test.ts' 'test/unit/**/*.test.ts'

@@ -104,7 +104,7 @@ const hotplugAgent = await startAgent({
   client: hotplugClient,
   nodeName: hotplugNode,
   root: "/",
-  policy: { include: [{ ifName: "benchhp0*" }] },
+  policy: { include: [{ ifName: "benchhp0*", kinds: ["veth"] }] },
   linkEvents: linkEventSource(),
 });
 const hotplugStarted = performance.now();

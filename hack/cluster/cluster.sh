@@ -11,12 +11,25 @@
 # service-account keys, token file, kubeconfigs (admin.kubeconfig is
 # system:masters), logs and etcd data. DRA's resource.k8s.io/v1 is served by
 # default from 1.34. Ports are configurable so two checkouts can coexist.
+#
+# K8S_VERSION=$K8S_NEWEST runs the newest supported release instead, beside
+# the default one: its own state directory and ports unless those are set.
+#
+# The API server writes an audit log ($dir/audit.log, JSON lines) of every
+# request the netclaim agent's ServiceAccount makes, and nothing else: the RBAC
+# usage test compares it with the shipped ClusterRole.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
-dir=${NETCLAIM_CLUSTER_DIR:-/tmp/nc-cluster}
-api_port=${NETCLAIM_CLUSTER_API_PORT:-16443}
-etcd_port=${NETCLAIM_CLUSTER_ETCD_PORT:-12379}
+if [[ $K8S_VERSION == "$K8S_DEFAULT" ]]; then
+  dir=${NETCLAIM_CLUSTER_DIR:-/tmp/nc-cluster}
+  api_port=${NETCLAIM_CLUSTER_API_PORT:-16443}
+  etcd_port=${NETCLAIM_CLUSTER_ETCD_PORT:-12379}
+else
+  dir=${NETCLAIM_CLUSTER_DIR:-/tmp/nc-cluster-$K8S_VERSION}
+  api_port=${NETCLAIM_CLUSTER_API_PORT:-16444}
+  etcd_port=${NETCLAIM_CLUSTER_ETCD_PORT:-12381}
+fi
 server="https://127.0.0.1:$api_port"
 
 log() { echo "cluster: $*" >&2; }
@@ -120,12 +133,23 @@ up() {
   kubeconfig "$dir/admin.kubeconfig" "$admin"
   kubeconfig "$dir/scheduler.kubeconfig" "$scheduler"
   kubeconfig "$dir/controller-manager.kubeconfig" "$controller"
+  cat >"$dir/audit-policy.yaml" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["system:serviceaccount:netclaim:netclaim-agent"]
+  - level: None
+POLICY
 
   start etcd "$bin/etcd" --name nc-test --data-dir "$dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls http://127.0.0.1:0 --unsafe-no-fsync --log-level warn
   wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+  # No endpoint reconciler: nothing reaches the API server through the
+  # kubernetes Service here, and from 1.37 it refuses a loopback address.
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address 127.0.0.1 \
@@ -140,6 +164,9 @@ up() {
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
+    --endpoint-reconciler-type none \
+    --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
+    --audit-log-format json --audit-log-mode blocking \
     --v=1
   wait_for kube-apiserver 120 api_ready
 
@@ -168,6 +195,11 @@ case ${1:-} in
   up) up || { stop_all; exit 1; } ;;
   down) stop_all; rm -rf "$dir"; log "down" ;;
   status) healthy ;;
-  env) echo "NETCLAIM_KUBECONFIG=$dir/admin.kubeconfig"; echo "NETCLAIM_KUBE_BIN=$("$here/build.sh")" ;;
+  env)
+    echo "NETCLAIM_KUBECONFIG=$dir/admin.kubeconfig"
+    echo "NETCLAIM_KUBE_BIN=$("$here/build.sh")"
+    echo "NETCLAIM_AUDIT_LOG=$dir/audit.log"
+    echo "NETCLAIM_KUBE_VERSION=$K8S_VERSION"
+    ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac

@@ -23,6 +23,7 @@ down() {
   ip link delete ncdemo0 2>/dev/null || true
   ip link delete ncdemom 2>/dev/null || true
   "$repo/hack/node/node.sh" down
+  umount "$dir/run/ipam/netns" 2>/dev/null || true # left mounted only by an agent that did not stop cleanly
   rm -rf "$dir"
   echo "demo removed; the control plane still runs (hack/cluster/cluster.sh down stops it)"
 }
@@ -51,8 +52,8 @@ stateDir: $dir/state
 runtimeDir: $dir/run
 kubelet: { rootDir: $NETCLAIM_KUBELET_DIR }
 nri: { socketPath: $NETCLAIM_NRI_SOCKET }
-devices: { include: [{ ifName: "ncdemo[0-9]" }], exclude: [] }
-cni: { binDirs: [/usr/lib/cni] }
+devices: { include: [{ ifName: "ncdemo[0-9]", kinds: [veth] }] }
+cni: { binDirs: [/usr/lib/cni], ipam: { allowedPathPrefixes: [$NETCLAIM_IPAM_DIR] } }
 cdi: { specDir: $NETCLAIM_CDI_DIR }
 YAML
   if ! { [[ -f $dir/agent.pid ]] && kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; }; then

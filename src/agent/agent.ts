@@ -18,10 +18,11 @@ import { join } from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { NetworkPreparer } from "../claims/preparer.ts";
+import { IpamRunner, IpamSandbox } from "../cni/index.ts";
 import { errorMessage } from "../common/errors.ts";
 import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
-import { Inventory } from "../inventory/index.ts";
+import { Inventory, netlinkLinkKinds } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
 import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
@@ -81,6 +82,8 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     previous: await loadInventoryMemory(store, logger),
     root: config.inventory.root,
     policy: config.devices,
+    // Netlink sees the agent's namespace, which /sys shows only at the real root.
+    ...(config.inventory.root === "/" ? { linkKinds: netlinkLinkKinds(engine) } : {}),
     linkEvents: linkEventSource(),
     attached: podNetwork,
     resyncMs: config.inventory.resyncSeconds * 1000,
@@ -123,6 +126,11 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   nri.start();
   stack.defer(() => nri.close());
 
+  // IPAM plugins get an empty network namespace of netclaim's own as CNI_NETNS, never the node's.
+  const ipamSandbox = await IpamSandbox.open(join(config.runtimeDir, "ipam"));
+  stack.defer(() => {
+    ipamSandbox.close();
+  });
   const preparer = new NetworkPreparer({
     driverName: config.driverName,
     poolName: nodeName,
@@ -130,7 +138,12 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     nads: apiNadSource(client),
     cdi: cdiPublisher(config.cdi.specDir, { sysfs: join(config.inventory.root, "sys"), dev: join(config.inventory.root, "dev") }),
     store,
-    cniPluginDirs: config.cni.binDirs,
+    ipam: new IpamRunner({
+      pluginDirs: config.cni.binDirs,
+      sandbox: ipamSandbox,
+      policy: config.cni.ipam,
+      timeoutMs: config.cni.ipam.timeoutSeconds * 1000,
+    }),
     runtimeConnected: () => nri.state === "connected",
     logger: logger.child({ part: "prepare" }),
   });

@@ -75,3 +75,33 @@ describe("loadAgentConfig", () => {
     assert.throws(() => parseAgentConfig({ kubelet: { draVersions: ["v1", "v1"] } }), /must not repeat a version/);
   });
 });
+
+describe("AgentConfig cni.ipam", () => {
+  it("allows only pool allocators and the usual CNI directories by default, in the claim's namespace, for 20 s", () => {
+    const { ipam } = parseAgentConfig({}).cni;
+    assert.deepEqual(ipam.allowedTypes, ["host-local", "whereabouts", "static"]);
+    assert.deepEqual(ipam.allowedPathPrefixes, ["/var/lib/cni/networks/", "/etc/cni/net.d/whereabouts.d/", "/etc/kubernetes/cni/net.d/whereabouts.d/"]);
+    assert.equal(ipam.allowCrossNamespace, false);
+    assert.equal(ipam.timeoutSeconds, 20);
+  });
+
+  it("refuses dhcp, saying why it cannot work", () => {
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { allowedTypes: ["host-local", "dhcp"] } } }), /cni\.ipam\.allowedTypes\.1: cannot be allowed: the dhcp plugin's daemon .*before the pod's namespace exists/);
+  });
+
+  it("refuses a type that is a path and a prefix that climbs", () => {
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { allowedTypes: ["../bin/sh"] } } }), /cni\.ipam\.allowedTypes\.0: must be a plugin's bare file name/);
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { allowedPathPrefixes: ["/var/lib/cni/../.."] } } }), /cni\.ipam\.allowedPathPrefixes\.0: must not contain "\.\."/);
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { allowedPathPrefixes: ["var/lib"] } } }), /must be an absolute path/);
+  });
+
+  it("compares prefixes as directories, whichever way they are written", () => {
+    const { ipam } = parseAgentConfig({ cni: { ipam: { allowedPathPrefixes: ["/srv/ipam", "//data//cni/", "/"] } } }).cni;
+    assert.deepEqual(ipam.allowedPathPrefixes, ["/srv/ipam/", "/data/cni/", "/"]);
+  });
+
+  it("keeps the plugin time limit inside prepare's budget", () => {
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { timeoutSeconds: 60 } } }), /cni\.ipam\.timeoutSeconds: /);
+    assert.throws(() => parseAgentConfig({ cni: { ipam: { timeoutSeconds: 0 } } }), /cni\.ipam\.timeoutSeconds: /);
+  });
+});

@@ -5,8 +5,10 @@
  * where it came from.
  */
 import { readFile } from "node:fs/promises";
+import { posix } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { isPluginType, UNWORKABLE_IPAM_TYPES } from "../cni/index.ts";
 import { NetclaimError } from "../common/errors.ts";
 import { devicePolicySchema } from "../inventory/index.ts";
 
@@ -20,6 +22,44 @@ const dnsSubdomain = z
   });
 
 const absolutePath = z.string().startsWith("/", { error: "must be an absolute path" });
+
+const ipamPluginType = z
+  .string()
+  .refine(isPluginType, { error: "must be a plugin's bare file name, such as host-local" })
+  .superRefine((type, ctx) => {
+    const why = Object.hasOwn(UNWORKABLE_IPAM_TYPES, type) ? UNWORKABLE_IPAM_TYPES[type] : undefined;
+    if (why !== undefined) ctx.addIssue({ code: "custom", message: `cannot be allowed: ${why}` });
+  });
+
+/** Compared as a directory: "/var/lib/cni" allows /var/lib/cni/x, never /var/lib/cni-other. */
+const pathPrefix = absolutePath
+  .refine((path) => !path.split("/").includes(".."), { error: 'must not contain ".."' })
+  .transform((path) => `${posix.normalize(path).replace(/\/$/, "")}/`);
+
+const ipamPolicySchema = z
+  .strictObject({
+    /**
+     * IPAM plugin types a NetworkAttachmentDefinition may name. Only pool
+     * allocators: bridge, tuning, portmap and the like would act on the node.
+     */
+    allowedTypes: z.array(ipamPluginType).default(["host-local", "whereabouts", "static"]),
+    /**
+     * Absolute paths anywhere in an IPAM configuration must lie under one of
+     * these: host-local's default dataDir, and the directories of whereabouts'
+     * kubeconfig and configuration file upstream and on OpenShift. Not all of
+     * /var/lib/cni (OpenShift keeps its plugin binaries in /var/lib/cni/bin)
+     * nor of /etc/cni/net.d (whereabouts' log_file appended to a file there
+     * would break the runtime's CNI configuration).
+     */
+    allowedPathPrefixes: z
+      .array(pathPrefix)
+      .default(["/var/lib/cni/networks/", "/etc/cni/net.d/whereabouts.d/", "/etc/kubernetes/cni/net.d/whereabouts.d/"]),
+    /** Whether a claim may name a NetworkAttachmentDefinition of another namespace (as Multus's namespaceIsolation: false). */
+    allowCrossNamespace: z.boolean().default(false),
+    /** Each IPAM plugin run is killed after this long; prepare has 45 s in all. */
+    timeoutSeconds: z.number().int().min(1).max(40).default(20),
+  })
+  .prefault({});
 
 export const agentConfigSchema = z
   .object({
@@ -52,6 +92,8 @@ export const agentConfigSchema = z
       .strictObject({
         /** Where CNI plugins (IPAM) are looked up; OpenShift uses /var/lib/cni/bin. */
         binDirs: z.array(absolutePath).min(1).default(["/opt/cni/bin"]),
+        /** What a tenant's NetworkAttachmentDefinition may make an IPAM plugin do (docs/configuration.md). */
+        ipam: ipamPolicySchema,
       })
       .prefault({}),
     cdi: z

@@ -39,6 +39,8 @@ export interface ResolvedNetworkConfig {
   };
   routes: RouteConfig[];
   ipamFrom?: IpamFromConfig;
+  /** The label of the document that set ipamFrom, so an error about it says where to fix it. */
+  ipamFromSetBy?: string;
   /** Where each document came from, in the order applied, for status and events. */
   sources: string[];
 }
@@ -142,6 +144,8 @@ function mergeDocuments(
       set(origin, `interface.sysctls.${key}`, label, () => (config.interface.sysctls[key] = value));
     }
   }
+  const ipamFromSetBy = origin.get("ipamFrom");
+  if (ipamFromSetBy !== undefined) config.ipamFromSetBy = ipamFromSetBy;
   return { ok: true, config, origin };
 }
 

@@ -7,6 +7,7 @@ export type ClaimPrepareErrorCode =
   | "CLAIM_DEVICE_MISSING"
   | "CLAIM_WRONG_POOL"
   | "RUNTIME_NOT_CONNECTED"
+  | "IPAM_NOT_ALLOWED" // the node's IPAM policy refuses the NetworkAttachmentDefinition; nothing ran
   | "IPAM_FAILED";
 
 /**

@@ -83,6 +83,14 @@ describe("parseNetworkConfig", () => {
     assert.ok(problemsOf("interface: eth1").length > 0);
     assert.ok(problemsOf(null).length > 0);
   });
+
+  it("rejects parameters nested thousands deep, naming where, without running out of stack", () => {
+    let deep: unknown = "x";
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    const [problem] = problemsOf({ ...HEAD, routes: deep });
+    assert.equal(problem?.field, `routes${"[0]".repeat(15)}`);
+    assert.match(problem.message, /nests deeper than 16 levels/);
+  });
 });
 
 describe("requestMatches", () => {

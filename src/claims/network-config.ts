@@ -19,6 +19,8 @@ export const MAX_PARAMETERS_BYTES = 10 * 1024;
 export const MAX_ADDRESSES = 16;
 export const MAX_ROUTES = 64;
 export const MAX_SYSCTLS = 32;
+/** A NetworkConfig nests four levels (interface.sysctls.<key>); far deeper input is refused before it is encoded. */
+export const MAX_PARAMETERS_DEPTH = 16;
 
 /** Linux IFNAMSIZ is 16 including the NUL; "/", ":" and whitespace are never valid. */
 const interfaceName = z
@@ -148,6 +150,10 @@ export type ParseResult =
 
 /** Validates one opaque parameters object. Never throws. */
 export function parseNetworkConfig(parameters: unknown): ParseResult {
+  const deep = pathDeeperThan(parameters, MAX_PARAMETERS_DEPTH);
+  if (deep !== undefined) {
+    return { ok: false, problems: [{ field: formatPath(deep), message: `nests deeper than ${MAX_PARAMETERS_DEPTH} levels; a NetworkConfig needs four` }] };
+  }
   const size = Buffer.byteLength(JSON.stringify(parameters ?? null), "utf8");
   if (size > MAX_PARAMETERS_BYTES) {
     return { ok: false, problems: [{ field: "", message: `is ${size} bytes; at most ${MAX_PARAMETERS_BYTES} are allowed` }] };
@@ -158,6 +164,17 @@ export function parseNetworkConfig(parameters: unknown): ParseResult {
     ok: false,
     problems: result.error.issues.map((issue) => ({ field: formatPath(issue.path), message: issueMessage(issue) })),
   };
+}
+
+/** Where `value` nests past `limit`, checked before anything recursive (the encoder, zod) sees thousands of levels. */
+function pathDeeperThan(value: unknown, limit: number): PropertyKey[] | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  if (limit === 0) return [];
+  for (const [key, item] of Object.entries(value)) {
+    const below = pathDeeperThan(item, limit - 1);
+    if (below !== undefined) return [Array.isArray(value) ? Number(key) : key, ...below];
+  }
+  return undefined;
 }
 
 /** zod reports a bad record key as "Invalid key in record"; the reason is inside. */

@@ -1,13 +1,14 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino } from "pino";
 import { z } from "zod";
+import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
 import { StateStore } from "../store/index.ts";
-import { ClaimPrepareError } from "./errors.ts";
 import { NetworkPreparer, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
+import { rejectsWith } from "../../test/fixtures/assertions.ts";
 
 const DRIVER = "netclaim.dev";
 const HEAD = { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig" };
@@ -32,26 +33,45 @@ class RecordingCdi implements CdiPublisher {
   }
 }
 
-async function setup(options: { connected?: boolean; nads?: Record<string, string> } = {}) {
+/** host-local pools live in temporary directories here, so the policy allows the temporary directory. */
+const POLICY: IpamPolicy = { allowedTypes: ["host-local", "whereabouts", "static"], allowedPathPrefixes: [`${tmpdir()}/`], allowCrossNamespace: false };
+
+interface SetupOptions {
+  connected?: boolean;
+  nads?: Record<string, string>;
+  policy?: Partial<IpamPolicy>;
+  pluginDirs?: readonly string[];
+}
+
+async function setup(options: SetupOptions = {}) {
   const store = await StateStore.open(await mkdtemp(join(tmpdir(), "netclaim-prep-")));
   const cdi = new RecordingCdi();
+  const nadReads: string[] = [];
+  const sandbox = await mkdtemp(join(tmpdir(), "netclaim-sandbox-"));
   const preparer = new NetworkPreparer({
     driverName: DRIVER,
     poolName: "worker-1",
     devices: { find: (name) => DEVICES[name] },
     nads: {
       config: (namespace, name) => {
+        nadReads.push(`${namespace}/${name}`);
         const config = options.nads?.[`${namespace}/${name}`];
         return config === undefined ? Promise.reject(new Error(`networkattachmentdefinitions "${name}" not found`)) : Promise.resolve(config);
       },
     },
     cdi,
     store,
-    cniPluginDirs: ["/usr/lib/cni"],
+    // host-local never enters CNI_NETNS, so these tests need no real namespace (test/netns has the real one).
+    ipam: new IpamRunner({
+      pluginDirs: options.pluginDirs ?? ["/usr/lib/cni"],
+      sandbox: { netns: join(sandbox, "netns"), workDir: sandbox },
+      policy: { ...POLICY, ...options.policy },
+      timeoutMs: 10_000,
+    }),
     runtimeConnected: () => options.connected ?? true,
     logger: pino({ level: "silent" }),
   });
-  return { preparer, cdi, store };
+  return { preparer, cdi, store, nadReads };
 }
 
 function claim(devices: string[], config: object[] = [], reservedFor = [POD]): ClaimForPrepare {
@@ -68,15 +88,6 @@ async function twoAddressNad(): Promise<string> {
   const dataDir = await mkdtemp(join(tmpdir(), "netclaim-ipam-"));
   const range = { subnet: "198.51.100.0/24", rangeStart: "198.51.100.10", rangeEnd: "198.51.100.11" };
   return JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "host-local", dataDir, ranges: [[range]], routes: [{ dst: "203.0.113.0/24" }] } });
-}
-
-function rejectsWith(code: string, pattern: RegExp) {
-  return (err: unknown): boolean => {
-    assert.ok(err instanceof ClaimPrepareError, `expected a ClaimPrepareError, got ${String(err)}`);
-    assert.equal(err.code, code);
-    assert.match(err.message, pattern);
-    return true;
-  };
 }
 
 describe("NetworkPreparer.prepare", () => {
@@ -199,8 +210,110 @@ describe("NetworkPreparer with IPAM from a NetworkAttachmentDefinition", () => {
   it("says which NetworkAttachmentDefinition could not be read", async () => {
     const { preparer } = await setup();
     await assert.rejects(
-      preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { namespace: "net", name: "missing" } }]), signal),
-      rejectsWith("IPAM_FAILED", /cannot read NetworkAttachmentDefinition net\/missing named by ipamFrom/),
+      preparer.prepare(claim(["pci-0000-03-00-1"], [{ ipamFrom: { namespace: "default", name: "missing" } }]), signal),
+      rejectsWith("IPAM_FAILED", /cannot read NetworkAttachmentDefinition default\/missing named by ipamFrom/),
     );
+  });
+});
+
+/** Stand-in plugins that only record that they ran, named after real ones. */
+async function recordingPlugins(types: readonly string[]): Promise<{ dir: string; runs: () => Promise<string[]> }> {
+  const dir = await mkdtemp(join(tmpdir(), "netclaim-plugins-"));
+  const log = join(dir, "runs.log");
+  for (const type of types) {
+    await writeFile(join(dir, type), `#!/bin/sh\necho "${type} $CNI_COMMAND" >> ${log}\necho '{"cniVersion":"1.0.0","ips":[{"address":"198.51.100.9/24"}]}'\n`);
+    await chmod(join(dir, type), 0o755);
+  }
+  return { dir, runs: async () => (await readFile(log, "utf8").catch(() => "")).split("\n").filter((line) => line !== "") };
+}
+
+describe("NetworkPreparer and the node's IPAM policy", () => {
+  const ipamClaim = (ipamFrom: object, namespace = "default") => ({
+    ...claim(["pci-0000-03-00-1"], [{ ipamFrom }]),
+    ref: { namespace, name: "web-0-nic", uid: "claim-uid-1" },
+  });
+
+  async function refusedBeforeAnything(options: SetupOptions, ipamFrom: object, pattern: RegExp, namespace?: string) {
+    const plugins = await recordingPlugins(["bridge", "host-local", "dhcp"]);
+    const { preparer, store, nadReads } = await setup({ pluginDirs: [plugins.dir], ...options });
+    let intents = 0;
+    await assert.rejects(
+      preparer.prepare(ipamClaim(ipamFrom, namespace), signal, () => {
+        intents++;
+        return Promise.resolve();
+      }),
+      rejectsWith("IPAM_NOT_ALLOWED", pattern),
+    );
+    assert.equal(intents, 0, "no intent recorded");
+    assert.deepEqual(await store.collection("ipam-leases", z.unknown()).list(), [], "no lease journaled");
+    assert.deepEqual(await plugins.runs(), [], "no plugin ran");
+    return nadReads;
+  }
+
+  it("refuses a NetworkAttachmentDefinition of another namespace, without reading it", async () => {
+    const nadReads = await refusedBeforeAnything(
+      { nads: { "infra/pool": JSON.stringify({ cniVersion: "1.0.0", name: "pool", ipam: { type: "host-local" } }) } },
+      { namespace: "infra", name: "pool" },
+      /device pci-0000-03-00-1 \(request nic\): spec\.devices\.config\[0\]\.opaque\.parameters\.ipamFrom\.namespace is "infra", not the claim's namespace "tenant".*cni\.ipam\.allowCrossNamespace/,
+      "tenant",
+    );
+    assert.deepEqual(nadReads, [], "another namespace's NAD is not even read");
+  });
+
+  it("takes addresses from another namespace's NetworkAttachmentDefinition when the node allows it", async () => {
+    const nad = await twoAddressNad();
+    const { preparer, nadReads } = await setup({ nads: { "infra/pool": nad }, policy: { allowCrossNamespace: true } });
+    const plan = await preparer.prepare(ipamClaim({ namespace: "infra", name: "pool" }, "tenant"), signal);
+    assert.deepEqual(nadReads, ["infra/pool"]);
+    assert.match(plan.devices[0]?.interface.addresses.join() ?? "", /^198\.51\.100\.1[01]\/24$/);
+    await preparer.unprepare("claim-uid-1", plan, signal);
+  });
+
+  it("accepts ipamFrom.namespace when it is the claim's own", async () => {
+    const nad = await twoAddressNad();
+    const { preparer } = await setup({ nads: { "tenant/pool": nad } });
+    const plan = await preparer.prepare(ipamClaim({ namespace: "tenant", name: "pool" }, "tenant"), signal);
+    await preparer.unprepare("claim-uid-1", plan, signal);
+  });
+
+  it("refuses an IPAM type the node does not allow before recording or running anything", async () => {
+    const bridge = JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "bridge" } });
+    await refusedBeforeAnything(
+      { nads: { "default/pool": bridge } },
+      { name: "pool" },
+      /ipamFrom of device pci-0000-03-00-1 \(request nic\): Cannot use NetworkAttachmentDefinition default\/pool for IPAM: spec\.config\.ipam\.type is "bridge".*cni\.ipam\.allowedTypes/,
+    );
+  });
+
+  it("refuses dhcp even when the plugin is installed, saying why", async () => {
+    const dhcp = JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "dhcp" } });
+    await refusedBeforeAnything({ nads: { "default/pool": dhcp } }, { name: "pool" }, /"dhcp".*cannot be allowed/);
+  });
+
+  it("refuses a host path outside the allowed prefixes before recording or running anything", async () => {
+    const escape = JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "host-local", dataDir: "/etc/cron.d" } });
+    await refusedBeforeAnything({ nads: { "default/pool": escape } }, { name: "pool" }, /spec\.config\.ipam\.dataDir is "\/etc\/cron\.d".*cni\.ipam\.allowedPathPrefixes/);
+  });
+
+  it("forgets, without running it, a lease taken under a policy that has since been narrowed", async () => {
+    const plugins = await recordingPlugins(["whereabouts"]);
+    const nad = JSON.stringify({ cniVersion: "1.0.0", name: "pool", type: "macvlan", ipam: { type: "whereabouts", range: "198.51.100.0/24" } });
+    const wide = await setup({ nads: { "default/pool": nad }, pluginDirs: [plugins.dir] });
+    const plan = await wide.preparer.prepare(ipamClaim({ name: "pool" }), signal);
+    assert.deepEqual(await plugins.runs(), ["whereabouts ADD"]);
+    const narrow = new NetworkPreparer({
+      driverName: DRIVER,
+      poolName: "worker-1",
+      devices: { find: (name) => DEVICES[name] },
+      nads: { config: () => Promise.reject(new Error("not read at unprepare")) },
+      cdi: new RecordingCdi(),
+      store: wide.store,
+      ipam: new IpamRunner({ pluginDirs: [plugins.dir], sandbox: { netns: "/nonexistent", workDir: plugins.dir }, policy: { ...POLICY, allowedTypes: ["host-local"] }, timeoutMs: 10_000 }),
+      runtimeConnected: () => true,
+      logger: pino({ level: "silent" }),
+    });
+    await narrow.unprepare("claim-uid-1", plan, signal);
+    assert.deepEqual(await plugins.runs(), ["whereabouts ADD"], "DEL did not run");
+    assert.deepEqual(await wide.store.collection("ipam-leases", z.unknown()).list(), []);
   });
 });

@@ -14,7 +14,7 @@
 import { z } from "zod";
 import type { Logger } from "pino";
 import { errorMessage } from "../common/errors.ts";
-import { allocateIpam, ipamConfigFromNad, releaseIpam, type IpamLease } from "../cni/index.ts";
+import { CniError, type IpamConfig, type IpamLease, type IpamRunner } from "../cni/index.ts";
 import type { Collection, StateStore } from "../store/index.ts";
 import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
 import { ClaimPrepareError } from "./errors.ts";
@@ -65,7 +65,8 @@ export interface NetworkPreparerOptions {
   nads: NadSource;
   cdi: CdiPublisher;
   store: StateStore;
-  cniPluginDirs: readonly string[];
+  /** Runs IPAM plugins for ipamFrom, within the node's IPAM policy. */
+  ipam: IpamRunner;
   /** Prepare refuses while this is false: a sandbox started now would miss its interfaces. */
   runtimeConnected: () => boolean;
   logger: Logger;
@@ -188,13 +189,15 @@ export class NetworkPreparer {
       }
       return plan;
     }
-    if (config.ipamFrom !== undefined) {
-      await recordIntent();
-      await this.#leaseAddresses(claim, config, plan, what, where, signal);
-    }
+    if (config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
     return plan;
   }
 
+  /**
+   * Everything that can refuse the NAD (namespace, policy, config) runs
+   * before the intent is recorded and the lease journaled, so a refusal
+   * leaves nothing behind and no plugin has run.
+   */
   async #leaseAddresses(
     claim: ClaimForPrepare,
     config: ResolvedNetworkConfig,
@@ -202,10 +205,19 @@ export class NetworkPreparer {
     what: string,
     where: string,
     signal: AbortSignal,
+    recordIntent: () => Promise<void>,
   ): Promise<void> {
     const ipamFrom = config.ipamFrom;
     if (ipamFrom === undefined) return;
     const namespace = ipamFrom.namespace ?? claim.ref.namespace;
+    if (namespace !== claim.ref.namespace && !this.#options.ipam.policy.allowCrossNamespace) {
+      throw new ClaimPrepareError(
+        "IPAM_NOT_ALLOWED",
+        what,
+        `${where}: ${config.ipamFromSetBy ?? "ipamFrom"}.ipamFrom.namespace is "${namespace}", not the claim's namespace "${claim.ref.namespace}"; ` +
+          "a claim may only use NetworkAttachmentDefinitions of its own namespace unless cni.ipam.allowCrossNamespace is true in the agent configuration",
+      );
+    }
     const nadRef = `${namespace}/${ipamFrom.name}`;
     let nadConfig: string;
     try {
@@ -213,14 +225,21 @@ export class NetworkPreparer {
     } catch (err) {
       throw new ClaimPrepareError("IPAM_FAILED", what, `cannot read NetworkAttachmentDefinition ${nadRef} named by ipamFrom for ${where}: ${errorMessage(err)}`, { cause: err });
     }
+    let ipam: IpamConfig;
+    try {
+      ipam = this.#options.ipam.fromNad(nadConfig, nadRef);
+    } catch (err) {
+      const code = err instanceof CniError && err.code === "CNI_NOT_ALLOWED" ? "IPAM_NOT_ALLOWED" : "IPAM_FAILED";
+      throw new ClaimPrepareError(code, what, `ipamFrom of ${where}: ${errorMessage(err)}`, { cause: err });
+    }
     const containerId = `${claim.ref.uid}-${plan.device}`;
     const ifName = plan.interface.name ?? "net0";
+    await recordIntent();
     let lease: IpamLease;
     try {
-      // Journal the intent first: if we crash after the plugin allocated, unprepare still finds it.
-      const { plugin, config: ipamConfig } = ipamConfigFromNad(nadConfig, nadRef);
-      await this.#leases.put(containerId, { claimUid: claim.ref.uid, plugin, config: ipamConfig, containerId, ifName });
-      lease = await allocateIpam({ nadConfig, nadRef, containerId, ifName }, { pluginDirs: this.#options.cniPluginDirs, signal });
+      // Journal the lease first: if we crash after the plugin allocated, unprepare still finds it.
+      await this.#leases.put(containerId, { claimUid: claim.ref.uid, plugin: ipam.plugin, config: ipam.config, containerId, ifName });
+      lease = await this.#options.ipam.allocate(ipam, { nadRef, containerId, ifName }, signal);
     } catch (err) {
       throw new ClaimPrepareError("IPAM_FAILED", what, `IPAM from ${nadRef} for ${where} failed: ${errorMessage(err)}`, { cause: err });
     }
@@ -241,17 +260,23 @@ export class NetworkPreparer {
   }
 
   async #release(claimUid: string, devices: readonly DevicePlan[], signal: AbortSignal): Promise<void> {
-    const pluginDirs = this.#options.cniPluginDirs;
     const failures: string[] = [];
     // Leases in the plan, and any journaled lease a crashed prepare left behind.
-    const leases = new Map<string, { plugin: string; config: Record<string, unknown>; containerId: string; ifName: string }>();
+    const leases = new Map<string, Omit<IpamLease, "result">>();
     for (const device of devices) if (device.ipam !== undefined) leases.set(device.ipam.containerId, device.ipam);
     for (const [key, pending] of await this.#leases.list()) if (pending.claimUid === claimUid) leases.set(key, pending);
     for (const lease of leases.values()) {
       try {
-        await releaseIpam(lease, { pluginDirs, signal });
+        await this.#options.ipam.release(lease, signal);
         await this.#leases.delete(lease.containerId);
       } catch (err) {
+        if (err instanceof CniError && err.code === "CNI_NOT_ALLOWED") {
+          // Taken under a wider policy; running it now could act on the host, and
+          // failing would block the pod's deletion for good, so it is left to the administrator.
+          this.#options.logger.error({ claimUid, lease: lease.containerId, plugin: lease.plugin, config: lease.config, err: err.message }, "not releasing an IPAM lease the IPAM policy no longer allows; release it by hand");
+          await this.#leases.delete(lease.containerId);
+          continue;
+        }
         failures.push(`IPAM lease ${lease.containerId}: ${errorMessage(err)}`);
       }
     }

@@ -1,40 +1,43 @@
 /**
  * IP addresses for a native-mode device from an existing
  * NetworkAttachmentDefinition's `ipam` section: we run that IPAM plugin
- * (host-local, whereabouts, ...) exactly as the NAD's main plugin would
- * delegate to it, so Multus-era network definitions keep their address pools.
+ * (host-local, whereabouts, static) as the NAD's main plugin would delegate
+ * to it, so Multus-era network definitions keep their address pools.
+ *
+ * Every run is checked against the node's IPAM policy first
+ * (ipam-policy.ts) and runs in netclaim's own sandbox (ipam-sandbox.ts),
+ * with a time limit.
  *
  * The lease records the exact configuration we ran, so the release (CNI DEL)
  * uses the same one even if the NAD is edited or deleted in between.
  */
 import { z } from "zod";
 import { CniError } from "./errors.ts";
-import { execCniPlugin } from "./exec.ts";
+import { execCniPlugin, type CniCommand } from "./exec.ts";
+import { checkHostPaths, checkIpamType, type IpamPolicy } from "./ipam-policy.ts";
 import { parseCniResult, type CniResult } from "./result.ts";
 
-export interface IpamLease {
+/** What an IPAM plugin runs with: its type and exactly what is written to its stdin. */
+export interface IpamConfig {
   /** The IPAM plugin type, e.g. host-local. */
   plugin: string;
-  /** Exactly what was written to the plugin's stdin. */
   config: Record<string, unknown>;
+}
+
+export interface IpamLease extends IpamConfig {
   containerId: string;
   ifName: string;
   result: CniResult;
 }
 
-export interface IpamOptions {
+export interface IpamRunnerOptions {
   pluginDirs: readonly string[];
-  signal?: AbortSignal;
-  /**
-   * CNI_NETNS. Addresses are allocated at prepare time, before the pod's
-   * namespace exists, and the CNI skeleton requires the variable for ADD; pool
-   * allocators (host-local, whereabouts) never enter it, so the default is the
-   * agent's own namespace.
-   */
-  netns?: string;
+  /** CNI_NETNS and the working directory of every plugin: an IpamSandbox, never the host's namespace. */
+  sandbox: { readonly netns: string; readonly workDir: string };
+  policy: IpamPolicy;
+  /** Each plugin run is killed after this long. */
+  timeoutMs: number;
 }
-
-const OWN_NETNS = "/proc/self/ns/net";
 
 const pluginConf = z.looseObject({
   type: z.string().optional(),
@@ -49,79 +52,89 @@ const netConf = z.looseObject({
   plugins: z.array(pluginConf).optional(),
 });
 
-/**
- * The stdin configuration an IPAM plugin gets from a NAD's `spec.config`
- * (a single plugin config or a conflist).
- */
-export function ipamConfigFromNad(nadConfig: string, nadRef: string): { plugin: string; config: Record<string, unknown> } {
-  let json: unknown;
-  try {
-    json = JSON.parse(nadConfig);
-  } catch (err) {
-    throw new CniError("CNI_CONFIG", "", `Cannot use NetworkAttachmentDefinition ${nadRef}: spec.config is not JSON (${(err as Error).message})`);
-  }
-  const parsed = netConf.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CniError(
-      "CNI_CONFIG",
-      "",
-      `Cannot use NetworkAttachmentDefinition ${nadRef}: spec.config.${issue?.path.join(".") ?? ""} ${issue?.message ?? "is invalid"}`,
-    );
-  }
-  const conf = parsed.data;
-  const candidates = conf.plugins ?? [conf];
-  const withIpam = candidates.find((p) => p.ipam !== undefined);
-  if (withIpam?.ipam === undefined) {
-    throw new CniError("CNI_CONFIG", "", `Cannot use NetworkAttachmentDefinition ${nadRef} for IPAM: its config has no plugin with an "ipam" section`);
-  }
-  // What the NAD's main plugin would hand its IPAM delegate: its own config
-  // with the network's name and version (a conflist's plugins list is not part of it).
-  const top = Object.fromEntries(Object.entries(conf).filter(([key]) => key !== "plugins"));
-  return {
-    plugin: withIpam.ipam.type,
-    config: { ...top, ...withIpam, cniVersion: conf.cniVersion, name: conf.name },
-  };
-}
+export class IpamRunner {
+  readonly #options: IpamRunnerOptions;
 
-export async function allocateIpam(
-  request: { nadConfig: string; nadRef: string; containerId: string; ifName: string },
-  options: IpamOptions,
-): Promise<IpamLease> {
-  const { plugin, config } = ipamConfigFromNad(request.nadConfig, request.nadRef);
-  const output = await execCniPlugin({
-    type: plugin,
-    command: "ADD",
-    containerId: request.containerId,
-    netns: options.netns ?? OWN_NETNS,
-    ifName: request.ifName,
-    config,
-    pluginDirs: options.pluginDirs,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  const parsed = parseCniResult(output);
-  if (!parsed.ok) {
+  constructor(options: IpamRunnerOptions) {
+    this.#options = options;
+  }
+
+  get policy(): IpamPolicy {
+    return this.#options.policy;
+  }
+
+  /**
+   * The configuration a NAD's `spec.config` (a single plugin config or a
+   * conflist) gives its IPAM plugin, checked against the policy with every
+   * error naming the NAD and the field. Throws CniError; runs nothing.
+   */
+  fromNad(nadConfig: string, nadRef: string): IpamConfig {
+    const subject = `NetworkAttachmentDefinition ${nadRef}`;
+    let json: unknown;
+    try {
+      json = JSON.parse(nadConfig);
+    } catch (err) {
+      throw new CniError("CNI_CONFIG", "", `Cannot use ${subject}: spec.config is not JSON (${(err as Error).message})`);
+    }
+    const parsed = netConf.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const at = ["spec.config", ...(issue?.path ?? []).map(String)].join(".");
+      throw new CniError("CNI_CONFIG", "", `Cannot use ${subject}: ${at}: ${issue?.message ?? "is invalid"}`);
+    }
+    const conf = parsed.data;
+    const index = conf.plugins?.findIndex((p) => p.ipam !== undefined);
+    const withIpam = index === undefined ? conf : conf.plugins?.[index];
+    if (withIpam?.ipam === undefined) {
+      throw new CniError("CNI_CONFIG", "", `Cannot use ${subject} for IPAM: its config has no plugin with an "ipam" section`);
+    }
+    const plugin = withIpam.ipam.type;
+    const pluginField = index === undefined ? "spec.config" : `spec.config.plugins[${index}]`;
+    // What the NAD's main plugin would hand its IPAM delegate: its own config
+    // with the network's name and version (a conflist's plugins list is not part of it).
+    const top = Object.fromEntries(Object.entries(conf).filter(([key]) => key !== "plugins"));
+    checkIpamType(plugin, this.policy, subject, `${pluginField}.ipam.type`);
+    checkHostPaths(top, this.policy, subject, "spec.config", plugin);
+    if (withIpam !== conf) checkHostPaths(withIpam, this.policy, subject, pluginField, plugin);
+    return { plugin, config: { ...top, ...withIpam, cniVersion: conf.cniVersion, name: conf.name } };
+  }
+
+  async allocate(ipam: IpamConfig, request: { nadRef: string; containerId: string; ifName: string }, signal: AbortSignal): Promise<IpamLease> {
+    const lease = { ...ipam, containerId: request.containerId, ifName: request.ifName };
+    const output = await this.#run("ADD", lease, `NetworkAttachmentDefinition ${request.nadRef}`, signal);
+    const parsed = parseCniResult(output);
+    if (parsed.ok && parsed.result.ips.length > 0) return { ...lease, result: parsed.result };
     // Do not keep a lease we cannot use; give it back before reporting.
-    await releaseIpam({ plugin, config, containerId: request.containerId, ifName: request.ifName }, options).catch(() => undefined);
-    throw new CniError("CNI_RESULT", plugin, `IPAM plugin ${plugin} for ${request.nadRef} returned an invalid result: ${parsed.message}`);
+    await this.release(lease, signal).catch(() => undefined);
+    const problem = parsed.ok ? "returned no addresses" : `returned an invalid result: ${parsed.message}`;
+    throw new CniError("CNI_RESULT", ipam.plugin, `IPAM plugin ${ipam.plugin} for ${request.nadRef} ${problem}`);
   }
-  if (parsed.result.ips.length === 0) {
-    await releaseIpam({ plugin, config, containerId: request.containerId, ifName: request.ifName }, options).catch(() => undefined);
-    throw new CniError("CNI_RESULT", plugin, `IPAM plugin ${plugin} for ${request.nadRef} returned no addresses`);
-  }
-  return { plugin, config, containerId: request.containerId, ifName: request.ifName, result: parsed.result };
-}
 
-/** CNI DEL; releasing an already released lease succeeds (the spec requires DEL to be idempotent). */
-export async function releaseIpam(lease: Omit<IpamLease, "result">, options: IpamOptions): Promise<void> {
-  await execCniPlugin({
-    type: lease.plugin,
-    command: "DEL",
-    containerId: lease.containerId,
-    netns: options.netns ?? OWN_NETNS,
-    ifName: lease.ifName,
-    config: lease.config,
-    pluginDirs: options.pluginDirs,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
+  /**
+   * CNI DEL; releasing an already released lease succeeds (the spec requires
+   * DEL to be idempotent). A lease the policy no longer allows (journaled by
+   * an agent with a wider policy) is refused with CNI_NOT_ALLOWED, and nothing runs.
+   */
+  async release(lease: Omit<IpamLease, "result">, signal: AbortSignal): Promise<void> {
+    await this.#run("DEL", lease, `the journaled configuration of IPAM lease ${lease.containerId}`, signal);
+  }
+
+  /** The one place a plugin runs: the policy is checked here whatever the caller checked before. */
+  #run(command: CniCommand, lease: Omit<IpamLease, "result">, subject: string, signal: AbortSignal): Promise<unknown> {
+    const { pluginDirs, sandbox, policy, timeoutMs } = this.#options;
+    checkIpamType(lease.plugin, policy, subject, "ipam.type");
+    checkHostPaths(lease.config, policy, subject, "", lease.plugin);
+    return execCniPlugin({
+      type: lease.plugin,
+      command,
+      containerId: lease.containerId,
+      netns: sandbox.netns,
+      workDir: sandbox.workDir,
+      ifName: lease.ifName,
+      config: lease.config,
+      pluginDirs,
+      timeoutMs,
+      signal,
+    });
+  }
 }

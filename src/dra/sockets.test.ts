@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { lstat, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { DraSocketError } from "./errors.ts";
@@ -49,6 +49,34 @@ describe("bindUnixSocket", () => {
     const info = await stat(path);
     assert.ok(info.isSocket());
     assert.equal(info.mode & 0o777, 0o600);
+  });
+
+  it("bindUnixSocket never lets the socket appear at its path before it is owner-only", async () => {
+    const path = join(dir, "dra.sock");
+    // What bind(2) saw: a socket bound straight at `path` with a permissive umask is reachable by anyone until a later chmod.
+    const atBind: { boundAt: string; pathExisted: boolean; bindDirMode: number }[] = [];
+    const bindAsync = server.bindAsync.bind(server);
+    server.bindAsync = (port, credentials, callback) => {
+      bindAsync(port, credentials, (err, bound) => {
+        const boundAt = port.replace(/^unix:\/\//, "");
+        Promise.all([lstat(path).then(() => true, () => false), stat(dirname(boundAt))])
+          .then(([pathExisted, bindDir]) => {
+            atBind.push({ boundAt, pathExisted, bindDirMode: bindDir.mode & 0o777 });
+            callback(err, bound);
+          })
+          .catch((statErr: unknown) => {
+            callback(statErr as Error, bound);
+          });
+      });
+    };
+    await bindUnixSocket(server, path);
+    const [seen, ...more] = atBind;
+    assert.ok(seen !== undefined && more.length === 0, "bound once");
+    assert.notEqual(seen.boundAt, path, "bound somewhere other than the final path");
+    assert.equal(seen.pathExisted, false, "nothing at the final path while the socket had its umask mode");
+    assert.equal(seen.bindDirMode, 0o700, "bound inside a directory only the owner can enter");
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    assert.deepEqual(await readdir(dir), ["dra.sock"], "the private directory is gone");
   });
 
   it("bindUnixSocket refuses to remove a file that is not a socket", async () => {

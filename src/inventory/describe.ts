@@ -17,6 +17,7 @@ export function describeDevices(snapshot: InventorySnapshot, options: DescribeOp
       snapshot.reports.map((r) => ({
         device: r.name,
         ifName: r.device.ifName,
+        kind: r.device.kind,
         publish: r.publish,
         reason: r.reason,
         attributes: Object.fromEntries([

@@ -44,6 +44,12 @@ export interface NetDevice {
   readonly speedMbps?: number;
   /** No backing hardware (under /sys/devices/virtual). */
   readonly virtual: boolean;
+  /**
+   * rtnl link kind (IFLA_INFO_KIND: veth, bridge, vxlan, tun, ...), from
+   * netlink, or what sysfs shows when netlink is not read; absent for a
+   * physical NIC or a VF, and when sysfs cannot tell.
+   */
+  readonly kind?: string;
   /** Netdev driver when it differs from the PCI driver (virtio_net under virtio-pci). */
   readonly netDriver?: string;
   /** The interface this one is enslaved to (bridge, bond, VRF). */

@@ -1,22 +1,22 @@
 import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { after, describe, it } from "node:test";
-import { discoverNetDevices } from "./discover.ts";
+import { discoverNetDevices, type DiscoveryOptions } from "./discover.ts";
 import { SysfsRoot } from "./sysfs.ts";
 import type { NetDevice } from "./device.ts";
 import { connectxNode, e810Node, virtioNode } from "../../test/fixtures/nodes.ts";
-import { writeSysfsFixture, type SysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
+import { fixtureLinkKinds, writeSysfsFixture, type SysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
 
 const roots: string[] = [];
 after(async () => {
   for (const root of roots) await rm(root, { recursive: true, force: true });
 });
 
-async function discover(fixture: SysfsFixture): Promise<Map<string, NetDevice>> {
+async function discover(fixture: SysfsFixture, options: DiscoveryOptions = {}): Promise<Map<string, NetDevice>> {
   const root = await mkdtemp("/tmp/nc-unit-");
   roots.push(root);
   await writeSysfsFixture(root, fixture);
-  return new Map((await discoverNetDevices(new SysfsRoot(root))).map((d) => [d.ifName, d]));
+  return new Map((await discoverNetDevices(new SysfsRoot(root), options)).map((d) => [d.ifName, d]));
 }
 
 describe("discoverNetDevices", () => {
@@ -74,6 +74,19 @@ describe("discoverNetDevices", () => {
     assert.equal(devices.get("ens2f0")?.rdma, undefined);
     assert.deepEqual(devices.get("bond0.100")?.lowers, ["bond0"]);
     assert.equal(devices.get("eno1")?.master, "bond0");
+  });
+
+  it("takes each link's kind from the link dump, and without one from what sysfs shows", async () => {
+    const fixture = virtioNode();
+    const kinds = (devices: Map<string, NetDevice>): Record<string, string | undefined> =>
+      Object.fromEntries(["eth1", "cni0", "veth1a2b3c4d", "dummy0"].map((name) => [name, devices.get(name)?.kind]));
+    assert.deepEqual(kinds(await discover(fixture, { linkKinds: fixtureLinkKinds(fixture) })), {
+      eth1: undefined,
+      cni0: "bridge",
+      veth1a2b3c4d: "veth",
+      dummy0: "dummy",
+    });
+    assert.deepEqual(kinds(await discover(fixture)), { eth1: undefined, cni0: "bridge", veth1a2b3c4d: undefined, dummy0: undefined });
   });
 
   it("fails clearly when the root has no /sys/class/net", async () => {

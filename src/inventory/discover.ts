@@ -1,14 +1,21 @@
 /**
- * Discovery: every netdev in /sys/class/net, enriched with the facts of the
- * PCI function behind it (ids, driver, NUMA, PCIe root, SR-IOV role) and of
- * the RDMA device on that function. Pure reads; the result is sorted by
- * interface name so callers can publish deterministically.
+ * Discovery: every netdev in /sys/class/net with its link kind, enriched
+ * with the facts of the PCI function behind it (ids, driver, NUMA, PCIe
+ * root, SR-IOV role) and of the RDMA device on that function. Pure reads;
+ * the result is sorted by interface name so callers can publish
+ * deterministically.
  */
 import type { NetDevice, PciFacts, RdmaFacts } from "./device.ts";
+import { kindFromSysfs, type LinkKinds, type LinkKindSource } from "./link-kinds.ts";
 import { SysfsRoot } from "./sysfs.ts";
-import { NetclaimError } from "../common/errors.ts";
+import { NetclaimError, errorMessage } from "../common/errors.ts";
 
-export class DiscoveryError extends NetclaimError<"DISCOVERY_NO_SYSFS"> {}
+export class DiscoveryError extends NetclaimError<"DISCOVERY_NO_SYSFS" | "DISCOVERY_NO_LINK_KINDS"> {}
+
+export interface DiscoveryOptions {
+  /** The kernel's link kinds (netlink on a node); without it, kinds come from what sysfs shows. */
+  linkKinds?: LinkKindSource;
+}
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 const PCI_ROOT = /^pci([0-9a-f]{4}:[0-9a-f]{2})$/;
@@ -23,7 +30,7 @@ const LINK_TYPES: Readonly<Record<number, string>> = {
   65534: "none",
 };
 
-export async function discoverNetDevices(sysfs: SysfsRoot): Promise<NetDevice[]> {
+export async function discoverNetDevices(sysfs: SysfsRoot, options: DiscoveryOptions = {}): Promise<NetDevice[]> {
   let names: string[];
   try {
     names = await sysfs.listRequired("/sys/class/net");
@@ -32,9 +39,20 @@ export async function discoverNetDevices(sysfs: SysfsRoot): Promise<NetDevice[]>
       cause: err,
     });
   }
+  // Read after the listing, so every listed link that still exists is in it.
+  const kinds = options.linkKinds === undefined ? undefined : await readLinkKinds(options.linkKinds);
   const vfIndexes = new VfIndexes(sysfs);
-  const devices = await mapLimited(names, SCAN_CONCURRENCY, (name) => readNetDevice(sysfs, name, vfIndexes));
+  const devices = await mapLimited(names, SCAN_CONCURRENCY, (name) => readNetDevice(sysfs, name, vfIndexes, kinds));
   return devices.filter((d): d is NetDevice => d !== undefined);
+}
+
+async function readLinkKinds(source: LinkKindSource): Promise<LinkKinds> {
+  try {
+    return await source();
+  } catch (err) {
+    // Without kinds the guard could not tell a veth from a NIC: fail the scan, never publish blind.
+    throw new DiscoveryError("DISCOVERY_NO_LINK_KINDS", `Cannot read the kinds of network devices: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 /**
@@ -57,7 +75,15 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (item: T
   return results;
 }
 
-async function readNetDevice(sysfs: SysfsRoot, ifName: string, vfIndexes: VfIndexes): Promise<NetDevice | undefined> {
+async function readNetDevice(
+  sysfs: SysfsRoot,
+  ifName: string,
+  vfIndexes: VfIndexes,
+  kinds: LinkKinds | undefined,
+): Promise<NetDevice | undefined> {
+  // Listed but not in the later link dump: renamed or deleted in between. The
+  // change's link event brings a rescan; until then its kind is unknown.
+  if (kinds !== undefined && !kinds.has(ifName)) return undefined;
   const dir = `/sys/class/net/${ifName}`;
   const [resolved, ifIndex, mac, mtu, operState, type, speed, master, devPort, entries] = await Promise.all([
     sysfs.resolve(dir),
@@ -73,6 +99,7 @@ async function readNetDevice(sysfs: SysfsRoot, ifName: string, vfIndexes: VfInde
   ]);
   // A link that vanished between readdir and here is simply not there any more.
   if (resolved === undefined || ifIndex === undefined) return undefined;
+  const kind = kinds === undefined ? await kindFromSysfs(sysfs, ifName, { entries, arphrd: type }) : kinds.get(ifName);
   const pciAddress = nearestPciAddress(resolved);
   const pci = pciAddress === undefined ? undefined : await readPciFacts(sysfs, pciAddress, resolved, vfIndexes);
   const netDriver = pci === undefined ? undefined : await sysfs.linkName(`${dir}/device/driver`);
@@ -86,6 +113,7 @@ async function readNetDevice(sysfs: SysfsRoot, ifName: string, vfIndexes: VfInde
     linkType: type === undefined ? "unknown" : (LINK_TYPES[type] ?? String(type)),
     ...(speed !== undefined && speed > 0 ? { speedMbps: speed } : {}),
     virtual: resolved.startsWith("/sys/devices/virtual/"),
+    ...(kind !== undefined ? { kind } : {}),
     ...(netDriver !== undefined && netDriver !== pci?.driver ? { netDriver } : {}),
     ...(master !== undefined ? { master } : {}),
     lowers: entries.filter((e) => e.startsWith("lower_")).map((e) => e.slice("lower_".length)),

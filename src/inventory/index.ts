@@ -1,16 +1,19 @@
 /**
  * inventory/: what network devices this node has and which of them netclaim
- * publishes. Discovery reads sysfs and procfs under a configurable root;
- * netlink link events trigger debounced rescans.
+ * publishes. Discovery reads sysfs and procfs under a configurable root, and
+ * link kinds from netlink on a node; netlink link events trigger debounced
+ * rescans.
  */
 export { ATTRIBUTE_REFERENCE, STANDARD_DOMAIN, deviceAttributes } from "./attributes.ts";
 export type { AttributeValue, DeviceAttributes } from "./attributes.ts";
 export type { NetDevice, PciFacts, RdmaFacts } from "./device.ts";
 export { DiscoveryError, discoverNetDevices } from "./discover.ts";
+export type { DiscoveryOptions } from "./discover.ts";
 export { Inventory } from "./inventory.ts";
+export { netlinkLinkKinds, type LinkKinds, type LinkKindSource } from "./link-kinds.ts";
 export type { AttachedDevices, InventoryOptions, LinkEventSource, SnapshotListener, Timers } from "./inventory.ts";
 export { deviceName, isDnsLabel } from "./names.ts";
-export { DEFAULT_EXCLUDES, devicePolicySchema, deviceSelectorSchema, evaluatePolicy, includeRuleSchema } from "./policy.ts";
+export { devicePolicySchema, deviceSelectorSchema, evaluatePolicy, includeRuleSchema } from "./policy.ts";
 export type { DevicePolicy, DeviceSelector, IncludeRule } from "./policy.ts";
 export { describeDevices } from "./describe.ts";
 export { publishedDevices, scanInventory } from "./scan.ts";

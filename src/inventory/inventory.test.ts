@@ -5,7 +5,7 @@ import { Inventory, type LinkEventSource, type Timers } from "./inventory.ts";
 import { devicePolicySchema } from "./policy.ts";
 import type { InventorySnapshot } from "./scan.ts";
 import { virtioNode } from "../../test/fixtures/nodes.ts";
-import { writeSysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
+import { fixtureLinkKinds, writeSysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
 
 /** Timers the test fires by hand. */
 class ManualTimers implements Timers {
@@ -88,17 +88,24 @@ describe("Inventory", () => {
     await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
     const timers = new ManualTimers();
     const attached = new Set<string>();
-    const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), timers, debounceMs: 10, attached: { attachedDevices: () => attached } });
+    const inventory = new Inventory({
+      root,
+      policy: devicePolicySchema.parse(undefined),
+      linkKinds: fixtureLinkKinds(fixture),
+      timers,
+      debounceMs: 10,
+      attached: { attachedDevices: () => attached },
+    });
     await inventory.start();
     const names = (): string[] => inventory.current().reports.filter((r) => r.publish).map((r) => r.name);
-    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq"]);
+    assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq"], "the link kinds reach the guard: dummy0 is a dummy");
 
     await rm(root, { recursive: true });
     await writeSysfsFixture(root, fixture);
     inventory.requestRescan();
     timers.fire(10);
     await settle(inventory, 2);
-    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
+    assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
 
     // eth1 moves into a pod: its netdev leaves the host, its report stays.
     attached.add("pci-0000-00-04-0");
@@ -107,7 +114,7 @@ describe("Inventory", () => {
     inventory.requestRescan();
     timers.fire(10);
     await settle(inventory, 3);
-    assert.deepEqual(names(), ["dummy0", "net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
+    assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
     assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.attached, true);
     await inventory.stop();
   });

@@ -6,6 +6,7 @@
  * triggers during a scan cause exactly one more.
  */
 import { isDeepStrictEqual } from "node:util";
+import type { LinkKindSource } from "./link-kinds.ts";
 import type { DevicePolicy } from "./policy.ts";
 import { carryAttached, scanInventory, type DeviceReport, type InventorySnapshot } from "./scan.ts";
 import { SysfsRoot } from "./sysfs.ts";
@@ -42,6 +43,12 @@ export interface InventoryOptions {
   /** Root of the sysfs/procfs tree; "/" on a node. */
   root?: string;
   policy: DevicePolicy;
+  /**
+   * The kernel's link kinds, which the guard needs to tell a veth or a dummy
+   * from a NIC: netlinkLinkKinds() when root is "/". Without it, kinds come
+   * from what sysfs shows (fixture trees, another root).
+   */
+  linkKinds?: LinkKindSource;
   linkEvents?: LinkEventSource;
   attached?: AttachedDevices;
   /** Delay from the first trigger to the scan, so a burst costs one scan. */
@@ -63,7 +70,8 @@ export type SnapshotListener = (snapshot: InventorySnapshot) => void;
 
 export class Inventory {
   readonly #sysfs: SysfsRoot;
-  readonly #options: Required<Omit<InventoryOptions, "linkEvents" | "attached" | "root" | "previous">> & {
+  readonly #options: Required<Omit<InventoryOptions, "linkKinds" | "linkEvents" | "attached" | "root" | "previous">> & {
+    linkKinds: LinkKindSource | undefined;
     linkEvents: LinkEventSource | undefined;
     attached: AttachedDevices | undefined;
   };
@@ -83,6 +91,7 @@ export class Inventory {
     for (const report of options.previous ?? []) if (report.publish) this.#known.set(report.name, report);
     this.#options = {
       policy: options.policy,
+      linkKinds: options.linkKinds,
       linkEvents: options.linkEvents,
       attached: options.attached,
       debounceMs: options.debounceMs ?? 100,
@@ -169,7 +178,8 @@ export class Inventory {
 
   async #scan(): Promise<void> {
     const run = (async () => {
-      const scanned = await scanInventory(this.#sysfs, this.#options.policy);
+      const { linkKinds } = this.#options;
+      const scanned = await scanInventory(this.#sysfs, this.#options.policy, linkKinds === undefined ? {} : { linkKinds });
       const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
       for (const report of scanned.reports) if (report.publish) this.#known.set(report.name, report);
       const next: InventorySnapshot = { reports: carryAttached(scanned.reports, [...this.#known.values()], attached) };

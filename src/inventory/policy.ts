@@ -11,9 +11,16 @@
  * shell-style globs (`ens*`, `eth?`, `ens3f[0-1]`, `pci-0000-3b-*`); `attributes` compares the
  * unqualified attribute names of docs/devices.md (`driver: mlx5_core`,
  * `isSriovVf: true`, `pcieRoot: pci0000:3a`), string values again as globs.
+ *
+ * Devices of a guarded kind (guard.ts) are published only by an include rule
+ * that opts in: its `kinds` lists every guarded kind of the device, or it
+ * names the device exactly. `kinds` selects nothing by itself: it widens
+ * what the rule's selector may publish, so a rule still needs a selector.
  */
 import { z } from "zod";
 import type { AttributeValue, DeviceAttributes } from "./attributes.ts";
+import { globMatches, isExactName } from "./glob.ts";
+import { guardedKindSchema, type GuardedKind } from "./guard.ts";
 
 const glob = z.string().min(1).max(253);
 
@@ -25,50 +32,39 @@ const selectorShape = {
   attributes: z.record(z.string().min(1).max(32), z.union([z.string(), z.number(), z.boolean()])).optional(),
 };
 
-const selectsSomething = {
-  error: "a selector must set ifName, deviceName or attributes",
-} as const;
-
 function hasCriteria(s: { ifName?: unknown; deviceName?: unknown; attributes?: unknown }): boolean {
   return s.ifName !== undefined || s.deviceName !== undefined || s.attributes !== undefined;
 }
 
-export const deviceSelectorSchema = z.strictObject(selectorShape).refine(hasCriteria, selectsSomething);
+export const deviceSelectorSchema = z
+  .strictObject(selectorShape)
+  .refine(hasCriteria, { error: "a selector must set ifName, deviceName or attributes" });
 
 export type DeviceSelector = z.infer<typeof deviceSelectorSchema>;
 
 export const includeRuleSchema = z
   .strictObject({
     ...selectorShape,
+    /** Guarded kinds this rule may publish besides unguarded devices (opt-in, not a selector). */
+    kinds: z.array(guardedKindSchema).min(1).optional(),
     /**
      * k8s.cni.cncf.io/resourceName for devices this rule selects; it must equal
      * the k8s.v1.cni.cncf.io/resourceName annotation of the NetworkAttachmentDefinition.
      */
     multusResourceName: z.string().min(1).max(63).optional(),
   })
-  .refine(hasCriteria, selectsSomething);
+  .refine(hasCriteria, {
+    error: "an include rule must set ifName, deviceName or attributes (kinds only opts in to kinds; it selects nothing)",
+  });
 
 export type IncludeRule = z.infer<typeof includeRuleSchema>;
 
-/** Interfaces that belong to container runtimes and CNIs, never to workloads. */
-export const DEFAULT_EXCLUDES: readonly DeviceSelector[] = [
-  { ifName: "veth*" },
-  { ifName: "docker0" },
-  { ifName: "cni0" },
-  { ifName: "cilium_*" },
-  { ifName: "flannel.*" },
-  { ifName: "genev_sys_*" },
-  { ifName: "ovs-system" },
-  { ifName: "br-int" },
-  { ifName: "br-ex" },
-];
-
 export const devicePolicySchema = z
   .strictObject({
-    /** Absent: every eligible device. A list: only devices some rule selects ([] publishes nothing). */
+    /** Absent: every eligible device of no guarded kind. A list: only devices some rule selects ([] publishes nothing). */
     include: z.array(includeRuleSchema).optional(),
     /** Devices never published, whatever include says. */
-    exclude: z.array(deviceSelectorSchema).default(() => [...DEFAULT_EXCLUDES]),
+    exclude: z.array(deviceSelectorSchema).default(() => []),
     /** k8s.cni.cncf.io/resourceName for PCI devices whose include rule names none. */
     multusResourceName: z.string().min(1).max(63).default("netclaim.dev/netdev"),
   })
@@ -80,6 +76,8 @@ export interface PolicySubject {
   readonly ifName: string;
   readonly deviceName: string;
   readonly attributes: DeviceAttributes;
+  /** What the guard found (guardedKinds()); empty for a device it lets through. */
+  readonly guardedKinds: readonly GuardedKind[];
 }
 
 export type PolicyVerdict =
@@ -92,11 +90,13 @@ export function evaluatePolicy(policy: DevicePolicy, subject: PolicySubject): Po
     return { publish: false, reason: `excluded by policy exclude[${excludedBy}] ${describeSelector(policy.exclude[excludedBy])}` };
   }
   if (policy.include === undefined) {
+    if (subject.guardedKinds.length > 0) return guardedVerdict(subject.guardedKinds);
     return { publish: true, reason: "eligible (policy publishes every eligible device)", multusResourceName: policy.multusResourceName };
   }
-  const includedBy = policy.include.findIndex((rule) => selectorMatches(rule, subject));
+  const includedBy = policy.include.findIndex((rule) => selectorMatches(rule, subject) && optsIn(rule, subject));
   const rule = policy.include[includedBy];
   if (rule === undefined) {
+    if (subject.guardedKinds.length > 0) return guardedVerdict(subject.guardedKinds);
     return {
       publish: false,
       reason: policy.include.length === 0 ? "not selected (policy include is empty: opt-in)" : "not selected by any policy include rule",
@@ -107,6 +107,17 @@ export function evaluatePolicy(policy: DevicePolicy, subject: PolicySubject): Po
     reason: `selected by policy include[${includedBy}] ${describeSelector(rule)}`,
     multusResourceName: rule.multusResourceName ?? policy.multusResourceName,
   };
+}
+
+/** Whether a rule that selects the device may publish it despite the guard. */
+function optsIn(rule: IncludeRule, subject: PolicySubject): boolean {
+  const namesExactly = [rule.ifName, rule.deviceName].some((name) => name !== undefined && isExactName(name));
+  return namesExactly || subject.guardedKinds.every((kind) => rule.kinds?.includes(kind) === true);
+}
+
+function guardedVerdict(kinds: readonly GuardedKind[]): PolicyVerdict {
+  const list = kinds.join(", ");
+  return { publish: false, reason: `never published by default: ${list} (opt in with include[].kinds: [${list}] or name it exactly)` };
 }
 
 export function selectorMatches(selector: DeviceSelector, subject: PolicySubject): boolean {
@@ -125,39 +136,9 @@ function valueMatches(wanted: AttributeValue, actual: AttributeValue | undefined
   return wanted === actual;
 }
 
-const globCache = new Map<string, RegExp>();
-
-/** Shell-style: * any run, ? one character, everything else literal. */
-/** `*`, `?` and bracket classes (`[0-9]`, `[!a]`), as the shell has them; everything else literal. */
-function globToRegExp(pattern: string): RegExp {
-  let out = "";
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern.charAt(i);
-    const close = c === "[" ? pattern.indexOf("]", i + 2) : -1;
-    if (c === "*") out += ".*";
-    else if (c === "?") out += ".";
-    else if (close !== -1) {
-      const body = pattern.slice(i + 1, close);
-      const negated = body.startsWith("!");
-      out += `[${negated ? "^" : ""}${(negated ? body.slice(1) : body).replace(/[\\\]^]/g, "\\$&")}]`;
-      i = close;
-    } else out += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${out}$`);
-}
-
-
-export function globMatches(pattern: string, text: string): boolean {
-  let re = globCache.get(pattern);
-  if (re === undefined) {
-    re = globToRegExp(pattern);
-    globCache.set(pattern, re);
-  }
-  return re.test(text);
-}
-
-function describeSelector(selector: DeviceSelector | undefined): string {
+function describeSelector(selector: DeviceSelector | IncludeRule | undefined): string {
   if (selector === undefined) return "";
   const { ifName, deviceName, attributes } = selector;
-  return JSON.stringify({ ifName, deviceName, attributes });
+  const kinds = "kinds" in selector ? selector.kinds : undefined;
+  return JSON.stringify({ ifName, deviceName, attributes, kinds });
 }

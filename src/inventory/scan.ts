@@ -1,12 +1,14 @@
 /**
- * One inventory scan: discover, rule out ineligible devices, name them, and
- * apply the selection policy. The result says for every netdev whether it is
- * published and why, which is what `netclaim devices` prints.
+ * One inventory scan: discover, rule out ineligible devices, name them, find
+ * their guarded kinds, and apply the selection policy. The result says for
+ * every netdev whether it is published and why, which is what `netclaim
+ * devices` prints.
  */
 import { deviceAttributes, type DeviceAttributes } from "./attributes.ts";
 import type { NetDevice } from "./device.ts";
-import { discoverNetDevices } from "./discover.ts";
+import { discoverNetDevices, type DiscoveryOptions } from "./discover.ts";
 import { ineligibleDevices } from "./eligibility.ts";
+import { guardedKinds } from "./guard.ts";
 import { assignDeviceNames } from "./names.ts";
 import { evaluatePolicy, type DevicePolicy } from "./policy.ts";
 import { defaultRouteInterfaces } from "./routes.ts";
@@ -34,8 +36,8 @@ export function publishedDevices(snapshot: InventorySnapshot): DeviceReport[] {
   return snapshot.reports.filter((r) => r.publish);
 }
 
-export async function scanInventory(sysfs: SysfsRoot, policy: DevicePolicy): Promise<InventorySnapshot> {
-  const [devices, uplinks] = await Promise.all([discoverNetDevices(sysfs), defaultRouteInterfaces(sysfs)]);
+export async function scanInventory(sysfs: SysfsRoot, policy: DevicePolicy, options: DiscoveryOptions = {}): Promise<InventorySnapshot> {
+  const [devices, uplinks] = await Promise.all([discoverNetDevices(sysfs, options), defaultRouteInterfaces(sysfs)]);
   return { reports: reportDevices(devices, uplinks, policy) };
 }
 
@@ -46,12 +48,13 @@ export function reportDevices(
 ): DeviceReport[] {
   const ineligible = ineligibleDevices(devices, uplinks);
   const names = assignDeviceNames(devices);
+  const byName = new Map(devices.map((d) => [d.ifName, d]));
   const reports = devices.map((device): DeviceReport => {
     const name = names.get(device) ?? device.ifName;
     const attributes = deviceAttributes(device);
     const excluded = ineligible.get(device.ifName);
     if (excluded !== undefined) return { name, device, attributes, publish: false, reason: `never published: ${excluded.reason}`, attached: false };
-    const verdict = evaluatePolicy(policy, { ifName: device.ifName, deviceName: name, attributes });
+    const verdict = evaluatePolicy(policy, { ifName: device.ifName, deviceName: name, attributes, guardedKinds: guardedKinds(device, byName) });
     if (!verdict.publish) return { name, device, attributes, publish: false, reason: verdict.reason, attached: false };
     return {
       name,

@@ -11,7 +11,8 @@ import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
-import { Inventory, devicePolicySchema, type LinkEventSource } from "../../src/inventory/index.ts";
+import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
+import { NetlinkClient } from "../../src/netlink/index.ts";
 import { SlicePublisher } from "../../src/slices/index.ts";
 
 const run = promisify(execFile);
@@ -21,25 +22,53 @@ export interface Cluster {
   kubeconfig: string;
   kubectl: string;
   admin: KubeClient;
+  /** The Kubernetes release it runs, e.g. v1.34.4. */
+  version: string;
+  /** JSON lines: every request of the agent's ServiceAccount (hack/cluster/cluster.sh). */
+  auditLog: string;
 }
 
-let cached: Cluster | undefined;
+const clusters = new Map<string, Promise<Cluster>>();
 
-export async function cluster(): Promise<Cluster> {
-  if (cached !== undefined) return cached;
-  const up = spawnSync(join(repo, "hack/cluster/cluster.sh"), ["up"], { stdio: ["ignore", "inherit", "inherit"] });
-  if (up.status !== 0) throw new Error("hack/cluster/cluster.sh up failed");
-  const env = await run(join(repo, "hack/cluster/cluster.sh"), ["env"]);
-  const vars = Object.fromEntries(env.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
+/**
+ * The test control plane of `version` (default: hack/cluster/versions.env's
+ * K8S_DEFAULT; "newest" for K8S_NEWEST), started if it is not running, with
+ * the agent's RBAC, admission policies and DeviceClasses applied exactly as shipped.
+ */
+export function cluster(version: "default" | "newest" = "default"): Promise<Cluster> {
+  let started = clusters.get(version);
+  if (started === undefined) {
+    started = startCluster(version);
+    clusters.set(version, started);
+  }
+  return started;
+}
+
+async function startCluster(version: "default" | "newest"): Promise<Cluster> {
+  const script = join(repo, "hack/cluster/cluster.sh");
+  const env = version === "default" ? process.env : { ...process.env, K8S_VERSION: await newestVersion() };
+  const up = spawnSync(script, ["up"], { stdio: ["ignore", "inherit", "inherit"], env });
+  if (up.status !== 0) throw new Error(`hack/cluster/cluster.sh up failed (Kubernetes ${version})`);
+  const printed = await run(script, ["env"], { env });
+  const vars = Object.fromEntries(printed.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
   const kubeconfig = vars.NETCLAIM_KUBECONFIG ?? "";
-  const kubectl = join(vars.NETCLAIM_KUBE_BIN ?? "", "kubectl");
   const config = new KubeConfig();
   config.loadFromFile(kubeconfig);
-  cached = { kubeconfig, kubectl, admin: await KubeClient.create(config) };
-  // The agent's RBAC, admission policy and DeviceClasses, exactly as shipped.
-  const manifests = await run(kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
-  await kubectlApply(cached, manifests.stdout);
-  return cached;
+  const started: Cluster = {
+    kubeconfig,
+    kubectl: join(vars.NETCLAIM_KUBE_BIN ?? "", "kubectl"),
+    admin: await KubeClient.create(config),
+    version: vars.NETCLAIM_KUBE_VERSION ?? "",
+    auditLog: vars.NETCLAIM_AUDIT_LOG ?? "",
+  };
+  const manifests = await run(started.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
+  await kubectlApply(started, manifests.stdout);
+  return started;
+}
+
+async function newestVersion(): Promise<string> {
+  const versions = await run("bash", ["-c", `source ${join(repo, "hack/cluster/versions.env")} && echo "$K8S_NEWEST"`]);
+  return versions.stdout.trim();
 }
 
 export async function kubectlApply(c: Cluster, yaml: string): Promise<void> {
@@ -182,9 +211,12 @@ export async function startAgent(options: {
   linkEvents?: LinkEventSource;
 }): Promise<RunningAgent> {
   const errors: unknown[] = [];
+  // Like the agent, the real root gets the kernel's link kinds (a veth is guarded).
+  const netlink = options.root === "/" ? new NetlinkClient() : undefined;
   const inventory = new Inventory({
     root: options.root,
     policy: devicePolicySchema.parse(options.policy),
+    ...(netlink !== undefined ? { linkKinds: netlinkLinkKinds(netlink) } : {}),
     debounceMs: 20,
     ...(options.linkEvents !== undefined ? { linkEvents: options.linkEvents } : {}),
     onError: (err) => errors.push(err),
@@ -206,6 +238,7 @@ export async function startAgent(options: {
     async stop() {
       await publisher.stop();
       await inventory.stop();
+      await netlink?.close();
     },
   };
 }

@@ -165,7 +165,7 @@ describe("slice reconciliation", () => {
       client,
       nodeName,
       root: "/",
-      policy: { include: [{ ifName: "apihp0*" }] },
+      policy: { include: [{ ifName: "apihp0*", kinds: ["veth"] }] },
       linkEvents: linkEventSource(),
     });
     try {

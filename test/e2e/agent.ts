@@ -3,7 +3,7 @@
  * DaemonSet runs it (same command, same configuration shape), against the
  * node's kubelet and containerd.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { eventually, node, runCommand, type Manifest } from "./harness.ts";
@@ -49,8 +49,9 @@ export class E2eAgent {
         runtimeDir: this.runtimeDir,
         kubelet: { rootDir: env.kubeletDir },
         nri: { socketPath: env.nriSocket },
-        devices: { include: [{ ifName: this.#options.nicGlob }], exclude: [] },
-        cni: { binDirs: this.#options.cniBinDirs ?? ["/usr/lib/cni"] },
+        // The stand-in NICs are veths, which the guard keeps back unless a rule opts in.
+        devices: { include: [{ ifName: this.#options.nicGlob, kinds: ["veth"] }] },
+        cni: { binDirs: this.#options.cniBinDirs ?? ["/usr/lib/cni"], ipam: { allowedPathPrefixes: [env.ipamDir] } },
         cdi: { specDir: env.cdiDir },
       }),
     );
@@ -88,6 +89,8 @@ export class E2eAgent {
   async remove(): Promise<void> {
     await this.stop();
     await rm(this.dir, { recursive: true, force: true });
+    // A stopped agent unmounts its IPAM namespace; one killed and not restarted leaves it mounted.
+    await new Promise((resolve) => execFile("umount", [join(this.runtimeDir, "ipam", "netns")], resolve));
     await rm(this.runtimeDir, { recursive: true, force: true });
   }
 }

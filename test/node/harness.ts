@@ -13,6 +13,7 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { isNotFound } from "../../src/kube/index.ts";
@@ -126,9 +127,11 @@ export class SimNode {
         log: { level: "debug" },
         kubelet: { rootDir: join(dir, "kubelet") },
         nri: { socketPath: join(dir, "nri.sock") },
-        devices: { include: [{ ifName: `${options.nicPrefix}*` }], exclude: [] },
+        // The stand-in NICs are veths, which the guard keeps back unless a rule opts in.
+        devices: { include: [{ ifName: `${options.nicPrefix}*`, kinds: ["veth"] }] },
         inventory: { resyncSeconds: 5, ...(options.inventoryRoot !== undefined ? { root: options.inventoryRoot } : {}) },
-        cni: { binDirs: ["/usr/lib/cni"] },
+        // The IPAM tests keep host-local's pools in temporary directories.
+        cni: { binDirs: ["/usr/lib/cni"], ipam: { allowedPathPrefixes: [tmpdir()] } },
         cdi: { specDir: join(dir, "cdi") },
       }),
     );
@@ -254,6 +257,8 @@ export class SimNode {
     await this.kubelet.stop().catch(() => undefined);
     for (const netns of this.#netns) await sh("ip", "netns", "delete", netns).catch(() => undefined);
     for (const link of this.#hostLinks) await sh("ip", "link", "delete", link).catch(() => undefined);
+    // A stopped agent unmounts its IPAM namespace; a killed one leaves it mounted.
+    await sh("umount", join(this.dir, "run", "ipam", "netns")).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AGENT_FLAGS } from "../../src/cli/flags.ts";
-import { connectxNode } from "../fixtures/nodes.ts";
+import { cniNode, connectxNode } from "../fixtures/nodes.ts";
 import { writeSysfsFixture } from "../fixtures/sysfs-tree.ts";
 
 const run = promisify(execFile);
@@ -73,6 +73,32 @@ describe("netclaim CLI", () => {
     const none = await netclaim("devices", "--root", root, "--json", "--config", optIn);
     assert.equal(none.code, 0, none.stderr);
     assert.ok((JSON.parse(none.stdout) as { publish: boolean }[]).every((r) => !r.publish), "an empty include list publishes nothing");
+  });
+
+  it("devices keeps guarded kinds back even for include ifName *, and opts in by kinds", async () => {
+    const root = await mkdtemp(join(tmpdir(), "netclaim-sysfs-"));
+    await writeSysfsFixture(root, cniNode());
+    const dir = await mkdtemp(join(tmpdir(), "netclaim-cli-"));
+    const everything = join(dir, "everything.yaml");
+    await writeFile(everything, 'devices:\n  include: [{ifName: "*"}]\n');
+    const bridges = join(dir, "bridges.yaml");
+    await writeFile(bridges, 'devices:\n  include: [{ifName: "br-*", kinds: [bridge]}]\n');
+    const all = await netclaim("devices", "--root", root, "--config", everything);
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /^no +br-storage +br-storage .*never published by default: bridge \(opt in with include\[\]\.kinds: \[bridge\] or name it exactly\)$/m);
+    const opted = await netclaim("devices", "--root", root, "--config", bridges, "--json");
+    assert.equal(opted.code, 0, opted.stderr);
+    const reports = JSON.parse(opted.stdout) as { ifName: string; kind?: string; publish: boolean }[];
+    assert.deepEqual(reports.filter((r) => r.publish).map((r) => [r.ifName, r.kind]), [["br-storage", "bridge"]]);
+  });
+
+  it("devices --config with an unknown kind exits 2 and lists the valid kinds", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "netclaim-cli-"));
+    const file = join(dir, "typo.yaml");
+    await writeFile(file, 'devices:\n  include: [{ifName: "ncdemo*", kinds: [veths]}]\n');
+    const { code, stderr } = await netclaim("devices", "--config", file);
+    assert.equal(code, 2);
+    assert.match(stderr, /devices\.include\.0\.kinds\.0: unknown kind "veths"; valid kinds: veth, netkit, bridge, .*, cni\n/);
   });
 
   it("rejects an unknown command and an unknown flag with exit status 2", async () => {
