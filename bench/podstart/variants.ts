@@ -16,7 +16,7 @@ import {
 } from "../../test/e2e/harness.ts";
 
 export interface Variant {
-  /** Short, stable name: it prefixes the JSON keys (`<name>_p50_ms`). */
+  /** Short, stable name: it prefixes the JSON keys (`<name>_ready_p50_ms`, `<name>_started_p99_ms`, ...). */
   readonly name: string;
   setup(): Promise<void>;
   pod(name: string, labels: Readonly<Record<string, string>>): Manifest;
@@ -39,7 +39,8 @@ export function multusVariant(pods: number): Variant {
     async setup() {
       const master = await createHostVeth(uniqueName("benchm"));
       removeMaster = () => master.remove();
-      // Room for every measured pod plus warm-up; pods are deleted only at the end.
+      // Room for every pod of the run, warm-up included, although each is deleted once
+      // measured: host-local hands addresses out round-robin, so the range never wraps.
       const last = 100 + pods + 10;
       if (last > 199) throw new RangeError(`${String(pods)} pods do not fit the bench's macvlan range 198.51.100.100-199`);
       await apply(await macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.100", rangeEnd: `198.51.100.${String(last)}` }));
@@ -53,9 +54,10 @@ export function multusVariant(pods: number): Variant {
 }
 
 /**
- * netclaim on the node: one agent publishing 2 × (pods + 1) stand-in NICs
- * (veth pairs, both ends published), a DeviceClass and a claim template that
- * names the interface. Shared by the "dra" and "both" variants.
+ * netclaim on the node: one agent publishing `devices` stand-in NICs (veth
+ * pairs, both ends published), a DeviceClass and a claim template that names
+ * the interface. Shared by the "dra" and "both" variants; since each pod is
+ * deleted once measured, a few devices serve the whole run.
  */
 export class NetclaimSetup {
   readonly deviceClass = uniqueName("bench-netclaim");

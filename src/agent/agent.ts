@@ -7,7 +7,9 @@
  *  1. state store, API client;
  *  2. the engine's thread (which runs every netlink request) and its
  *     recovery: finish or roll back what a crashed agent left, before
- *     anything new happens;
+ *     anything new happens (a device it cannot recover is reported, never
+ *     a reason not to start); recovery runs again on a timer and after
+ *     every NRI reconnection;
  *  3. inventory and slice publication (the scheduler needs our devices);
  *  4. NRI plugin (so pod starts are seen);
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
@@ -28,12 +30,13 @@ import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
 import { StateStore } from "../store/index.ts";
-import { apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
+import { apiClaimConsumers, apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
 import { InventoryHealth } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { PodNetwork } from "./pod-network.ts";
+import { AttachmentRecovery } from "./recovery.ts";
 import { ClaimStatusReporter } from "./status-reporter.ts";
 
 export interface AgentRuntime {
@@ -66,17 +69,25 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   stack.defer(() => engine.close());
   await engine.start();
   const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(([mode]) => mode, () => "shared" as const);
-  const recovered = await engine.recover();
-  if (recovered.size > 0) logger.info({ recovered: Object.fromEntries(recovered) }, "finished attachments a previous agent left");
 
   const status = new ClaimStatusReporter({ client, driverName: config.driverName, poolName: nodeName, logger: logger.child({ part: "status" }) });
   status.start();
   stack.defer(() => status.close());
 
   const claims = new ClaimState(store, config.driverName);
-  const podNetwork = new PodNetwork({ claims, engine, netlink: engine, status, rdmaMode, logger: logger.child({ part: "pods" }) });
-  await podNetwork.refreshAttached();
+  // Recovery reports through the pods' claims, and PodNetwork asks it to follow pods into new namespaces.
+  const recovery: AttachmentRecovery = new AttachmentRecovery({
+    engine,
+    owners: () => podNetwork.attachmentOwners(),
+    status,
+    logger: logger.child({ part: "recovery" }),
+    onRecovered: () => podNetwork.refreshAttached(),
+  });
+  const podNetwork: PodNetwork = new PodNetwork({ claims, engine, netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, recovery, logger: logger.child({ part: "pods" }) });
   stack.defer(() => podNetwork.settle());
+  await recovery.run();
+  recovery.start();
+  stack.defer(() => recovery.close());
 
   const inventory = new Inventory({
     previous: await loadInventoryMemory(store, logger),
@@ -120,8 +131,13 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     pluginIndex: config.nri.pluginIndex,
     logger: logger.child({ part: "nri" }),
   });
+  let everConnected = false;
   nri.onStateChange((state, cause) => {
     logger.info({ state, cause: cause === undefined ? undefined : errorMessage(cause) }, "NRI connection");
+    if (state !== "connected") return;
+    // Pods may have started or gone while the runtime was away: converge on what is journaled now.
+    if (everConnected) recovery.request();
+    everConnected = true;
   });
   nri.start();
   stack.defer(() => nri.close());

@@ -12,7 +12,8 @@ import type { ClaimContent, ClaimPreparer, ClaimRef, ClaimSource, DriverClaim, J
 import { baseRequestName } from "../dra/index.ts";
 import { cdiDeviceId, rdmaCharDevices, writeCdiSpec } from "../engine/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
-import { getNetworkAttachmentDefinition, getResourceClaim, type KubeClient } from "../kube/index.ts";
+import { getNetworkAttachmentDefinition, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
+import type { ClaimConsumers } from "./shared-claims.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
 
 /** Claims straight from the API server: the kubelet has just read the same object. */
@@ -44,6 +45,21 @@ export function apiClaimSource(client: KubeClient): ClaimSource {
         reservedFor: (claim.status?.reservedFor ?? []).map((c) => ({ resource: c.resource, apiGroup: c.apiGroup ?? undefined, name: c.name, uid: c.uid })),
       };
     },
+  };
+}
+
+/** The pods a claim is reserved for now, by UID; undefined once the claim (with this UID) is gone. */
+export function apiClaimConsumers(client: KubeClient): ClaimConsumers {
+  return async (ref, signal) => {
+    let claim;
+    try {
+      claim = await getResourceClaim(client, ref.namespace, ref.name, signal);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+    if (claim.metadata.uid !== ref.uid) return undefined;
+    return (claim.status?.reservedFor ?? []).filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "").map((c) => c.uid);
   };
 }
 

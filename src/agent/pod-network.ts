@@ -28,6 +28,9 @@ import {
   NriHandlerError, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
 } from "../nri/index.ts";
+import { SharedClaims, type ClaimConsumers } from "./shared-claims.ts";
+import type { AttachmentOwner, AttachmentRecovery } from "./recovery.ts";
+import { runningPods } from "./running-pods.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
 
 export interface PodNetworkOptions {
@@ -35,9 +38,13 @@ export interface PodNetworkOptions {
   engine: Attacher;
   /** Runs netlink requests off the main thread (the engine's thread in the agent). */
   netlink: BatchRunner;
-  status: ClaimStatusReporter;
+  status: Pick<ClaimStatusReporter, "setDevice" | "event">;
+  /** Who a claim is reserved for now, to refuse pods that share a claim another pod holds (see shared-claims.ts). */
+  consumers: ClaimConsumers;
   /** The kernel's RDMA namespace mode: in exclusive mode RDMA devices move with their netdev. */
   rdmaMode: "shared" | "exclusive";
+  /** Points attachments whose recorded namespace is gone at their pod's live one, at every Synchronize. */
+  recovery: Pick<AttachmentRecovery, "retarget">;
   logger: Logger;
 }
 
@@ -56,14 +63,24 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   readonly #options: PodNetworkOptions;
   /** Background work started by Synchronize; awaited at close. */
   #resync: Promise<void> = Promise.resolve();
+  /** Pods whose attach began after the last Synchronize: not in its list, yet running. */
+  #begunSinceSync = new Set<string>();
   /** Attaches still running (or failed) after RunPodSandbox answered, by pod UID. */
   readonly #attaching = new Map<string, Promise<void>>();
   /** DRA device names inside pods, for the inventory (it keeps publishing them as they were). */
   #attached: ReadonlySet<string> = new Set();
   readonly #attachedListeners = new Set<() => void>();
+  readonly #shared: SharedClaims;
 
   constructor(options: PodNetworkOptions) {
     this.#options = options;
+    this.#shared = new SharedClaims({
+      claims: options.claims,
+      consumers: options.consumers,
+      attachments: () => options.engine.attachments(),
+      status: options.status,
+      logger: options.logger,
+    });
   }
 
   attachedDevices(): ReadonlySet<string> {
@@ -88,14 +105,30 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     if (changed) for (const listener of [...this.#attachedListeners]) listener();
   }
 
-  async runPodSandbox(pod: PodSandboxInfo, _ctx: HandlerContext): Promise<void> {
-    this.#track(pod, await this.#beginAttach(pod, { late: false }));
+  /** The claim, pod and DRA device of every attachment the prepared claims plan, by journal key (for recovery's reports). */
+  async attachmentOwners(): Promise<Map<string, AttachmentOwner>> {
+    return new Map((await this.#preparedPlans()).map((p) => [p.key, { claim: p.claim.claim, pod: p.claim.pod, device: p.device.device }]));
+  }
+
+  async runPodSandbox(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
+    let plans = await this.#preparedPlans();
+    // A pod that shares a claim another pod holds is refused here; one whose holder is gone takes it over.
+    if (await this.#shared.admit(pod, () => Promise.resolve(plans), { signal: ctx.signal })) plans = await this.#preparedPlans();
+    this.#track(pod, await this.#beginAttach(pod, { late: false, plans }));
   }
 
   /** Holds the pod's first containers until its interfaces are attached. */
-  async createContainer(pod: PodSandboxInfo, _container: ContainerInfo, _ctx: HandlerContext): Promise<ContainerAdjustmentSpec | undefined> {
+  async createContainer(pod: PodSandboxInfo, _container: ContainerInfo, ctx: HandlerContext): Promise<ContainerAdjustmentSpec | undefined> {
     const attach = this.#attaching.get(pod.uid);
-    if (attach === undefined) return undefined;
+    if (attach === undefined) {
+      // A sandbox this agent did not see start was never checked for a claim another pod holds.
+      if (await this.#shared.admit(pod, () => this.#preparedPlans(), { signal: ctx.signal, cached: true })) {
+        const begun = await this.#beginAttach(pod, { late: false });
+        this.#track(pod, begun);
+        await begun?.done;
+      }
+      return undefined;
+    }
     try {
       await attach;
     } catch {
@@ -109,11 +142,12 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async stopPodSandbox(pod: PodSandboxInfo): Promise<void> {
-    await this.#detachPod(pod.uid);
+    await this.#detachPod(pod);
   }
 
   async removePodSandbox(pod: PodSandboxInfo): Promise<void> {
-    await this.#detachPod(pod.uid);
+    this.#shared.forget(pod.uid);
+    await this.#detachPod(pod);
   }
 
   /** Remembers a pod's attach until it succeeds; a failed one stays for CreateContainer to retry. */
@@ -140,8 +174,11 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   synchronize(state: SynchronizedState): void {
+    this.#shared.retain(state.pods.map((pod) => pod.uid));
+    const begunSince = new Set<string>();
+    this.#begunSinceSync = begunSince;
     // Answer the runtime at once; catching up may take longer than its timeout.
-    this.#resync = this.#resync.then(() => this.#catchUp(state)).catch((err: unknown) => {
+    this.#resync = this.#resync.then(() => this.#catchUp(state, begunSince)).catch((err: unknown) => {
       this.#options.logger.error({ err: errorMessage(err) }, "re-synchronizing pod interfaces failed");
     });
   }
@@ -156,11 +193,23 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     await Promise.all([...this.#attaching.values()].map((attach) => attach.catch(() => undefined)));
   }
 
-  async #catchUp(state: SynchronizedState): Promise<void> {
-    const { logger, engine } = this.#options;
+  /**
+   * Brings the pods the runtime listed (`state`) and the journal together:
+   * attachments recorded in a namespace that is gone while their pod runs
+   * in another are pointed at it; running pods get what they are missing
+   * (late); attachments of pods that are gone go back to the host, except
+   * those of pods whose attach began after the runtime made its list
+   * (`begunSince`).
+   */
+  async #catchUp(state: SynchronizedState, begunSince: ReadonlySet<string>): Promise<void> {
+    const { logger, engine, recovery } = this.#options;
     await Promise.all([...this.#attaching.values()].map((attach) => attach.catch(() => undefined)));
-    const running = new Map(state.pods.map((pod) => [pod.uid, pod]));
+    const running = runningPods(state.pods);
     const plans = await this.#preparedPlans();
+    await recovery.retarget(new Map(plans.flatMap((p) => {
+      const netns = running.get(p.claim.pod.uid)?.netnsPath;
+      return netns === undefined || p.device.mode !== "native" ? [] : [[p.key, netns] as const];
+    })));
     const attached = new Set(await engine.attachments());
     for (const pod of running.values()) {
       const missing = plans.filter((p) => p.claim.pod.uid === pod.uid && p.device.mode === "native" && !attached.has(p.key));
@@ -176,7 +225,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const byKey = new Map(plans.map((p) => [p.key, p]));
     const orphans = [...attached].filter((key) => {
       const plan = byKey.get(key);
-      return plan === undefined || !running.has(plan.claim.pod.uid);
+      return plan === undefined || !(running.has(plan.claim.pod.uid) || begunSince.has(plan.claim.pod.uid));
     });
     if (orphans.length > 0) {
       logger.info({ attachments: orphans }, "restoring devices of pods that are gone");
@@ -190,9 +239,10 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
    * the runtime's to see at once), and returns the rest of the work, which
    * reports status when it ends; undefined when there is nothing to attach.
    */
-  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean }): Promise<{ done: Promise<void> } | undefined> {
+  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean; plans?: readonly PlannedDevice[] }): Promise<{ done: Promise<void> } | undefined> {
     const { engine, netlink, status, logger } = this.#options;
-    const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === pod.uid);
+    this.#begunSinceSync.add(pod.uid);
+    const planned = (options.plans ?? (await this.#preparedPlans())).filter((p) => p.claim.pod.uid === pod.uid);
     if (planned.length === 0) return undefined;
     const log = logger.child({ pod: `${pod.namespace}/${pod.name}`, podUID: pod.uid });
     for (const p of planned.filter((p) => p.device.mode === "multus")) {
@@ -258,13 +308,19 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     log.info({ interfaces: results.map((r) => r.podName), late: options.late }, "attached netclaim interfaces");
   }
 
-  async #detachPod(podUID: string): Promise<void> {
-    await this.#attachSettled(podUID);
-    const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === podUID && p.device.mode === "native");
+  /**
+   * Restores the devices of a sandbox that stops or goes. A pod's sandbox
+   * the runtime replaced (its pause process died) is stopped and removed
+   * after the new one started: only what is in this sandbox goes back.
+   */
+  async #detachPod(sandbox: PodSandboxInfo): Promise<void> {
+    await this.#attachSettled(sandbox.uid);
+    const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === sandbox.uid && p.device.mode === "native");
     if (planned.length === 0) return;
-    const outcomes = await this.#options.engine.detach(planned.map((p) => p.key)).finally(() => this.refreshAttached());
+    const outcomes = await this.#options.engine.detach(planned.map((p) => p.key), { sandbox: { netns: sandbox.netnsPath } }).finally(() => this.refreshAttached());
     for (const p of planned) {
-      if (outcomes.get(p.key) === "unknown") continue;
+      const outcome = outcomes.get(p.key);
+      if (outcome === "unknown" || outcome === "kept") continue;
       this.#options.status.setDevice(p.claim.claim, p.device.device, { kind: "prepared" });
     }
   }

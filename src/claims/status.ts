@@ -21,6 +21,12 @@ export const StatusReason = {
   DelegatedToMultus: "DelegatedToMultus",
   InvalidConfig: "InvalidConfig",
   AttachFailed: "AttachFailed",
+  /**
+   * The device vanished while its pod ran (hot-unplug, a VF removed, a
+   * driver reload): it is in neither the pod nor the host. Nothing is left to
+   * restore; netclaim forgets the attachment once the pod is gone.
+   */
+  DeviceLost: "DeviceLost",
 } as const;
 export type StatusReason = (typeof StatusReason)[keyof typeof StatusReason];
 
@@ -28,7 +34,7 @@ export type DeviceState =
   | { kind: "prepared" }
   | { kind: "attached"; interfaceName: string; addresses: readonly string[]; hardwareAddress?: string; late: boolean }
   | { kind: "delegated"; resourceName: string }
-  | { kind: "failed"; reason: typeof StatusReason.InvalidConfig | typeof StatusReason.AttachFailed; message: string };
+  | { kind: "failed"; reason: typeof StatusReason.InvalidConfig | typeof StatusReason.AttachFailed | typeof StatusReason.DeviceLost; message: string };
 
 export interface DeviceRef {
   driver: string;

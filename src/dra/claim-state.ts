@@ -9,12 +9,16 @@
  * was taken), `preparing` (roll back, then prepare again) or `prepared`
  * (answer from disk), never half.
  */
+import { join } from "node:path";
 import { z } from "zod";
 import type { Collection, StateStore } from "../store/index.ts";
-import type { ClaimRef, PreparedClaim } from "./claim.ts";
+import { ClaimLocks } from "./claim-locks.ts";
+import type { ClaimRef, JsonValue, PreparedClaim } from "./claim.ts";
 import { ClaimError } from "./errors.ts";
 
 const COLLECTION = "dra-claims";
+/** The claim locks' directory in the state store, shared by prepare, unprepare and updatePlan. */
+export const CLAIM_LOCKS_DIR = "dra-locks";
 
 const claimRefSchema = z.strictObject({ namespace: z.string(), uid: z.string().min(1), name: z.string() });
 
@@ -43,10 +47,13 @@ export type ClaimRecord = z.infer<typeof recordSchema>;
 export class ClaimState {
   readonly #records: Collection<ClaimRecord>;
   readonly #driver: string;
+  readonly #lockDir: string;
+  #locks: ClaimLocks | undefined;
 
   constructor(store: StateStore, driver: string) {
     this.#records = store.collection(COLLECTION, recordSchema);
     this.#driver = driver;
+    this.#lockDir = join(store.dir, CLAIM_LOCKS_DIR);
   }
 
   async get(claim: ClaimRef): Promise<ClaimRecord | undefined> {
@@ -71,6 +78,25 @@ export class ClaimState {
         ...(d.shareID === undefined ? {} : { shareID: d.shareID }),
       })),
       plan: prepared.plan,
+    });
+  }
+
+  /**
+   * Replaces the plan of a prepared claim with what `update` makes of it,
+   * under the claim's lock (the one prepare and unprepare take, in every
+   * agent instance), so an unprepare never races it. Resolves with the new
+   * plan, or undefined when the claim is not prepared any more or `update`
+   * returned undefined (nothing written).
+   */
+  async updatePlan(claim: ClaimRef, update: (plan: JsonValue) => JsonValue | undefined, options: { signal: AbortSignal }): Promise<JsonValue | undefined> {
+    this.#locks ??= new ClaimLocks(this.#lockDir);
+    return this.#locks.run(claim.uid, options, async () => {
+      const record = await this.get(claim);
+      if (record?.state !== "prepared") return undefined;
+      const plan = update(record.plan);
+      if (plan === undefined) return undefined;
+      await this.#put(claim, { ...record, plan });
+      return plan;
     });
   }
 

@@ -20,7 +20,7 @@ import type { StateStore } from "../store/index.ts";
 import type { ClaimPreparer, ClaimSource } from "./claim.ts";
 import { ClaimLocks } from "./claim-locks.ts";
 import { ClaimService } from "./claim-service.ts";
-import { ClaimState } from "./claim-state.ts";
+import { CLAIM_LOCKS_DIR, ClaimState } from "./claim-state.ts";
 import { DEFAULT_CALL_BUDGET_MS, draPluginService } from "./dra-service.ts";
 import { addService } from "./grpc-service.ts";
 import { DEFAULT_HEALTH_RESEND_MS, KUBELET_HEALTH_TIMEOUT_MS, serveHealthStream, type DeviceHealthSource } from "./health.ts";
@@ -80,7 +80,7 @@ export class DraPlugin implements AsyncDisposable {
       source: options.claimSource,
       preparer: options.preparer,
       state: new ClaimState(options.store, options.driver),
-      locks: new ClaimLocks(join(options.store.dir, "dra-locks")),
+      locks: new ClaimLocks(join(options.store.dir, CLAIM_LOCKS_DIR)),
       logger: this.#log,
       metrics: options.metrics,
     });

@@ -5,18 +5,22 @@
  * Crash safety: before the first kernel change of an attach or a detach the
  * journal record (plan, original host state, intent) is durably written.
  * Every step looks at the kernel before acting and is safe to repeat, so
- * recover() after a crash re-runs the steps toward the recorded intent: a
- * device whose pod still exists is attached fully, any other is restored.
+ * recover() re-runs the steps toward the recorded intent, after a crash or
+ * at any time beside the agent's attaches and detaches (per-attachment
+ * locks keep them apart); recovery.ts decides what each record becomes, and
+ * no attachment's outcome, a device lost included, ever stops recovery.
  */
-import { access } from "node:fs/promises";
 import {
   IFA_F_NODAD, NetlinkError, networkOf, cidrParts, RT_SCOPE,
   type Address, type AddressSpec, type BatchRunner, type Link, type LinkState, type Op, type PlacedOp, type RouteSpec,
 } from "../netlink/index.ts";
+import { errorMessage } from "../common/errors.ts";
 import type { StateStore, Collection } from "../store/index.ts";
-import { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
+import { EngineError, InjectedCrash, rollbackFailed, type EngineErrorCode } from "./errors.ts";
 import { addressSpecFor, captureHostState, findPlannedDevice, findRecordedDevice, routeSpecFor } from "./host-state.ts";
 import { openJournal, type HostState, type JournalRecord } from "./journal.ts";
+import { KeyLocks } from "./key-locks.ts";
+import { inAnotherSandbox, lostError, recoverRecord, retargeted, type RecoveryResult, type RecoverySteps } from "./recovery.ts";
 import { attachmentPlanSchema, describeDevice, parseSysctlKey, type AttachmentPlan, type AttachmentPlanInput } from "./plan.ts";
 
 /** The RDMA operations the engine needs; by default they run as netlink batches. */
@@ -68,7 +72,19 @@ export interface AttachResult {
   addresses: string[];
 }
 
-export type DetachOutcome = "restored" | "gone" | "unknown";
+/** kept: the attachment is in another live sandbox of the pod than the one stopping (see DetachOptions). */
+export type DetachOutcome = "restored" | "gone" | "unknown" | "kept";
+
+export interface DetachOptions {
+  /**
+   * The pod sandbox that is stopping or being removed, by its network
+   * namespace (undefined once the runtime no longer reports one, as at
+   * RemovePodSandbox): only attachments recorded in it, or in a namespace
+   * that is gone, are restored. One recorded in another namespace that
+   * exists belongs to a sandbox that replaced this one, and is kept.
+   */
+  sandbox?: { netns: string | undefined };
+}
 
 /** What the agent asks of an attach engine, wherever it runs (AttachEngine, EngineThread). */
 export interface Attacher {
@@ -78,8 +94,9 @@ export interface Attacher {
    */
   begin(inputs: readonly AttachmentPlanInput[], options?: { podLinks?: readonly Link[] }): Promise<{ done: Promise<AttachResult[]> }>;
   attach(inputs: readonly AttachmentPlanInput[]): Promise<AttachResult[]>;
-  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>>;
-  recover(): Promise<Map<string, "attached" | DetachOutcome>>;
+  detach(keys: readonly string[], options?: DetachOptions): Promise<Map<string, DetachOutcome>>;
+  recover(): Promise<Map<string, RecoveryResult>>;
+  retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>>;
   attachments(): Promise<string[]>;
   attached(): Promise<string[]>;
 }
@@ -111,6 +128,8 @@ export class AttachEngine implements Attacher {
   readonly #journal: Collection<JournalRecord>;
   readonly #rdma: RdmaOps;
   readonly #beforeStep: (step: Step, key: string) => void;
+  readonly #locks = new KeyLocks();
+  readonly #recoverySteps: RecoverySteps;
 
   constructor(options: EngineOptions) {
     this.#nl = options.netlink;
@@ -121,6 +140,11 @@ export class AttachEngine implements Attacher {
       rdmaSetNetns: async (index, device, netns) => (await nl.batch(undefined, [{ op: "rdmaSetNetns", index, device, netns }] as const))[0],
     };
     this.#beforeStep = options.beforeStep ?? (() => undefined);
+    this.#recoverySteps = {
+      journal: this.#journal,
+      attach: (record) => this.#attachOne(record),
+      restore: async (record) => ((await this.#detachOne(record)) === "restored" ? "restored" : "gone"),
+    };
   }
 
   /**
@@ -143,9 +167,16 @@ export class AttachEngine implements Attacher {
   async begin(inputs: readonly AttachmentPlanInput[], options: BeginOptions = {}): Promise<{ done: Promise<AttachResult[]> }> {
     const plans = inputs.map((p) => parsePlan(p)).sort((a, b) => (a.podName < b.podName ? -1 : a.podName > b.podName ? 1 : 0));
     if (plans.length === 0) return { done: Promise.resolve([]) };
-    const records = await this.#prepare(plans, options.podLinks);
+    const release = await this.#locks.acquire(plans.map((p) => p.key));
+    let records: PreparedAttachment[];
+    try {
+      records = await this.#prepare(plans, options.podLinks);
+    } catch (err) {
+      release();
+      throw err;
+    }
     options.onChecked?.();
-    const done = this.#attachAll(records);
+    const done = this.#attachAll(records).finally(release);
     // Handled by whoever awaits `done`; a failure must never count as unhandled before that.
     done.catch(() => undefined);
     return { done };
@@ -172,49 +203,107 @@ export class AttachEngine implements Attacher {
       });
     } catch (err) {
       if (err instanceof InjectedCrash) throw err;
-      for (const { record } of records) await this.#rollBack(record);
-      throw err;
-    }
-  }
-
-  /** Restores each attachment to the host and forgets it. Unknown keys are "unknown". */
-  async detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
-    const out = new Map<string, DetachOutcome>();
-    const records: JournalRecord[] = [];
-    for (const key of [...keys].sort()) {
-      const record = await this.#journal.get(key);
-      if (record === undefined) out.set(key, "unknown");
-      else records.push({ ...record, intent: "detach" });
-    }
-    // All intents are durable before the first device moves.
-    await Promise.all(records.map((r) => this.#journal.put(r.plan.key, r)));
-    const done: string[] = [];
-    try {
-      for (const record of records) {
-        out.set(record.plan.key, await this.#detachOne(record));
-        done.push(record.plan.key);
+      const failures: unknown[] = [];
+      for (const { record } of records) {
+        const failure = await this.#rollBack(record);
+        if (failure instanceof InjectedCrash) throw failure;
+        if (failure !== undefined) failures.push(failure);
       }
-    } finally {
-      await Promise.all(done.map((key) => this.#journal.delete(key)));
+      throw failures.length === 0 ? err : rollbackFailed(err, failures);
     }
-    return out;
   }
 
   /**
-   * Finishes what a crashed agent left: attachments whose intent is
-   * "attach" and whose pod namespace exists are attached fully; every other
-   * one is restored to the host.
+   * Restores each attachment to the host and forgets it. Unknown keys are
+   * "unknown"; with `options.sandbox`, one in another live sandbox of its
+   * pod is "kept".
    */
-  async recover(): Promise<Map<string, "attached" | DetachOutcome>> {
-    const out = new Map<string, "attached" | DetachOutcome>();
-    for (const [key, record] of await this.#journal.list()) {
-      if (record.intent === "attach" && (await exists(record.plan.netns))) {
-        await this.#attachOne(record);
-        out.set(key, "attached");
-      } else {
-        if (record.intent !== "detach") await this.#journal.put(key, { ...record, intent: "detach" });
-        out.set(key, await this.#detachOne({ ...record, intent: "detach" }));
-        await this.#journal.delete(key);
+  async detach(keys: readonly string[], options: DetachOptions = {}): Promise<Map<string, DetachOutcome>> {
+    const sorted = [...keys].sort();
+    const release = await this.#locks.acquire(sorted);
+    try {
+      const out = new Map<string, DetachOutcome>();
+      const records: JournalRecord[] = [];
+      for (const key of sorted) {
+        const record = await this.#journal.get(key);
+        if (record === undefined) out.set(key, "unknown");
+        else if (options.sandbox !== undefined && (await inAnotherSandbox(record, options.sandbox.netns))) out.set(key, "kept");
+        else records.push({ ...record, intent: "detach" });
+      }
+      // All intents are durable before the first device moves.
+      await Promise.all(records.map((r) => this.#journal.put(r.plan.key, r)));
+      const done: string[] = [];
+      try {
+        for (const record of records) {
+          out.set(record.plan.key, await this.#detachOne(record));
+          done.push(record.plan.key);
+        }
+      } finally {
+        await Promise.all(done.map((key) => this.#journal.delete(key)));
+      }
+      return out;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Moves every journaled attachment toward its intent: one whose intent is
+   * "attach" and whose pod namespace exists is attached fully; one whose
+   * device is in neither that pod nor the host becomes "lost" (and stays so
+   * until its pod is gone); one whose recorded namespace is gone is
+   * restored when its device is back on the host, and otherwise kept as
+   * "unplaced" (see retarget); every other one is restored to the host and
+   * forgotten. Safe to run at any time: an attachment another call is
+   * working on is left to it (and absent from the result), and a failure is
+   * that attachment's outcome, never the end of recovery.
+   */
+  async recover(): Promise<Map<string, RecoveryResult>> {
+    const keys = (await this.#journal.list()).map(([key]) => key);
+    return this.#recoverEach(keys, (record) => record);
+  }
+
+  /**
+   * Points attachments at the namespace their pod runs in now (`targets`:
+   * journal key to namespace path, as the runtime reports the pod's live
+   * sandbox), where the namespace recorded is gone: the runtime replaced the
+   * pod's sandbox, or the namespace is reachable under another path. The
+   * device is then looked for there by its identity (and attached from the
+   * host if it came back there, or recorded as lost). Attachments whose
+   * recorded namespace still exists are left alone, and absent from the
+   * result.
+   */
+  async retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>> {
+    return this.#recoverEach([...targets.keys()], async (record) => {
+      const moved = await retargeted(record, targets.get(record.plan.key));
+      if (moved !== undefined) await this.#journal.put(moved.plan.key, moved);
+      return moved;
+    });
+  }
+
+  /**
+   * Recovers the record of each key that `select` returns (or skips), one
+   * key at a time, never one that another call is working on; a failure is
+   * that key's outcome.
+   */
+  async #recoverEach(
+    keys: readonly string[],
+    select: (record: JournalRecord) => JournalRecord | undefined | Promise<JournalRecord | undefined>,
+  ): Promise<Map<string, RecoveryResult>> {
+    const out = new Map<string, RecoveryResult>();
+    for (const key of keys) {
+      const release = this.#locks.tryAcquire(key);
+      if (release === undefined) continue;
+      try {
+        // Read under the lock: a listing may predate an attach or detach that has just finished.
+        const record = await this.#journal.get(key);
+        const selected = record === undefined ? undefined : await select(record);
+        if (selected !== undefined) out.set(key, await recoverRecord(selected, this.#recoverySteps));
+      } catch (err) {
+        if (err instanceof InjectedCrash) throw err;
+        out.set(key, { outcome: "failed", error: errorMessage(err) });
+      } finally {
+        release();
       }
     }
     return out;
@@ -228,7 +317,8 @@ export class AttachEngine implements Attacher {
   /**
    * Keys of the attachments meant to be in their pods. One whose restore
    * failed half-way (intent "detach") is not among them: attaching it again
-   * must go through the checks, and fail there, not count as done.
+   * must go through the checks, and fail there, not count as done. Nor is a
+   * lost one: its device is nowhere to attach from.
    */
   async attached(): Promise<string[]> {
     return (await this.#journal.list()).filter(([, record]) => record.intent === "attach").map(([key]) => key);
@@ -331,7 +421,7 @@ export class AttachEngine implements Attacher {
         const [hostLinks] = await this.#call(plan, "move", undefined, [{ op: "listLinks" }] as const);
         device = findRecordedDevice(hostLinks, host, plan);
       }
-      if (device === undefined) fail("ENGINE_DEVICE_MISSING", plan, "move", `device ${host.name} is neither in pod ${plan.netns} nor on the host`);
+      if (device === undefined) throw lostError(record);
       // Moves, renames and sets MTU and MAC in one request (the kernel
       // applies the rest of the request in the new namespace), so the host
       // name never shows in the pod. No separate "set down": the kernel
@@ -435,13 +525,18 @@ export class AttachEngine implements Attacher {
     ]);
   }
 
-  async #rollBack(record: JournalRecord): Promise<void> {
+  /**
+   * Restores a device whose attach failed; what went wrong when that fails
+   * too. Its record then stays with intent "detach" for recovery to finish.
+   */
+  async #rollBack(record: JournalRecord): Promise<unknown> {
     try {
       await this.#journal.put(record.plan.key, { ...record, intent: "detach" });
       await this.#detachOne({ ...record, intent: "detach" });
       await this.#journal.delete(record.plan.key);
-    } catch {
-      // The record stays with intent "detach"; recover() finishes it.
+      return undefined;
+    } catch (err) {
+      return stepError(record.plan, "roll-back", err);
     }
   }
 
@@ -605,13 +700,4 @@ function verifyPod(plan: AttachmentPlan, link: Link | null, addresses: readonly 
     }
   }
   if (problems.length > 0) fail("ENGINE_VERIFY", plan, "verify", `pod interface ${plan.podName}: ${problems.join("; ")}`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

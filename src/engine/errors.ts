@@ -2,7 +2,7 @@
  * Engine errors name the attachment, the device and the step that failed,
  * so a pod event or claim condition says exactly what went wrong where.
  */
-import { NetclaimError } from "../common/errors.ts";
+import { errorMessage, NetclaimError } from "../common/errors.ts";
 import { NetlinkError, type NetlinkErrorWire } from "../netlink/index.ts";
 
 export type EngineErrorCode =
@@ -10,12 +10,19 @@ export type EngineErrorCode =
   | "ENGINE_PLAN"
   /** The device to attach or restore is not where its identity says. */
   | "ENGINE_DEVICE_MISSING"
+  /**
+   * A journaled device is in neither its live pod nor the host: it vanished
+   * (hot-unplug, a VF removed, a driver reload) while the pod ran.
+   */
+  | "ENGINE_DEVICE_LOST"
   /** The pod-side name is taken in the pod (or by another device of the plan). */
   | "ENGINE_NAME_COLLISION"
   /** A kernel operation failed during a step. */
   | "ENGINE_STEP_FAILED"
   /** Read-back after configuring did not match the plan. */
   | "ENGINE_VERIFY"
+  /** An attach failed, and restoring its devices to the host failed too (the journal keeps them for recovery). */
+  | "ENGINE_ROLLBACK_FAILED"
   /** Writing a CDI spec or reading RDMA char devices failed. */
   | "ENGINE_CDI"
   /** The engine's thread stopped before it answered. */
@@ -58,6 +65,23 @@ export interface EngineErrorWire {
   where: EngineErrorWhere;
   detail: string;
   cause?: NetlinkErrorWire;
+}
+
+/**
+ * The error of an attach whose roll-back failed too: the attach's own error
+ * (which device and step failed first), then every device left where the
+ * roll-back stopped, so that neither failure goes unreported.
+ */
+export function rollbackFailed(err: unknown, failures: readonly unknown[]): EngineError {
+  const first = err instanceof EngineError ? err : undefined;
+  const where = first ?? failures.find((f): f is EngineError => f instanceof EngineError);
+  const detail = `${first?.detail ?? errorMessage(err)}; restoring to the host failed too (${failures.map(errorMessage).join("; ")}); the journal keeps the device, and recovery retries the restore`;
+  return new EngineError(
+    "ENGINE_ROLLBACK_FAILED",
+    { attachment: where?.attachment ?? "-", device: where?.device ?? "-", step: where?.step ?? "roll-back" },
+    detail,
+    { cause: err },
+  );
 }
 
 /**

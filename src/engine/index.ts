@@ -3,8 +3,9 @@
  * namespaces, configures them, restores them to the host; journaled and
  * idempotent. RDMA char devices are exposed through CDI specs.
  */
-export { AttachEngine, type Attacher, type AttachResult, type AttachStep, type BeginOptions, type DetachOutcome, type DetachStep, type EngineOptions, type RdmaOps, type Step } from "./engine.ts";
+export { AttachEngine, type Attacher, type AttachResult, type AttachStep, type BeginOptions, type DetachOptions, type DetachOutcome, type DetachStep, type EngineOptions, type RdmaOps, type Step } from "./engine.ts";
 export { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
+export type { RecoveryOutcome, RecoveryResult } from "./recovery.ts";
 export { EngineThread, type EngineThreadOptions } from "./thread.ts";
 export type { BatchOpTimes } from "./thread-protocol.ts";
 export { attachmentPlanSchema, type AttachmentPlan, type AttachmentPlanInput, type DeviceIdentity } from "./plan.ts";

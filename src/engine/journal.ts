@@ -5,6 +5,9 @@
  * "attach" (the device belongs in the pod) or "detach" (it belongs back on
  * the host). Every step checks the kernel before acting, so re-running the
  * steps after a crash converges on the intent; that is how recovery works.
+ * A third state, "lost", marks a device that vanished while its pod lived
+ * (hot-unplug, a VF removed): there is nothing to move either way, and the
+ * record stays only so that the claim can say so, until the pod is gone.
  */
 import { z } from "zod";
 import type { Collection, StateStore } from "../store/index.ts";
@@ -58,7 +61,7 @@ export type HostState = z.infer<typeof hostStateSchema>;
 
 export const journalRecordSchema = z.object({
   plan: attachmentPlanSchema,
-  intent: z.enum(["attach", "detach"]),
+  intent: z.enum(["attach", "detach", "lost"]),
   host: hostStateSchema,
 });
 

@@ -2,6 +2,7 @@
 import { NetlinkError, type Link, type NetlinkErrorWire, type PlacedOp } from "../netlink/index.ts";
 import { StoreError, type Durability, type StoreErrorCode } from "../store/index.ts";
 import { EngineError, type EngineErrorWire } from "./errors.ts";
+import type { DetachOptions } from "./engine.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
 
 export interface EngineThreadData {
@@ -25,7 +26,8 @@ export type EngineCall =
   | { call: "attach"; inputs: readonly AttachmentPlanInput[] }
   /** A netlink batch of the agent's own (BatchRunner), run on the engine's thread. */
   | { call: "batch"; ops: readonly PlacedOp[] }
-  | { call: "detach"; keys: readonly string[] }
+  | { call: "detach"; keys: readonly string[]; options: DetachOptions }
+  | { call: "retarget"; targets: ReadonlyMap<string, string> }
   | { call: "recover" | "attachments" | "attached" }
   /** The op times kept since the last ask (EngineThread.takeOpTimes), benchmarks only. */
   | { call: "takeOpTimes" };

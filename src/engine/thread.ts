@@ -16,8 +16,9 @@ import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
-import type { Attacher, AttachResult, DetachOutcome } from "./engine.ts";
+import type { Attacher, AttachResult, DetachOptions, DetachOutcome } from "./engine.ts";
 import { EngineError } from "./errors.ts";
+import type { RecoveryResult } from "./recovery.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
 import { errorFromWire, type BatchOpTimes, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 
@@ -93,12 +94,16 @@ export class EngineThread implements Attacher, BatchRunner {
     return this.#call({ call: "batch", ops }) as Promise<unknown[]>;
   }
 
-  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
-    return this.#call({ call: "detach", keys }) as Promise<Map<string, DetachOutcome>>;
+  detach(keys: readonly string[], options: DetachOptions = {}): Promise<Map<string, DetachOutcome>> {
+    return this.#call({ call: "detach", keys, options }) as Promise<Map<string, DetachOutcome>>;
   }
 
-  recover(): Promise<Map<string, "attached" | DetachOutcome>> {
-    return this.#call({ call: "recover" }) as Promise<Map<string, "attached" | DetachOutcome>>;
+  recover(): Promise<Map<string, RecoveryResult>> {
+    return this.#call({ call: "recover" }) as Promise<Map<string, RecoveryResult>>;
+  }
+
+  retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>> {
+    return this.#call({ call: "retarget", targets }) as Promise<Map<string, RecoveryResult>>;
   }
 
   attachments(): Promise<string[]> {

@@ -55,10 +55,13 @@ async function serve(request: EngineRequest): Promise<void> {
       post({ id, value: await netlink.batchAcross(request.ops) });
       return;
     case "detach":
-      post({ id, value: await attacher.detach(request.keys) });
+      post({ id, value: await attacher.detach(request.keys, request.options) });
       return;
     case "recover":
       post({ id, value: await attacher.recover() });
+      return;
+    case "retarget":
+      post({ id, value: await attacher.retarget(request.targets) });
       return;
     case "attachments":
       post({ id, value: await attacher.attachments() });

@@ -104,14 +104,41 @@ describe("Informer", () => {
     kube.close();
   });
 
-  it("stops promptly while a watch is open", async () => {
+  it("stops within 500 ms while a watch is open, and ends the watch's connection", async () => {
+    const boundMs = 500;
     lists = [listOf("1")];
-    watches = [hang];
+    let watchOpen = false;
+    let watchEnded!: Promise<void>;
+    watches = [
+      (req, res) => {
+        watchEnded = new Promise((resolve) => {
+          res.on("close", resolve);
+        });
+        hang(req, res);
+        watchOpen = true;
+      },
+    ];
     const kube = await client();
-    const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined });
+    // The server would end this watch only after an hour, and the informer's idle timer fires after three minutes.
+    const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined, timeoutSeconds: 3600 });
     informer.start();
     await informer.synced();
-    await informer.stop();
+    await until(() => watchOpen);
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the response headers reach the client
+    const started = performance.now();
+    const late = (what: string) =>
+      new Promise<string>((resolve) => {
+        setTimeout(() => {
+          resolve(`${what} after ${boundMs} ms`);
+        }, boundMs).unref();
+      });
+    // An informer that failed to stop retries for good and would keep this file's process alive after the failure.
+    const failsafe = setTimeout(() => process.exit(1), 4 * boundMs).unref();
+    assert.equal(await Promise.race([informer.stop().then(() => "stopped"), late("still stopping")]), "stopped");
+    const stopMs = performance.now() - started;
+    assert.ok(stopMs < boundMs, `stop() took ${stopMs.toFixed(0)} ms`);
+    assert.equal(await Promise.race([watchEnded.then(() => "ended"), late("the watch is still open")]), "ended");
+    clearTimeout(failsafe);
     kube.close();
   });
 });

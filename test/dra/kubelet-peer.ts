@@ -84,9 +84,18 @@ export class KubeletPeer {
     });
   }
 
-  /** Starts the peer watching `registryDir` (the kubelet's plugins_registry). */
-  static async start(registryDir: string, options: { health?: boolean } = {}): Promise<KubeletPeer> {
+  /**
+   * Starts the peer watching `registryDir` (the kubelet's plugins_registry).
+   * With `api`, its DRA plugin manager wipes ResourceSlices as the kubelet's
+   * does: all of the node's at start, and a driver's once it has been gone
+   * for `wipingDelayMs` (the kubelet's 30 s by default).
+   */
+  static async start(registryDir: string, options: { health?: boolean; api?: { kubeconfig: string; nodeName: string; wipingDelayMs?: number } } = {}): Promise<KubeletPeer> {
     const args = ["-registry-dir", registryDir, `-health=${options.health ?? true}`, "-v", "4"];
+    if (options.api !== undefined) {
+      args.push("-kubeconfig", options.api.kubeconfig, "-node-name", options.api.nodeName);
+      if (options.api.wipingDelayMs !== undefined) args.push("-wiping-delay", `${options.api.wipingDelayMs}ms`);
+    }
     const peer = new KubeletPeer(spawn(kubeletPeerBinary(), args, { stdio: ["pipe", "pipe", "pipe"] }));
     await peer.nextEvent("ready");
     return peer;

@@ -127,8 +127,11 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
   it("puts the devices back on the host as they were when the pods are deleted (4)", async () => {
     await deletePods(pods);
     await eventually("both devices back on the host as they were", async () => JSON.stringify(await hostView(nics)) === JSON.stringify(hostBefore));
+    // The directory exists once a claim was prepared: a wrong path must fail, not read as "empty".
+    const claims = `${agent.dir}/state/dra-claims`;
     await eventually("the kubelet unprepared the claims (our state is empty)", async () => {
-      const { stdout } = await runCommand("sh", ["-c", `ls ${agent.dir}/state/dra-claims 2>/dev/null | wc -l`]);
+      const { stdout, code } = await runCommand("sh", ["-c", `test -d ${claims} && ls ${claims} | wc -l`]);
+      assert.equal(code, 0, `${claims} does not exist`);
       return stdout.trim() === "0";
     });
   });

@@ -7,11 +7,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type Step } from "../../src/engine/index.ts";
+import {
+  AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type RecoveryOutcome, type RecoveryResult, type Step,
+} from "../../src/engine/index.ts";
 import { NetlinkClient, NetlinkError, type PlacedOp } from "../../src/netlink/index.ts";
 import { StateStore } from "../../src/store/index.ts";
 import {
-  configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, type Netns,
+  configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, tryIp, type Netns,
 } from "./helpers.ts";
 
 const netlink = new NetlinkClient();
@@ -295,7 +297,7 @@ describe("attach engine on the real kernel", () => {
         const p = plan(nic, netns, "net1", 5);
         await assert.rejects(crashing.attach([p]), InjectedCrash);
         const restarted = new AttachEngine({ netlink, store });
-        assert.deepEqual(await restarted.recover(), new Map([[p.key, "attached"]]));
+        assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "attached"]]));
         assertAttached(netns, "net1", 5);
         await restarted.detach([p.key]);
         assert.deepEqual(hostSnapshot(nic), hostBefore);
@@ -313,7 +315,7 @@ describe("attach engine on the real kernel", () => {
         const crashing = new AttachEngine({ netlink, store, beforeStep: crashAt(step) });
         await assert.rejects(crashing.detach([p.key]), InjectedCrash);
         const restarted = new AttachEngine({ netlink, store });
-        assert.deepEqual(await restarted.recover(), new Map([[p.key, "restored"]]));
+        assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "restored"]]));
         assert.deepEqual(hostSnapshot(nic), hostBefore);
         assert.deepEqual(await restarted.attachments(), []);
       });
@@ -326,7 +328,171 @@ describe("attach engine on the real kernel", () => {
       const p = plan(nic, netns, "net1", 5);
       await assert.rejects(new AttachEngine({ netlink, store, beforeStep: crashAt("move") }).attach([p]), InjectedCrash);
       netns.remove();
-      assert.deepEqual(await new AttachEngine({ netlink, store }).recover(), new Map([[p.key, "restored"]]));
+      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+});
+
+describe("recovery never stops at one attachment", () => {
+  it("records a device that vanished from its live pod as lost without throwing, serves the rest, and forgets it when the pod goes (veth: dies with its peer, and with the namespace)", async () => {
+    await withDevices(3, 20, async ([vanishing = "", kept = "", later = ""], netns) => {
+      const engine = new AttachEngine({ netlink, store });
+      const lost = plan(vanishing, netns, "net1", 20);
+      const healthy = plan(kept, netns, "net2", 21);
+      await engine.attach([lost, healthy]);
+      // The hot-unplug stand-in: deleting a veth's host-side peer destroys its end in the pod too.
+      ip("link", "del", `${vanishing.slice(0, -1)}b`);
+      const restarted = new AttachEngine({ netlink, store });
+      const results = await restarted.recover();
+      assert.deepEqual(outcomes(results), new Map([[lost.key, "lost"], [healthy.key, "attached"]]));
+      assert.match(results.get(lost.key)?.error ?? "", new RegExp(`attachment ${lost.key}, device ${vanishing}, step move: device ${vanishing} is neither in pod ${netns.path} nor on the host`));
+      assert.equal(results.get(healthy.key)?.attached?.podName, "net2");
+      assertAttached(netns, "net2", 21);
+      // Journaled so the claim can say so, but not attached: nothing counts it as done.
+      assert.deepEqual((await restarted.attachments()).sort(), [lost.key, healthy.key].sort());
+      assert.deepEqual(await restarted.attached(), [healthy.key]);
+      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "lost"], [healthy.key, "attached"]]), "lost stays lost");
+      // The engine keeps attaching and restoring other devices.
+      const other = makeNetns();
+      try {
+        const laterBefore = hostSnapshot(later);
+        const next = plan(later, other, "net1", 22);
+        await restarted.attach([next]);
+        assertAttached(other, "net1", 22);
+        assert.deepEqual(await restarted.detach([next.key]), new Map([[next.key, "restored"]]));
+        assert.deepEqual(hostSnapshot(later), laterBefore);
+      } finally {
+        other.remove();
+      }
+      // The namespace goes (and the kept veth dies with it). Its path gone does not tell that the
+      // pod is (its sandbox may have been replaced): both stay journaled, until the runtime says.
+      netns.remove();
+      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "unplaced"], [healthy.key, "unplaced"]]));
+      // The runtime says the pod is gone (StopPodSandbox, or a Synchronize without it): the agent detaches.
+      assert.deepEqual(await restarted.detach([lost.key, healthy.key]), new Map([[lost.key, "gone"], [healthy.key, "gone"]]));
+      assert.deepEqual(await restarted.attachments(), []);
+    });
+  });
+
+  it("recognizes a device in its live pod by identity when the recorded namespace path is gone, and restores it when the pod goes", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const p = plan(nic, netns, "net1", 7);
+      await new AttachEngine({ netlink, store }).attach([p]);
+      // The pod's namespace lives on under another path (a replaced sandbox, a runtime that moved it):
+      // the recorded path is gone, the device is not on the host.
+      const moved = bindNetns(netns);
+      try {
+        netns.remove();
+        const restarted = new AttachEngine({ netlink, store });
+        assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "unplaced"]]), "not forgotten: the pod may live elsewhere");
+        assert.deepEqual(outcomes(await restarted.retarget(new Map([[p.key, moved.path]]))), new Map([[p.key, "attached"]]));
+        assertAttached(moved, "net1", 7);
+        assert.deepEqual(await restarted.attached(), [p.key]);
+        assert.deepEqual(outcomes(await restarted.retarget(new Map([[p.key, moved.path]]))), new Map(), "a record whose namespace exists is left alone");
+        assert.deepEqual(await restarted.detach([p.key]), new Map([[p.key, "restored"]]));
+        assert.deepEqual(hostSnapshot(nic), hostBefore);
+      } finally {
+        moved.remove();
+      }
+    });
+  });
+
+  it("keeps a device in its pod's live sandbox when a sandbox it replaced stops or is removed, and restores it with its own", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 7);
+      await engine.attach([p]);
+      // StopPodSandbox of the replaced sandbox names its own namespace; RemovePodSandbox, once it is gone, none.
+      assert.deepEqual(await engine.detach([p.key], { sandbox: { netns: "/var/run/netns/nctest-replaced" } }), new Map([[p.key, "kept"]]));
+      assert.deepEqual(await engine.detach([p.key], { sandbox: { netns: undefined } }), new Map([[p.key, "kept"]]));
+      assertAttached(netns, "net1", 7);
+      assert.deepEqual(await engine.detach([p.key], { sandbox: { netns: netns.path } }), new Map([[p.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nic), hostBefore);
+    });
+  });
+
+  it("records a device as lost when the pod's new namespace does not have it either (veth: died with the old one)", async () => {
+    await withSetup(async (nic, netns) => {
+      const p = plan(nic, netns, "net1", 7);
+      await new AttachEngine({ netlink, store }).attach([p]);
+      netns.remove();
+      const replacement = makeNetns();
+      try {
+        const restarted = new AttachEngine({ netlink, store });
+        assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "unplaced"]]));
+        const results = await restarted.retarget(new Map([[p.key, replacement.path]]));
+        assert.deepEqual(outcomes(results), new Map([[p.key, "lost"]]));
+        assert.match(results.get(p.key)?.error ?? "", new RegExp(`neither in pod ${replacement.path} nor on the host`));
+        assert.deepEqual(await restarted.detach([p.key]), new Map([[p.key, "gone"]]));
+      } finally {
+        replacement.remove();
+      }
+    });
+  });
+
+  it("keeps a lost device that comes back on the host there while its pod lives, and restores it when the pod stops (a NIC plugged in again)", async () => {
+    await withSetup(async (nic, netns) => {
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 7);
+      const hostMac = ip("-json", "link", "show", "dev", nic).match(/"address":"([0-9a-f:]+)"/)?.[1] ?? "";
+      await engine.attach([p]);
+      ip("link", "del", `${nic.slice(0, -1)}b`);
+      assert.deepEqual(outcomes(await engine.recover()), new Map([[p.key, "lost"]]));
+      // The same device again, as identity sees a veth: same kind, same host MAC, same name.
+      ip("link", "add", nic, "address", hostMac, "type", "veth", "peer", "name", `${nic.slice(0, -1)}b`);
+      assert.deepEqual(outcomes(await engine.recover()), new Map([[p.key, "lost"]]));
+      assert.doesNotThrow(() => ip("link", "show", "dev", nic), "not moved into the running pod behind its back");
+      assert.equal(podHas(netns, ["link", "show"], "net1"), false);
+      // The pod stops (NRI's StopPodSandbox): the device gets its host state back and the record goes.
+      assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
+      assert.ok(ip("addr", "show", "dev", nic).includes("198.51.100.7/24"));
+      assert.deepEqual(await engine.attachments(), []);
+    });
+  });
+
+  it("reports an attachment whose recovery fails as failed, keeps its record for the next run, and recovers the others", async () => {
+    await withDevices(2, 24, async ([broken = "", fine = ""], netns) => {
+      const hostBefore = hostSnapshot(broken);
+      // The kernel refuses addr_gen_mode 9 (EINVAL); the crash before "configure" lets the first attempt move the device only.
+      const refused = plan(broken, netns, "net1", 24, { sysctls: { "net.ipv6.conf.net1.addr_gen_mode": "9" } });
+      const healthy = plan(fine, netns, "net2", 25);
+      await assert.rejects(new AttachEngine({ netlink, store, beforeStep: crashAt("configure") }).attach([refused, healthy]), InjectedCrash);
+      const restarted = new AttachEngine({ netlink, store });
+      const results = await restarted.recover();
+      assert.deepEqual(outcomes(results), new Map([[refused.key, "failed"], [healthy.key, "attached"]]));
+      assert.match(results.get(refused.key)?.error ?? "", new RegExp(`attachment ${refused.key}, device ${broken}, step configure: .*addr_gen_mode`));
+      assertAttached(netns, "net2", 25);
+      assert.deepEqual((await restarted.attachments()).sort(), [refused.key, healthy.key].sort());
+      assert.deepEqual(await restarted.detach([refused.key, healthy.key]), new Map([[refused.key, "restored"], [healthy.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(broken), hostBefore);
+    });
+  });
+
+  it("fails an attach whose roll-back fails too with both errors, keeps the record, and restores the device on the next recovery", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostBefore = hostSnapshot(nic);
+      // A link that takes the device's host name while it is in the pod makes the kernel refuse the move back (EEXIST).
+      const squatter = (step: Step): void => {
+        if (step === "move-out") ip("link", "add", nic, "type", "veth", "peer", "name", `${nic}q`);
+      };
+      const engine = new AttachEngine({ netlink, store, beforeStep: squatter });
+      // The gateway is on no attached subnet: the attach fails at "routes" with ENETUNREACH.
+      const p = plan(nic, netns, "net1", 7, { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] });
+      await assert.rejects(engine.attach([p]), (err: unknown) => {
+        assert.ok(err instanceof EngineError);
+        assert.equal(err.code, "ENGINE_ROLLBACK_FAILED");
+        assert.equal(err.step, "routes");
+        assert.match(err.message, /ENETUNREACH/);
+        assert.match(err.message, new RegExp(`restoring to the host failed too \\(attachment ${p.key}, device ${nic}, step move-out: .*EEXIST`));
+        return true;
+      });
+      assert.deepEqual(await engine.attachments(), [p.key], "the journal keeps the device");
+      assert.deepEqual(await engine.attached(), []);
+      ip("link", "del", nic);
+      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
     });
   });
@@ -457,6 +623,26 @@ describe("attach engine on its own thread", () => {
     });
   });
 });
+
+/** The namespace of `netns` bind-mounted at a second path, which outlives the first. */
+function bindNetns(netns: Netns): Netns {
+  const name = `${netns.name}m`;
+  const path = `/var/run/netns/${name}`;
+  execFileSync("touch", [path]);
+  execFileSync("mount", ["--bind", netns.path, path]);
+  return {
+    name,
+    path,
+    remove: () => {
+      tryIp("netns", "del", name);
+    },
+  };
+}
+
+/** Each attachment's recovery outcome, without the details. */
+function outcomes(results: ReadonlyMap<string, RecoveryResult>): Map<string, RecoveryOutcome> {
+  return new Map([...results].map(([key, result]) => [key, result.outcome]));
+}
 
 function crashAt(target: Step): (step: Step) => void {
   return (step) => {

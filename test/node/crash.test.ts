@@ -4,6 +4,7 @@
 // finishing the pod's life cycle leaves nothing behind.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { DRIVER, links, SimNode, type LinkInfo, type Sandbox } from "./harness.ts";
@@ -105,7 +106,9 @@ describe("node simulator: kill -9 at random points", { timeout: 1_800_000 }, () 
       await node.restartRuntime(); // forget the sandbox: the next iteration is a new pod start
       await node.removeNetns(netns);
     }
-    assert.equal((await stateFiles(node.dir)).length, 0, "no attachment or claim state left");
+    assert.deepEqual(await stateFiles(node.dir, ["run/attachments", "state/dra-claims"]), [], "no attachment or claim state left");
+    // The claims have static addresses: prepare never journals a lease, so the collection never appears.
+    assert.equal(existsSync(join(node.dir, "state/ipam-leases")), false, "no IPAM lease was ever journaled");
     console.log(`crash points by phase (seed ${seed}, cycle ${cycleMs.toFixed(0)} ms): ${JSON.stringify(Object.fromEntries(phases))}`);
     await node.deletePod(NS, "sim-pod-crash");
   });
@@ -122,11 +125,15 @@ function hostView(list: readonly LinkInfo[]): unknown {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-/** Attachment journal, prepared claims and IPAM leases the agent keeps on disk. */
-async function stateFiles(dir: string): Promise<string[]> {
+/**
+ * The records left in the agent's collections on disk (attachment journal,
+ * prepared claims). Every collection named must exist, as it does once
+ * written to: a wrong path fails here instead of reading as "nothing left".
+ */
+async function stateFiles(dir: string, collections: readonly string[]): Promise<string[]> {
   const out: string[] = [];
-  for (const collection of ["run/attachments", "state/dra-claims", "state/ipam-leases"]) {
-    const files = await readdir(join(dir, collection)).catch(() => [] as string[]);
+  for (const collection of collections) {
+    const files = await readdir(join(dir, collection));
     out.push(...files.filter((f) => f.endsWith(".json")).map((f) => `${collection}/${f}`));
   }
   return out;

@@ -67,6 +67,43 @@ function validFrame(random: () => number, streamId: number): Buffer {
   return frame;
 }
 
+/** A header promising just over 4 MiB, followed by its whole body or up to 100 bytes of it. */
+function oversizedFrame(random: () => number, whole: boolean): Buffer {
+  const length = MESSAGE_LENGTH_MAX + 1 + Math.floor(random() * 1000);
+  const frame = Buffer.alloc(10 + (whole ? length : Math.floor(random() * 100)));
+  frame.writeUInt32BE(length, 0);
+  frame.writeUInt32BE(1 + 2 * Math.floor(random() * 100), 4);
+  frame.writeUInt8(1 + Math.floor(random() * 3), 8);
+  return frame;
+}
+
+/**
+ * The ttrpc framing read straight off a whole buffer, with none of the
+ * parser's incremental state: the oracle the fuzz cases compare it with.
+ * Trailing bytes of an incomplete frame yield nothing.
+ */
+function referenceFrames(bytes: Buffer): { frames: ParsedFrame[]; desync?: { type: number; streamId: number } } {
+  const frames: ParsedFrame[] = [];
+  let at = 0;
+  while (bytes.length - at >= 10) {
+    const header = { length: bytes.readUInt32BE(at), streamId: bytes.readUInt32BE(at + 4), type: bytes[at + 8]!, flags: bytes[at + 9]! };
+    if (header.type < 1 || header.type > 3) return { frames, desync: { type: header.type, streamId: header.streamId } };
+    if (header.length > MESSAGE_LENGTH_MAX) {
+      frames.push({ kind: "oversized", header });
+      at += 10 + header.length;
+      continue;
+    }
+    if (bytes.length - at - 10 < header.length) break;
+    frames.push({ kind: "message", header, data: bytes.subarray(at + 10, at + 10 + header.length) });
+    at += 10 + header.length;
+  }
+  return { frames };
+}
+
+function comparable(frame: ParsedFrame): unknown {
+  return frame.kind === "message" ? { ...frame, data: frame.data.toString("hex") } : frame;
+}
+
 function parseAll(parser: FrameParser, chunks: Buffer[]): ParsedFrame[] {
   return chunks.flatMap((c) => parser.push(c));
 }
@@ -98,21 +135,40 @@ describe("NRI decoders under fuzzing", () => {
     assert.ok(runs > 10);
   });
 
-  it("FrameParser turns random bytes into frames or a protocol error, never anything else", () => {
-    fuzz((random) => {
+  it("FrameParser reads corrupt and random bytes, however split, exactly as a whole-buffer reference reader does", () => {
+    let desyncs = 0;
+    let oversized = 0;
+    const runs = fuzz((random) => {
       // Half the cases start from valid frames with corrupted bytes, so parsing gets past the header.
-      const base = random() < 0.5 ? randomBytes(random, Math.floor(random() * 4000)) : Buffer.concat([validFrame(random, 1), validFrame(random, 3)]);
+      let base = random() < 0.5 ? randomBytes(random, Math.floor(random() * 4000)) : Buffer.concat([validFrame(random, 1), validFrame(random, 3)]);
       for (let i = 0; i < 4; i++) if (base.length > 0) base[Math.floor(random() * base.length)] = Math.floor(random() * 256);
+      // Now and then an oversized message after a valid frame: part of its body, or all of it and what follows.
+      const dice = random();
+      if (dice < 0.2) base = Buffer.concat([validFrame(random, 5), oversizedFrame(random, dice < 0.05), base]);
+      const expected = referenceFrames(base);
       const parser = new FrameParser();
+      const got: ParsedFrame[] = [];
+      let error: unknown;
       try {
-        for (const frame of parseAll(parser, split(random, base))) {
-          assert.ok(frame.header.length <= MESSAGE_LENGTH_MAX || frame.kind === "oversized");
-          if (frame.kind === "message") assert.equal(frame.data.length, frame.header.length);
-        }
+        for (const chunk of split(random, base)) got.push(...parser.push(chunk));
       } catch (err) {
-        assert.ok(err instanceof NriError && err.code === "TTRPC_PROTOCOL", `unexpected ${String(err)}`);
+        error = err;
       }
+      if (expected.desync === undefined) {
+        assert.equal(error, undefined);
+        assert.deepEqual(got.map(comparable), expected.frames.map(comparable));
+      } else {
+        desyncs++;
+        assert.ok(error instanceof NriError && error.code === "TTRPC_PROTOCOL", `expected a desync, got ${String(error)}`);
+        assert.equal(error.message, `Cannot parse ttrpc frame: unknown message type ${expected.desync.type} on stream ${expected.desync.streamId}`);
+        // The push that met the bad header throws away the frames it had completed: what came before is a prefix.
+        assert.deepEqual(got.map(comparable), expected.frames.slice(0, got.length).map(comparable));
+      }
+      oversized += expected.frames.filter((f) => f.kind === "oversized").length;
     });
+    assert.ok(runs > 10);
+    assert.ok(desyncs > 0 && desyncs < runs, `desyncs in ${desyncs} of ${runs} cases: the cases must cover both outcomes`);
+    assert.ok(oversized > 0, "some cases must have an oversized message");
   });
 
   it("TrunkMux demultiplexes random splits exactly and closes cleanly on garbage", async () => {

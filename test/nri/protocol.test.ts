@@ -11,7 +11,7 @@ import type { NriPlugin } from "../../src/nri/index.ts";
 import { StatusCode } from "../../src/nri/status.ts";
 import { MESSAGE_LENGTH_MAX, MessageType } from "../../src/nri/ttrpc-frame.ts";
 import { RawRuntime, request } from "./raw-runtime.ts";
-import { recordingPlugin } from "./recording-plugin.ts";
+import { recordingPlugin, type Recording } from "./recording-plugin.ts";
 import { removeDir, shortTempDir } from "./runtime-peer.ts";
 
 const PLUGIN = "nri.pkg.api.v1alpha1.Plugin";
@@ -20,11 +20,12 @@ describe("NRI plugin protocol robustness", () => {
   let dir: string;
   let runtime: RawRuntime;
   let plugin: NriPlugin;
+  let recording: Recording;
 
   beforeEach(async () => {
     dir = shortTempDir();
     runtime = await RawRuntime.listen(`${dir}/nri.sock`);
-    plugin = recordingPlugin(`${dir}/nri.sock`).plugin;
+    ({ plugin, recording } = recordingPlugin(`${dir}/nri.sock`));
     plugin.start();
   });
   afterEach(async () => {
@@ -91,12 +92,18 @@ describe("NRI plugin protocol robustness", () => {
     assert.equal((await again.answerFor(1)).status?.code, StatusCode.UNIMPLEMENTED);
   });
 
-  it("drops a connection whose trunk frame claims more than the size cap, without allocating it", async () => {
+  it("drops a connection as soon as a trunk frame claims more than the size cap, before any of its payload, and connects again", async () => {
     const conn = await runtime.connection(1);
     const header = Buffer.alloc(8);
     header.writeUInt32BE(1, 0);
     header.writeUInt32BE(0xffffffff, 4);
     conn.socket.write(header);
+    // A plugin that waited for the 4 GiB it was promised would keep the connection open.
+    const deadline = performance.now() + 1000;
+    const down = () => recording.logs.find((l) => l.message === "NRI connection to the runtime is down");
+    while (down() === undefined && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    const error = down()?.fields.error;
+    assert.match(typeof error === "string" ? error : "still connected a second after the header", /Cannot demultiplex NRI trunk frame: connection 1, length 4294967295 \(max 4194314\)/);
     await conn.mux.closed;
     await runtime.connection(2);
     assert.notEqual(plugin.state, "closed");

@@ -12,6 +12,12 @@
 //	{"id":3,"op":"plugin","driver":"d"}   -> the endpoint and service the kubelet would use now
 //
 // Results: {"id":1,"endpoint":"...","service":"v1.DRAPlugin","response":{...}} or {"id":1,"error":"..."}.
+//
+// With -kubeconfig and -node-name the DRA plugin manager gets an API client,
+// as in the kubelet, and with it the kubelet's ResourceSlice wiping: all of
+// the node's slices when it starts, and a driver's slices once none of its
+// plugins has been usable for -wiping-delay (the kubelet's is 30 s). Without
+// them it has none and never wipes.
 package main
 
 import (
@@ -25,8 +31,12 @@ import (
 	"sync"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 	drahealthv1alpha1 "k8s.io/kubelet/pkg/apis/dra-health/v1alpha1"
@@ -140,6 +150,9 @@ func run(ctx context.Context, pm *draplugin.DRAPluginManager, cmd command) map[s
 func main() {
 	registryDir := flag.String("registry-dir", "", "the plugins_registry directory to watch")
 	health := flag.Bool("health", true, "enable the ResourceHealthStatus feature gate (opens the health stream)")
+	kubeconfig := flag.String("kubeconfig", "", "API access for the DRA plugin manager's ResourceSlice wiping (none: it never wipes)")
+	nodeName := flag.String("node-name", "", "the node whose ResourceSlices the plugin manager wipes (with -kubeconfig)")
+	wipingDelay := flag.Duration("wiping-delay", 30*time.Second, "how long a driver may be gone before its slices are wiped (the kubelet's defaultWipingDelay is 30 s)")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if *registryDir == "" {
@@ -151,8 +164,28 @@ func main() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// No API client: this peer never wipes ResourceSlices.
-	pm := draplugin.NewDRAPluginManager(ctx, nil, nil, healthReporter{}, 30*time.Second)
+	// The kubelet passes its API client and its node lister; this peer a
+	// client of the given kubeconfig and a GET of the node.
+	var client kubernetes.Interface
+	var getNode func() (*v1.Node, error)
+	if *kubeconfig != "" {
+		if *nodeName == "" {
+			klog.Fatal("-node-name is required with -kubeconfig")
+		}
+		config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+		if err != nil {
+			klog.Fatal(err)
+		}
+		clientset, err := kubernetes.NewForConfig(config)
+		if err != nil {
+			klog.Fatal(err)
+		}
+		client = clientset
+		getNode = func() (*v1.Node, error) {
+			return clientset.CoreV1().Nodes().Get(ctx, *nodeName, metav1.GetOptions{})
+		}
+	}
+	pm := draplugin.NewDRAPluginManager(ctx, client, getNode, healthReporter{}, *wipingDelay)
 	defer pm.Stop()
 
 	manager := pluginmanager.NewPluginManager(*registryDir, &record.FakeRecorder{})

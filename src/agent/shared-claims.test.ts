@@ -1,0 +1,245 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { pino } from "pino";
+import type { ClaimPlan } from "../claims/plan.ts";
+import { ClaimState, type JsonValue } from "../dra/index.ts";
+import type { Attacher, AttachmentPlanInput, AttachResult, DetachOutcome, RecoveryResult } from "../engine/index.ts";
+import type { BatchRunner } from "../netlink/index.ts";
+import { NriHandlerError, StatusCode, type HandlerContext, type PodSandboxInfo } from "../nri/index.ts";
+import { StateStore } from "../store/index.ts";
+import { PodNetwork } from "./pod-network.ts";
+import { SharedClaimReason } from "./shared-claims.ts";
+
+const NS = "team-a";
+const ctx: HandlerContext = { signal: new AbortController().signal };
+const CLAIM = { namespace: NS, name: "shared-nic", uid: "claim-shared" };
+
+function pod(name: string, options: { namespace?: string; annotations?: Record<string, string> } = {}): PodSandboxInfo {
+  return {
+    id: `sandbox-${name}`,
+    uid: `uid-${name}`,
+    name,
+    namespace: options.namespace ?? NS,
+    netnsPath: `/var/run/netns/cni-${name}`,
+    ips: [],
+    labels: {},
+    annotations: { "kubernetes.io/config.source": "api", ...options.annotations },
+    pid: 0,
+  };
+}
+
+function plan(claim: { namespace: string; name: string; uid: string }, holder: PodSandboxInfo, device: string): ClaimPlan {
+  return {
+    version: 1,
+    claim,
+    pod: { namespace: holder.namespace, name: holder.name, uid: holder.uid },
+    devices: [
+      {
+        request: "nic",
+        pool: "worker-1",
+        device,
+        mode: "native",
+        identity: { name: device, ifindex: 7 },
+        interface: { name: "data0", addresses: ["198.51.100.7/24"], sysctls: {} },
+        routes: [],
+        cdiDeviceIds: [],
+      },
+    ],
+  };
+}
+
+/** The engine's side: attachments journaled by key, begun into a namespace, restored by detach. */
+class FakeEngine implements Attacher {
+  readonly journal = new Map<string, string>();
+  readonly begun: AttachmentPlanInput[][] = [];
+
+  begin(inputs: readonly AttachmentPlanInput[]): Promise<{ done: Promise<AttachResult[]> }> {
+    this.begun.push([...inputs]);
+    for (const input of inputs) this.journal.set(input.key, input.netns);
+    const results = inputs.map((i) => ({ key: i.key, podName: i.podName, ifindex: 7, mac: undefined, addresses: [...(i.addresses ?? [])] }));
+    return Promise.resolve({ done: Promise.resolve(results) });
+  }
+  attach(): Promise<AttachResult[]> {
+    return Promise.reject(new Error("not used"));
+  }
+  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
+    for (const key of keys) this.journal.delete(key);
+    return Promise.resolve(new Map(keys.map((key) => [key, "restored" as const])));
+  }
+  recover(): Promise<Map<string, RecoveryResult>> {
+    return Promise.resolve(new Map<string, RecoveryResult>());
+  }
+  retarget(): Promise<Map<string, RecoveryResult>> {
+    return Promise.resolve(new Map<string, RecoveryResult>());
+  }
+  attachments(): Promise<string[]> {
+    return Promise.resolve([...this.journal.keys()]);
+  }
+  attached(): Promise<string[]> {
+    return this.attachments();
+  }
+}
+
+const podLinks: BatchRunner = {
+  batch: (() => Promise.resolve([[{ name: "lo", index: 1 }, { name: "eth0", index: 2 }]])) as unknown as BatchRunner["batch"],
+  batchAcross: () => Promise.reject(new Error("not used")),
+};
+
+interface Event {
+  kind: string;
+  name: string;
+  type: string;
+  reason: string;
+  message: string;
+}
+
+describe("PodNetwork with a claim two pods share", () => {
+  let dir: string;
+  let claims: ClaimState;
+  let engine: FakeEngine;
+  let events: Event[];
+  /** status.reservedFor by claim UID, as the API server has it now. */
+  let reservedFor: Map<string, string[]>;
+  let reads: string[];
+  let readError: Error | undefined;
+  let network: PodNetwork;
+  const holder = pod("holder");
+  const second = pod("second");
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), "netclaim-shared-"));
+    claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
+    engine = new FakeEngine();
+    events = [];
+    reservedFor = new Map();
+    reads = [];
+    readError = undefined;
+    network = new PodNetwork({
+      claims,
+      engine,
+      netlink: podLinks,
+      status: {
+        setDevice: () => undefined,
+        event: (target, type, reason, message) => events.push({ kind: target.kind, name: target.name, type, reason, message }),
+      },
+      consumers: (ref) => {
+        reads.push(ref.name);
+        if (readError !== undefined) return Promise.reject(readError);
+        return Promise.resolve(reservedFor.get(ref.uid));
+      },
+      rdmaMode: "shared",
+      recovery: { retarget: () => Promise.resolve() },
+      logger: pino({ level: "silent" }),
+    });
+    await prepare(CLAIM, holder, "eth7");
+    reservedFor.set(CLAIM.uid, [holder.uid]);
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function prepare(claim: typeof CLAIM, forPod: PodSandboxInfo, device: string): Promise<void> {
+    const stored = plan(claim, forPod, device);
+    await claims.markPrepared(claim, { devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: device, cdiDeviceIDs: [] }], plan: stored as unknown as JsonValue });
+  }
+
+  async function storedHolder(): Promise<string | undefined> {
+    const record = await claims.get(CLAIM);
+    return record?.state === "prepared" ? (record.plan as unknown as ClaimPlan).pod.uid : undefined;
+  }
+
+  const refusal = (status: number, message: RegExp) => (err: unknown) => {
+    assert.ok(err instanceof NriHandlerError, String(err));
+    assert.equal(err.status, status);
+    assert.match(err.message, message);
+    return true;
+  };
+
+  it("refuses the second pod's sandbox, naming the claim and the holder, with a Warning event; the holder keeps its device", async () => {
+    await network.runPodSandbox(holder, ctx);
+    assert.deepEqual(engine.begun.map((b) => b.map((p) => p.netns)), [[holder.netnsPath]]);
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+
+    await assert.rejects(
+      network.runPodSandbox(second, ctx),
+      refusal(StatusCode.FAILED_PRECONDITION, /^netclaim refuses pod team-a\/second: claim team-a\/shared-nic \(device eth7\) is in use by pod team-a\/holder \(uid uid-holder\)/),
+    );
+    assert.equal(engine.begun.length, 1, "nothing is attached for the second pod");
+    assert.deepEqual([...engine.journal], [[`${CLAIM.uid}:eth7`, holder.netnsPath]], "the device stays in the holder");
+    assert.equal(await storedHolder(), holder.uid);
+    const onPod = events.find((e) => e.kind === "Pod" && e.name === "second");
+    assert.equal(onPod?.type, "Warning");
+    assert.equal(onPod.reason, SharedClaimReason.InUse);
+    assert.match(onPod.message, /a claim of its own with a ResourceClaimTemplate/);
+    assert.ok(events.some((e) => e.kind === "ResourceClaim" && e.name === CLAIM.name && e.reason === SharedClaimReason.InUse), "the claim has the event too");
+    assert.ok(!events.some((e) => e.name === "holder"), "nothing is said about the holder");
+  });
+
+  it("refuses a container of the second pod when this agent did not see its sandbox start", async () => {
+    await network.runPodSandbox(holder, ctx);
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await assert.rejects(network.createContainer(second, { id: "c", podSandboxId: second.id, name: "app", state: "created", labels: {}, annotations: {}, pid: 0 }, ctx), refusal(StatusCode.FAILED_PRECONDITION, /is in use by pod team-a\/holder/));
+    assert.equal(engine.begun.length, 1);
+  });
+
+  it("hands the claim over once the holder is gone and its device is back on the host, and not before", async () => {
+    await network.runPodSandbox(holder, ctx);
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
+
+    // The holder was deleted (no longer reserved), but its sandbox has not been stopped yet.
+    reservedFor.set(CLAIM.uid, [second.uid]);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.UNAVAILABLE, /still on its way back to the host/));
+    assert.equal(await storedHolder(), holder.uid);
+
+    await network.stopPodSandbox(holder);
+    assert.equal(engine.journal.size, 0, "the holder's device is back on the host");
+    await network.runPodSandbox(second, ctx);
+    assert.deepEqual(engine.begun.at(-1)?.map((p) => [p.key, p.netns]), [[`${CLAIM.uid}:eth7`, second.netnsPath]]);
+    assert.equal(await storedHolder(), second.uid, "the stored plan names the new holder");
+    assert.ok(events.some((e) => e.name === "second" && e.type === "Normal" && e.reason === SharedClaimReason.HandedOver));
+
+    // The old holder's sandbox removal comes late: it must not take the device from the new one.
+    await network.removePodSandbox(holder);
+    assert.deepEqual([...engine.journal], [[`${CLAIM.uid}:eth7`, second.netnsPath]]);
+  });
+
+  it("hands the claim over at CreateContainer when the sandbox started while the holder still had it", async () => {
+    reservedFor.set(CLAIM.uid, [second.uid]);
+    await network.createContainer(second, { id: "c", podSandboxId: second.id, name: "app", state: "created", labels: {}, annotations: {}, pid: 0 }, ctx);
+    assert.deepEqual(engine.begun.map((b) => b.map((p) => p.netns)), [[second.netnsPath]], "attached before the container is created");
+    assert.equal(await storedHolder(), second.uid);
+  });
+
+  it("asks the API server only about claims another pod holds in the pod's namespace, and never for static pods", async () => {
+    await prepare({ namespace: "team-b", name: "other", uid: "claim-other" }, pod("elsewhere", { namespace: "team-b" }), "eth8");
+    await network.runPodSandbox(holder, ctx);
+    assert.deepEqual(reads, [], "the holder's own claim is not read");
+    await network.runPodSandbox(pod("plain", { namespace: "team-c" }), ctx);
+    assert.deepEqual(reads, [], "no claim in team-c: no request");
+    await network.runPodSandbox(pod("static", { annotations: { "kubernetes.io/config.source": "file" } }), ctx);
+    assert.deepEqual(reads, [], "a static pod cannot consume claims");
+
+    const neighbour = pod("neighbour");
+    await network.runPodSandbox(neighbour, ctx);
+    assert.deepEqual(reads, ["shared-nic"], "a pod in the holder's namespace: that claim only");
+    const container = { id: "c", podSandboxId: neighbour.id, name: "app", state: "created" as const, labels: {}, annotations: {}, pid: 0 };
+    await network.createContainer(neighbour, container, ctx);
+    assert.deepEqual(reads, ["shared-nic"], "an admitted sandbox's containers cost nothing");
+  });
+
+  it("refuses, for the kubelet to retry, when the claim cannot be read", async () => {
+    readError = new Error("connect ECONNREFUSED 10.96.0.1:443");
+    await assert.rejects(
+      network.runPodSandbox(second, ctx),
+      refusal(StatusCode.UNAVAILABLE, /cannot tell whether pod team-a\/second shares claim team-a\/shared-nic, which pod team-a\/holder holds.*ECONNREFUSED/),
+    );
+    readError = undefined;
+    reservedFor.delete(CLAIM.uid); // the claim is gone: nothing to share
+    await network.runPodSandbox(second, ctx);
+    assert.equal(engine.begun.length, 0);
+  });
+});
