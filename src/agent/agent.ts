@@ -68,7 +68,15 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
   stack.defer(() => engine.close());
   await engine.start();
-  const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(([mode]) => mode, () => "shared" as const);
+  // The kernel says whether RDMA devices follow their netdev into a pod ("exclusive") or stay
+  // shared by every namespace; a node without RDMA netlink cannot say, and then nothing is moved.
+  const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(
+    ([mode]) => mode,
+    (err: unknown) => {
+      logger.warn({ err: errorMessage(err) }, "cannot read the RDMA subsystem's network namespace mode; treating it as shared, so RDMA devices stay visible to every namespace and are not moved into pods");
+      return "shared" as const;
+    },
+  );
 
   const status = new ClaimStatusReporter({ client, driverName: config.driverName, poolName: nodeName, logger: logger.child({ part: "status" }) });
   status.start();
