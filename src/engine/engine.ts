@@ -130,6 +130,12 @@ export class AttachEngine implements Attacher {
   readonly #beforeStep: (step: Step, key: string) => void;
   readonly #locks = new KeyLocks();
   readonly #recoverySteps: RecoverySteps;
+  /**
+   * Attachments this engine attached, or recovered as attached, and has not
+   * detached since. Recovery only checks that their device is still in the
+   * pod (see recover()); at an agent's start the set is empty.
+   */
+  readonly #settled = new Set<string>();
 
   constructor(options: EngineOptions) {
     this.#nl = options.netlink;
@@ -189,6 +195,7 @@ export class AttachEngine implements Attacher {
       if (records.some(({ record }) => record.plan.rdma?.mode === "exclusive")) {
         const results: AttachResult[] = [];
         for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
+        for (const { record } of records) this.#settled.add(record.plan.key);
         return results;
       }
       // Everything else, every device's move, configuration and read-back,
@@ -197,10 +204,12 @@ export class AttachEngine implements Attacher {
       for (const { record, onHost, podIndexes } of records) works.push(await this.#placeInPod(record, onHost, podIndexes));
       const results = await this.#runSteps(works.flatMap((w) => [...w.steps, w.verify]));
       let offset = 0;
-      return works.map((work) => {
+      const attached = works.map((work) => {
         offset += work.steps.reduce((n, s) => n + s.ops.length, 0) + work.verify.ops.length;
         return verified(work, results.slice(offset - work.verify.ops.length, offset));
       });
+      for (const { record } of records) this.#settled.add(record.plan.key);
+      return attached;
     } catch (err) {
       if (err instanceof InjectedCrash) throw err;
       const failures: unknown[] = [];
@@ -235,6 +244,7 @@ export class AttachEngine implements Attacher {
       const done: string[] = [];
       try {
         for (const record of records) {
+          this.#settled.delete(record.plan.key);
           out.set(record.plan.key, await this.#detachOne(record));
           done.push(record.plan.key);
         }
@@ -257,10 +267,19 @@ export class AttachEngine implements Attacher {
    * forgotten. Safe to run at any time: an attachment another call is
    * working on is left to it (and absent from the result), and a failure is
    * that attachment's outcome, never the end of recovery.
+   *
+   * An attachment this engine settled itself is only looked for in its pod:
+   * found there, it is left exactly as the workload keeps it (absent from
+   * the result), since running its steps again would bring up an interface
+   * the workload set down or put back an address it removed. At an agent's
+   * start nothing is settled, so every attachment gets its steps.
    */
   async recover(): Promise<Map<string, RecoveryResult>> {
     const keys = (await this.#journal.list()).map(([key]) => key);
-    return this.#recoverEach(keys, (record) => record);
+    return this.#recoverEach(keys, async (record) => {
+      const settled = this.#settled.has(record.plan.key) && record.intent === "attach" && (await this.#locateInPod(record)) !== undefined;
+      return settled ? undefined : record;
+    });
   }
 
   /**
@@ -298,9 +317,15 @@ export class AttachEngine implements Attacher {
         // Read under the lock: a listing may predate an attach or detach that has just finished.
         const record = await this.#journal.get(key);
         const selected = record === undefined ? undefined : await select(record);
-        if (selected !== undefined) out.set(key, await recoverRecord(selected, this.#recoverySteps));
+        if (selected !== undefined) {
+          const result = await recoverRecord(selected, this.#recoverySteps);
+          if (result.outcome === "attached") this.#settled.add(key);
+          else this.#settled.delete(key);
+          out.set(key, result);
+        }
       } catch (err) {
         if (err instanceof InjectedCrash) throw err;
+        this.#settled.delete(key);
         out.set(key, { outcome: "failed", error: errorMessage(err) });
       } finally {
         release();

@@ -352,7 +352,8 @@ describe("recovery never stops at one attachment", () => {
       // Journaled so the claim can say so, but not attached: nothing counts it as done.
       assert.deepEqual((await restarted.attachments()).sort(), [lost.key, healthy.key].sort());
       assert.deepEqual(await restarted.attached(), [healthy.key]);
-      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "lost"], [healthy.key, "attached"]]), "lost stays lost");
+      // Lost stays lost; the healthy one, settled by this engine now, is only looked for in its pod.
+      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "lost"]]));
       // The engine keeps attaching and restoring other devices.
       const other = makeNetns();
       try {
@@ -430,6 +431,21 @@ describe("recovery never stops at one attachment", () => {
       } finally {
         replacement.remove();
       }
+    });
+  });
+
+  it("leaves an attachment it settled itself as the workload keeps it (an interface set down stays down); a restarted agent runs its steps", async () => {
+    await withSetup(async (nic, netns) => {
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 7);
+      await engine.attach([p]);
+      ip("-n", netns.name, "link", "set", "net1", "down");
+      assert.deepEqual(outcomes(await engine.recover()), new Map());
+      assert.equal(podHas(netns, ["link", "show", "dev", "net1"], ",UP"), false, "still down: recovery did not redo the attach");
+      // A new agent cannot know what happened while none ran: it runs the steps toward the plan.
+      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "attached"]]));
+      assertAttached(netns, "net1", 7);
+      assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
     });
   });
 
