@@ -64,6 +64,7 @@ for (const version of ["default", "newest"] as const) {
     const otherClass = `api-authz-${suffix}-gpu`;
     const otherSlice = (node: string): string => `${node}-gpu`;
     const ownSlice = `${nodeA}-netclaim`;
+    const forgedSlice = `${nodeA}-forged`;
     const agents: RunningAgent[] = [];
     const trees: { [Symbol.asyncDispose](): Promise<void> }[] = [];
 
@@ -108,8 +109,8 @@ for (const version of ["default", "newest"] as const) {
         agent.client.close();
       }
       for (const tree of trees) await tree[Symbol.asyncDispose]();
-      // Slices without an owner outlive their node.
-      for (const name of [otherSlice(nodeA), otherSlice(nodeB), ownSlice]) await deleteIfExists(c, `${slicesPath}/${name}`);
+      // Slices without an owner outlive their node; the forged one exists only if a refusal failed.
+      for (const name of [otherSlice(nodeA), otherSlice(nodeB), ownSlice, forgedSlice]) await deleteIfExists(c, `${slicesPath}/${name}`);
       await deleteIfExists(c, `/apis/resource.k8s.io/v1/deviceclasses/${otherClass}`);
       for (const node of [nodeA, nodeB]) await deleteIfExists(c, `/api/v1/nodes/${node}`);
     });
@@ -167,7 +168,7 @@ for (const version of ["default", "newest"] as const) {
         metadata: { name },
         spec: { driver, nodeName: nodeA, pool: { name: nodeA, generation: 0, resourceSliceCount: 1 }, devices: [] },
       });
-      await assert.rejects(clientA.request("POST", slicesPath, { body: slice(`${nodeA}-forged`, otherDriver) }), denied);
+      await assert.rejects(clientA.request("POST", slicesPath, { body: slice(forgedSlice, otherDriver) }), denied);
       // The other driver's slice on the agent's node: the agent may neither change nor delete it.
       const theirs = await c.admin.request<ResourceSlice>("GET", `${slicesPath}/${otherSlice(nodeA)}`);
       await assert.rejects(clientA.request("PUT", `${slicesPath}/${otherSlice(nodeA)}`, { body: { ...theirs, spec: { ...theirs.spec, devices: [] } } }), denied);

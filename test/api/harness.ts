@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
-import { KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
+import { KubeApiError, KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
 import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
 import { NetlinkClient } from "../../src/netlink/index.ts";
@@ -63,7 +63,50 @@ async function startCluster(version: "default" | "newest"): Promise<Cluster> {
   };
   const manifests = await run(started.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
   await kubectlApply(started, manifests.stdout);
+  await untilAdmissionPoliciesEnforced(started);
   return started;
+}
+
+/**
+ * The API server loads admission policies through an informer, some time
+ * after they are written: a test that expects a refusal straight after
+ * `kubectl apply` on a fresh control plane would see the write succeed. Waits
+ * until both shipped policies refuse a dry-run write of the agent's
+ * ServiceAccount with a token that names no node, which each policy refuses
+ * before anything else. (test/verify leaves dry runs out of its evidence.)
+ */
+async function untilAdmissionPoliciesEnforced(c: Cluster): Promise<void> {
+  const review = await c.admin.request<{ status: { token: string } }>("POST", "/api/v1/namespaces/netclaim/serviceaccounts/netclaim-agent/token", {
+    body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } },
+  });
+  const unbound = await tokenClient(c, review.status.token);
+  const probeClaim = "admission-policy-probe";
+  const claimPath = `/apis/resource.k8s.io/v1/namespaces/netclaim/resourceclaims/${probeClaim}`;
+  await deleteIfExists(c, claimPath);
+  await c.admin.request("POST", "/apis/resource.k8s.io/v1/namespaces/netclaim/resourceclaims", {
+    body: { apiVersion: "resource.k8s.io/v1", kind: "ResourceClaim", metadata: { name: probeClaim }, spec: { devices: { requests: [{ name: "nic", exactly: { deviceClassName: "netclaim-netdev" } }] } } },
+  });
+  const refusedForNoNode = (write: Promise<unknown>): Promise<true | undefined> =>
+    write.then(
+      () => undefined,
+      (err: unknown) => (err instanceof KubeApiError && err.status === 403 && err.message.includes("token names no node") ? true : undefined),
+    );
+  try {
+    await waitFor("the ResourceSlice admission policy to be enforced", () =>
+      refusedForNoNode(
+        unbound.request("POST", "/apis/resource.k8s.io/v1/resourceslices", {
+          query: { dryRun: "All" },
+          body: { apiVersion: "resource.k8s.io/v1", kind: "ResourceSlice", metadata: { name: "admission-policy-probe" }, spec: { driver: "netclaim.dev", nodeName: "admission-policy-probe", pool: { name: "admission-policy-probe", generation: 0, resourceSliceCount: 1 }, devices: [] } },
+        }),
+      ), 60_000);
+    await waitFor("the claim status admission policy to be enforced", () =>
+      refusedForNoNode(
+        unbound.request("PATCH", `${claimPath}/status`, { query: { dryRun: "All" }, body: { status: { devices: [] } }, contentType: "application/merge-patch+json" }),
+      ), 60_000);
+  } finally {
+    unbound.close();
+    await deleteIfExists(c, claimPath);
+  }
 }
 
 async function newestVersion(): Promise<string> {

@@ -21,6 +21,7 @@ const clusterRoleSchema = z.object({ kind: z.literal("ClusterRole"), rules: z.ar
 const auditEventSchema = z.object({
   user: z.object({ username: z.string() }),
   verb: z.string(),
+  requestURI: z.string(),
   requestReceivedTimestamp: z.string(),
   objectRef: z.object({ apiGroup: z.string().optional(), resource: z.string().optional(), subresource: z.string().optional() }).optional(),
   annotations: z.record(z.string(), z.string()).optional(),
@@ -74,6 +75,8 @@ export async function agentRequests(logs: readonly string[], since: Date): Promi
       const event = auditEventSchema.parse(JSON.parse(line));
       if (event.user.username !== AGENT_USER || event.objectRef?.resource === undefined) continue;
       if (new Date(event.requestReceivedTimestamp) < since) continue;
+      // The test harness's dry runs (probes that admission policies are loaded) are not the agent's.
+      if (new URLSearchParams(event.requestURI.split("?")[1] ?? "").has("dryRun")) continue;
       count++;
       const { apiGroup = "", resource, subresource } = event.objectRef;
       const needed = [permission(apiGroup, subresource === undefined ? resource : `${resource}/${subresource}`, event.verb)];
