@@ -33,7 +33,7 @@ import { StateStore } from "../store/index.ts";
 import { apiClaimConsumers, apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
-import { InventoryHealth } from "./inventory-health.ts";
+import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { AttachmentRecovery } from "./recovery.ts";
@@ -78,14 +78,23 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     },
   );
 
-  const status = new ClaimStatusReporter({ client, driverName: config.driverName, poolName: nodeName, logger: logger.child({ part: "status" }) });
+  const claims = new ClaimState(store, config.driverName);
+  const status = new ClaimStatusReporter({
+    client,
+    driverName: config.driverName,
+    poolName: nodeName,
+    // Claims prepared before this start may hold status entries this reporter must carry on.
+    earlierClaims: async () => (await claims.list()).map((record) => record.claim),
+    logger: logger.child({ part: "status" }),
+  });
   status.start();
   stack.defer(() => status.close());
 
-  const claims = new ClaimState(store, config.driverName);
+  // What recovery finds of devices in pods is their health for the kubelet (inventory-health.ts).
+  const findings = new RecoveryFindings();
   // Recovery reports through the pods' claims, and PodNetwork asks it to follow pods into new namespaces.
   const recovery: AttachmentRecovery = new AttachmentRecovery({
-    engine,
+    engine: findings.observe(engine),
     owners: () => podNetwork.attachmentOwners(),
     status,
     logger: logger.child({ part: "recovery" }),
@@ -179,7 +188,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     store,
     claimSource: apiClaimSource(client),
     preparer: draPreparer(preparer, status),
-    health: new InventoryHealth(inventory, nodeName),
+    health: new InventoryHealth(inventory, nodeName, findings),
     logger: logger.child({ part: "dra" }),
   });
   stack.defer(() => dra.close());

@@ -1,42 +1,159 @@
 /**
- * Device health for the kubelet (DRAResourceHealth) from the inventory: a
- * published device is healthy unless its link reports no lower layer (cable
- * or PF down) or is not present. Devices inside pods are not visible to the
- * host scan, and the inventory keeps reporting them as they were.
+ * Device health for the kubelet (DRAResourceHealth), from what the agent
+ * already knows, without asking the kernel anything more:
+ * - a device on the host is healthy unless its link reports no lower layer
+ *   (cable or PF down) or is not present;
+ * - a device in a pod is what recovery last found of its attachment:
+ *   healthy while it is where it was put (recovery looks for it there every
+ *   minute), unhealthy once it vanished from its running pod (lost),
+ *   unknown while its pod's namespace is gone and the runtime has not said
+ *   where the pod runs (unplaced), or while recovering it fails (the agent
+ *   cannot tell what state it is in).
+ * A pod's own view of its device (operstate, carrier) is no signal here:
+ * the workload may set it down on purpose, and reading it would be netlink
+ * into every pod on every report.
  */
 import type { DeviceHealthReport, DeviceHealthSource } from "../dra/index.ts";
-import type { Inventory, InventorySnapshot } from "../inventory/index.ts";
+import type { Attacher, RecoveryResult } from "../engine/index.ts";
+import type { DeviceReport, Inventory, InventorySnapshot } from "../inventory/index.ts";
 
 const UNHEALTHY_OPERSTATES = new Set(["lowerlayerdown", "notpresent"]);
 
-export class InventoryHealth implements DeviceHealthSource {
-  readonly #inventory: Inventory;
-  readonly #pool: string;
+/** What AttachmentRecovery asks of the engine, and RecoveryFindings watches. */
+export type RecoveryEngine = Pick<Attacher, "recover" | "retarget" | "attachments">;
 
-  constructor(inventory: Inventory, pool: string) {
+/**
+ * What recovery last found wrong with each journaled attachment (lost,
+ * unplaced, failed), read off the results of the engine's recover() and
+ * retarget() on their way to AttachmentRecovery.
+ *
+ * A recover() pass visits every attachment except one it left alone because
+ * it was settled and in its pod, or because another call was working on it;
+ * a lost, unplaced or failed one is never settled. So a finding that a pass
+ * did not visit is dropped: its attachment was attached again since, was
+ * detached, or is being attached or detached (the next pass says). Only
+ * findings from before the pass began are dropped so: one a concurrent
+ * retarget() made is newer than what the pass saw.
+ */
+export class RecoveryFindings {
+  readonly #findings = new Map<string, { result: RecoveryResult; seq: number }>();
+  /** Counts recordings, to tell findings older than a pass from newer ones. */
+  #seq = 0;
+  readonly #listeners = new Set<() => void>();
+
+  /** `engine`, recording what its recover() and retarget() find. */
+  observe(engine: RecoveryEngine): RecoveryEngine {
+    return {
+      recover: async () => {
+        const before = this.#seq;
+        const results = await engine.recover();
+        this.#record(results, before);
+        return results;
+      },
+      retarget: async (targets) => {
+        const results = await engine.retarget(targets);
+        this.#record(results);
+        return results;
+      },
+      attachments: () => engine.attachments(),
+    };
+  }
+
+  /** The findings by DRA device name (the part of the journal key after the claim UID). */
+  byDevice(): Map<string, RecoveryResult> {
+    return new Map([...this.#findings].map(([key, { result }]) => [key.slice(key.lastIndexOf(":") + 1), result]));
+  }
+
+  /** Calls `listener` after any change; dispose the result to stop. */
+  onChange(listener: () => void): Disposable {
+    this.#listeners.add(listener);
+    return {
+      [Symbol.dispose]: () => {
+        this.#listeners.delete(listener);
+      },
+    };
+  }
+
+  /** Takes in results; for a recover() pass, `passBegan` is the count when it began. */
+  #record(results: ReadonlyMap<string, RecoveryResult>, passBegan?: number): void {
+    const seq = ++this.#seq;
+    let changed = false;
+    for (const [key, result] of results) {
+      const previous = this.#findings.get(key)?.result;
+      if (lasting(result)) {
+        changed ||= previous?.outcome !== result.outcome || previous.error !== result.error;
+        this.#findings.set(key, { result, seq });
+      } else {
+        changed = this.#findings.delete(key) || changed;
+      }
+    }
+    if (passBegan !== undefined) {
+      for (const [key, finding] of this.#findings) {
+        if (finding.seq <= passBegan && !results.has(key)) {
+          this.#findings.delete(key);
+          changed = true;
+        }
+      }
+    }
+    if (changed) for (const listener of [...this.#listeners]) listener();
+  }
+}
+
+export class InventoryHealth implements DeviceHealthSource {
+  readonly #inventory: Pick<Inventory, "current" | "subscribe">;
+  readonly #pool: string;
+  readonly #findings: RecoveryFindings;
+
+  constructor(inventory: Pick<Inventory, "current" | "subscribe">, pool: string, findings: RecoveryFindings) {
     this.#inventory = inventory;
     this.#pool = pool;
+    this.#findings = findings;
   }
 
   devices(): readonly DeviceHealthReport[] {
-    return healthOf(this.#inventory.current(), this.#pool);
+    return healthOf(this.#inventory.current(), this.#pool, this.#findings.byDevice());
   }
 
   onChange(listener: () => void): Disposable {
     const unsubscribe = this.#inventory.subscribe(() => {
       listener();
     });
-    return { [Symbol.dispose]: unsubscribe };
+    const findings = this.#findings.onChange(listener);
+    return {
+      [Symbol.dispose]: () => {
+        unsubscribe();
+        findings[Symbol.dispose]();
+      },
+    };
   }
 }
 
-export function healthOf(snapshot: InventorySnapshot, pool: string): DeviceHealthReport[] {
-  return snapshot.reports
-    .filter((r) => r.publish)
-    .map((r) => {
-      const state = r.device.operState;
-      return state !== undefined && UNHEALTHY_OPERSTATES.has(state) && !r.attached
-        ? { pool, device: r.name, health: "unhealthy" as const, message: `${r.device.ifName} reports operstate ${state} (no carrier or lower device down)` }
-        : { pool, device: r.name, health: "healthy" as const };
-    });
+/** The health of every published device; `findings`: recovery's, by DRA device name. */
+export function healthOf(snapshot: InventorySnapshot, pool: string, findings: ReadonlyMap<string, RecoveryResult>): DeviceHealthReport[] {
+  return snapshot.reports.filter((r) => r.publish).map((r) => ({ pool, device: r.name, ...deviceHealth(r, findings.get(r.name)) }));
+}
+
+/**
+ * A finding outranks the host's view: it is about the attachment, which is
+ * what the pod the device is allocated to sees, even once the device shows
+ * up on the host again. A known fault outranks an unknown.
+ */
+function deviceHealth(report: DeviceReport, finding: RecoveryResult | undefined): Pick<DeviceHealthReport, "health" | "message"> {
+  if (finding?.outcome === "lost") {
+    return { health: "unhealthy", message: `${finding.error ?? "the device vanished"}; the pod runs without this interface` };
+  }
+  const state = report.device.operState;
+  // A device in a pod is carried over from before it moved: its host operstate is stale.
+  if (!report.attached && state !== undefined && UNHEALTHY_OPERSTATES.has(state)) {
+    return { health: "unhealthy", message: `${report.device.ifName} reports operstate ${state} (no carrier or lower device down)` };
+  }
+  if (finding?.outcome === "unplaced") return { health: "unknown", message: finding.error };
+  if (finding?.outcome === "failed") {
+    return { health: "unknown", message: `recovering its attachment failed: ${finding.error ?? "unknown error"}; netclaim tries again` };
+  }
+  return { health: "healthy" };
+}
+
+function lasting(result: RecoveryResult): boolean {
+  return result.outcome === "lost" || result.outcome === "unplaced" || result.outcome === "failed";
 }

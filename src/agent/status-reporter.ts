@@ -10,11 +10,26 @@
  * for the ones that follow it: a pod start reports "prepared" and then
  * "attached" within milliseconds, and one write after the start's busiest
  * moment costs the API server, etcd and the node's CPU less than two during it.
+ *
+ * "All our entries" must survive a restart, when memory starts empty: a
+ * claim that an earlier agent wrote may hold entries of ours for devices
+ * nobody reports now (attached long ago, and fine), and an apply naming only
+ * the device that changed would remove them. So the first write of such a
+ * claim is preceded by one read of it, and its apply carries our entries as
+ * the API has them, with the changes on top. Only claims prepared before the
+ * start need it (earlierClaims): one prepared since had every device
+ * reported at prepare, before any other write, so memory holds them all.
+ * Their entries are not rebuilt from the prepared plans instead, since a
+ * plan knows the devices but not their state (interface, addresses, a
+ * DeviceLost), and writing a guess would overwrite what the claim says.
  */
 import type { Logger } from "pino";
-import { claimStatusApplyBody, deviceStatus, type AllocatedDeviceStatus, type DeviceState } from "../claims/status.ts";
+import { claimStatusApplyBody, deviceStatus, READY_CONDITION, type AllocatedDeviceStatus, type DeviceState } from "../claims/status.ts";
 import { errorMessage } from "../common/errors.ts";
-import { applyResourceClaimStatus, createEvent, isNotFound, type EventTarget, type KubeClient } from "../kube/index.ts";
+import {
+  applyResourceClaimStatus, createEvent, getResourceClaim, isNotFound,
+  type ClaimDeviceStatus, type EventTarget, type KubeClient,
+} from "../kube/index.ts";
 
 export interface ClaimIdentity {
   namespace: string;
@@ -31,18 +46,29 @@ export interface StatusReporterOptions {
   retryMs?: number;
   /** How long the first change after a quiet spell waits for more (default 250 ms). */
   coalesceMs?: number;
+  /**
+   * The claims whose status may hold entries of ours from before this
+   * reporter started (the agent's prepared claims): each is read before its
+   * first write. Without it, or when it fails, every claim is: as correct,
+   * at one more request per claim.
+   */
+  earlierClaims?: () => Promise<Iterable<ClaimIdentity>>;
 }
 
 interface PendingClaim {
   claim: ClaimIdentity;
   devices: Map<string, AllocatedDeviceStatus>;
   dirty: boolean;
+  /** Whether memory holds every entry of ours (read from the API, cleared, or nothing written before). */
+  complete: boolean;
 }
 
 export class ClaimStatusReporter {
   readonly #options: StatusReporterOptions;
   readonly #claims = new Map<string, PendingClaim>();
   readonly #events: { target: EventTarget; type: "Normal" | "Warning"; reason: string; message: string }[] = [];
+  /** UIDs of claims to read before their first write (see earlierClaims), listed at start; "all" when they are not known. */
+  #earlier: Promise<Set<string> | "all"> | undefined;
   #wake: (() => void) | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
@@ -52,6 +78,7 @@ export class ClaimStatusReporter {
   }
 
   start(): void {
+    this.#earlier ??= this.#earlierClaims();
     this.#running ??= this.#loop();
   }
 
@@ -71,6 +98,8 @@ export class ClaimStatusReporter {
   clearClaim(claim: ClaimIdentity): void {
     const pending = this.#pending(claim);
     pending.devices.clear();
+    // An empty apply removes every entry of ours, whoever wrote it: nothing to read first.
+    pending.complete = true;
     pending.dirty = true;
     this.#wake?.();
   }
@@ -92,7 +121,7 @@ export class ClaimStatusReporter {
   #pending(claim: ClaimIdentity): PendingClaim {
     let pending = this.#claims.get(claim.uid);
     if (pending === undefined) {
-      pending = { claim, devices: new Map(), dirty: false };
+      pending = { claim, devices: new Map(), dirty: false, complete: false };
       this.#claims.set(claim.uid, pending);
     }
     return pending;
@@ -124,6 +153,17 @@ export class ClaimStatusReporter {
     }
   }
 
+  async #earlierClaims(): Promise<Set<string> | "all"> {
+    const { earlierClaims, logger } = this.#options;
+    if (earlierClaims === undefined) return "all";
+    try {
+      return new Set([...(await earlierClaims())].map((c) => c.uid));
+    } catch (err) {
+      logger.warn({ err: errorMessage(err) }, "cannot list the claims prepared before this start; reading every claim before its first status write");
+      return "all";
+    }
+  }
+
   #nothingPending(): boolean {
     return this.#events.length === 0 && [...this.#claims.values()].every((c) => !c.dirty);
   }
@@ -135,8 +175,12 @@ export class ClaimStatusReporter {
     for (const pending of [...this.#claims.values()]) {
       if (!pending.dirty) continue;
       pending.dirty = false;
-      const body = claimStatusApplyBody(pending.claim, [...pending.devices.values()]);
       try {
+        if (!pending.complete && !(await this.#readEarlier(pending))) {
+          this.#claims.delete(pending.claim.uid);
+          continue;
+        }
+        const body = claimStatusApplyBody(pending.claim, [...pending.devices.values()]);
         await applyResourceClaimStatus(client, body, driverName);
         if (pending.devices.size === 0) this.#claims.delete(pending.claim.uid);
       } catch (err) {
@@ -161,4 +205,69 @@ export class ClaimStatusReporter {
     }
     return ok;
   }
+
+  /**
+   * Completes memory with the entries of ours the claim holds (see the top
+   * of this file) when it may hold some this reporter did not write; a
+   * device reported since keeps its news. False when the claim is gone: a
+   * claim of the same name and another UID is not ours to write.
+   */
+  async #readEarlier(pending: PendingClaim): Promise<boolean> {
+    const { client, driverName, poolName } = this.#options;
+    const { namespace, name, uid } = pending.claim;
+    const earlier = await (this.#earlier ??= this.#earlierClaims());
+    if (earlier !== "all" && !earlier.has(uid)) {
+      pending.complete = true;
+      return true;
+    }
+    const claim = await getResourceClaim(client, namespace, name);
+    if (claim.metadata.uid !== uid) return false;
+    if (earlier !== "all") earlier.delete(uid);
+    // Cleared while the read was in flight: the empty apply needs nothing from it.
+    if (pending.complete) return true;
+    pending.complete = true;
+    for (const entry of claim.status?.devices ?? []) {
+      if (entry.driver !== driverName || entry.pool !== poolName) continue;
+      const known = ownFields(entry);
+      const now = pending.devices.get(entry.device);
+      pending.devices.set(entry.device, now === undefined ? known : keepTransitionTime(now, known));
+    }
+    return true;
+  }
+}
+
+/**
+ * The fields of an entry that deviceStatus writes, as the API has them:
+ * applying anything more would take fields another manager set in our entry.
+ */
+function ownFields(entry: ClaimDeviceStatus): AllocatedDeviceStatus {
+  const { driver, pool, device, networkData } = entry;
+  return {
+    driver,
+    pool,
+    device,
+    conditions: (entry.conditions ?? [])
+      .filter((c) => c.type === READY_CONDITION)
+      .map(({ observedGeneration, ...c }) => ({ ...c, ...(observedGeneration !== undefined && { observedGeneration }) })),
+    ...(networkData?.interfaceName !== undefined && {
+      networkData: {
+        interfaceName: networkData.interfaceName,
+        ips: networkData.ips ?? [],
+        ...(networkData.hardwareAddress !== undefined && { hardwareAddress: networkData.hardwareAddress }),
+      },
+    }),
+  };
+}
+
+/**
+ * `entry`, made before the claim was read, with the Ready transition time
+ * the claim has when its status did not change (deviceStatus's rule, applied
+ * late: at setDevice the earlier entry was not known).
+ */
+function keepTransitionTime(entry: AllocatedDeviceStatus, earlier: AllocatedDeviceStatus): AllocatedDeviceStatus {
+  const before = earlier.conditions.find((c) => c.type === READY_CONDITION);
+  return {
+    ...entry,
+    conditions: entry.conditions.map((c) => (c.type === READY_CONDITION && before?.status === c.status ? { ...c, lastTransitionTime: before.lastTransitionTime } : c)),
+  };
 }
