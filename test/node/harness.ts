@@ -20,6 +20,7 @@ import { isNotFound } from "../../src/kube/index.ts";
 import { agentToken, cluster, createFakeNode, deleteIfExists, kubectlApply, nodeSlices, waitFor, type Cluster } from "../api/harness.ts";
 import { KubeletPeer } from "../dra/kubelet-peer.ts";
 import { RuntimePeer } from "../nri/runtime-peer.ts";
+import { writeSysfsFixture, type PciFunctionSpec } from "../fixtures/sysfs-tree.ts";
 import { SIM_NODE_LABEL } from "./objects.ts";
 
 const run = promisify(execFile);
@@ -32,6 +33,7 @@ export async function sh(command: string, ...args: string[]): Promise<string> {
 }
 
 export interface LinkInfo {
+  ifindex: number;
   ifname: string;
   mtu: number;
   address?: string;
@@ -74,9 +76,11 @@ export class SimNode {
   readonly #hostLinks: string[] = [];
   readonly #nics: string[] = [];
   readonly #nicPrefix: string;
+  readonly #inventoryRoot: string | undefined;
 
-  private constructor(init: { name: string; dir: string; c: Cluster; runtime: RuntimePeer; kubelet: KubeletPeer; configFile: string; nicPrefix: string }) {
+  private constructor(init: { name: string; dir: string; c: Cluster; runtime: RuntimePeer; kubelet: KubeletPeer; configFile: string; nicPrefix: string; inventoryRoot: string | undefined }) {
     this.#nicPrefix = init.nicPrefix;
+    this.#inventoryRoot = init.inventoryRoot;
     this.name = init.name;
     this.dir = init.dir;
     this.c = init.c;
@@ -137,7 +141,7 @@ export class SimNode {
     );
     const runtime = await RuntimePeer.start("v0.12", dir, { socketPath: join(dir, "nri.sock") });
     const kubelet = await KubeletPeer.start(join(dir, "kubelet", "plugins_registry"));
-    return new SimNode({ name, dir, c, runtime, kubelet, configFile, nicPrefix: options.nicPrefix });
+    return new SimNode({ name, dir, c, runtime, kubelet, configFile, nicPrefix: options.nicPrefix, inventoryRoot: options.inventoryRoot });
   }
 
   /**
@@ -217,6 +221,23 @@ export class SimNode {
     await sh("ip", "link", "set", `x${name}`, "up");
     this.#hostLinks.push(name, `x${name}`);
     if (name.startsWith(this.#nicPrefix)) this.#nics.push(name);
+  }
+
+  /**
+   * Writes the sysfs fixture at `inventoryRoot`: the PCI functions `pci`, and
+   * the stand-in NICs as the kernel shows them now, so that one inventory
+   * lists devices the agent can move and devices this VM lacks. Call it after
+   * the last addNic and before startAgent.
+   */
+  async writeInventoryFixture(pci: PciFunctionSpec[]): Promise<void> {
+    if (this.#inventoryRoot === undefined) throw new Error(`${this.name} reads the host's sysfs: create it with inventoryRoot`);
+    const kernel = await links();
+    const virtual = this.#nics.map((name) => {
+      const link = kernel.find((l) => l.ifname === name);
+      if (link === undefined) throw new Error(`stand-in NIC ${name} is not on the host`);
+      return { name, ifindex: link.ifindex, mtu: link.mtu, kind: "veth", ...(link.address !== undefined ? { mac: link.address } : {}) };
+    });
+    await writeSysfsFixture(this.#inventoryRoot, { pci, virtual });
   }
 
   /** A pod network namespace as CNI leaves it: loopback, and Multus's net1 (a macvlan over `master`). */

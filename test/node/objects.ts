@@ -18,17 +18,35 @@ spec:
 `;
 }
 
+/** One request of a claim template: any netclaim device unless `cel` narrows it, configured by `config` (a NetworkConfig body). */
+export interface RequestSpec {
+  name: string;
+  cel?: string;
+  config?: object;
+}
+
 /** A template with one request per name; `config` (a NetworkConfig body) applies to the first. */
 export function claimTemplate(namespace: string, name: string, config: object | undefined, requests = ["data", "spare"]): string {
-  const configYaml =
-    config === undefined
-      ? ""
-      : `
-      config:
-        - requests: [${requests[0] ?? ""}]
+  return requestsTemplate(
+    namespace,
+    name,
+    requests.map((request, i) => (i === 0 && config !== undefined ? { name: request, config } : { name: request })),
+  );
+}
+
+export function requestsTemplate(namespace: string, name: string, requests: readonly RequestSpec[]): string {
+  const selectors = (r: RequestSpec): string => (r.cel === undefined ? "" : `, selectors: [{ cel: { expression: ${JSON.stringify(r.cel)} } }]`);
+  const configs = requests.flatMap((r) =>
+    r.config === undefined
+      ? []
+      : [
+          `
+        - requests: [${r.name}]
           opaque:
             driver: ${DRIVER}
-            parameters: ${JSON.stringify({ apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...config })}`;
+            parameters: ${JSON.stringify({ apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", ...r.config })}`,
+        ],
+  );
   return `
 apiVersion: resource.k8s.io/v1
 kind: ResourceClaimTemplate
@@ -37,7 +55,7 @@ spec:
   spec:
     devices:
       requests:
-${requests.map((r) => `        - name: ${r}\n          exactly: { deviceClassName: netclaim-sim }`).join("\n")}${configYaml}
+${requests.map((r) => `        - name: ${r.name}\n          exactly: { deviceClassName: netclaim-sim${selectors(r)} }`).join("\n")}${configs.length === 0 ? "" : `\n      config:${configs.join("")}`}
 `;
 }
 
