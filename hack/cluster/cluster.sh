@@ -21,6 +21,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
+source "$here/../lib/fds.sh"
 if [[ $K8S_VERSION == "$K8S_DEFAULT" ]]; then
   dir=${NETCLAIM_CLUSTER_DIR:-/tmp/nc-cluster}
   api_port=${NETCLAIM_CLUSTER_API_PORT:-16443}
@@ -31,6 +32,13 @@ else
   etcd_port=${NETCLAIM_CLUSTER_ETCD_PORT:-12381}
 fi
 server="https://127.0.0.1:$api_port"
+# MutatingAdmissionPolicy (deploy/required-plugin) is GA from 1.36; before, a
+# beta API that is off unless asked for, as docs/install.md tells users to.
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+admission_policy_flags=()
+if ((minor < 36)); then
+  admission_policy_flags=(--feature-gates MutatingAdmissionPolicy=true --runtime-config admissionregistration.k8s.io/v1beta1=true)
+fi
 
 log() { echo "cluster: $*" >&2; }
 
@@ -65,7 +73,7 @@ stop_all() {
 # start <name> <binary> args...: runs in the background, logs to $dir/<name>.log.
 start() {
   local name=$1; shift
-  nohup "$@" >"$dir/$name.log" 2>&1 &
+  (close_inherited_fds; exec nohup "$@" >"$dir/$name.log" 2>&1) &
   echo $! >"$dir/$name.pid"
 }
 
@@ -165,6 +173,7 @@ POLICY
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
     --endpoint-reconciler-type none \
+    "${admission_policy_flags[@]}" \
     --audit-policy-file "$dir/audit-policy.yaml" --audit-log-path "$dir/audit.log" \
     --audit-log-format json --audit-log-mode blocking \
     --v=1

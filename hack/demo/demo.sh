@@ -38,6 +38,12 @@ up() {
   printf 'KUBECTL=%q\nKUBECONFIG=%q\n' "$KUBECTL" "$KUBECONFIG" > "$dir/kubeconfig.env"
   k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 
+  say "Pods with claims require netclaim's NRI plugin (deploy/required-plugin; the node's containerd enforces it)"
+  version=$("$repo/hack/cluster/cluster.sh" env | sed -n 's/^NETCLAIM_KUBE_VERSION=//p')
+  minor=${version#v1.}; minor=${minor%%.*}
+  if ((minor >= 36)); then variant=v1; else variant=v1beta1; fi
+  k apply -k "$repo/deploy/required-plugin/$variant"
+
   say "Stand-in NICs: a veth pair (ncdemo0, ncdemo1) for netclaim, and ncdemom as the Multus macvlan master"
   ip link show ncdemo0 >/dev/null 2>&1 || ip link add ncdemo0 type veth peer name ncdemo1
   ip link show ncdemom >/dev/null 2>&1 || { ip link add ncdemom type veth peer name ncdemomp; ip link set ncdemom up; ip link set ncdemomp up; }

@@ -14,7 +14,7 @@
 # Everything lives under $NETCLAIM_NODE_DIR (default /tmp/nc-node), except the
 # kubelet root (/var/lib/nc-kubelet) and containerd's root, which need a real
 # filesystem for overlayfs and bind mounts. Pods get their default network
-# from the bridge nc-br0 in 203.0.113.0/26; nothing touches eth0.
+# from the bridge nc-br0 in 198.18.0.0/26; nothing touches eth0.
 #
 # What the node changes outside those directories is recorded before it starts
 # ($dir/host-state) and undone by `down`: sysctls the kubelet and the bridge
@@ -23,6 +23,7 @@
 # namespaces are mounted under $dir (containerd's netns_mounts_under_state_dir).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/../lib/fds.sh"
 repo="$(cd "$here/../.." && pwd)"
 dir=${NETCLAIM_NODE_DIR:-/tmp/nc-node}
 node_name=${NETCLAIM_NODE_NAME:-nc-node}
@@ -31,13 +32,14 @@ containerd_root=/var/lib/nc-containerd
 containerd_sock=$dir/run/containerd.sock
 nri_sock=$dir/run/nri.sock
 bridge=nc-br0
-# Not all of 203.0.113.0/24: this sandbox resolves the package registries
-# (Go proxy, npm, Debian) to 203.0.113.80, and a connected route over it would
-# cut every build on the machine off from them (checked in guard_routes).
-pod_cidr=203.0.113.0/26
+# From the benchmarking range 198.18.0.0/15: never this VM's own network
+# (192.0.2.0/24, eth0's) nor 203.0.113.0/24, where this sandbox reaches its
+# package registries (a connected route over it would cut every build on the
+# machine off from them; checked in guard_routes).
+pod_cidr=198.18.0.0/26
 # The bridge's gateway address doubles as the node IP: the kubelet refuses a
 # loopback node IP, and eth0's network is off limits.
-node_ip=203.0.113.1
+node_ip=198.18.0.1
 cni_bins=/usr/lib/cni
 node_taint_key=netclaim.dev/e2e-node
 state_file=$dir/host-state
@@ -117,12 +119,13 @@ setup_host_network() {
 }
 
 write_containerd_config() {
-  mkdir -p "$dir/cni/net.d" "$dir/cni/bin" "$dir/run" "$dir/log" "$dir/cdi" "$dir/nri/plugins" "$dir/nri/conf.d"
+  mkdir -p "$dir/cni/net.d" "$dir/cni/bin" "$dir/run" "$dir/log" "$dir/cdi" "$dir/nri/plugins" "$dir/nri/conf.d" "$dir/manifests"
   cat > "$dir/containerd.toml" <<TOML
 version = 4
 root = "$containerd_root"
 state = "$dir/run/containerd"
-imports = []
+# NRI's default validator, as deploy/node-setup ships it for nodes.
+imports = ["$repo/deploy/node-setup/containerd/nri-default-validator.toml"]
 [plugins.'io.containerd.server.v1.grpc']
   address = "$containerd_sock"
 [plugins.'io.containerd.server.v1.ttrpc']
@@ -218,6 +221,7 @@ evictionHard: { nodefs.available: "1%", imagefs.available: "1%", memory.availabl
 localStorageCapacityIsolation: false
 makeIPTablesUtilChains: false
 podLogsDir: $dir/log/pods
+staticPodPath: $dir/manifests
 registerNode: true
 # Other suites share the control plane and run DaemonSets and pods meant for
 # their fake nodes; only pods that tolerate this taint land on the real node.
@@ -230,7 +234,7 @@ YAML
 
 start_containerd() {
   log "starting containerd"
-  PATH="$node_bin:$PATH" setsid "$node_bin/containerd" --config "$dir/containerd.toml" >>"$dir/log/containerd.log" 2>&1 9<&- &
+  (close_inherited_fds; PATH="$node_bin:$PATH" exec setsid "$node_bin/containerd" --config "$dir/containerd.toml" >>"$dir/log/containerd.log" 2>&1) &
   echo $! > "$dir/containerd.pid"
   # The socket exists a moment before containerd serves on it: wait for an answer.
   for _ in $(seq 300); do "$node_bin/ctr" --address "$containerd_sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -239,9 +243,10 @@ start_containerd() {
 
 start_kubelet() {
   log "starting kubelet"
-  PATH="$node_bin:$PATH" setsid "$k8s_bin/kubelet" --config "$dir/kubelet.yaml" --kubeconfig "$(kubeconfig)" \
+  local kubeconfig; kubeconfig=$(kubeconfig)
+  (close_inherited_fds; PATH="$node_bin:$PATH" exec setsid "$k8s_bin/kubelet" --config "$dir/kubelet.yaml" --kubeconfig "$kubeconfig" \
     --hostname-override "$node_name" --node-ip "$node_ip" --root-dir "$kubelet_root" \
-    --cert-dir "$kubelet_root/pki" --v=2 >>"$dir/log/kubelet.log" 2>&1 9<&- &
+    --cert-dir "$kubelet_root/pki" --v=2 >>"$dir/log/kubelet.log" 2>&1) &
   echo $! > "$dir/kubelet.pid"
 }
 
@@ -370,7 +375,7 @@ down() {
 
 # One up/down/restart at a time (test files running in parallel all call up):
 # lock this script itself, which leaves nothing behind. The daemons started
-# here must not inherit the lock's descriptor (9<&-), or they hold it forever.
+# here must not inherit the lock's descriptor (close_inherited_fds), or they hold it forever.
 serialize() { exec 9<"$here/node.sh"; flock 9; }
 
 case ${1:-} in
@@ -391,6 +396,7 @@ case ${1:-} in
     echo "NETCLAIM_CRICTL_CONFIG=$dir/crictl.yaml"
     echo "NETCLAIM_CDI_DIR=$dir/cdi"
     echo "NETCLAIM_IPAM_DIR=$dir/run/ipam"
+    echo "NETCLAIM_STATIC_POD_DIR=$dir/manifests"
     echo "NETCLAIM_POD_CIDR=$pod_cidr"
     ;;
   *) echo "usage: $0 up|down|restart kubelet|containerd|status|env" >&2; exit 2 ;;

@@ -100,7 +100,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     logger: logger.child({ part: "recovery" }),
     onRecovered: () => podNetwork.refreshAttached(),
   });
-  const podNetwork: PodNetwork = new PodNetwork({ claims, engine, netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, recovery, logger: logger.child({ part: "pods" }) });
+  const podNetwork: PodNetwork = new PodNetwork({ claims, engine, netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, logger: logger.child({ part: "pods" }) });
   stack.defer(() => podNetwork.settle());
   await recovery.run();
   recovery.start();
@@ -146,6 +146,11 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     socketPath: config.nri.socketPath,
     pluginName: config.nri.pluginName,
     pluginIndex: config.nri.pluginIndex,
+    // A request the agent dies while handling fails rather than goes on without it: in
+    // particular a CreateContainer waiting for the pod's attach must not become a container
+    // without its interfaces (the runtime's validator counts a plugin that was there when the
+    // request began as present).
+    failRequests: true,
     logger: logger.child({ part: "nri" }),
   });
   let everConnected = false;

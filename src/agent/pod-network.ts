@@ -25,7 +25,7 @@ import type { Attacher, AttachmentPlanInput, AttachResult } from "../engine/inde
 import type { AttachedDevices } from "../inventory/index.ts";
 import type { BatchRunner } from "../netlink/index.ts";
 import {
-  NriHandlerError, StatusCode,
+  NriHandlerError, REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
 } from "../nri/index.ts";
 import { SharedClaims, type ClaimConsumers } from "./shared-claims.ts";
@@ -43,6 +43,8 @@ export interface PodNetworkOptions {
   consumers: ClaimConsumers;
   /** The kernel's RDMA namespace mode: in exclusive mode RDMA devices move with their netdev. */
   rdmaMode: "shared" | "exclusive";
+  /** The name netclaim's NRI plugin registers with; pods with devices should require it (deploy/required-plugin). */
+  nriPluginName: string;
   /** Points attachments whose recorded namespace is gone at their pod's live one, at every Synchronize. */
   recovery: Pick<AttachmentRecovery, "retarget">;
   logger: Logger;
@@ -251,6 +253,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const already = new Set(await engine.attached());
     const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
     if (native.length === 0) return undefined;
+    if (!options.late) this.#warnIfUnguarded(pod, log);
     const netns = pod.netnsPath;
     if (netns === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
@@ -281,6 +284,24 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     // Awaited by CreateContainer, StopPodSandbox or re-synchronization; a failure is reported where it happens.
     done.catch(() => undefined);
     return { done };
+  }
+
+  /**
+   * A pod whose containers the runtime may create while this plugin is not
+   * registered (the pod does not require it) gets its interfaces only while
+   * the agent runs: say so where an operator looks first.
+   */
+  #warnIfUnguarded(pod: PodSandboxInfo, log: Logger): void {
+    const required = requiredPlugins(pod.annotations);
+    const name = this.#options.nriPluginName;
+    if (required.kind === "invalid") {
+      log.warn({ annotation: required.key, reason: required.reason }, "the pod's required-plugins annotation is not a list of plugin names; a runtime with NRI's default validator refuses its containers");
+    } else if (required.kind === "absent" || !required.plugins.includes(name)) {
+      log.warn(
+        { annotation: `${REQUIRED_PLUGINS_ANNOTATION}/pod`, plugin: name },
+        "the pod does not require netclaim's NRI plugin, so its containers would start without their interfaces if netclaim were down; apply deploy/required-plugin (docs/install.md, \"Required plugin\")",
+      );
+    }
   }
 
   async #finishAttach(pod: PodSandboxInfo, native: readonly PlannedDevice[], done: Promise<AttachResult[]>, options: { late: boolean }, log: Logger): Promise<void> {

@@ -105,6 +105,7 @@ describe("PodNetwork with a claim two pods share", () => {
   let reservedFor: Map<string, string[]>;
   let reads: string[];
   let readError: Error | undefined;
+  let warnings: { msg: string }[];
   let network: PodNetwork;
   const holder = pod("holder");
   const second = pod("second");
@@ -117,6 +118,7 @@ describe("PodNetwork with a claim two pods share", () => {
     reservedFor = new Map();
     reads = [];
     readError = undefined;
+    warnings = [];
     network = new PodNetwork({
       claims,
       engine,
@@ -131,8 +133,9 @@ describe("PodNetwork with a claim two pods share", () => {
         return Promise.resolve(reservedFor.get(ref.uid));
       },
       rdmaMode: "shared",
+      nriPluginName: "netclaim",
       recovery: { retarget: () => Promise.resolve() },
-      logger: pino({ level: "silent" }),
+      logger: pino({ level: "warn" }, { write: (line: string) => warnings.push(JSON.parse(line) as { msg: string }) }),
     });
     await prepare(CLAIM, holder, "eth7");
     reservedFor.set(CLAIM.uid, [holder.uid]);
@@ -241,5 +244,23 @@ describe("PodNetwork with a claim two pods share", () => {
     reservedFor.delete(CLAIM.uid); // the claim is gone: nothing to share
     await network.runPodSandbox(second, ctx);
     assert.equal(engine.begun.length, 0);
+  });
+
+  it("warns when a pod with devices does not require netclaim's NRI plugin, and only then", async () => {
+    const unguarded = /does not require netclaim's NRI plugin/;
+    const warned = (): string => warnings.map((w) => w.msg).join("\n");
+    const requiring = (value: string): PodSandboxInfo => ({ ...holder, annotations: { ...holder.annotations, "required-plugins.noderesource.dev/pod": value } });
+    await network.runPodSandbox(requiring('["sriov", "netclaim"]'), ctx);
+    assert.equal(warned(), "");
+    await network.stopPodSandbox(holder);
+    await network.runPodSandbox(requiring("[sriov]"), ctx);
+    assert.match(warned(), unguarded);
+    await network.stopPodSandbox(holder);
+    warnings.length = 0;
+    await network.runPodSandbox(requiring("netclaim"), ctx);
+    assert.match(warned(), /not a list of plugin names/);
+    warnings.length = 0;
+    await network.runPodSandbox(pod("plain", { namespace: "team-c" }), ctx);
+    assert.equal(warned(), "", "a pod without devices needs nothing");
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { eventBit, NriEvent, validEventsFor } from "./events.ts";
+import { eventBit, hasDefaultValidator, NriEvent, validEventsFor } from "./events.ts";
 
 describe("NRI events", () => {
   it("eventBit maps event n to bit n-1", () => {
@@ -22,6 +22,10 @@ describe("NRI events", () => {
   ] as const) {
     it(`validEventsFor ${runtimeName} ${runtimeVersion || "(no version)"} NRI ${nriVersion || "(unsaid)"} is 0x${expected.toString(16)}`, () => {
       assert.equal(validEventsFor({ runtimeName, runtimeVersion, nriVersion }), expected);
+    });
+    // The default validator came with the same NRI release (v0.10) as the events of 0x3fff.
+    it(`hasDefaultValidator ${runtimeName} ${runtimeVersion || "(no version)"} NRI ${nriVersion || "(unsaid)"} is ${String(expected === 0x3fff)}`, () => {
+      assert.equal(hasDefaultValidator({ runtimeName, runtimeVersion, nriVersion }), expected === 0x3fff);
     });
   }
 });

@@ -44,13 +44,26 @@ export interface RuntimeIdentity {
  * gets the events every NRI runtime knows.
  */
 export function validEventsFor(runtime: RuntimeIdentity): number {
+  return embedsNriV010(runtime) ? VALID_EVENTS_V010 : VALID_EVENTS_V06;
+}
+
+/**
+ * Whether the runtime has NRI's default validator, which can refuse a
+ * container while a plugin its pod requires is not registered (NRI v0.10+;
+ * the runtime's own configuration still has to enable it).
+ */
+export function hasDefaultValidator(runtime: RuntimeIdentity): boolean {
+  return embedsNriV010(runtime);
+}
+
+function embedsNriV010(runtime: RuntimeIdentity): boolean {
   const nri = parseVersion(runtime.nriVersion);
-  if (nri !== undefined) return atLeast(nri, [0, 10]) ? VALID_EVENTS_V010 : VALID_EVENTS_V06;
+  if (nri !== undefined) return atLeast(nri, [0, 10]);
   const release = parseVersion(runtime.runtimeVersion);
-  if (release === undefined) return VALID_EVENTS_V06;
-  if (runtime.runtimeName === "containerd" && atLeast(release, [2, 2])) return VALID_EVENTS_V010;
-  if (runtime.runtimeName === "cri-o" && atLeast(release, [1, 34])) return VALID_EVENTS_V010;
-  return VALID_EVENTS_V06;
+  if (release === undefined) return false;
+  if (runtime.runtimeName === "containerd") return atLeast(release, [2, 2]);
+  if (runtime.runtimeName === "cri-o") return atLeast(release, [1, 34]);
+  return false;
 }
 
 function parseVersion(text: string): [number, number] | undefined {

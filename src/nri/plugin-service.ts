@@ -68,21 +68,24 @@ export class PluginService {
   readonly #handlers: NriHandlers;
   readonly #budget: HandlerBudget;
   readonly #hooks: PluginServiceHooks;
+  /** Sent with Configure; unset is NRI's default (the request goes on without us). */
+  readonly #failurePolicy: { failurePolicy?: { failRequest: boolean } };
   /** Synchronize chunks received so far (`more = true`). */
   #syncPods: PodSandbox[] = [];
   #syncContainers: Container[] = [];
   #inFlight = 0;
   #idleWaiters: (() => void)[] = [];
 
-  constructor(handlers: NriHandlers, budget: HandlerBudget, hooks: PluginServiceHooks) {
+  constructor(handlers: NriHandlers, budget: HandlerBudget, policy: { failRequests: boolean }, hooks: PluginServiceHooks) {
     this.#handlers = handlers;
     this.#budget = budget;
     this.#hooks = hooks;
+    this.#failurePolicy = policy.failRequests ? { failurePolicy: { failRequest: true } } : {};
   }
 
   table(): ServiceTable {
     const methods = new Map<string, UnaryHandler>([
-      ["Configure", this.#unary(ConfigureRequestSchema, (req) => toBinary(ConfigureResponseSchema, create(ConfigureResponseSchema, { events: this.#configure(req) })))],
+      ["Configure", this.#unary(ConfigureRequestSchema, (req) => toBinary(ConfigureResponseSchema, create(ConfigureResponseSchema, { events: this.#configure(req), ...this.#failurePolicy })))],
       ["Synchronize", this.#unary(SynchronizeRequestSchema, (req, ctx) => this.#synchronize(req, ctx))],
       ["Shutdown", this.#unary(EmptySchema, () => new Uint8Array())],
       ["StateChange", this.#unary(StateChangeEventSchema, (req, ctx) => this.#podEvent(podEvents.get(req.event), req.pod, ctx))],

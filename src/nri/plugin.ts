@@ -29,6 +29,13 @@ export interface NriPluginOptions {
   readonly reconnect?: { readonly initialMs: number; readonly maxMs: number };
   /** Warn when a handler is still running after this share of the request timeout. Default 0.5. */
   readonly budgetWarnFraction?: number;
+  /**
+   * Ask the runtime to fail a request this plugin cannot answer (its
+   * connection lost, say, because the plugin died while handling it) rather
+   * than go on without the plugin. NRI v0.12.5+ (FailurePolicy); earlier
+   * runtimes ignore it. Default false, NRI's own default.
+   */
+  readonly failRequests?: boolean;
   readonly logger?: SessionLogger;
   /** Where NRI_PLUGIN_* come from. Default process.env. */
   readonly env?: NodeJS.ProcessEnv;
@@ -71,6 +78,7 @@ class Plugin implements NriPlugin {
   readonly #backoff: Backoff;
   readonly #registrationTimeoutMs: number;
   readonly #budgetWarnFraction: number;
+  readonly #failRequests: boolean;
   readonly #stop = new AbortController();
   readonly #listeners = new Set<(state: NriConnectionState, cause?: NriError) => void>();
   #state: NriConnectionState = "disconnected";
@@ -84,6 +92,7 @@ class Plugin implements NriPlugin {
     this.#backoff = new Backoff(options.reconnect ?? { initialMs: 250, maxMs: 10_000 });
     this.#registrationTimeoutMs = options.registrationTimeoutMs ?? 5000;
     this.#budgetWarnFraction = options.budgetWarnFraction ?? 0.5;
+    this.#failRequests = options.failRequests ?? false;
     this.transport = transportFromEnv(options.env ?? process.env, options.socketPath ?? "/var/run/nri/nri.sock");
     const pluginIndex = options.pluginIndex ?? "10";
     const pluginName = options.pluginName ?? "netclaim";
@@ -165,6 +174,7 @@ class Plugin implements NriPlugin {
           ...this.#identity,
           registrationTimeoutMs: this.#registrationTimeoutMs,
           budgetWarnFraction: this.#budgetWarnFraction,
+          failRequests: this.#failRequests,
           handlers: this.#handlers,
           logger: this.#logger,
           signal: stopped,

@@ -10,6 +10,7 @@ import {
 import { errorMessage } from "../common/errors.ts";
 import { HandlerBudget, type BudgetLogger } from "./budget.ts";
 import { NriError } from "./errors.ts";
+import { hasDefaultValidator } from "./events.ts";
 import type { NriHandlers } from "./handlers.ts";
 import { ConnId, TrunkMux } from "./mux.ts";
 import { PluginService, type RuntimeConfig } from "./plugin-service.ts";
@@ -35,6 +36,8 @@ export interface SessionOptions {
   readonly pluginIndex: string;
   readonly registrationTimeoutMs: number;
   readonly budgetWarnFraction: number;
+  /** See NriPluginOptions.failRequests. */
+  readonly failRequests: boolean;
   readonly handlers: NriHandlers;
   readonly logger: SessionLogger;
   /** Abandons registration (the plugin is closing). */
@@ -66,11 +69,17 @@ export class NriSession {
     const budget = new HandlerBudget(DEFAULT_REQUEST_TIMEOUT_MS, { warnFraction: options.budgetWarnFraction, logger: options.logger });
     let runtime: RuntimeConfig | undefined;
     const { promise: synchronized, resolve: markSynchronized } = Promise.withResolvers<undefined>();
-    const service = new PluginService(options.handlers, budget, {
+    const service = new PluginService(options.handlers, budget, { failRequests: options.failRequests }, {
       configured(config) {
         runtime = config;
         if (config.requestTimeoutMs > 0) budget.requestTimeoutMs = config.requestTimeoutMs;
         options.logger.info({ runtime: config.runtimeName, runtimeVersion: config.runtimeVersion, nriVersion: config.nriVersion, requestTimeoutMs: config.requestTimeoutMs, events: config.events }, "NRI runtime configured the plugin");
+        if (!hasDefaultValidator(config)) {
+          options.logger.warn(
+            { runtime: config.runtimeName, runtimeVersion: config.runtimeVersion, nriVersion: config.nriVersion },
+            "this runtime's NRI has no default validator (NRI v0.10+: containerd 2.2+, CRI-O 1.34+), so it creates containers of pods that require this plugin while the plugin is not registered",
+          );
+        }
       },
       synchronized() {
         markSynchronized(undefined);

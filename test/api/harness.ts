@@ -63,17 +63,32 @@ async function startCluster(version: "default" | "newest"): Promise<Cluster> {
   };
   const manifests = await run(started.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
   await kubectlApply(started, manifests.stdout);
+  const requiredPlugin = await run(started.kubectl, ["kustomize", join(repo, "deploy/required-plugin", requiredPluginVariant(started.version))]);
+  await kubectlApply(started, requiredPlugin.stdout);
   await untilAdmissionPoliciesEnforced(started);
   return started;
+}
+
+/** deploy/required-plugin's variant for a release: the v1 API from 1.36, the beta one before (docs/install.md). */
+export function requiredPluginVariant(version: string): "v1" | "v1beta1" {
+  const minor = Number(/^v1\.(\d+)\./.exec(version)?.[1]);
+  if (Number.isNaN(minor)) throw new Error(`not a Kubernetes release: ${version}`);
+  return minor >= 36 ? "v1" : "v1beta1";
+}
+
+/** A pod as the API server would store it after admission, from a dry run. */
+export async function admittedPod(c: Cluster, namespace: string, pod: object): Promise<{ metadata: { annotations?: Record<string, string> } }> {
+  return c.admin.request("POST", `/api/v1/namespaces/${namespace}/pods`, { query: { dryRun: "All" }, body: pod });
 }
 
 /**
  * The API server loads admission policies through an informer, some time
  * after they are written: a test that expects a refusal straight after
  * `kubectl apply` on a fresh control plane would see the write succeed. Waits
- * until both shipped policies refuse a dry-run write of the agent's
- * ServiceAccount with a token that names no node, which each policy refuses
- * before anything else. (test/verify leaves dry runs out of its evidence.)
+ * until both shipped validating policies refuse a dry-run write of the
+ * agent's ServiceAccount with a token that names no node, which each refuses
+ * before anything else, and the required-plugin policy marks a dry-run pod
+ * with a claim. (test/verify leaves dry runs out of its evidence.)
  */
 async function untilAdmissionPoliciesEnforced(c: Cluster): Promise<void> {
   const review = await c.admin.request<{ status: { token: string } }>("POST", "/api/v1/namespaces/netclaim/serviceaccounts/netclaim-agent/token", {
@@ -103,6 +118,15 @@ async function untilAdmissionPoliciesEnforced(c: Cluster): Promise<void> {
       refusedForNoNode(
         unbound.request("PATCH", `${claimPath}/status`, { query: { dryRun: "All" }, body: { status: { devices: [] } }, contentType: "application/merge-patch+json" }),
       ), 60_000);
+    await waitFor("the required-plugin admission policy to mark pods", async () => {
+      const pod = await admittedPod(c, "netclaim", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: "admission-policy-probe" },
+        spec: { resourceClaims: [{ name: "nic", resourceClaimName: probeClaim }], containers: [{ name: "c", image: "netclaim.invalid/probe:test" }] },
+      });
+      return pod.metadata.annotations?.["required-plugins.noderesource.dev/pod"] === undefined ? undefined : true;
+    }, 60_000);
   } finally {
     unbound.close();
     await deleteIfExists(c, claimPath);

@@ -71,6 +71,11 @@ export class E2eAgent {
     }
   }
 
+  /** Waits until the kubelet has registered this run of the agent (its plugin watcher saw the socket). */
+  async registered(timeoutMs = 30_000): Promise<void> {
+    await eventually("the kubelet to register the agent", () => Promise.resolve(this.log.includes("registered with the kubelet")), timeoutMs);
+  }
+
   /** SIGTERM (the DaemonSet pod stopping), or SIGKILL (a crash). */
   async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
     const child = this.#child;

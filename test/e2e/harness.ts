@@ -13,6 +13,7 @@ import { randomBytes } from "node:crypto";
 import { rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
+import { cluster } from "../api/harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
 const nodeScript = `${repo}hack/node/node.sh`;
@@ -48,6 +49,7 @@ const nodeEnvSchema = z.object({
   NETCLAIM_CDI_DIR: z.string().min(1),
   NETCLAIM_IPAM_DIR: z.string().min(1),
   NETCLAIM_POD_CIDR: z.string().min(1),
+  NETCLAIM_STATIC_POD_DIR: z.string().min(1),
 });
 
 export interface NodeEnv {
@@ -65,6 +67,8 @@ export interface NodeEnv {
   readonly ipamDir: string;
   /** The default (bridge) network's pod addresses. */
   readonly podCidr: string;
+  /** The kubelet's staticPodPath. */
+  readonly staticPodDir: string;
 }
 
 let nodePromise: Promise<NodeEnv> | undefined;
@@ -81,6 +85,8 @@ export function node(): Promise<NodeEnv> {
 async function startNode(): Promise<NodeEnv> {
   const up = await runCommand(nodeScript, ["up"]);
   if (up.code !== 0) throw new Error(`hack/node/node.sh up exited with ${String(up.code)}:\n${up.stderr}`);
+  // The control plane as shipped, admission policies enforced: deploy/required-plugin marks pods with claims.
+  await cluster();
   const stdout = await mustRun(nodeScript, ["env"]);
   const vars = nodeEnvSchema.parse(Object.fromEntries(stdout.trim().split("\n").map((line) => splitOnce(line, "="))));
   return {
@@ -96,6 +102,7 @@ async function startNode(): Promise<NodeEnv> {
     cdiDir: vars.NETCLAIM_CDI_DIR,
     ipamDir: vars.NETCLAIM_IPAM_DIR,
     podCidr: vars.NETCLAIM_POD_CIDR,
+    staticPodDir: vars.NETCLAIM_STATIC_POD_DIR,
   };
 }
 

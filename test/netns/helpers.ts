@@ -58,9 +58,9 @@ export function configureHostSide(name: string, n: number): void {
   ip("addr", "add", `198.51.100.${n}/24`, "dev", name);
   ip("addr", "add", `fd00:${n.toString(16)}::${n.toString(16)}/64`, "dev", name, "nodad");
   ip("link", "set", name, "up");
-  // Never 203.0.113.0/24 in the host's main table: this sandbox reaches its package registries there.
+  // Never 192.0.2.0/24 or 203.0.113.0/24 on the host: the VM's own network and its package registries.
   ip("route", "add", `198.51.100.${128 + n * 4}/30`, "via", "198.51.100.254", "dev", name);
-  ip("route", "add", "203.0.113.128/25", "dev", name, "table", String(1000 + n));
+  ip("route", "add", "198.18.128.0/25", "dev", name, "table", String(1000 + n));
   ip("-6", "route", "add", `fd00:${n.toString(16)}:1::/64`, "via", `fd00:${n.toString(16)}::1`, "dev", name);
 }
 

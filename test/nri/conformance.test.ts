@@ -171,6 +171,31 @@ for (const version of NRI_VERSIONS) {
       assert.equal(await slowDone.promise, true, "the stuck handler's signal was aborted");
     });
 
+    // What keeps a CreateContainer the agent dies in from becoming a container without its
+    // interfaces: NRI v0.12.5 fails such a request when the plugin asks (FailurePolicy); v0.8
+    // has no such policy and goes on without the plugin.
+    it(
+      version === "v0.12"
+        ? "has a request it could not answer failed, not carried on without it, when it asks for that"
+        : "has a request it could not answer carried on without it (no failure policy before NRI v0.12.5)",
+      async () => {
+        const { peer } = await connect(
+          {
+            onPodEvent: async (_method, seen) => {
+              if (seen.id === "unanswered-1") await sleep(1200);
+            },
+            plugin: { failRequests: true },
+          },
+          { requestTimeoutMs: 400 },
+        );
+        plugin!.start();
+        await plugin!.whenConnected();
+        const run = peer.command("runPod", { pod: pod("unanswered-1") });
+        if (version === "v0.12") await assert.rejects(run, /plugin 10-netclaim failed to handle RunPodSandbox/);
+        else await run;
+      },
+    );
+
     it("reconnects to a restarted runtime without restarting the process", async () => {
       const { peer: first, recording } = await connect();
       plugin!.start();

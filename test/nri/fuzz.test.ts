@@ -209,6 +209,7 @@ describe("NRI decoders under fuzzing", () => {
     const service = new PluginService(
       { runPodSandbox() {}, stopPodSandbox() {}, removePodSandbox() {}, createContainer: () => ({ devices: [{ path: "/dev/x", type: "c", major: 1, minor: 2 }] }), synchronize() {} },
       budget,
+      { failRequests: true },
       { configured() {}, synchronized() {}, warn() {} },
     );
     const methods = service.table().get("nri.pkg.api.v1alpha1.Plugin")!;

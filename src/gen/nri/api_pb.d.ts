@@ -134,6 +134,13 @@ export declare type ConfigureResponse = Message<"nri.pkg.api.v1alpha1.ConfigureR
    * @generated from field: int32 events = 2;
    */
   events: number;
+
+  /**
+   * NRI v0.12.5+; runtimes before ignore it.
+   *
+   * @generated from field: nri.pkg.api.v1alpha1.FailurePolicy failure_policy = 3;
+   */
+  failurePolicy?: FailurePolicy | undefined;
 };
 
 /**
@@ -141,6 +148,27 @@ export declare type ConfigureResponse = Message<"nri.pkg.api.v1alpha1.ConfigureR
  * Use `create(ConfigureResponseSchema)` to create a new message.
  */
 export declare const ConfigureResponseSchema: GenMessage<ConfigureResponse>;
+
+/**
+ * @generated from message nri.pkg.api.v1alpha1.FailurePolicy
+ */
+export declare type FailurePolicy = Message<"nri.pkg.api.v1alpha1.FailurePolicy"> & {
+  /**
+   * @generated from field: bool fail_request = 1;
+   */
+  failRequest: boolean;
+
+  /**
+   * @generated from field: bool keep_connected = 2;
+   */
+  keepConnected: boolean;
+};
+
+/**
+ * Describes the message nri.pkg.api.v1alpha1.FailurePolicy.
+ * Use `create(FailurePolicySchema)` to create a new message.
+ */
+export declare const FailurePolicySchema: GenMessage<FailurePolicy>;
 
 /**
  * @generated from message nri.pkg.api.v1alpha1.SynchronizeRequest
