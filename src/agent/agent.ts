@@ -166,6 +166,9 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
 
   // IPAM plugins get an empty network namespace of netclaim's own as CNI_NETNS, never the node's.
   const ipamSandbox = await IpamSandbox.open(join(config.runtimeDir, "ipam"));
+  for (const { pid, command } of ipamSandbox.killedAtOpen) {
+    logger.warn({ pid, command }, "killed an IPAM plugin a previous agent left running, before releasing any lease");
+  }
   stack.defer(() => {
     ipamSandbox.close();
   });
@@ -174,7 +177,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     poolName: nodeName,
     devices: inventoryLookup(() => inventory.current()),
     nads: apiNadSource(client),
-    cdi: cdiPublisher(config.cdi.specDir, { sysfs: join(config.inventory.root, "sys"), dev: join(config.inventory.root, "dev") }),
+    cdi: cdiPublisher(config.cdi.specDir, config.runtimeDir, { sysfs: join(config.inventory.root, "sys"), dev: join(config.inventory.root, "dev") }),
     store,
     ipam: new IpamRunner({
       pluginDirs: config.cni.binDirs,

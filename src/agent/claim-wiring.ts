@@ -10,9 +10,10 @@ import { ClaimPrepareError } from "../claims/errors.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimContent, ClaimPreparer, ClaimRef, ClaimSource, DriverClaim, JsonValue, PreparedClaim } from "../dra/index.ts";
 import { baseRequestName } from "../dra/index.ts";
-import { cdiDeviceId, rdmaCharDevices, writeCdiSpec } from "../engine/index.ts";
+import { attachGateDir, attachGatePath, cdiDeviceId, rdmaCharDevices, writeCdiSpec } from "../engine/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
 import { getNetworkAttachmentDefinition, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
+import { attachmentKey } from "./pod-network.ts";
 import type { ClaimConsumers } from "./shared-claims.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
 
@@ -129,14 +130,22 @@ export function apiNadSource(client: KubeClient): NadSource {
   };
 }
 
-/** CDI specs under `specDir`, one per RDMA device of a claim, named `<claimUid>-<device>`. */
-export function cdiPublisher(specDir: string, roots: { sysfs: string; dev: string }): CdiPublisher {
+/**
+ * CDI specs under `specDir`, one per device of a claim, named
+ * `<claimUid>-<device>`; the attach gates they mount live under the engine's
+ * gate directory in `runtimeDir`.
+ */
+export function cdiPublisher(specDir: string, runtimeDir: string, roots: { sysfs: string; dev: string }): CdiPublisher {
+  const gateDir = attachGateDir(runtimeDir);
   return {
     async write(claimUid, devices) {
       const ids = new Map<string, string>();
       for (const device of devices) {
         const name = `${claimUid}-${device.name}`;
-        await writeCdiSpec(specDir, name, await rdmaCharDevices(device.rdmaDevice, roots));
+        await writeCdiSpec(specDir, name, {
+          charDevices: device.rdmaDevice === undefined ? [] : await rdmaCharDevices(device.rdmaDevice, roots),
+          ...(device.gated && { gate: { hostPath: attachGatePath(gateDir, attachmentKey(claimUid, device.name)), device: device.name } }),
+        });
         ids.set(device.name, cdiDeviceId(name));
       }
       return ids;

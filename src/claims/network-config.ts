@@ -48,7 +48,7 @@ const ipAddress = z.string().superRefine((text, ctx) => {
 const routeDestination = z.string().superRefine((text, ctx) => {
   const prefix = parseCidr(text);
   if (prefix === undefined) {
-    ctx.addIssue({ code: "custom", message: `"${text}" is not a prefix, e.g. 203.0.113.0/24, 0.0.0.0/0 or ::/0` });
+    ctx.addIssue({ code: "custom", message: `"${text}" is not a prefix, e.g. 198.51.100.0/24, 0.0.0.0/0 or ::/0` });
     return;
   }
   const network = formatCidr(networkOf(prefix));

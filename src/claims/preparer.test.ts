@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { z } from "zod";
 import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
 import { StateStore } from "../store/index.ts";
-import { NetworkPreparer, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
+import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
 import { rejectsWith } from "../../test/fixtures/assertions.ts";
 
 const DRIVER = "netclaim.dev";
@@ -22,10 +22,10 @@ const DEVICES: Record<string, PreparableDevice> = {
 };
 
 class RecordingCdi implements CdiPublisher {
-  readonly written = new Map<string, string[]>();
-  write(claimUid: string, devices: readonly { name: string }[]): Promise<Map<string, string>> {
-    this.written.set(claimUid, devices.map((d) => d.name));
-    return Promise.resolve(new Map(devices.map((d) => [d.name, `netclaim.dev/net=${claimUid}-${d.name}`])));
+  readonly written = new Map<string, CdiDevice[]>();
+  write(claimUid: string, devices: readonly CdiDevice[]): Promise<Map<string, string>> {
+    this.written.set(claimUid, [...devices]);
+    return Promise.resolve(new Map(devices.map((d) => [d.name, `netclaim.dev/device=${claimUid}-${d.name}`])));
   }
   remove(claimUid: string): Promise<void> {
     this.written.delete(claimUid);
@@ -91,20 +91,23 @@ async function twoAddressNad(): Promise<string> {
 }
 
 describe("NetworkPreparer.prepare", () => {
-  it("plans a native device with its stable identity and merged config", async () => {
-    const { preparer } = await setup();
+  it("plans a native device with its stable identity and merged config, and gives its containers its attach gate", async () => {
+    const { preparer, cdi } = await setup();
     let intents = 0;
     const plan = await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"] } }]), signal, () => {
       intents++;
       return Promise.resolve();
     });
-    assert.equal(intents, 0, "static addresses take nothing outside the agent: no intent to record");
+    // Static addresses take nothing outside the agent; the CDI spec with the attach gate does.
+    assert.equal(intents, 1, "the intent is recorded before the CDI spec is written");
+    assert.deepEqual(cdi.written.get("claim-uid-1"), [{ name: "pci-0000-03-00-1", rdmaDevice: undefined, gated: true }]);
     assert.deepEqual(plan.pod, { namespace: "default", name: "web-0", uid: "pod-uid-1" });
     const [device] = plan.devices;
     assert.ok(device);
     assert.equal(device.mode, "native");
     assert.deepEqual(device.identity, { name: "ens3f1", ifindex: 8, pciAddress: "0000:03:00.1" });
     assert.deepEqual(device.interface, { name: "data0", mtu: 9000, addresses: ["198.51.100.5/24"], sysctls: {} });
+    assert.deepEqual(device.cdiDeviceIds, ["netclaim.dev/device=claim-uid-1-pci-0000-03-00-1"]);
   });
 
   it("refuses while the runtime connection is down, so the kubelet retries", async () => {
@@ -135,12 +138,14 @@ describe("NetworkPreparer.prepare", () => {
     await assert.rejects(preparer.prepare(wrongPool, signal), rejectsWith("CLAIM_WRONG_POOL", /pool worker-2, but this node publishes pool worker-1/));
   });
 
-  it("plans a Multus device without touching it, and refuses one Multus cannot find", async () => {
-    const { preparer } = await setup();
+  it("plans a Multus device without touching it or gating it, and refuses one Multus cannot find", async () => {
+    const { preparer, cdi } = await setup();
     const plan = await preparer.prepare(claim(["pci-0000-03-00-0"], [{ mode: "multus" }]), signal);
     const [device] = plan.devices;
     assert.ok(device);
     assert.equal(device.mode, "multus");
+    assert.equal(cdi.written.size, 0, "Multus attaches it in the sandbox's CNI call: no CDI spec");
+    assert.deepEqual(device.cdiDeviceIds, []);
     assert.equal(device.resourceName, "netclaim.dev/fast");
     await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [{ mode: "multus" }]), signal), rejectsWith("CLAIM_INVALID_CONFIG", /no k8s\.cni\.cncf\.io\/resourceName/));
   });
@@ -150,7 +155,8 @@ describe("NetworkPreparer.prepare", () => {
     const plan = await preparer.prepare(claim(["pci-0000-81-00-0"]), signal);
     const [device] = plan.devices;
     assert.ok(device);
-    assert.deepEqual(device.cdiDeviceIds, ["netclaim.dev/net=claim-uid-1-pci-0000-81-00-0"]);
+    assert.deepEqual(device.cdiDeviceIds, ["netclaim.dev/device=claim-uid-1-pci-0000-81-00-0"]);
+    assert.deepEqual(cdi.written.get("claim-uid-1"), [{ name: "pci-0000-81-00-0", rdmaDevice: "mlx5_0", gated: true }]);
     assert.deepEqual(device.rdma, { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] });
     await preparer.unprepare("claim-uid-1", plan, signal);
     assert.equal(cdi.written.size, 0);

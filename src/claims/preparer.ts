@@ -40,12 +40,19 @@ export interface NadSource {
   config(namespace: string, name: string, signal: AbortSignal): Promise<string>;
 }
 
+/** A device that its containers get something for from the host, through CDI. */
+export interface CdiDevice {
+  /** The DRA device name. */
+  name: string;
+  /** Its RDMA device, whose character devices the containers need. */
+  rdmaDevice: string | undefined;
+  /** netclaim attaches it: its containers wait for its attach gate. */
+  gated: boolean;
+}
+
 export interface CdiPublisher {
-  /**
-   * Writes CDI specs exposing each device's RDMA character devices; returns
-   * the CDI device id per DRA device name.
-   */
-  write(claimUid: string, devices: readonly { name: string; rdmaDevice: string }[]): Promise<Map<string, string>>;
+  /** Writes a CDI spec per device; returns the CDI device id per DRA device name. */
+  write(claimUid: string, devices: readonly CdiDevice[]): Promise<Map<string, string>>;
   /** Removes every spec written for the claim. */
   remove(claimUid: string): Promise<void>;
 }
@@ -111,7 +118,10 @@ export class NetworkPreparer {
       for (const result of ours) {
         taken.push(await this.#prepareDevice(claim, result, what, signal, recordIntent));
       }
-      const cdiDevices = taken.flatMap((d) => (d.rdma === undefined ? [] : [{ name: d.device, rdmaDevice: d.rdma.device }]));
+      // Devices handed to Multus are attached by the runtime's CNI call, which fails the sandbox itself.
+      const cdiDevices = taken.flatMap((d): CdiDevice[] =>
+        d.rdma === undefined && d.mode !== "native" ? [] : [{ name: d.device, rdmaDevice: d.rdma?.device, gated: d.mode === "native" }],
+      );
       if (cdiDevices.length > 0) {
         await recordIntent();
         const ids = await this.#options.cdi.write(claim.ref.uid, cdiDevices);

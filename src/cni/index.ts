@@ -8,4 +8,5 @@ export { execCniPlugin, isPluginType, MAX_STDERR_BYTES, MAX_STDOUT_BYTES, type C
 export { IpamRunner, type IpamConfig, type IpamLease, type IpamRunnerOptions } from "./ipam.ts";
 export { MAX_IPAM_CONFIG_DEPTH, UNWORKABLE_IPAM_TYPES, type IpamPolicy } from "./ipam-policy.ts";
 export { IpamSandbox } from "./ipam-sandbox.ts";
+export type { LeftoverPlugin } from "./leftover-plugins.ts";
 export { parseCniResult, type CniResult } from "./result.ts";

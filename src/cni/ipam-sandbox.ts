@@ -15,6 +15,9 @@
  *   netns  a file with the namespace bind-mounted on it (nsfs)
  *   work/  the plugins' working directory
  *
+ * Opening the sandbox kills what plugins a previous agent left running
+ * there (leftover-plugins.ts), before this agent runs any.
+ *
  * The namespace is made once and reused by a restarted agent while the
  * mount lasts. After a container restart the file is still there (hostPath)
  * but the mount is gone with the old container's mount namespace, so it is
@@ -29,6 +32,7 @@ import { lastErrno, libc } from "../common/libc.ts";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { CniError } from "./errors.ts";
 import type { NetnsWorkerReply } from "./ipam-netns-worker.ts";
+import { killLeftoverPlugins, type LeftoverPlugin } from "./leftover-plugins.ts";
 
 const WORKER_URL = new URL(`./ipam-netns-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
@@ -41,16 +45,20 @@ const umount2 = libc.func("int umount2(const char *target, int flags)") as (targ
 export class IpamSandbox {
   readonly netns: string;
   readonly workDir: string;
+  /** The plugins a previous agent left running here, killed by open(). */
+  readonly killedAtOpen: readonly LeftoverPlugin[];
 
-  private constructor(dir: string) {
+  private constructor(dir: string, killedAtOpen: readonly LeftoverPlugin[]) {
     this.netns = join(dir, "netns");
     this.workDir = join(dir, "work");
+    this.killedAtOpen = killedAtOpen;
   }
 
-  /** Reuses the namespace pinned under `dir`, or makes one. */
+  /** Kills plugins left running in it, and reuses the namespace pinned under `dir`, or makes one. */
   static async open(dir: string): Promise<IpamSandbox> {
-    const sandbox = new IpamSandbox(dir);
-    await mkdir(sandbox.workDir, { recursive: true, mode: 0o700 });
+    const workDir = join(dir, "work");
+    await mkdir(workDir, { recursive: true, mode: 0o700 });
+    const sandbox = new IpamSandbox(dir, await killLeftoverPlugins(workDir));
     if (!(await sandbox.#pinned())) {
       await (await open(sandbox.netns, "a", 0o600)).close();
       await pinNewNetns(sandbox.netns);

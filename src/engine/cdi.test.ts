@@ -34,7 +34,7 @@ after(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-describe("RDMA CDI specs", () => {
+describe("CDI specs", () => {
   it("finds exactly the char devices of one RDMA device, plus rdma_cm", async () => {
     const devices = await rdmaCharDevices("mlx5_0", { sysfs: join(root, "sys"), dev: join(root, "dev") });
     assert.deepEqual(devices, [
@@ -57,17 +57,27 @@ describe("RDMA CDI specs", () => {
   it("writes the spec atomically (no temporary left) and removes it", async () => {
     const specDir = join(root, "cdi");
     await mkdir(specDir);
-    const devices = await rdmaCharDevices("mlx5_1", { sysfs: join(root, "sys"), dev: join(root, "dev") });
-    const file = await writeCdiSpec(specDir, "claim-1234-nic0", devices);
-    assert.deepEqual(await readdir(specDir), ["netclaim.dev-rdma_claim-1234-nic0.json"]);
-    const spec = JSON.parse(await readFile(file, "utf8")) as { kind: string; devices: { name: string; containerEdits: { deviceNodes: { path: string }[] } }[] };
-    assert.equal(spec.kind, "netclaim.dev/rdma");
+    const charDevices = await rdmaCharDevices("mlx5_1", { sysfs: join(root, "sys"), dev: join(root, "dev") });
+    const file = await writeCdiSpec(specDir, "claim-1234-nic0", { charDevices });
+    assert.deepEqual(await readdir(specDir), ["netclaim.dev-device_claim-1234-nic0.json"]);
+    const spec = JSON.parse(await readFile(file, "utf8")) as { kind: string; devices: { name: string; containerEdits: { deviceNodes: { path: string }[]; mounts?: unknown } }[] };
+    assert.equal(spec.kind, "netclaim.dev/device");
     const [device] = spec.devices;
     assert.ok(device);
     assert.equal(device.name, "claim-1234-nic0");
     assert.deepEqual(device.containerEdits.deviceNodes.map((n) => n.path), ["/dev/infiniband/uverbs1", "/dev/infiniband/rdma_cm"]);
-    assert.equal(cdiDeviceId("claim-1234-nic0"), "netclaim.dev/rdma=claim-1234-nic0");
+    assert.equal(device.containerEdits.mounts, undefined, "a device netclaim does not attach has no gate");
+    assert.equal(cdiDeviceId("claim-1234-nic0"), "netclaim.dev/device=claim-1234-nic0");
     await removeCdiSpec(specDir, "claim-1234-nic0");
     assert.deepEqual(await readdir(specDir), []);
+  });
+
+  it("mounts a gated device's attach gate read-only under /run/netclaim/devices, with no device nodes when it has no RDMA", async () => {
+    const specDir = join(root, "cdi-gated");
+    const file = await writeCdiSpec(specDir, "claim-1234-nic1", { charDevices: [], gate: { hostPath: "/run/netclaim/attach-gates/claim-1234:nic1", device: "nic1" } });
+    const spec = JSON.parse(await readFile(file, "utf8")) as { devices: { containerEdits: Record<string, unknown> }[] };
+    assert.deepEqual(spec.devices[0]?.containerEdits, {
+      mounts: [{ hostPath: "/run/netclaim/attach-gates/claim-1234:nic1", containerPath: "/run/netclaim/devices/nic1", type: "bind", options: ["bind", "ro", "nosuid", "nodev", "noexec"] }],
+    });
   });
 });

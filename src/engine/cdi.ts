@@ -1,16 +1,21 @@
 /**
- * CDI specs for RDMA: the character devices a container needs to use an
- * RDMA device (/dev/infiniband/uverbsN, umadN, issmN and rdma_cm), found
- * through sysfs and written as one CDI spec file per attachment. Files are
- * written to a temporary name, fsynced and renamed, so a runtime reading
- * the CDI directory never sees half a spec.
+ * CDI specs: one CDI device per allocated netclaim device, with what a
+ * container that uses it needs from the host:
+ * - the character devices of an RDMA device (/dev/infiniband/uverbsN,
+ *   umadN, issmN and rdma_cm), found through sysfs;
+ * - the device's attach gate (attach-gate.ts), bind-mounted read-only, so
+ *   the container cannot be created before the device is in its pod.
+ * One spec file per device, written to a temporary name, fsynced and
+ * renamed, so a runtime reading the CDI directory never sees half a spec.
  */
 import { access, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { EngineError } from "./errors.ts";
 
 export const CDI_VERSION = "0.6.0";
-export const CDI_KIND = "netclaim.dev/rdma";
+export const CDI_KIND = "netclaim.dev/device";
+/** Where a container finds the attach gate of DRA device `<name>`. */
+export const GATE_CONTAINER_DIR = "/run/netclaim/devices";
 const CDI_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:-]*$/;
 
 export interface CharDevice {
@@ -63,19 +68,29 @@ async function charDevice(ibdev: string, devFile: string, node: string, roots: R
   return { path: `/dev/infiniband/${node}`, major: Number(m[1]), minor: Number(m[2]) };
 }
 
-/** The fully qualified CDI device name a runtime resolves ("netclaim.dev/rdma=<name>"). */
+/** The fully qualified CDI device name a runtime resolves ("netclaim.dev/device=<name>"). */
 export function cdiDeviceId(name: string): string {
   return `${CDI_KIND}=${name}`;
 }
 
-/** Writes (atomically) the spec exposing `devices` as CDI device `name`; returns its path. */
-export async function writeCdiSpec(specDir: string, name: string, devices: readonly CharDevice[]): Promise<string> {
+/** What a container using one device gets from the host. */
+export interface CdiDeviceEdits {
+  charDevices: readonly CharDevice[];
+  /** The device's attach gate: its host path, mounted at GATE_CONTAINER_DIR/<device>. */
+  gate?: { hostPath: string; device: string };
+}
+
+/** Writes (atomically) the spec exposing `edits` as CDI device `name`; returns its path. */
+export async function writeCdiSpec(specDir: string, name: string, edits: CdiDeviceEdits): Promise<string> {
   if (!CDI_NAME.test(name)) throw cdiError(name, "write CDI spec", `"${name}" is not a valid CDI device name`);
-  const spec = {
-    cdiVersion: CDI_VERSION,
-    kind: CDI_KIND,
-    devices: [{ name, containerEdits: { deviceNodes: devices.map((d) => ({ path: d.path, type: "c", major: d.major, minor: d.minor, permissions: "rw" })) } }],
+  const { charDevices, gate } = edits;
+  const containerEdits = {
+    ...(charDevices.length > 0 && { deviceNodes: charDevices.map((d) => ({ path: d.path, type: "c", major: d.major, minor: d.minor, permissions: "rw" })) }),
+    ...(gate !== undefined && {
+      mounts: [{ hostPath: gate.hostPath, containerPath: `${GATE_CONTAINER_DIR}/${gate.device}`, type: "bind", options: ["bind", "ro", "nosuid", "nodev", "noexec"] }],
+    }),
   };
+  const spec = { cdiVersion: CDI_VERSION, kind: CDI_KIND, devices: [{ name, containerEdits }] };
   const file = specPath(specDir, name);
   const temp = `${file}.tmp-${process.pid}`;
   try {
@@ -103,7 +118,7 @@ export async function removeCdiSpec(specDir: string, name: string): Promise<void
 
 function specPath(specDir: string, name: string): string {
   // CDI file names: <vendor>-<class>_<anything>.json; ':' is not portable in names.
-  return join(specDir, `netclaim.dev-rdma_${name.replaceAll(":", "_")}.json`);
+  return join(specDir, `${CDI_KIND.replace("/", "-")}_${name.replaceAll(":", "_")}.json`);
 }
 
 async function listDir(dir: string): Promise<string[]> {

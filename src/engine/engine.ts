@@ -16,6 +16,7 @@ import {
 } from "../netlink/index.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { StateStore, Collection } from "../store/index.ts";
+import { AttachGate } from "./attach-gate.ts";
 import { EngineError, InjectedCrash, rollbackFailed, type EngineErrorCode } from "./errors.ts";
 import { addressSpecFor, captureHostState, findPlannedDevice, findRecordedDevice, routeSpecFor } from "./host-state.ts";
 import { openJournal, type HostState, type JournalRecord } from "./journal.ts";
@@ -40,6 +41,11 @@ export interface EngineOptions {
   rdma?: RdmaOps;
   /** Test hook: called before every step; throw InjectedCrash to stop there as if killed. */
   beforeStep?: (step: Step, key: string) => void;
+  /**
+   * Where attach gates live (attach-gate.ts): a file per attachment that
+   * exists while its device is attached in its pod. Without it, none are kept.
+   */
+  gateDir?: string;
 }
 
 /** The operations of one step of one device. */
@@ -136,6 +142,7 @@ export class AttachEngine implements Attacher {
    * pod (see recover()); at an agent's start the set is empty.
    */
   readonly #settled = new Set<string>();
+  readonly #gate: AttachGate | undefined;
 
   constructor(options: EngineOptions) {
     this.#nl = options.netlink;
@@ -146,6 +153,7 @@ export class AttachEngine implements Attacher {
       rdmaSetNetns: async (index, device, netns) => (await nl.batch(undefined, [{ op: "rdmaSetNetns", index, device, netns }] as const))[0],
     };
     this.#beforeStep = options.beforeStep ?? (() => undefined);
+    this.#gate = options.gateDir === undefined ? undefined : new AttachGate(options.gateDir);
     this.#recoverySteps = {
       journal: this.#journal,
       attach: (record) => this.#attachOne(record),
@@ -195,7 +203,7 @@ export class AttachEngine implements Attacher {
       if (records.some(({ record }) => record.plan.rdma?.mode === "exclusive")) {
         const results: AttachResult[] = [];
         for (const { record, onHost, podIndexes } of records) results.push(await this.#attachOne(record, onHost, podIndexes));
-        for (const { record } of records) this.#settled.add(record.plan.key);
+        for (const { record } of records) this.#settle(record.plan);
         return results;
       }
       // Everything else, every device's move, configuration and read-back,
@@ -208,7 +216,7 @@ export class AttachEngine implements Attacher {
         offset += work.steps.reduce((n, s) => n + s.ops.length, 0) + work.verify.ops.length;
         return verified(work, results.slice(offset - work.verify.ops.length, offset));
       });
-      for (const { record } of records) this.#settled.add(record.plan.key);
+      for (const { record } of records) this.#settle(record.plan);
       return attached;
     } catch (err) {
       if (err instanceof InjectedCrash) throw err;
@@ -244,7 +252,8 @@ export class AttachEngine implements Attacher {
       const done: string[] = [];
       try {
         for (const record of records) {
-          this.#settled.delete(record.plan.key);
+          // Closed before the device leaves the pod: a container created from here on fails.
+          this.#unsettle(record.plan.key);
           out.set(record.plan.key, await this.#detachOne(record));
           done.push(record.plan.key);
         }
@@ -319,19 +328,35 @@ export class AttachEngine implements Attacher {
         const selected = record === undefined ? undefined : await select(record);
         if (selected !== undefined) {
           const result = await recoverRecord(selected, this.#recoverySteps);
-          if (result.outcome === "attached") this.#settled.add(key);
-          else this.#settled.delete(key);
+          if (result.outcome === "attached") this.#settle(selected.plan);
+          else this.#unsettle(key);
           out.set(key, result);
         }
       } catch (err) {
         if (err instanceof InjectedCrash) throw err;
-        this.#settled.delete(key);
         out.set(key, { outcome: "failed", error: errorMessage(err) });
+        try {
+          this.#unsettle(key);
+        } catch {
+          // The outcome already says it failed; the next recovery closes the gate.
+        }
       } finally {
         release();
       }
     }
     return out;
+  }
+
+  /** Marks an attachment done: recovery leaves it as the workload keeps it, and its gate opens. */
+  #settle(plan: AttachmentPlan): void {
+    this.#gate?.open(plan.key, plan.podName);
+    this.#settled.add(plan.key);
+  }
+
+  /** The attachment is not (or no longer) known to be in its pod: its gate closes. */
+  #unsettle(key: string): void {
+    this.#settled.delete(key);
+    this.#gate?.close(key);
   }
 
   /** Keys of the attachments the journal holds, whatever their intent. */
@@ -518,36 +543,47 @@ export class AttachEngine implements Attacher {
         this.#step("rdma-return", plan);
         await this.#moveRdma(plan, HOST_NETNS, "rdma-return");
       }
-      this.#step("move-out", plan);
-      await this.#call(plan, "move-out", plan.netns, [
-        { op: "setLink", index: inPod.index, device: inPod.name, update: { netns: HOST_NETNS, name: host.name } },
-      ] as const);
+      if (await this.#moveOut(record, inPod)) {
+        this.#step("forget", plan);
+        return "restored";
+      }
     }
     const [hostLinks] = await this.#call(plan, "restore-link", undefined, [{ op: "listLinks" }] as const);
     const onHost = findRecordedDevice(hostLinks, host, plan);
     // A virtual device dies with its namespace: nothing is left to restore.
-    if (onHost !== undefined) await this.#restore(plan, host, onHost);
+    if (onHost !== undefined) await this.#runSteps(restoreSteps(plan, host, onHost));
     // The caller deletes the record; a crash before that repeats the
     // (idempotent) restore on recovery.
     this.#step("forget", plan);
     return onHost === undefined ? "gone" : "restored";
   }
 
-  /** Puts name, MTU, MAC, addresses, up state and routes back as recorded, in one batch. */
-  async #restore(plan: AttachmentPlan, host: HostState, link: Link): Promise<void> {
-    const index = link.index;
-    const device = host.name;
-    const restoreLink: Op[] = [];
-    // A rename needs the device down; after a move it already is.
-    if (link.up) restoreLink.push({ op: "setLink", index, device: link.name, update: { up: false } });
-    restoreLink.push({ op: "setLink", index, device: link.name, update: { name: host.name, mtu: host.mtu, ...(host.mac !== undefined && { mac: host.mac }) } });
-    const netns = undefined;
-    await this.#runSteps([
-      { plan, step: "restore-link", netns, ops: restoreLink },
-      { plan, step: "restore-addresses", netns, ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })) },
-      { plan, step: "restore-up", netns, ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [] },
-      { plan, step: "restore-routes", netns, ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })) },
-    ]);
+  /**
+   * Moves the device out of its pod under its host name and at its host
+   * ifindex (IFLA_NEW_IFINDEX), and restores the rest of its host state in
+   * the same batch: pinned, the device is known on the host without
+   * dumping the host's links, a list that grows with the node's pods. The
+   * restore rides behind the move only because a failed move stops the
+   * batch: the host-side requests never reach whatever holds that index
+   * then. False when the host has given the recorded ifindex to another
+   * device (EBUSY): the device is then moved without the pin, and the
+   * caller finds it on the host.
+   */
+  async #moveOut(record: JournalRecord, inPod: Link): Promise<boolean> {
+    const { plan, host } = record;
+    const move = (pin: boolean): Op => ({
+      op: "setLink", index: inPod.index, device: inPod.name, update: { netns: HOST_NETNS, name: host.name, ...(pin && { newIfindex: host.ifindex }) },
+    });
+    // The kernel closes the device as it moves it.
+    const moved = { index: host.ifindex, name: host.name, up: false };
+    try {
+      await this.#runSteps([{ plan, step: "move-out", netns: plan.netns, ops: [move(true)] }, ...restoreSteps(plan, host, moved)]);
+      return true;
+    } catch (err) {
+      if (!(err instanceof EngineError && err.step === "move-out" && err.cause instanceof NetlinkError && err.cause.errnoName === "EBUSY")) throw err;
+    }
+    await this.#call(plan, "move-out", plan.netns, [move(false)] as const);
+    return false;
   }
 
   /**
@@ -664,6 +700,31 @@ function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
  */
 function upWithMove(plan: AttachmentPlan): boolean {
   return Object.keys(plan.sysctls).length === 0;
+}
+
+/**
+ * The steps that put name, MTU, MAC, addresses, up state and routes back as
+ * recorded on `link`, the device on the host. They go to the kernel in one
+ * datagram: each request moves the device toward its recorded state and
+ * may be repeated, so one that runs after a failed one does no harm; the
+ * failure is still reported, and the journal keeps the record for
+ * recovery to finish.
+ */
+function restoreSteps(plan: AttachmentPlan, host: HostState, link: Pick<Link, "index" | "name" | "up">): PlannedStep[] {
+  const { index } = link;
+  const device = host.name;
+  const restoreLink: Op[] = [];
+  // A rename needs the device down; after a move it already is.
+  if (link.up) restoreLink.push({ op: "setLink", index, device: link.name, update: { up: false } });
+  restoreLink.push({ op: "setLink", index, device: link.name, update: { name: host.name, mtu: host.mtu, ...(host.mac !== undefined && { mac: host.mac }) } });
+  const netns = undefined;
+  const pipelined = true;
+  return [
+    { plan, step: "restore-link", netns, ops: restoreLink, pipelined },
+    { plan, step: "restore-addresses", netns, ops: host.addresses.map((a) => ({ op: "addAddress", spec: addressSpecFor(a, index), device })), pipelined },
+    { plan, step: "restore-up", netns, ops: host.up ? [{ op: "setLink", index, device, update: { up: true } }] : [], pipelined },
+    { plan, step: "restore-routes", netns, ops: host.routes.map((r) => ({ op: "addRoute", spec: routeSpecFor(r, index), device })), pipelined },
+  ];
 }
 
 /** The link attributes the plan sets in the pod. */

@@ -9,6 +9,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { LocalNetlink } from "../netlink/index.ts";
 import { StateStore } from "../store/index.ts";
+import { attachGateDir } from "./attach-gate.ts";
 import { AttachEngine } from "./engine.ts";
 import { errorToWire, type BatchOpTimes, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 
@@ -20,7 +21,7 @@ const post = (reply: EngineReply): void => {
   port.postMessage(reply);
 };
 const netlink = new LocalNetlink(data.recordOpTimes ? { onOpTimes: (ops, opMs) => { opTimes.push({ ops, opMs }); } } : {});
-const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store }));
+const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store, gateDir: attachGateDir(data.dir) }));
 engine.then(
   () => {
     post({ ready: true });

@@ -76,12 +76,19 @@ export class E2eAgent {
     await eventually("the kubelet to register the agent", () => Promise.resolve(this.log.includes("registered with the kubelet")), timeoutMs);
   }
 
+  /** SIGSTOP: the agent stays registered with the runtime but answers nothing (stop() with SIGKILL ends it). */
+  pause(): void {
+    this.#child?.kill("SIGSTOP");
+  }
+
   /** SIGTERM (the DaemonSet pod stopping), or SIGKILL (a crash). */
   async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
     const child = this.#child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once("exit", resolve));
     child.kill(signal);
+    // A paused agent handles SIGTERM only once it runs again (SIGKILL needs no help).
+    child.kill("SIGCONT");
     await exited;
     this.#child = undefined;
   }

@@ -14,9 +14,14 @@
  *   container's first line, written by its own command before anything else,
  *   says its interface was there; all 20 run once the agent is back; deleting
  *   them puts every device back on the host.
+ * - A container the runtime creates without asking netclaim (its own
+ *   annotation requires no plugin, as on runtimes without the validator, or
+ *   on NRI before v0.12.5 when the agent dies during CreateContainer) cannot
+ *   start before its device is attached: the OCI runtime refuses to start it
+ *   while the device's attach gate, mounted through CDI, is missing.
  */
 import assert from "node:assert/strict";
-import { readdir, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
@@ -87,15 +92,40 @@ describe("the runtime's required-plugin check on the real node", { timeout: 300_
   });
 });
 
-const podStatesSchema = z.object({
-  items: z.array(z.object({
-    metadata: z.object({ name: z.string(), annotations: z.record(z.string(), z.string()).optional() }),
-    status: z.object({ containerStatuses: z.array(z.object({ restartCount: z.number() })).optional() }),
-  })),
+const podStateSchema = z.object({
+  metadata: z.object({ name: z.string(), annotations: z.record(z.string(), z.string()).optional() }),
+  status: z.object({
+    containerStatuses: z.array(z.object({
+      restartCount: z.number(),
+      lastState: z.object({ terminated: z.object({ reason: z.string().optional(), startedAt: z.string().nullable().optional() }).optional() }).optional(),
+    })).optional(),
+  }),
 });
+/** `kubectl get pods a b` lists them; `kubectl get pods a` prints the one pod. */
+const podStatesSchema = z.union([z.object({ items: z.array(podStateSchema) }), podStateSchema.transform((pod) => ({ items: [pod] }))]);
 const labelled = z.array(z.object({ labels: z.record(z.string(), z.string()).optional() })).nullable().optional();
 /** `crictl pods -o json` lists `items`, `crictl ps -o json` `containers`. */
 const crictlListSchema = z.object({ items: labelled, containers: labelled });
+
+const draCheckpointSchema = z.object({
+  ClaimInfoStateList: z.array(z.object({
+    PodUIDs: z.record(z.string(), z.unknown()),
+    DriverState: z.record(z.string(), z.object({ Devices: z.array(z.unknown()).nullable() })),
+  })),
+});
+
+/**
+ * Whether the kubelet's DRA checkpoint has a claim of pod `uid` prepared: the kubelet
+ * checkpoints a claim before it asks the driver (no devices yet), and again with the devices
+ * the driver prepared.
+ */
+async function preparedFor(kubeletDir: string, uid: string): Promise<boolean> {
+  const text = await readFile(join(kubeletDir, "dra_manager_state"), "utf8").catch(() => undefined);
+  if (text === undefined) return false;
+  const { Data } = z.object({ Data: z.string() }).parse(JSON.parse(text));
+  const { ClaimInfoStateList } = draCheckpointSchema.parse(JSON.parse(Data));
+  return ClaimInfoStateList.some((claim) => uid in claim.PodUIDs && (claim.DriverState["netclaim.dev"]?.Devices?.length ?? 0) > 0);
+}
 
 type Phase = "before RunPodSandbox" | "between RunPodSandbox and CreateContainer" | "after CreateContainer";
 
@@ -137,13 +167,23 @@ describe("the agent killed at random moments while 20 pods with claims start", {
   });
   after(() => cleanup.run());
 
-  /** Every pod Ready, marked, never restarted, its first line saying dra0 was there, and dra0 configured. */
-  async function assertStartedWithInterface(names: readonly string[]): Promise<void> {
+  /**
+   * Every pod Ready, marked, its first line saying dra0 was there, and dra0 configured. Its
+   * container never restarted, so its log is its first run's; or, with `refusedStarts`, every
+   * earlier start was refused before its command ran (the OCI runtime's StartError).
+   */
+  async function assertStartedWithInterface(names: readonly string[], options: { refusedStarts?: boolean } = {}): Promise<void> {
     await waitForPodsReady(names, "default", 600);
     const { items } = await kubectlJson(["get", "pods", ...names], podStatesSchema);
     for (const pod of items) {
       assert.match(pod.metadata.annotations?.[REQUIRED] ?? "", /netclaim/, `${pod.metadata.name} requires netclaim's plugin`);
-      assert.equal(pod.status.containerStatuses?.[0]?.restartCount, 0, `${pod.metadata.name}'s container never restarted, so its log is its first run's`);
+      const [container] = pod.status.containerStatuses ?? [];
+      if (options.refusedStarts === true) {
+        assert.ok((container?.restartCount ?? 0) > 0, `${pod.metadata.name}'s container was refused before it started`);
+        assert.equal(container?.lastState?.terminated?.reason, "StartError", `${pod.metadata.name}'s earlier start never ran its command`);
+      } else {
+        assert.equal(container?.restartCount, 0, `${pod.metadata.name}'s container never restarted, so its log is its first run's`);
+      }
       const firstLine = (await kubectl(["logs", pod.metadata.name])).split("\n")[0];
       assert.equal(firstLine, "dra0 present", `${pod.metadata.name}'s container started without its interface`);
       const dra0 = (await netnsInterfaces((await podSandbox(pod.metadata.name)).netnsPath)).find((l) => l.name === "dra0");
@@ -171,6 +211,42 @@ describe("the agent killed at random moments while 20 pods with claims start", {
     await deleteAndCheckRestored(four);
   });
 
+  it("keeps a container the runtime lets through without netclaim's answer from starting before its interface is attached (attach gate)", async () => {
+    const env = await node();
+    const name = uniqueName("e2e-gate");
+    cleanup.defer(() => deletePods([name]));
+    // The container-specific form of the annotation wins for its container, and `[]` requires no
+    // plugin: the runtime creates "main" without asking netclaim, as a runtime without NRI's
+    // validator does, or NRI before v0.12.5 when the agent dies while the runtime waits for its
+    // CreateContainer answer.
+    await apply(busyboxPod({ name, annotations: { "required-plugins.noderesource.dev/container.main": "[]" }, ...withCommand(claimFields(template)) }));
+    // Stopped once the kubelet has the claim prepared, which comes before the pod's sandbox: the
+    // runtime's RunPodSandbox call to netclaim then gets no answer, and nothing is attached.
+    const { uid } = (await getPod(name)).metadata;
+    for (const deadline = Date.now() + 60_000; !(await preparedFor(env.kubeletDir, uid));) {
+      assert.ok(Date.now() < deadline, "the kubelet never prepared the pod's claim");
+      await sleep(2);
+    }
+    agent.pause();
+    await eventually("the pod's sandbox", async () => (await phases([name])).get(name) !== "before RunPodSandbox", 60_000);
+    await agent.stop("SIGKILL");
+    // containerd creates the container's record at CreateContainer and the OCI container at
+    // StartContainer: the start fails, and the kubelet retries it with its back-off.
+    await eventually(
+      "the OCI runtime to refuse the container: its attach gate is not there",
+      async () => /attach-gates.*no such file or directory/s.test(await podEvents(name)),
+      120_000,
+    );
+    assert.notEqual((await getPod(name)).status.phase, "Running");
+    await agent.start();
+    await assertStartedWithInterface([name], { refusedStarts: true });
+    // The gate, mounted from the device's CDI spec, names the interface the device became.
+    const gates = (await kubectl(["exec", name, "--", "ls", "/run/netclaim/devices"])).trim().split("\n");
+    assert.equal(gates.length, 1);
+    assert.equal((await kubectl(["exec", name, "--", "cat", `/run/netclaim/devices/${gates[0] ?? ""}`])).trim(), "dra0");
+    await deleteAndCheckRestored([name]);
+  });
+
   it("starts every container with its interface, runs all 20 once the agent is back, and restores every device", async () => {
     const seed = Number(process.env["NETCLAIM_STORM_SEED"] ?? Date.now() % 100_000);
     let state = seed;
@@ -180,9 +256,10 @@ describe("the agent killed at random moments while 20 pods with claims start", {
     };
     const hits = new Map<Phase, number>();
     // The window between RunPodSandbox and CreateContainer lasts a few hundred milliseconds, so
-    // random kills land in it in some runs only (counted and printed). It is not forced: a kill
-    // while the runtime waits for the agent's CreateContainer answer is the one case NRI before
-    // v0.12.5 lets through (docs/install.md), and containerd 2.3.7 embeds v0.12.0.
+    // random kills land in it in some runs only (counted and printed). A kill while the runtime
+    // waits for the agent's CreateContainer answer lets the container through on NRI before
+    // v0.12.5 (containerd 2.3.7 embeds v0.12.0); what holds it then is the attach gate, which
+    // the test above exercises on purpose.
     const requiredPhases = ["before RunPodSandbox", "after CreateContainer"] as const;
     const everyPhaseHit = (): boolean => requiredPhases.every((phase) => (hits.get(phase) ?? 0) > 0);
     // Two new pods before each of the first kills, each kill up to 3 s after the kubelet registered

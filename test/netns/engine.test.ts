@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -13,7 +13,7 @@ import {
 import { NetlinkClient, NetlinkError, type PlacedOp } from "../../src/netlink/index.ts";
 import { StateStore } from "../../src/store/index.ts";
 import {
-  configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, tryIp, type Netns,
+  configureHostSide, hostSnapshot, ip, makeNetns, makeVeth, podHas, removeLink, tempStoreDir, tryIp, uniq, type Netns,
 } from "./helpers.ts";
 
 const netlink = new NetlinkClient();
@@ -94,6 +94,30 @@ describe("attach engine on the real kernel", () => {
       assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
       assert.deepEqual(await engine.attachments(), []);
+    });
+  });
+
+  it("restores a device at its host ifindex, or at another one when the host gave that index away meanwhile", async () => {
+    await withSetup(async (nic, netns) => {
+      const hostIndex = (): number => (JSON.parse(ip("-json", "link", "show", "dev", nic)) as [{ ifindex: number }])[0].ifindex;
+      const recorded = hostIndex();
+      const engine = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 8);
+      await engine.attach([p]);
+      // While the device is in its pod its host index is free; a new host
+      // link may take it (here asked for explicitly).
+      const squatter = `${nic.slice(0, -1)}s`;
+      ip("link", "add", squatter, "index", String(recorded), "type", "veth", "peer", "name", `${nic.slice(0, -1)}t`);
+      try {
+        assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
+        assert.notEqual(hostIndex(), recorded);
+        assert.ok(ip("addr", "show", "dev", nic).includes("198.51.100.7/24"), "host address restored");
+        assert.ok(ip("route", "show", "table", "1007").includes("198.18.128.0/25"), "host route in its table restored");
+        assert.ok(ip("link", "show", "dev", nic).includes("mtu 1450"), "host MTU restored");
+        assert.equal(ip("-json", "link", "show", "dev", squatter).includes(`"ifindex":${recorded}`), true, "the other link keeps its index");
+      } finally {
+        tryIp("link", "del", squatter);
+      }
     });
   });
 
@@ -304,6 +328,34 @@ describe("attach engine on the real kernel", () => {
       });
     });
   }
+
+  it("keeps an attachment's gate open exactly while its device is attached in its pod, across a crash, recovery and loss", async () => {
+    await withDevices(2, 30, async ([nic = "", vanishing = ""], netns) => {
+      const gateDir = join(storeDir.dir, `gates-${uniq()}`);
+      const gate = (key: string): string | undefined => (existsSync(join(gateDir, key)) ? readFileSync(join(gateDir, key), "utf8") : undefined);
+      const p = plan(nic, netns, "net1", 30);
+      const q = plan(vanishing, netns, "net2", 31);
+      // Killed after the configuration, before the read-back: attached in the kernel, not yet done.
+      const crashing = new AttachEngine({ netlink, store, gateDir, beforeStep: crashAt("verify") });
+      await assert.rejects(crashing.attach([p, q]), InjectedCrash);
+      assert.equal(gate(p.key), undefined, "no gate before the attach is done");
+      const restarted = new AttachEngine({ netlink, store, gateDir });
+      assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "attached"], [q.key, "attached"]]));
+      assert.equal(gate(p.key), "net1\n", "open once recovery finished the attach, naming the interface");
+      assert.equal(gate(q.key), "net2\n");
+      ip("link", "del", `${vanishing.slice(0, -1)}b`);
+      const again = new AttachEngine({ netlink, store, gateDir });
+      assert.deepEqual(outcomes(await again.recover()), new Map([[p.key, "attached"], [q.key, "lost"]]));
+      assert.equal(gate(q.key), undefined, "a lost device's gate is closed");
+      assert.equal(gate(p.key), "net1\n");
+      // Closed before the device leaves the pod.
+      const seen: (string | undefined)[] = [];
+      const detaching = new AttachEngine({ netlink, store, gateDir, beforeStep: (step) => { if (step === "move-out") seen.push(gate(p.key)); } });
+      await detaching.detach([p.key, q.key]);
+      assert.deepEqual(seen, [undefined]);
+      assert.deepEqual(readdirSync(gateDir), []);
+    });
+  });
 
   const detachSteps: Step[] = ["move-out", "restore-link", "restore-addresses", "restore-up", "restore-routes", "forget"];
   for (const step of detachSteps) {

@@ -7,10 +7,11 @@
 // "host" is dumped whole before and after: it must not change by one byte.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { chmod, mkdtemp, rm, stat, statfs, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { z } from "zod";
 import { NetworkPreparer, type ClaimForPrepare } from "../../src/claims/preparer.ts";
@@ -87,6 +88,14 @@ function claimUsing(nad: string, uid = `uid-${uniq()}`): ClaimForPrepare {
   };
 }
 
+function tryKillGroup(pid: number | undefined): void {
+  try {
+    if (pid !== undefined) process.kill(-pid, "SIGKILL");
+  } catch {
+    // Gone already.
+  }
+}
+
 function inNetns(netns: string, ...command: string[]): string {
   return execFileSync("nsenter", [`--net=${netns}`, ...command], { encoding: "utf8" });
 }
@@ -114,6 +123,34 @@ describe("IpamSandbox", () => {
     assert.equal((await statfs(remade.netns)).type, NSFS_MAGIC);
     remade.close();
     remade.close(); // already unmounted: not an error
+  });
+
+  it("kills, on open, the plugins a previous agent left running there with what they started, and nothing else", async () => {
+    const dir = join(await tempDir("nc-ipam-sandbox-"), "ipam");
+    const first = await IpamSandbox.open(dir);
+    cleanups.push(() => {
+      first.close();
+    });
+    assert.deepEqual(first.killedAtOpen, []);
+    const marker = `nc-ipam-orphan-${uniq()}`;
+    // As exec.ts runs a plugin: a process group of its own, in the sandbox's
+    // working directory; one child stays there, one moves away.
+    const plugin = spawn("sh", ["-c", `sleep 300 & (cd / && exec sh -c 'sleep 301; :' ${marker}-moved) & sleep 302; :`, `${marker}-plugin`], { cwd: first.workDir, detached: true, stdio: "ignore" });
+    const bystander = spawn("sh", ["-c", "sleep 303; :", `${marker}-bystander`], { cwd: tmpdir(), detached: true, stdio: "ignore" });
+    cleanups.push(() => {
+      for (const child of [plugin, bystander]) tryKillGroup(child.pid);
+    });
+    for (let tries = 0; (await processesWith(marker)).length < 3; tries++) {
+      assert.ok(tries < 250, "the stand-in plugin did not start its children");
+      await sleep(20);
+    }
+
+    const restarted = await IpamSandbox.open(dir);
+    // The plugin and the child still in its directory; the one that moved away goes with their group.
+    assert.deepEqual(new Set(restarted.killedAtOpen.map((l) => l.pgid)), new Set([plugin.pid]));
+    assert.ok(restarted.killedAtOpen.some((l) => l.pid === plugin.pid && l.command.includes(`${marker}-plugin`)));
+    // Its whole group is gone at once: open() waited for it.
+    assert.deepEqual((await processesWith(marker)).map((p) => p.replace(/^\d+: /, "").trim()), [`sh -c sleep 303; : ${marker}-bystander`]);
   });
 
   it("refuses a file that holds the agent's own namespace", async () => {

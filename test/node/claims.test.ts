@@ -37,7 +37,7 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
     await node.apply(
       claimTemplate(NS, "sim-two", {
         interface: { name: "data0", mtu: 1400, addresses: ["198.51.100.10/24", "fd00:10::10/64"] },
-        routes: [{ destination: "203.0.113.0/24", gateway: "198.51.100.1", table: 100 }],
+        routes: [{ destination: "198.19.0.0/24", gateway: "198.51.100.1", table: 100 }],
       }),
     );
     await node.apply(pod(NS, NODE, "sim-pod-a", "sim-two"));
@@ -62,7 +62,7 @@ describe("node simulator: claims to interfaces", { timeout: 240_000 }, () => {
       (data0.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort(),
       ["198.51.100.10/24", "fd00:10::10/64"],
     );
-    assert.ok((await routes(netns, 4, "100")).some((r) => r.dst === "203.0.113.0/24" && r.gateway === "198.51.100.1"));
+    assert.ok((await routes(netns, 4, "100")).some((r) => r.dst === "198.19.0.0/24" && r.gateway === "198.51.100.1"));
     const leftBehind = (await links()).filter((l) => l.ifname === "ncsa0" || l.ifname === "ncsa1");
     assert.deepEqual(leftBehind, [], "both devices left the host");
 

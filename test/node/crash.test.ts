@@ -108,7 +108,7 @@ spec:
         {
           name: "data",
           cel: 'device.attributes["netclaim.dev"].virtual',
-          config: { interface: { name: "data0", mtu: 1450 }, ipamFrom: { name: POOL }, routes: [{ destination: "203.0.113.0/24", gateway: "198.51.100.1" }] },
+          config: { interface: { name: "data0", mtu: 1450 }, ipamFrom: { name: POOL }, routes: [{ destination: "198.19.0.0/24", gateway: "198.51.100.1" }] },
         },
         { name: "spare", cel: 'device.attributes["netclaim.dev"].virtual' },
         // Left to Multus, so never moved: the fixture's port is not in this kernel.
@@ -184,16 +184,19 @@ spec:
       }
       const killedIn = step;
       await node.killAgent();
-      // The agent starts plugins in a session of their own: one it ran outlives it and finishes.
+      // The agent starts plugins in a session of their own: one it ran outlives it, here
+      // still waiting for the pool lock. The restarted agent must kill it before it runs a
+      // DEL of its own, or the leftover ADD would write its lease after that DEL.
       const orphans = await hostLocalRuns(ref.uid);
-      await held?.release();
       await cycle;
-      await waitFor("the orphaned IPAM plugin to finish", async () => ((await Promise.all(orphans.map((o) => running(o.pid)))).some(Boolean) ? undefined : true));
       const phase = phaseName(killedIn, orphans[0]?.command);
       phases.set(phase, (phases.get(phase) ?? 0) + 1);
 
       // The runtime re-synchronizes a restarted agent: a sandbox it ran is still running.
       await node.startAgent();
+      const survivors = (await Promise.all(orphans.map(async (o) => ((await running(o.pid)) ? [o.pid] : [])))).flat();
+      await held?.release();
+      assert.deepEqual(survivors, [], `iteration ${i}: the restarted agent left the IPAM plugins its predecessor started running`);
       const where = `iteration ${i} (seed ${seed}, killed during ${phase})`;
       const record = await disk.claims.get(ref);
       const plan = record?.state === "prepared" ? parseClaimPlan(record.plan, where) : undefined;
@@ -207,8 +210,12 @@ spec:
         assert.equal(data0?.mtu, 1450, where);
         assert.deepEqual(globalAddresses(data0), plan.devices.flatMap((d) => d.ipam?.addresses ?? []).sort(), `${where}: data0 has the leased addresses`);
         assert.equal(onHost.length, 0, `${where}: a device is both in the pod and on the host`);
+        // Containers using the devices may be created now: every attach gate is open, naming its interface.
+        const gates = await Promise.all((await attachGates(node.dir)).map(async (name) => (await readFile(join(gatesDir(node.dir), name), "utf8")).trim()));
+        assert.deepEqual(gates.sort(), ["data0", "nc0"], `${where}: the attach gates`);
       } else {
         assert.deepEqual(hostView(onHost), hostBefore, `${where}: the host is not as it was`);
+        assert.deepEqual(await attachGates(node.dir), [], `${where}: an attach gate is open with no device in the pod`);
       }
       await assertTaken(where, plan, killedIn === "unprepare", disk);
       // Finish the pod's life as the kubelet and runtime would (all idempotent).
@@ -274,7 +281,19 @@ async function hostLocalLeases(poolDir: string): Promise<string[]> {
   return leases.sort();
 }
 
-/** The CDI device ids ("netclaim.dev/rdma=<name>") the spec files define; a file that is not a spec fails. */
+function gatesDir(nodeDir: string): string {
+  return join(nodeDir, "run", "attach-gates");
+}
+
+/** The attach gates open on the node (none while the directory was never made). */
+async function attachGates(nodeDir: string): Promise<string[]> {
+  return readdir(gatesDir(nodeDir)).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  });
+}
+
+/** The CDI device ids ("netclaim.dev/device=<name>") the spec files define; a file that is not a spec fails. */
 async function cdiDevices(dir: string): Promise<string[]> {
   const files = await readdir(dir);
   const specs = await Promise.all(files.map(async (f) => JSON.parse(await readFile(join(dir, f), "utf8")) as { kind: string; devices: { name: string }[] }));

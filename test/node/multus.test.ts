@@ -53,11 +53,13 @@ describe("node simulator: Multus-delegated devices", { timeout: 240_000 }, () =>
     assert.equal(prepared.response.claims?.[claim.metadata.uid]?.error ?? "", "");
     // The fixture's functions are RDMA-capable: the pod gets their char devices through CDI.
     const [cdiId] = prepared.response.claims?.[claim.metadata.uid]?.devices?.[0]?.cdi_device_ids ?? [];
-    assert.match(cdiId ?? "", /^netclaim\.dev\/rdma=/);
-    const spec = JSON.parse(await readFile(join(node.dir, "cdi", `netclaim.dev-rdma_${(cdiId ?? "").split("=")[1] ?? ""}.json`), "utf8")) as {
-      devices: { containerEdits: { deviceNodes: { path: string }[] } }[];
+    assert.match(cdiId ?? "", /^netclaim\.dev\/device=/);
+    const spec = JSON.parse(await readFile(join(node.dir, "cdi", `netclaim.dev-device_${(cdiId ?? "").split("=")[1] ?? ""}.json`), "utf8")) as {
+      devices: { containerEdits: { deviceNodes: { path: string }[]; mounts?: unknown } }[];
     };
     assert.ok(spec.devices[0]?.containerEdits.deviceNodes.some((n) => n.path === "/dev/infiniband/rdma_cm"));
+    // Multus attaches it in the sandbox's CNI ADD, which fails the sandbox itself: no attach gate.
+    assert.equal(spec.devices[0]?.containerEdits.mounts, undefined);
 
     const netns = await node.podNetns("ncsm3", "198.51.100.230/24");
     await node.startPod({ id: "sb-mx", uid: podObject.metadata.uid, name: "sim-pod-mx", namespace: NS, netns: `/var/run/netns/${netns}` });
@@ -70,7 +72,7 @@ describe("node simulator: Multus-delegated devices", { timeout: 240_000 }, () =>
     assert.match(entry.conditions?.[0]?.message ?? "", /k8s\.v1\.cni\.cncf\.io\/resourceName=netclaim\.dev\/netdev/);
     assert.equal(entry.networkData, undefined);
     await node.kubelet.unprepare(DRIVER, [ref]);
-    await assert.rejects(readFile(join(node.dir, "cdi", `netclaim.dev-rdma_${(cdiId ?? "").split("=")[1] ?? ""}.json`)), { code: "ENOENT" }, "unprepare removed the CDI spec");
+    await assert.rejects(readFile(join(node.dir, "cdi", `netclaim.dev-device_${(cdiId ?? "").split("=")[1] ?? ""}.json`)), { code: "ENOENT" }, "unprepare removed the CDI spec");
     await node.deletePod(NS, "sim-pod-mx");
   });
 });
