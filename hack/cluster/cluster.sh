@@ -70,11 +70,11 @@ stop_all() {
   done
 }
 
-# start <name> <binary> args...: runs in the background, logs to $dir/<name>.log.
+# start <name> <binary> args...: runs in the background, logs to $dir/<name>.log
+# (hack/lib/fds.sh: no inherited descriptor, so no caller's lock, goes with it).
 start() {
   local name=$1; shift
-  (close_inherited_fds; exec nohup "$@" >"$dir/$name.log" 2>&1) &
-  echo $! >"$dir/$name.pid"
+  start_daemon "$dir/$name.pid" "$dir/$name.log" nohup "$@"
 }
 
 wait_for() {

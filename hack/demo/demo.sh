@@ -8,6 +8,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+source "$repo/hack/lib/fds.sh"
 dir=/tmp/nc-demo
 export PATH="$repo/node_modules/.bin:$PATH"
 
@@ -63,8 +64,8 @@ cni: { binDirs: [/usr/lib/cni], ipam: { allowedPathPrefixes: [$NETCLAIM_IPAM_DIR
 cdi: { specDir: $NETCLAIM_CDI_DIR }
 YAML
   if ! { [[ -f $dir/agent.pid ]] && kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; }; then
-    setsid node "$repo/src/cli/main.ts" agent --config "$dir/agent.yaml" > "$dir/agent.log" 2>&1 &
-    echo $! > "$dir/agent.pid"
+    : > "$dir/agent.log"
+    start_daemon "$dir/agent.pid" "$dir/agent.log" setsid node "$repo/src/cli/main.ts" agent --config "$dir/agent.yaml"
   fi
   for _ in $(seq 60); do grep -q "netclaim agent started" "$dir/agent.log" && break; sleep 0.5; done
   grep -q "netclaim agent started" "$dir/agent.log" || { echo "the agent did not start:"; tail -20 "$dir/agent.log"; exit 1; }

@@ -25,7 +25,9 @@ ip netns list | grep -E '^cni-' || true
 section hosts
 cat /etc/hosts
 section paths
-for p in /var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /run/containerd /etc/cni /opt/cni \
+# /run/netns: `down` removes it (and the self-bind mount `ip netns add` makes)
+# when it was absent, unless namespaces other than the suites' are in it.
+for p in /var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /run/containerd /run/netns /etc/cni /opt/cni \
   /etc/cdi /var/run/cdi /etc/nri /opt/nri /var/lib/nc-kubelet /var/lib/nc-containerd /tmp/nc-node; do
   if [[ -e $p ]]; then echo "$p"; fi
 done

@@ -19,7 +19,8 @@
 # What the node changes outside those directories is recorded before it starts
 # ($dir/host-state) and undone by `down`: sysctls the kubelet and the bridge
 # plugin set, directories the kubelet and containerd create at fixed paths,
-# the kubelet's cgroups, the bridge and an /etc/hosts line. Pod network
+# the kubelet's cgroups, the bridge and an /etc/hosts line (a /run/netns that
+# the suites' `ip netns add` made meanwhile too: restore_netns_dir). Pod network
 # namespaces are mounted under $dir (containerd's netns_mounts_under_state_dir).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -234,8 +235,8 @@ YAML
 
 start_containerd() {
   log "starting containerd"
-  (close_inherited_fds; PATH="$node_bin:$PATH" exec setsid "$node_bin/containerd" --config "$dir/containerd.toml" >>"$dir/log/containerd.log" 2>&1) &
-  echo $! > "$dir/containerd.pid"
+  start_daemon "$dir/containerd.pid" "$dir/log/containerd.log" \
+    env PATH="$node_bin:$PATH" setsid "$node_bin/containerd" --config "$dir/containerd.toml"
   # The socket exists a moment before containerd serves on it: wait for an answer.
   for _ in $(seq 300); do "$node_bin/ctr" --address "$containerd_sock" version >/dev/null 2>&1 && return 0; sleep 0.1; done
   log "containerd did not start; see $dir/log/containerd.log"; tail -20 "$dir/log/containerd.log" >&2; exit 1
@@ -244,10 +245,10 @@ start_containerd() {
 start_kubelet() {
   log "starting kubelet"
   local kubeconfig; kubeconfig=$(kubeconfig)
-  (close_inherited_fds; PATH="$node_bin:$PATH" exec setsid "$k8s_bin/kubelet" --config "$dir/kubelet.yaml" --kubeconfig "$kubeconfig" \
+  start_daemon "$dir/kubelet.pid" "$dir/log/kubelet.log" \
+    env PATH="$node_bin:$PATH" setsid "$k8s_bin/kubelet" --config "$dir/kubelet.yaml" --kubeconfig "$kubeconfig" \
     --hostname-override "$node_name" --node-ip "$node_ip" --root-dir "$kubelet_root" \
-    --cert-dir "$kubelet_root/pki" --v=2 >>"$dir/log/kubelet.log" 2>&1) &
-  echo $! > "$dir/kubelet.pid"
+    --cert-dir "$kubelet_root/pki" --v=2
 }
 
 wait_ready() {
@@ -341,12 +342,64 @@ stop_processes() {
   for pid in $(our_shims); do stop_pid "$pid"; done
 }
 
+# Mount points at or under a path, deepest first.
+mounts_under() { awk -v p="$1" '$2 == p || index($2, p "/") == 1 { print $2 }' /proc/mounts | sort -r; }
+
+# Network namespaces the suites make with `ip netns add` (test/node: ncsim-*,
+# test/netns: nctest-*). The node itself makes none in /run/netns (containerd
+# keeps pod namespaces under $dir: netns_mounts_under_state_dir).
+test_netns='^(ncsim|nctest)-'
+
+# /run/netns (or /var/run/netns, the same directory here), absent when the node
+# came up. `ip netns add`, which the suites run, creates it and bind-mounts it
+# onto itself (shared, so namespaces show in every mount namespace): rm cannot
+# remove that mount point ("Device or resource busy"), and what is in it are
+# namespaces. Removes the suites' leftover namespaces only; if any other is
+# there, leaves the directory as it is; else undoes the self-bind and removes
+# the empty directory.
+restore_netns_dir() { # path
+  local path ns others=()
+  path=$(realpath -e "$1" 2>/dev/null) || return 0
+  for ns in "$path"/* "$path"/.[!.]*; do
+    [[ -e $ns || -L $ns ]] || continue
+    if [[ ${ns##*/} =~ $test_netns ]]; then
+      umount -l "$ns" 2>/dev/null || true
+      rm -f "$ns" || others+=("${ns##*/}")
+    else
+      others+=("${ns##*/}")
+    fi
+  done
+  if ((${#others[@]})); then
+    log "leaving $path: it holds network namespaces the node did not make (${others[*]})"
+    return 0
+  fi
+  local m
+  for m in $(mounts_under "$path"); do
+    if [[ $m != "$path" ]]; then log "leaving $path: $m is mounted under it"; return 0; fi
+  done
+  for _ in 1 2 3 4; do
+    [[ -n "$(mounts_under "$path")" ]] || break
+    umount "$path" 2>/dev/null || umount -l "$path" || { log "leaving $path: cannot unmount it"; return 0; }
+  done
+  rmdir "$path" 2>/dev/null || log "leaving $path: not empty"
+}
+
 restore_host_state() {
   [[ -f $state_file ]] || return 0
   while read -r kind what value; do
     case $kind in
       sysctl) [[ "$(sysctl -n "$what")" == "$value" ]] || sysctl -qw "$what=$value" ;;
-      absent) rm -rf "$what" ;;
+      absent)
+        case $what in
+          /run/netns | /var/run/netns) restore_netns_dir "$what" ;;
+          *)
+            # rm -rf would delete what a mount under the path shows, or fail on its mount point.
+            if [[ -e $what && -n "$(mounts_under "$(realpath -e "$what")")" ]]; then
+              log "leaving $what: something is mounted there ($(mounts_under "$(realpath -e "$what")" | tr '\n' ' '))"
+            else
+              rm -rf "$what"
+            fi ;;
+        esac ;;
       absent-cgroups)
         for pid in $(cgroup_pids); do stop_pid "$pid"; done
         for cg in $(cgroup_dirs); do find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; done ;;
@@ -375,7 +428,8 @@ down() {
 
 # One up/down/restart at a time (test files running in parallel all call up):
 # lock this script itself, which leaves nothing behind. The daemons started
-# here must not inherit the lock's descriptor (close_inherited_fds), or they hold it forever.
+# here, and the control plane `up` starts through hack/cluster/cluster.sh, must
+# not inherit the lock's descriptor (start_daemon), or they hold it forever.
 serialize() { exec 9<"$here/node.sh"; flock 9; }
 
 case ${1:-} in

@@ -14,6 +14,11 @@
  *  4. NRI plugin (so pod starts are seen);
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
  * Stop order is the reverse: the kubelet stops sending work first.
+ *
+ * The HTTP endpoints (probes, metrics) serve from right after the engine's
+ * thread starts, so a start that waits (for the API server, say) is alive
+ * and says what it still waits for; each readiness fact is tracked as the
+ * part that knows it starts.
  */
 import { once } from "node:events";
 import { join } from "node:path";
@@ -33,9 +38,12 @@ import { StateStore } from "../store/index.ts";
 import { apiClaimConsumers, apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
+import { HttpEndpoints } from "./http-endpoints.ts";
 import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
+import { AgentMetrics } from "./metrics.ts";
 import { PodNetwork } from "./pod-network.ts";
+import { Readiness, unanswered } from "./probes.ts";
 import { AttachmentRecovery } from "./recovery.ts";
 import { ClaimStatusReporter } from "./status-reporter.ts";
 
@@ -51,12 +59,18 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     throw new AgentConfigError("CONFIG_INVALID", "Cannot start the agent: nodeName is not set; set NODE_NAME (the DaemonSet does it from spec.nodeName) or --node-name");
   }
   await using stack = new AsyncDisposableStack();
+  const metrics = new AgentMetrics();
+  const readiness = new Readiness();
 
   const store = await StateStore.open(config.stateDir);
   const kubeConfig = new KubeConfig();
   if (config.kubeconfig === undefined) kubeConfig.loadFromCluster();
   else kubeConfig.loadFromFile(config.kubeconfig);
-  const client = await KubeClient.create(kubeConfig);
+  const client = await KubeClient.create(kubeConfig, {
+    onError: (err) => {
+      metrics.kubeRequestFailed(err);
+    },
+  });
   stack.defer(() => {
     client.close();
   });
@@ -68,6 +82,18 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
   stack.defer(() => engine.close());
   await engine.start();
+  if (config.http.port !== 0) {
+    const endpoints = await HttpEndpoints.start({
+      address: config.http.address,
+      port: config.http.port,
+      notReady: () => readiness.missing(),
+      // A batch of no operations is a round trip to the engine's thread and nothing more.
+      notAlive: () => unanswered([{ name: "engine thread", ask: () => engine.batchAcross([]) }]),
+      metrics: metrics.registry,
+      logger: logger.child({ part: "http" }),
+    });
+    stack.defer(() => endpoints.close());
+  }
   // The kernel says whether RDMA devices follow their netdev into a pod ("exclusive") or stay
   // shared by every namespace; a node without RDMA netlink cannot say, and then nothing is moved.
   const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(
@@ -100,7 +126,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     logger: logger.child({ part: "recovery" }),
     onRecovered: () => podNetwork.refreshAttached(),
   });
-  const podNetwork: PodNetwork = new PodNetwork({ claims, engine, netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, logger: logger.child({ part: "pods" }) });
+  const podNetwork: PodNetwork = new PodNetwork({ claims, engine: metrics.instrument(engine), netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, logger: logger.child({ part: "pods" }) });
   stack.defer(() => podNetwork.settle());
   await recovery.run();
   recovery.start();
@@ -139,6 +165,12 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
       logger.warn({ err: errorMessage(err) }, "publishing ResourceSlices failed; retrying");
     },
   });
+  readiness.track("ResourceSlices published", () => publisher.publishedOnce);
+  metrics.trackDevices({
+    published: () => publisher.slices().reduce((sum, slice) => sum + (slice.spec.devices?.length ?? 0), 0),
+    prepared: async () => (await claims.list()).reduce((sum, record) => sum + (record.state === "prepared" ? record.devices.length : 0), 0),
+    attached: () => podNetwork.attachedDevices().size,
+  });
   await publisher.start();
   stack.defer(() => publisher.stop());
 
@@ -161,6 +193,8 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     if (everConnected) recovery.request();
     everConnected = true;
   });
+  readiness.track("connected to NRI", () => nri.state === "connected");
+  metrics.trackNri(() => nri.state);
   nri.start();
   stack.defer(() => nri.close());
 
@@ -198,8 +232,10 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     preparer: draPreparer(preparer, status),
     health: new InventoryHealth(inventory, nodeName, findings),
     logger: logger.child({ part: "dra" }),
+    metrics: metrics.dra,
   });
   stack.defer(() => dra.close());
+  readiness.track("registered with the kubelet", () => dra.registrationStatus?.registered === true);
 
   logger.info(
     { driverName: config.driverName, nodeName, draSocket: dra.paths, nriSocket: config.nri.socketPath, rdmaMode },

@@ -105,3 +105,23 @@ describe("AgentConfig cni.ipam", () => {
     assert.throws(() => parseAgentConfig({ cni: { ipam: { timeoutSeconds: 0 } } }), /cni\.ipam\.timeoutSeconds: /);
   });
 });
+
+describe("AgentConfig http", () => {
+  it("serves on port 9402 of every address by default", () => {
+    const { http } = parseAgentConfig({});
+    assert.equal(http.port, 9402);
+    assert.equal(http.address, undefined);
+  });
+
+  it("takes the port as digits from the environment and flags, and 0 to turn the endpoints off", async () => {
+    assert.equal((await loadAgentConfig({ env: { NETCLAIM_HTTP_PORT: "9500" } })).http.port, 9500);
+    assert.equal((await loadAgentConfig({ env: { NETCLAIM_HTTP_PORT: "9500" }, flags: { http: { port: "0" } } })).http.port, 0);
+  });
+
+  it("refuses a port out of range or not a number, and an address that is not an IP", () => {
+    assert.throws(() => parseAgentConfig({ http: { port: 70000 } }), /http\.port: /);
+    assert.throws(() => parseAgentConfig({ http: { port: "ninety" } }), /http\.port: /);
+    assert.throws(() => parseAgentConfig({ http: { address: "localhost" } }), /http\.address: must be an IPv4 or IPv6 address/);
+    assert.equal(parseAgentConfig({ http: { address: "::1" } }).http.address, "::1");
+  });
+});

@@ -23,6 +23,12 @@ const dnsSubdomain = z
 
 const absolutePath = z.string().startsWith("/", { error: "must be an absolute path" });
 
+/** Flags and environment variables are strings: accept a port written as digits there. */
+const portNumber = z.preprocess(
+  (value) => (typeof value === "string" && /^[0-9]+$/.test(value) ? Number(value) : value),
+  z.number({ error: "must be a port number, 0 to 65535" }).int().min(0).max(65535),
+);
+
 const ipamPluginType = z
   .string()
   .refine(isPluginType, { error: "must be a plugin's bare file name, such as host-local" })
@@ -137,6 +143,14 @@ export const agentConfigSchema = z
           .default("10"),
       })
       .prefault({}),
+    http: z
+      .strictObject({
+        /** Where /readyz, /livez and /metrics listen; absent: every address, IPv6 and IPv4. */
+        address: z.union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" }).optional(),
+        /** 0 turns the endpoints off, as the kubelet's own --healthz-port does. */
+        port: portNumber.default(9402),
+      })
+      .prefault({}),
   })
   .strict();
 
@@ -171,6 +185,7 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "NETCLAIM_LOG_LEVEL", path: ["log", "level"], help: "log level" },
   { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },
   { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },
+  { name: "NETCLAIM_HTTP_PORT", path: ["http", "port"], help: "port of /readyz, /livez and /metrics (0: off)" },
 ];
 
 export async function loadAgentConfig(options: LoadAgentConfigOptions = {}): Promise<AgentConfig> {

@@ -4,7 +4,7 @@
  * files, in-cluster service account with token rotation, exec plugins);
  * requests go over one keep-alive agent so a node agent holds one TLS
  * connection, and every request is counted so the request rate at steady
- * state can be measured.
+ * state can be measured; every failed one is handed to onError (metrics).
  *
  * Watches are streamed here too rather than through the client's Watch,
  * which aborts any watch after 30 s without bytes (longer than the API
@@ -50,6 +50,11 @@ export class RequestCounter {
   }
 }
 
+export interface KubeClientOptions {
+  /** Told of every request that fails, whatever its caller then does about it. */
+  onError?: (err: KubeApiError) => void;
+}
+
 export interface WatchStream {
   /** Each line of the response, parsed; resolves when the server ends the watch. */
   events(): AsyncIterable<unknown>;
@@ -60,15 +65,17 @@ export class KubeClient {
   readonly #config: KubeConfig;
   readonly #server: URL;
   readonly #agent: http.Agent;
+  readonly #onError: ((err: KubeApiError) => void) | undefined;
   readonly counter = new RequestCounter();
 
-  private constructor(config: KubeConfig, server: URL, agent: http.Agent) {
+  private constructor(config: KubeConfig, server: URL, agent: http.Agent, options: KubeClientOptions) {
     this.#config = config;
     this.#server = server;
     this.#agent = agent;
+    this.#onError = options.onError;
   }
 
-  static async create(config: KubeConfig): Promise<KubeClient> {
+  static async create(config: KubeConfig, options: KubeClientOptions = {}): Promise<KubeClient> {
     const cluster = config.getCurrentCluster();
     if (cluster === null) throw new RangeError("Cannot create a Kubernetes client: the kubeconfig has no current cluster");
     const server = new URL(cluster.server);
@@ -81,7 +88,7 @@ export class KubeClient {
     if (tls.rejectUnauthorized !== undefined) agentOptions.rejectUnauthorized = tls.rejectUnauthorized;
     if (tls.servername !== undefined) agentOptions.servername = tls.servername;
     const agent = server.protocol === "https:" ? new https.Agent(agentOptions) : new http.Agent({ keepAlive: true });
-    return new KubeClient(config, server, agent);
+    return new KubeClient(config, server, agent, options);
   }
 
   /** Closes idle keep-alive connections. */
@@ -92,11 +99,11 @@ export class KubeClient {
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const response = await this.#send(method, path, options);
     const text = await readBody(response);
-    if ((response.statusCode ?? 0) >= 300) throw apiError(method, path, response.statusCode ?? 0, text);
+    if ((response.statusCode ?? 0) >= 300) throw this.#failed(apiError(method, path, response.statusCode ?? 0, text));
     try {
       return JSON.parse(text) as T;
     } catch (err) {
-      throw new KubeApiError("KUBE_DECODE", { method, path, status: 0, reason: "", message: "response is not JSON" }, { cause: err });
+      throw this.#failed(new KubeApiError("KUBE_DECODE", { method, path, status: 0, reason: "", message: "response is not JSON" }, { cause: err }));
     }
   }
 
@@ -105,7 +112,7 @@ export class KubeClient {
     const controller = new AbortController();
     const combined = signal === undefined ? controller.signal : AbortSignal.any([signal, controller.signal]);
     const response = await this.#send("GET", path, { query: { ...query, watch: true }, signal: combined });
-    if ((response.statusCode ?? 0) >= 300) throw apiError("GET", path, response.statusCode ?? 0, await readBody(response));
+    if ((response.statusCode ?? 0) >= 300) throw this.#failed(apiError("GET", path, response.statusCode ?? 0, await readBody(response)));
     return {
       events: () => watchEvents(response),
       close: () => {
@@ -133,12 +140,25 @@ export class KubeClient {
     const transport = url.protocol === "https:" ? https : http;
     return new Promise((resolve, reject) => {
       const req = transport.request(url, { method, headers, agent: this.#agent, ...(options.signal ? { signal: options.signal } : {}) });
-      req.on("response", resolve);
+      let answered = false;
+      req.on("response", (response) => {
+        answered = true;
+        resolve(response);
+      });
       req.on("error", (err) => {
-        reject(new KubeApiError("KUBE_TRANSPORT", { method, path, status: 0, reason: "", message: err.message }, { cause: err }));
+        // An error after the response (a watch closed) is the stream's to report.
+        if (answered) return;
+        const failure = new KubeApiError("KUBE_TRANSPORT", { method, path, status: 0, reason: "", message: err.message }, { cause: err });
+        // An abort the caller asked for is no failure.
+        reject(options.signal?.aborted === true ? failure : this.#failed(failure));
       });
       req.end(body);
     });
+  }
+
+  #failed(err: KubeApiError): KubeApiError {
+    this.#onError?.(err);
+    return err;
   }
 }
 

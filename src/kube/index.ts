@@ -4,7 +4,7 @@
  * keep-alive connection, counted; supervised informers that never give up.
  */
 export { KubeClient, RequestCounter } from "./client.ts";
-export type { Query, RequestOptions, WatchStream } from "./client.ts";
+export type { KubeClientOptions, Query, RequestOptions, WatchStream } from "./client.ts";
 export { KubeApiError, isConflict, isGone, isNotFound } from "./errors.ts";
 export type { KubeErrorCode } from "./errors.ts";
 export { Informer } from "./informer.ts";

@@ -60,6 +60,7 @@ export class SlicePublisher {
   #retryDelay: number;
   #stopped = false;
   #reconciles = 0;
+  #publishedOnce = false;
 
   constructor(options: SlicePublisherOptions) {
     this.#options = options;
@@ -105,6 +106,11 @@ export class SlicePublisher {
   /** Reconciles completed (observability and tests). */
   get reconciles(): number {
     return this.#reconciles;
+  }
+
+  /** Whether the slices have matched the inventory at least once since start (readiness). */
+  get publishedOnce(): boolean {
+    return this.#publishedOnce;
   }
 
   /** Runs a reconcile now and waits for it (and any it coalesced). */
@@ -155,7 +161,10 @@ export class SlicePublisher {
     const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName);
     const plan = planSlices(pool, devices, this.#informer.list());
     this.#reconciles++;
-    if (plan.writes.length === 0 && plan.deletes.length === 0) return;
+    if (plan.writes.length === 0 && plan.deletes.length === 0) {
+      this.#publishedOnce = true;
+      return;
+    }
     const fieldManager = this.#options.fieldManager ?? "netclaim";
     const client = this.#options.client;
     for (const slice of plan.writes) {
@@ -189,6 +198,7 @@ export class SlicePublisher {
         throw new SlicePublishError("SLICE_WRITE", `Cannot delete ResourceSlice ${stale.name} of pool ${pool.nodeName}`, { cause: err });
       }
     }
+    this.#publishedOnce = true;
     this.#options.onPublished?.(plan);
   }
 

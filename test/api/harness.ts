@@ -2,13 +2,21 @@
  * Shared helpers for tests against the real control plane that
  * hack/cluster/cluster.sh runs (the mk prereq starts it; `up` is idempotent
  * and instant when it already runs).
+ *
+ * The control plane is shared by every suite, so a test file leaves it as it
+ * found it: the fake Nodes it created (createFakeNode), with the pods bound to
+ * them (agentToken's, and any a test placed there) and their ResourceSlices,
+ * are deleted when the file's tests end, failed or not (cleanupAfterTests, a
+ * root-level after hook of every test process that imports this module).
  */
 import { execFile, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { after } from "node:test";
 import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
+import { parse } from "yaml";
 import { KubeApiError, KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
 import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
@@ -61,8 +69,17 @@ async function startCluster(version: "default" | "newest"): Promise<Cluster> {
     version: vars.NETCLAIM_KUBE_VERSION ?? "",
     auditLog: vars.NETCLAIM_AUDIT_LOG ?? "",
   };
+  // The DaemonSet is checked by the API server (a server-side dry run) but not
+  // created: the agent under test runs as a process, and the DaemonSet's pods
+  // would only sit Pending on every fake node (and pull an image on the e2e
+  // node). Pods a DaemonSet left on a fake node go with it (deleteFakeNode).
   const manifests = await run(started.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
-  await kubectlApply(started, manifests.stdout);
+  // kustomize writes one object per document: split the text as written.
+  const documents = manifests.stdout.split(/^---$/m).filter((text) => parse(text) !== null);
+  const isDaemonSet = (text: string): boolean => (parse(text) as { kind?: string }).kind === "DaemonSet";
+  await kubectlApply(started, documents.filter((text) => !isDaemonSet(text)).join("---"));
+  const daemonSets = documents.filter(isDaemonSet);
+  if (daemonSets.length > 0) await kubectlApply(started, daemonSets.join("---"), ["--dry-run=server"]);
   const requiredPlugin = await run(started.kubectl, ["kustomize", join(repo, "deploy/required-plugin", requiredPluginVariant(started.version))]);
   await kubectlApply(started, requiredPlugin.stdout);
   await untilAdmissionPoliciesEnforced(started);
@@ -138,9 +155,9 @@ async function newestVersion(): Promise<string> {
   return versions.stdout.trim();
 }
 
-export async function kubectlApply(c: Cluster, yaml: string): Promise<void> {
+export async function kubectlApply(c: Cluster, yaml: string, flags: string[] = []): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const child = execFile(c.kubectl, ["--kubeconfig", c.kubeconfig, "apply", "-f", "-"], (err) => {
+    const child = execFile(c.kubectl, ["--kubeconfig", c.kubeconfig, "apply", ...flags, "-f", "-"], (err) => {
       if (err) reject(new Error(`kubectl apply failed: ${err.message}`, { cause: err }));
       else resolve();
     });
@@ -148,13 +165,21 @@ export async function kubectlApply(c: Cluster, yaml: string): Promise<void> {
   });
 }
 
-/** A Node object with capacity, so the scheduler can place pods on it; no kubelet runs. */
+/** Fake nodes this process created, per control plane, that are not deleted yet. */
+const fakeNodes = new Map<Cluster, Set<string>>();
+/** In-process agents (startAgent) not stopped yet: stopped before their nodes go, or they would publish again. */
+const runningAgents = new Set<RunningAgent>();
+
+/**
+ * A Node object with capacity, so the scheduler can place pods on it; no
+ * kubelet runs. What an earlier run left of it goes first; it is deleted
+ * again when this process's tests end (cleanupAfterTests).
+ */
 export async function createFakeNode(c: Cluster, name: string): Promise<Node> {
-  await deleteIfExists(c, `/api/v1/nodes/${name}`);
-  // Slices of an earlier run are owned by the old Node; let the garbage collector finish with
-  // them, or its late deletes would race the agent under test.
-  await waitFor(`slices of the old node ${name} to be collected`, async () =>
-    (await nodeSlices(c, name)).length === 0 ? true : undefined, 60_000);
+  await deleteFakeNode(c, name);
+  let names = fakeNodes.get(c);
+  if (names === undefined) fakeNodes.set(c, (names = new Set()));
+  names.add(name);
   const node = await c.admin.request<Node>("POST", "/api/v1/nodes", {
     body: { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name, "netclaim.dev/test": "api" } } },
   });
@@ -170,6 +195,43 @@ export async function createFakeNode(c: Cluster, name: string): Promise<Node> {
   });
   return node;
 }
+
+/**
+ * Deletes a fake node and what tests left on it: the pods bound to it
+ * (force-deleted: no kubelet finishes them), the Node, and its ResourceSlices,
+ * whichever driver wrote them. Returns once the slices are gone, so that no
+ * late delete of the garbage collector (the slices are owned by the Node)
+ * races an agent that publishes for a new Node of the same name.
+ */
+export async function deleteFakeNode(c: Cluster, name: string): Promise<void> {
+  const pods = await c.admin.request<{ items: { metadata: { namespace: string; name: string } }[] }>("GET", "/api/v1/pods", {
+    query: { fieldSelector: `spec.nodeName=${name}` },
+  });
+  for (const pod of pods.items) await deleteIfExists(c, `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}?gracePeriodSeconds=0`);
+  await deleteIfExists(c, `/api/v1/nodes/${name}`);
+  for (const slice of await nodeSlices(c, name)) await deleteIfExists(c, `/apis/resource.k8s.io/v1/resourceslices/${slice.metadata.name ?? ""}`);
+  await waitFor(`slices of node ${name} to be deleted`, async () => ((await nodeSlices(c, name)).length === 0 ? true : undefined), 60_000);
+  fakeNodes.get(c)?.delete(name);
+}
+
+/**
+ * Stops the in-process agents still running and deletes every fake node this
+ * process created (deleteFakeNode). Runs as a root-level after hook of each
+ * test file that imports this module; a script that creates fake nodes
+ * outside node:test (a benchmark) calls it itself.
+ */
+export async function cleanupAfterTests(): Promise<void> {
+  for (const agent of [...runningAgents]) await agent.stop().catch(() => undefined);
+  const errors: unknown[] = [];
+  for (const [c, names] of fakeNodes) {
+    for (const name of [...names]) await deleteFakeNode(c, name).catch((err: unknown) => errors.push(err));
+  }
+  if (errors.length > 0) throw new AggregateError(errors, `could not delete ${errors.length} fake node(s) from the shared control plane`);
+}
+
+// Only under node:test (the runner's child processes, or a test file run
+// directly): a benchmark that imports this module must not start a test run.
+if (process.env["NODE_TEST_CONTEXT"] !== undefined || /\.test\.ts$/.test(process.argv[1] ?? "")) after(cleanupAfterTests);
 
 export async function deleteIfExists(c: Cluster, path: string): Promise<void> {
   try {
@@ -297,15 +359,23 @@ export async function startAgent(options: {
     onError: (err) => errors.push(err),
   });
   await publisher.start();
-  return {
+  let stopped: Promise<void> | undefined;
+  const agent: RunningAgent = {
     inventory,
     publisher,
     client: options.client,
     errors,
-    async stop() {
-      await publisher.stop();
-      await inventory.stop();
-      await netlink?.close();
+    // Once, whoever asks first: the test or cleanupAfterTests.
+    stop() {
+      stopped ??= (async () => {
+        runningAgents.delete(agent);
+        await publisher.stop();
+        await inventory.stop();
+        await netlink?.close();
+      })();
+      return stopped;
     },
   };
+  runningAgents.add(agent);
+  return agent;
 }

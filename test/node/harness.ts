@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { isNotFound } from "../../src/kube/index.ts";
-import { agentToken, cluster, createFakeNode, deleteIfExists, kubectlApply, nodeSlices, waitFor, type Cluster } from "../api/harness.ts";
+import { agentToken, cluster, createFakeNode, deleteFakeNode, deleteIfExists, kubectlApply, nodeSlices, waitFor, type Cluster } from "../api/harness.ts";
 import { KubeletPeer } from "../dra/kubelet-peer.ts";
 import { RuntimePeer } from "../nri/runtime-peer.ts";
 import { writeSysfsFixture, type PciFunctionSpec } from "../fixtures/sysfs-tree.ts";
@@ -281,6 +281,9 @@ export class SimNode {
     // A stopped agent unmounts its IPAM namespace; a killed one leaves it mounted.
     await sh("umount", join(this.dir, "run", "ipam", "netns")).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
+    // The fake Node, the agent-token pod bound to it and its slices; the agent is stopped, so
+    // nothing publishes them again. If this fails, the api harness's after hook tries again.
+    await deleteFakeNode(this.c, this.name).catch(() => undefined);
   }
 }
 

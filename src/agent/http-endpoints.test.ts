@@ -1,0 +1,205 @@
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { pino } from "pino";
+import type { Attacher, AttachResult } from "../engine/index.ts";
+import { KubeApiError } from "../kube/index.ts";
+import type { NriConnectionState } from "../nri/index.ts";
+import { HttpEndpoints } from "./http-endpoints.ts";
+import { AgentMetrics } from "./metrics.ts";
+import { Readiness, unanswered, type LivenessCheck } from "./probes.ts";
+
+const logger = pino({ level: "silent" });
+
+interface Answer {
+  status: number;
+  body: string;
+  contentType: string | null;
+}
+
+async function get(endpoints: HttpEndpoints, path: string, method = "GET"): Promise<Answer> {
+  const response = await fetch(`http://127.0.0.1:${endpoints.port ?? 0}${path}`, { method });
+  return { status: response.status, body: await response.text(), contentType: response.headers.get("content-type") };
+}
+
+async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** An engine thread that answers, or hangs once told to. */
+class FakeEngine {
+  stuck = false;
+
+  batchAcross(): Promise<unknown[]> {
+    return this.stuck ? new Promise(() => undefined) : Promise.resolve([]);
+  }
+}
+
+/** An attacher whose attaches and detaches succeed, or fail once told to. */
+function fakeAttacher(fail: { done: boolean; detach: boolean }): Attacher {
+  const attached: AttachResult[] = [];
+  return {
+    begin: () => Promise.resolve({ done: fail.done ? Promise.reject(new Error("device vanished")) : Promise.resolve(attached) }),
+    attach: () => Promise.resolve(attached),
+    detach: () => (fail.detach ? Promise.reject(new Error("netns gone")) : Promise.resolve(new Map())),
+    recover: () => Promise.resolve(new Map()),
+    retarget: () => Promise.resolve(new Map()),
+    attachments: () => Promise.resolve([]),
+    attached: () => Promise.resolve([]),
+  };
+}
+
+describe("HttpEndpoints", () => {
+  const started: HttpEndpoints[] = [];
+
+  async function serve(options: { readiness?: Readiness; liveness?: readonly LivenessCheck[]; metrics?: AgentMetrics; port?: number }): Promise<HttpEndpoints> {
+    const readiness = options.readiness ?? new Readiness();
+    const endpoints = await HttpEndpoints.start({
+      address: "127.0.0.1",
+      port: options.port ?? 0,
+      notReady: () => readiness.missing(),
+      notAlive: () => unanswered(options.liveness ?? [], 100),
+      metrics: (options.metrics ?? new AgentMetrics()).registry,
+      logger,
+      portRetryMs: 20,
+    });
+    started.push(endpoints);
+    return endpoints;
+  }
+
+  afterEach(async () => {
+    await Promise.all(started.splice(0).map((endpoints) => endpoints.close()));
+  });
+
+  it("is ready only while registered, connected to NRI and published, and names what is missing", async () => {
+    const readiness = new Readiness();
+    const endpoints = await serve({ readiness });
+    // Nothing tracked yet: the agent is still starting.
+    assert.deepEqual(await get(endpoints, "/readyz"), {
+      status: 503,
+      body: "not ready: registered with the kubelet, connected to NRI, ResourceSlices published\n",
+      contentType: "text/plain; charset=utf-8",
+    });
+
+    let published = false;
+    readiness.track("ResourceSlices published", () => published);
+    published = true;
+    assert.equal((await get(endpoints, "/readyz")).body, "not ready: registered with the kubelet, connected to NRI\n");
+
+    let nri: NriConnectionState = "disconnected";
+    readiness.track("connected to NRI", () => nri === "connected");
+    nri = "connected";
+    assert.equal((await get(endpoints, "/readyz")).body, "not ready: registered with the kubelet\n");
+
+    let registered = false;
+    readiness.track("registered with the kubelet", () => registered);
+    assert.equal((await get(endpoints, "/readyz")).status, 503);
+    registered = true;
+    assert.deepEqual(await get(endpoints, "/readyz"), { status: 200, body: "ok\n", contentType: "text/plain; charset=utf-8" });
+
+    nri = "disconnected";
+    assert.deepEqual(await get(endpoints, "/readyz"), { status: 503, body: "not ready: connected to NRI\n", contentType: "text/plain; charset=utf-8" });
+    nri = "connected";
+    assert.equal((await get(endpoints, "/readyz")).status, 200);
+  });
+
+  it("is alive while the engine thread answers, and names it when it does not", async () => {
+    const engine = new FakeEngine();
+    const endpoints = await serve({ liveness: [{ name: "engine thread", ask: () => engine.batchAcross() }] });
+    assert.deepEqual(await get(endpoints, "/livez"), { status: 200, body: "ok\n", contentType: "text/plain; charset=utf-8" });
+
+    engine.stuck = true;
+    assert.deepEqual(await get(endpoints, "/livez"), {
+      status: 503,
+      body: "not alive: engine thread: no answer within 100 ms\n",
+      contentType: "text/plain; charset=utf-8",
+    });
+
+    engine.stuck = false;
+    assert.equal((await get(endpoints, "/livez")).status, 200);
+  });
+
+  it("counts a check that fails as not alive", async () => {
+    const endpoints = await serve({ liveness: [{ name: "engine thread", ask: () => Promise.reject(new Error("the engine thread stopped")) }] });
+    assert.deepEqual(await get(endpoints, "/livez"), {
+      status: 503,
+      body: "not alive: engine thread: failed: the engine thread stopped\n",
+      contentType: "text/plain; charset=utf-8",
+    });
+  });
+
+  it("serves every documented metric after the events it counts", async () => {
+    const metrics = new AgentMetrics();
+    const endpoints = await serve({ metrics });
+
+    const fail = { done: false, detach: false };
+    const engine = metrics.instrument(fakeAttacher(fail));
+    await (await engine.begin([])).done;
+    fail.done = true;
+    await assert.rejects((await engine.begin([])).done, /device vanished/);
+    await engine.detach(["claim/dev"]);
+    fail.detach = true;
+    await assert.rejects(engine.detach(["claim/dev"]), /netns gone/);
+    metrics.dra.observe("prepare", "success", 0.2);
+    metrics.dra.observe("unprepare", "failed", 0.1);
+    metrics.kubeRequestFailed(new KubeApiError("KUBE_API", { method: "PUT", path: "/apis/x", status: 409, reason: "Conflict", message: "changed" }));
+    metrics.kubeRequestFailed(new KubeApiError("KUBE_TRANSPORT", { method: "GET", path: "/api/v1/nodes/n", status: 0, reason: "", message: "ECONNREFUSED" }));
+    metrics.trackNri(() => "connected");
+    metrics.trackDevices({ published: () => 4, prepared: () => Promise.resolve(2), attached: () => 1 });
+
+    const answer = await get(endpoints, "/metrics");
+    assert.equal(answer.status, 200);
+    assert.match(answer.contentType ?? "", /^text\/plain; version=0\.0\.4/);
+    const lines = new Set(answer.body.split("\n"));
+    const expected = [
+      'netclaim_engine_operations_total{operation="attach",status="success"} 1',
+      'netclaim_engine_operations_total{operation="attach",status="failed"} 1',
+      'netclaim_engine_operations_total{operation="detach",status="success"} 1',
+      'netclaim_engine_operations_total{operation="detach",status="failed"} 1',
+      'netclaim_engine_operation_seconds_count{operation="attach"} 2',
+      'netclaim_engine_operation_seconds_count{operation="detach"} 2',
+      'netclaim_dra_claim_operations_total{operation="prepare",status="success"} 1',
+      'netclaim_dra_claim_operations_total{operation="unprepare",status="failed"} 1',
+      'netclaim_dra_claim_operation_seconds_count{operation="prepare"} 1',
+      'netclaim_kube_api_request_errors_total{method="PUT",code="409"} 1',
+      'netclaim_kube_api_request_errors_total{method="GET",code="transport"} 1',
+      'netclaim_nri_connection_state{state="connected"} 1',
+      'netclaim_nri_connection_state{state="disconnected"} 0',
+      'netclaim_nri_connection_state{state="closed"} 0',
+      "netclaim_devices_published 4",
+      "netclaim_devices_prepared 2",
+      "netclaim_devices_attached 1",
+    ];
+    for (const line of expected) assert.ok(lines.has(line), `missing "${line}" in\n${answer.body}`);
+  });
+
+  it("reports no devices and a disconnected NRI before the parts are tracked", async () => {
+    const endpoints = await serve({});
+    const body = (await get(endpoints, "/metrics")).body;
+    assert.match(body, /^netclaim_devices_published 0$/m);
+    assert.match(body, /^netclaim_nri_connection_state\{state="disconnected"\} 1$/m);
+  });
+
+  it("answers only GET and HEAD, and only its three paths", async () => {
+    const endpoints = await serve({});
+    assert.equal((await get(endpoints, "/readyz", "POST")).status, 405);
+    assert.equal((await get(endpoints, "/readyz", "HEAD")).status, 503);
+    assert.equal((await get(endpoints, "/healthz")).status, 404);
+    assert.equal((await get(endpoints, "/readyz?verbose")).status, 503);
+  });
+
+  it("waits for a port another process holds and takes it when it is let go", async () => {
+    const first = await serve({});
+    const port = first.port;
+    assert.ok(port !== undefined);
+    const second = await serve({ port });
+    assert.equal(second.port, undefined);
+    await first.close();
+    await until(() => second.port !== undefined);
+    assert.equal(second.port, port);
+    assert.equal((await get(second, "/livez")).status, 200);
+  });
+});

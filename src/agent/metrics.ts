@@ -1,0 +1,145 @@
+/**
+ * The agent's metrics, declared in one place on one registry (the DRA
+ * plugin's claim metrics included), listed in docs/metrics.md. Events are
+ * counted where they pass through: the engine calls of pods' attaches and
+ * detaches, and the API client's failed requests. Levels (devices, the NRI
+ * connection) are read from the parts at scrape time, so nothing has to
+ * remember to update them.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { DraMetrics } from "../dra/index.ts";
+import type { Attacher } from "../engine/index.ts";
+import type { KubeApiError } from "../kube/index.ts";
+import type { NriConnectionState } from "../nri/index.ts";
+
+export type EngineOperation = "attach" | "detach";
+
+const NRI_STATES: readonly NriConnectionState[] = ["disconnected", "connected", "closed"];
+
+/** The device counts the gauges report, each read when scraped. */
+export interface DeviceCounts {
+  published: () => number;
+  prepared: () => Promise<number>;
+  attached: () => number;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly dra = new DraMetrics(this.registry);
+  readonly #engineOperations: Counter<"operation" | "status">;
+  readonly #engineSeconds: Histogram<"operation">;
+  readonly #kubeErrors: Counter<"method" | "code">;
+  #nriState: (() => NriConnectionState) | undefined;
+  #devices: DeviceCounts | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    this.#engineOperations = new Counter({
+      name: "netclaim_engine_operations_total",
+      help: "Attaches and detaches of one pod's devices by outcome",
+      labelNames: ["operation", "status"],
+      registers,
+    });
+    this.#engineSeconds = new Histogram({
+      name: "netclaim_engine_operation_seconds",
+      help: "Time to attach or detach one pod's devices, checks and journal included",
+      labelNames: ["operation"],
+      buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 2, 10],
+      registers,
+    });
+    this.#kubeErrors = new Counter({
+      name: "netclaim_kube_api_request_errors_total",
+      help: "Kubernetes API requests that failed, by method and HTTP status (transport or decode when there is none)",
+      labelNames: ["method", "code"],
+      registers,
+    });
+    const nriState = (): NriConnectionState | undefined => this.#nriState?.();
+    new Gauge({
+      name: "netclaim_nri_connection_state",
+      help: "1 for the state the NRI connection is in (disconnected, connected, closed), 0 for the others",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const now = nriState() ?? "disconnected";
+        for (const state of NRI_STATES) this.set({ state }, state === now ? 1 : 0);
+      },
+    });
+    const devices = (): DeviceCounts | undefined => this.#devices;
+    const deviceGauge = (name: string, help: string, read: (counts: DeviceCounts) => number | Promise<number>): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const counts = devices();
+          this.set(counts === undefined ? 0 : await read(counts));
+        },
+      });
+    };
+    deviceGauge("netclaim_devices_published", "Devices in this node's ResourceSlices as last observed", (counts) => counts.published());
+    deviceGauge("netclaim_devices_prepared", "Devices of prepared claims", (counts) => counts.prepared());
+    deviceGauge("netclaim_devices_attached", "Devices in a pod's network namespace, or on their way there", (counts) => counts.attached());
+  }
+
+  /** Reports the NRI connection as `state` says from now on. */
+  trackNri(state: () => NriConnectionState): void {
+    this.#nriState = state;
+  }
+
+  /** Reports the device gauges from `counts` from now on; 0 until then. */
+  trackDevices(counts: DeviceCounts): void {
+    this.#devices = counts;
+  }
+
+  /** For KubeClient's onError. */
+  kubeRequestFailed(err: KubeApiError): void {
+    const code = err.status !== 0 ? String(err.status) : err.code === "KUBE_DECODE" ? "decode" : "transport";
+    this.#kubeErrors.inc({ method: err.method, code });
+  }
+
+  /** `engine`, timing and counting its attaches (begin to done) and detaches. */
+  instrument(engine: Attacher): Attacher {
+    const observe = (operation: EngineOperation, started: number, status: "success" | "failed"): void => {
+      this.#engineOperations.inc({ operation, status });
+      this.#engineSeconds.observe({ operation }, (performance.now() - started) / 1000);
+    };
+    const timed = async <R>(operation: EngineOperation, run: () => Promise<R>): Promise<R> => {
+      const started = performance.now();
+      try {
+        const result = await run();
+        observe(operation, started, "success");
+        return result;
+      } catch (err) {
+        observe(operation, started, "failed");
+        throw err;
+      }
+    };
+    return {
+      begin: async (inputs, options) => {
+        const started = performance.now();
+        let begun: Awaited<ReturnType<Attacher["begin"]>>;
+        try {
+          begun = await engine.begin(inputs, options);
+        } catch (err) {
+          observe("attach", started, "failed");
+          throw err;
+        }
+        begun.done.then(
+          () => {
+            observe("attach", started, "success");
+          },
+          () => {
+            observe("attach", started, "failed");
+          },
+        );
+        return begun;
+      },
+      attach: (inputs) => timed("attach", () => engine.attach(inputs)),
+      detach: (keys, options) => timed("detach", () => engine.detach(keys, options)),
+      recover: () => engine.recover(),
+      retarget: (targets) => engine.retarget(targets),
+      attachments: () => engine.attachments(),
+      attached: () => engine.attached(),
+    };
+  }
+}

@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, beforeEach, describe, it } from "node:test";
+import { KubeConfig } from "@kubernetes/client-node";
+import type { InventorySnapshot } from "../inventory/index.ts";
+import { KubeClient } from "../kube/index.ts";
+import { SlicePublisher } from "./publisher.ts";
+
+const NODE = "worker-1";
+const DRIVER = "netclaim.dev";
+const noDevices = { current: (): InventorySnapshot => ({ reports: [] }), subscribe: () => () => undefined };
+
+async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * An API server with the Node, no slices, a watch that stays open, and slice
+ * creates that fail `failCreates` times before they succeed.
+ */
+class FakeApi {
+  failCreates = 0;
+  created = 0;
+  readonly #server = http.createServer((request, response) => {
+    const url = new URL(request.url ?? "/", "http://api");
+    response.setHeader("content-type", "application/json");
+    if (url.pathname === `/api/v1/nodes/${NODE}`) {
+      response.end(JSON.stringify({ metadata: { name: NODE, uid: "node-uid" } }));
+    } else if (request.method === "POST") {
+      this.#created(request, response);
+    } else if (url.searchParams.get("watch") === "true") {
+      response.flushHeaders();
+    } else {
+      response.end(JSON.stringify({ metadata: { resourceVersion: "1" }, items: [] }));
+    }
+  });
+
+  #created(request: http.IncomingMessage, response: http.ServerResponse): void {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => {
+      if (this.failCreates > 0) {
+        this.failCreates--;
+        response.statusCode = 500;
+        response.end(JSON.stringify({ kind: "Status", reason: "InternalError", message: "etcd is away" }));
+        return;
+      }
+      this.created++;
+      const slice = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { metadata: Record<string, unknown> };
+      response.statusCode = 201;
+      response.end(JSON.stringify({ ...slice, metadata: { ...slice.metadata, resourceVersion: "2" } }));
+    });
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
+describe("SlicePublisher.publishedOnce", () => {
+  let api: FakeApi;
+  let client: KubeClient;
+  let publisher: SlicePublisher | undefined;
+
+  beforeEach(async () => {
+    api = new FakeApi();
+    const config = new KubeConfig();
+    config.loadFromClusterAndUser({ name: "fake", server: await api.start(), skipTLSVerify: true }, { name: "u", token: "t" });
+    client = await KubeClient.create(config);
+  });
+
+  afterEach(async () => {
+    await publisher?.stop();
+    client.close();
+    await api.stop();
+  });
+
+  it("holds once the slices were written", async () => {
+    publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices: noDevices });
+    assert.equal(publisher.publishedOnce, false);
+    await publisher.start();
+    assert.equal(api.created, 1);
+    assert.equal(publisher.publishedOnce, true);
+  });
+
+  it("does not hold while writing fails, and holds after the retry that succeeds", async () => {
+    api.failCreates = 1;
+    const errors: unknown[] = [];
+    publisher = new SlicePublisher({
+      client,
+      driverName: DRIVER,
+      nodeName: NODE,
+      devices: noDevices,
+      backoff: { initialMs: 10, maxMs: 10 },
+      onError: (err) => errors.push(err),
+    });
+    await publisher.start();
+    assert.equal(errors.length, 1);
+    assert.equal(publisher.publishedOnce, false);
+    const retried = publisher;
+    await until(() => retried.publishedOnce);
+    assert.equal(api.created, 1);
+  });
+});
