@@ -3,10 +3,12 @@
 # (hack/cluster). hack/node/node.sh brings the node up in seconds once the
 # builds are cached (containerd, crictl, Multus in $(NETCLAIM_CACHE)/node, the
 # pause and busybox images in $(NETCLAIM_CACHE)/images), and reuses a Ready
-# node. `make node-down` stops it and leaves the host as it found it.
+# node. `make node-down` stops it and leaves the host as it found it. The
+# agent's image (`make image`) is imported into the node's containerd for the
+# test that installs the agent as shipped (test/e2e/installed.test.ts).
 TEST_SUITES += e2e
 e2e_TESTS := 'test/e2e/**/*.test.ts'
-e2e_PREREQS := node-up
+e2e_PREREQS := node-up image
 
 BENCHMARKS += bench-podstart
 

@@ -121,6 +121,12 @@ setup_host_network() {
 
 write_containerd_config() {
   mkdir -p "$dir/cni/net.d" "$dir/cni/bin" "$dir/run" "$dir/log" "$dir/cdi" "$dir/nri/plugins" "$dir/nri/conf.d" "$dir/manifests"
+  # A shared mount, as /run is on systemd hosts, made before containerd mounts pod namespaces
+  # there: a pod that mounts it with HostToContainer propagation (the installed agent, in
+  # test/e2e/installed.test.ts) then sees the namespaces of pods started after it. down()
+  # unmounts everything under $dir.
+  mountpoint -q "$dir/run" || mount --bind "$dir/run" "$dir/run"
+  mount --make-rshared "$dir/run"
   cat > "$dir/containerd.toml" <<TOML
 version = 4
 root = "$containerd_root"

@@ -339,6 +339,11 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const planned = (await this.#preparedPlans()).filter((p) => p.claim.pod.uid === sandbox.uid && p.device.mode === "native");
     if (planned.length === 0) return;
     const outcomes = await this.#options.engine.detach(planned.map((p) => p.key), { sandbox: { netns: sandbox.netnsPath } }).finally(() => this.refreshAttached());
+    // "kept": the device is in another live sandbox of the pod, which the runtime started in place of this one.
+    this.#options.logger.info(
+      { pod: `${sandbox.namespace}/${sandbox.name}`, podUID: sandbox.uid, sandbox: sandbox.id, netns: sandbox.netnsPath ?? null, outcomes: Object.fromEntries(outcomes) },
+      "detached netclaim interfaces",
+    );
     for (const p of planned) {
       const outcome = outcomes.get(p.key);
       if (outcome === "unknown" || outcome === "kept") continue;

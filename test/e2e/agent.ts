@@ -171,3 +171,22 @@ export async function waitForPublished(prefix: string, count: number): Promise<v
     return stdout.split(/\s+/).filter((name) => name.startsWith(prefix)).length >= count;
   }, 60_000);
 }
+
+/**
+ * One of the agent's HTTP endpoints (docs/metrics.md): the agent uses the host's network, as a
+ * host process or as the DaemonSet's pod, so they are on the node's loopback at the default port.
+ * Status 0 when nothing answers.
+ */
+export async function agentEndpoint(path: string): Promise<{ status: number; body: string }> {
+  try {
+    const response = await fetch(`http://127.0.0.1:9402${path}`, { signal: AbortSignal.timeout(2_000) });
+    return { status: response.status, body: await response.text() };
+  } catch (err) {
+    return { status: 0, body: String(err) };
+  }
+}
+
+/** A counter's value in Prometheus text (0 when absent), e.g. counterValue(text, "netclaim_engine_operations_total", 'operation="attach",status="success"'). */
+export function counterValue(text: string, name: string, labels: string): number {
+  return Number(new RegExp(`^${name}\\{${labels}\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+}

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
+import { agentEndpoint, claimFields, claimTemplateFor, counterValue, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
   apply,
@@ -31,6 +31,33 @@ const NIC_PREFIX = "nce2l";
 
 async function dra0(pod: string): Promise<{ mtu: number; addresses: readonly string[] } | undefined> {
   return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
+}
+
+/** Polls /readyz until stopped, keeping every answer. */
+function watchReadiness(): { stop(): { status: number; body: string }[] } {
+  const seen: { status: number; body: string }[] = [];
+  const stopped = new AbortController();
+  void (async () => {
+    while (!stopped.signal.aborted) {
+      seen.push(await agentEndpoint("/readyz"));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    stop: () => {
+      stopped.abort();
+      return seen;
+    },
+  };
+}
+
+/** Successful prepares and attaches the agent has counted since it started. */
+async function operations(): Promise<{ prepare: number; attach: number }> {
+  const text = (await agentEndpoint("/metrics")).body;
+  return {
+    prepare: counterValue(text, "netclaim_dra_claim_operations_total", 'operation="prepare",status="success"'),
+    attach: counterValue(text, "netclaim_engine_operations_total", 'operation="attach",status="success"'),
+  };
 }
 
 describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { timeout: 600_000 }, () => {
@@ -80,13 +107,24 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
   });
 
   it("keeps running pods' interfaces across containerd and kubelet restarts, and new pods still work (7)", async () => {
+    // The agent's readiness follows its NRI connection, which a containerd restart breaks.
+    const readiness = watchReadiness();
     await restartNodeComponent("containerd");
+    await eventually("the agent ready again after the containerd restart", async () => (await agentEndpoint("/readyz")).status === 200, 30_000);
+    const seen = readiness.stop();
+    assert.ok(seen.some((r) => r.status === 503 && r.body.includes("connected to NRI")), `/readyz said ${JSON.stringify([...new Set(seen.map((r) => `${String(r.status)} ${r.body.trim()}`))])} during the restart`);
     assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the containerd restart");
     await restartNodeComponent("kubelet");
     assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the kubelet restart");
+    const before = await operations();
     await apply(podWithClaim(second));
     await waitForPodsReady([second]);
     assert.equal((await dra0(second))?.mtu, 1300);
+    // One prepare and one attach for the pod that started, as the agent's metrics count them.
+    const after = await operations();
+    assert.equal(after.prepare - before.prepare, 1, "one prepare");
+    assert.equal(after.attach - before.attach, 1, "one attach");
+    assert.equal((await agentEndpoint("/livez")).status, 200);
   });
 
   it("leaves a pod beyond the node's devices Pending, and runs it when a device frees up (5)", async () => {
