@@ -98,7 +98,7 @@ $(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
 
 # A real single-node cluster with the agent and a pod that has a Multus network
 # and a netclaim DRA interface (root; builds what it needs on first use).
-demo: host-deps deps
+demo: host-deps deps image
 	hack/demo/demo.sh up
 
 demo-down:

@@ -8,7 +8,7 @@
 # test that installs the agent as shipped (test/e2e/installed.test.ts).
 TEST_SUITES += e2e
 e2e_TESTS := 'test/e2e/**/*.test.ts'
-e2e_PREREQS := node-up image
+e2e_PREREQS := node-up image helm-build
 
 BENCHMARKS += bench-podstart
 

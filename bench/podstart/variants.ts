@@ -43,7 +43,7 @@ export function multusVariant(pods: number): Variant {
       // measured: host-local hands addresses out round-robin, so the range never wraps.
       const last = 100 + pods + 10;
       if (last > 199) throw new RangeError(`${String(pods)} pods do not fit the bench's macvlan range 198.51.100.100-199`);
-      await apply(await macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.100", rangeEnd: `198.51.100.${String(last)}` }));
+      await apply(macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.100", rangeEnd: `198.51.100.${String(last)}` }));
     },
     pod: (name, labels) => busyboxPod({ name, labels, networks: [network] }),
     async teardown() {
@@ -119,7 +119,7 @@ export function bothVariant(netclaim: NetclaimSetup, pods: number): Variant {
       removeMaster = () => master.remove();
       const last = 150 + pods + 10;
       if (last > 249) throw new RangeError(`${String(pods)} pods do not fit the bench's range 198.51.100.150-249`);
-      await apply(await macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.150", rangeEnd: `198.51.100.${String(last)}` }));
+      await apply(macvlanNetwork(network, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.150", rangeEnd: `198.51.100.${String(last)}` }));
     },
     pod: (name, labels) => busyboxPod({ name, labels, networks: [network], ...netclaim.podFields() }),
     async teardown() {

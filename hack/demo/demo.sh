@@ -8,23 +8,24 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-source "$repo/hack/lib/fds.sh"
 dir=/tmp/nc-demo
 export PATH="$repo/node_modules/.bin:$PATH"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+helm_() { "$("$repo/hack/helm/build.sh")" --kubeconfig "$KUBECONFIG" "$@"; }
 
 down() {
   if [[ -f $dir/kubeconfig.env ]]; then
     # shellcheck disable=SC1091
     source "$dir/kubeconfig.env"
     "$KUBECTL" --kubeconfig "$KUBECONFIG" delete -f "$dir/demo.yaml" --ignore-not-found --wait --timeout 60s >/dev/null 2>&1 || true
+    # The pod is gone, so its device is back on the host: the agent can go (docs/install.md).
+    helm_ uninstall netclaim --namespace default --wait --cascade foreground --timeout 120s >/dev/null 2>&1 || true
   fi
-  if [[ -f $dir/agent.pid ]]; then kill "$(cat "$dir/agent.pid")" 2>/dev/null || true; sleep 1; fi
   ip link delete ncdemo0 2>/dev/null || true
   ip link delete ncdemom 2>/dev/null || true
   "$repo/hack/node/node.sh" down
-  umount "$dir/run/ipam/netns" 2>/dev/null || true # left mounted only by an agent that did not stop cleanly
   rm -rf "$dir"
   echo "demo removed; the control plane still runs (hack/cluster/cluster.sh down stops it)"
 }
@@ -49,26 +50,16 @@ up() {
   ip link show ncdemo0 >/dev/null 2>&1 || ip link add ncdemo0 type veth peer name ncdemo1
   ip link show ncdemom >/dev/null 2>&1 || { ip link add ncdemom type veth peer name ncdemomp; ip link set ncdemom up; ip link set ncdemomp up; }
 
-  say "Starting the netclaim agent on the node (log: $dir/agent.log)"
-  cat > "$dir/agent.yaml" <<YAML
-apiVersion: netclaim.dev/v1alpha1
-kind: AgentConfig
-nodeName: $NETCLAIM_NODE_NAME
-kubeconfig: $KUBECONFIG
-stateDir: $dir/state
-runtimeDir: $dir/run
-kubelet: { rootDir: $NETCLAIM_KUBELET_DIR }
-nri: { socketPath: $NETCLAIM_NRI_SOCKET }
-devices: { include: [{ ifName: "ncdemo[0-9]", kinds: [veth] }] }
-cni: { binDirs: [/usr/lib/cni], ipam: { allowedPathPrefixes: [$NETCLAIM_IPAM_DIR] } }
-cdi: { specDir: $NETCLAIM_CDI_DIR }
-YAML
-  if ! { [[ -f $dir/agent.pid ]] && kill -0 "$(cat "$dir/agent.pid")" 2>/dev/null; }; then
-    : > "$dir/agent.log"
-    start_daemon "$dir/agent.pid" "$dir/agent.log" setsid node "$repo/src/cli/main.ts" agent --config "$dir/agent.yaml"
+  say "Installing the agent from its image (make image) with the Helm chart, as docs/install.md says"
+  "$NETCLAIM_NODE_BIN/ctr" --address "$NETCLAIM_CONTAINERD_SOCKET" --namespace k8s.io images import "$repo/build/image/netclaim.tar" >/dev/null
+  "$repo/hack/node/node.sh" helm-values > "$dir/node-values.yaml"
+  # Helm takes over no object `kubectl apply -k` made (the test suites apply the overlay's).
+  if ! helm_ status netclaim --namespace default >/dev/null 2>&1; then
+    k delete -k "$repo/deploy/overlays/kubernetes" --ignore-not-found --wait >/dev/null
   fi
-  for _ in $(seq 60); do grep -q "netclaim agent started" "$dir/agent.log" && break; sleep 0.5; done
-  grep -q "netclaim agent started" "$dir/agent.log" || { echo "the agent did not start:"; tail -20 "$dir/agent.log"; exit 1; }
+  helm_ upgrade --install netclaim "$repo/deploy/helm/netclaim" --namespace default \
+    --values "$dir/node-values.yaml" --values "$here/values.yaml"
+  k rollout status daemonset/netclaim-agent --namespace netclaim --timeout 180s
 
   say "What the agent publishes: the ResourceSlice of $NETCLAIM_NODE_NAME"
   slice() { k get resourceslices --field-selector "spec.nodeName=$NETCLAIM_NODE_NAME,spec.driver=netclaim.dev" -o jsonpath='{.items[*].spec.devices[*].name}'; }
@@ -78,7 +69,7 @@ YAML
   k delete pod netclaim-demo --ignore-not-found --wait >/dev/null
 
   say "A DeviceClass, two NetworkAttachmentDefinitions, a ResourceClaimTemplate and a pod using both"
-  sed -e "s|@IPAM_DIR@|$NETCLAIM_IPAM_DIR|g" -e "s|@NODE@|$NETCLAIM_NODE_NAME|g" "$here/demo.yaml" > "$dir/demo.yaml"
+  sed -e "s|@NODE@|$NETCLAIM_NODE_NAME|g" "$here/demo.yaml" > "$dir/demo.yaml"
   k apply -f "$dir/demo.yaml"
   k wait --for=condition=Ready pod/netclaim-demo --timeout=120s
 
@@ -96,7 +87,8 @@ YAML
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL get pods,resourceclaims -o wide
   $KUBECTL exec netclaim-demo -- ip route
-  tail -f $dir/agent.log                       # the agent's JSON log
+  $KUBECTL logs -n netclaim daemonset/netclaim-agent               # the agent's JSON log
+  $KUBECTL exec -n netclaim daemonset/netclaim-agent -- netclaim devices   # what it would publish, and why
 Tear down with: make demo-down   (or hack/demo/demo.sh down)
 TEXT
 }

@@ -19,8 +19,9 @@
 # What the node changes outside those directories is recorded before it starts
 # ($dir/host-state) and undone by `down`: sysctls the kubelet and the bridge
 # plugin set, directories the kubelet and containerd create at fixed paths,
-# the kubelet's cgroups, the bridge and an /etc/hosts line (a /run/netns that
-# the suites' `ip netns add` made meanwhile too: restore_netns_dir). Pod network
+# the kubelet's cgroups, the bridge, an /etc/hosts line (a /run/netns that
+# the suites' `ip netns add` made meanwhile too: restore_netns_dir) and /dev's
+# mount propagation (shared, as on systemd hosts). Pod network
 # namespaces are mounted under $dir (containerd's netns_mounts_under_state_dir).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -51,8 +52,10 @@ hosts_marker="# netclaim test node $node_name"
 sysctls=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
 # Fixed paths the kubelet, containerd and libcni create whatever the config says.
+# The installed agent's DaemonSet (test/e2e) creates its hostPath directories too.
 host_paths=(/var/lib/kubelet /var/log/pods /var/log/containers /var/lib/cni /run/containerd
-  /run/netns /var/run/netns /etc/cni /opt/cni /etc/cdi /var/run/cdi /etc/nri /opt/nri)
+  /run/netns /var/run/netns /etc/cni /opt/cni /etc/cdi /var/run/cdi /etc/nri /opt/nri
+  /var/lib/netclaim /run/netclaim /dev/infiniband)
 
 log() { echo "node: $*" >&2; }
 
@@ -87,6 +90,7 @@ record_host_state() {
     for s in "${sysctls[@]}"; do echo "sysctl $s $(sysctl -n "$s")"; done
     for p in "${host_paths[@]}"; do [[ -e $p ]] || echo "absent $p"; done
     [[ -n "$(cgroup_dirs)" ]] || echo "absent-cgroups kubepods"
+    echo "propagation /dev $(findmnt -no PROPAGATION /dev)"
   } > "$state_file.tmp"
   mv "$state_file.tmp" "$state_file"
 }
@@ -123,10 +127,13 @@ write_containerd_config() {
   mkdir -p "$dir/cni/net.d" "$dir/cni/bin" "$dir/run" "$dir/log" "$dir/cdi" "$dir/nri/plugins" "$dir/nri/conf.d" "$dir/manifests"
   # A shared mount, as /run is on systemd hosts, made before containerd mounts pod namespaces
   # there: a pod that mounts it with HostToContainer propagation (the installed agent, in
-  # test/e2e/installed.test.ts) then sees the namespaces of pods started after it. down()
+  # test/e2e/agent.ts) then sees the namespaces of pods started after it. down()
   # unmounts everything under $dir.
   mountpoint -q "$dir/run" || mount --bind "$dir/run" "$dir/run"
   mount --make-rshared "$dir/run"
+  # The agent's DaemonSet mounts /dev/infiniband with HostToContainer propagation, which the
+  # runtime refuses under a private /dev (this VM has no systemd to make it shared).
+  mount --make-rshared /dev
   cat > "$dir/containerd.toml" <<TOML
 version = 4
 root = "$containerd_root"
@@ -395,6 +402,7 @@ restore_host_state() {
   while read -r kind what value; do
     case $kind in
       sysctl) [[ "$(sysctl -n "$what")" == "$value" ]] || sysctl -qw "$what=$value" ;;
+      propagation) [[ $value != private ]] || mount --make-rprivate "$what" ;;
       absent)
         case $what in
           /run/netns | /var/run/netns) restore_netns_dir "$what" ;;
@@ -438,6 +446,30 @@ down() {
 # not inherit the lock's descriptor (start_daemon), or they hold it forever.
 serialize() { exec 9<"$here/node.sh"; flock 9; }
 
+# Helm values that install the agent's chart on this node (docs/install.md's values): where
+# this node keeps what a standard node keeps elsewhere. test/e2e/agent.ts and make demo use
+# them; the image must be in the node's containerd (never pulled).
+helm_values() {
+  local server host port
+  server=$(kubectl_ config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  host=${server#https://}; port=${host##*:}; host=${host%:*}
+  cat <<YAML
+image: { pullPolicy: Never }
+nodeSelector: { kubernetes.io/hostname: $node_name }
+kubelet: { rootDir: $kubelet_root }
+nri: { socketPath: $nri_sock }
+cdi: { specDir: $dir/cdi }
+# containerd's netns_mounts_under_state_dir, under the shared mount $dir/run.
+netns: { dir: $dir/run/containerd/io.containerd.grpc.v1.cri/netns }
+# The node's own CNI configuration is its Multus's: the agent gets a directory of its own.
+cni: { binDir: $cni_bins, confDir: $dir/run/netclaim-cni-conf }
+# The test cluster has no Service network: the API server on the node's loopback.
+env:
+  - { name: KUBERNETES_SERVICE_HOST, value: "$host" }
+  - { name: KUBERNETES_SERVICE_PORT, value: "$port" }
+YAML
+}
+
 case ${1:-} in
   up) serialize; up ;;
   down) serialize; down ;;
@@ -455,9 +487,9 @@ case ${1:-} in
     echo "NETCLAIM_CONTAINERD_SOCKET=$containerd_sock"
     echo "NETCLAIM_CRICTL_CONFIG=$dir/crictl.yaml"
     echo "NETCLAIM_CDI_DIR=$dir/cdi"
-    echo "NETCLAIM_IPAM_DIR=$dir/run/ipam"
     echo "NETCLAIM_STATIC_POD_DIR=$dir/manifests"
     echo "NETCLAIM_POD_CIDR=$pod_cidr"
     ;;
-  *) echo "usage: $0 up|down|restart kubelet|containerd|status|env" >&2; exit 2 ;;
+  helm-values) binaries; helm_values ;;
+  *) echo "usage: $0 up|down|restart kubelet|containerd|status|env|helm-values" >&2; exit 2 ;;
 esac

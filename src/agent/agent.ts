@@ -15,10 +15,11 @@
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
  * Stop order is the reverse: the kubelet stops sending work first.
  *
- * The HTTP endpoints (probes, metrics) serve from right after the engine's
- * thread starts, so a start that waits (for the API server, say) is alive
- * and says what it still waits for; each readiness fact is tracked as the
- * part that knows it starts.
+ * The HTTP endpoints (probes, metrics; on this agent's probe socket and on
+ * the node's port) serve from right after the engine's thread starts, so a
+ * start that waits (for the API server, say) is alive and says what it
+ * still waits for; each readiness fact is tracked as the part that knows it
+ * starts.
  */
 import { once } from "node:events";
 import { join } from "node:path";
@@ -43,7 +44,7 @@ import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { PodNetwork } from "./pod-network.ts";
-import { Readiness, unanswered } from "./probes.ts";
+import { probeSocketPath, Readiness, unanswered } from "./probes.ts";
 import { AttachmentRecovery } from "./recovery.ts";
 import { ClaimStatusReporter } from "./status-reporter.ts";
 
@@ -82,18 +83,19 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
   stack.defer(() => engine.close());
   await engine.start();
-  if (config.http.port !== 0) {
-    const endpoints = await HttpEndpoints.start({
-      address: config.http.address,
-      port: config.http.port,
-      notReady: () => readiness.missing(),
-      // A batch of no operations is a round trip to the engine's thread and nothing more.
-      notAlive: () => unanswered([{ name: "engine thread", ask: () => engine.batchAcross([]) }]),
-      metrics: metrics.registry,
-      logger: logger.child({ part: "http" }),
-    });
-    stack.defer(() => endpoints.close());
-  }
+  // The pod's exec probes ask this agent's own socket (`netclaim probe`); the port, the node's, is
+  // for Prometheus and people, and http.port 0 turns it off.
+  const endpoints = await HttpEndpoints.start({
+    socketPath: probeSocketPath(config),
+    address: config.http.address,
+    port: config.http.port === 0 ? undefined : config.http.port,
+    notReady: () => readiness.missing(),
+    // A batch of no operations is a round trip to the engine's thread and nothing more.
+    notAlive: () => unanswered([{ name: "engine thread", ask: () => engine.batchAcross([]) }]),
+    metrics: metrics.registry,
+    logger: logger.child({ part: "http" }),
+  });
+  stack.defer(() => endpoints.close());
   // The kernel says whether RDMA devices follow their netdev into a pod ("exclusive") or stay
   // shared by every namespace; a node without RDMA netlink cannot say, and then nothing is moved.
   const rdmaMode = await engine.batch(undefined, [{ op: "rdmaNetnsMode" }] as const).then(

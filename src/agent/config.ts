@@ -147,7 +147,10 @@ export const agentConfigSchema = z
       .strictObject({
         /** Where /readyz, /livez and /metrics listen; absent: every address, IPv6 and IPv4. */
         address: z.union([z.ipv4(), z.ipv6()], { error: "must be an IPv4 or IPv6 address" }).optional(),
-        /** 0 turns the endpoints off, as the kubelet's own --healthz-port does. */
+        /**
+         * 0 turns the port off, as the kubelet's own --healthz-port does; the DaemonSet's
+         * probes ask the per-instance socket under runtimeDir (probes.ts), which stays.
+         */
         port: portNumber.default(9402),
       })
       .prefault({}),
@@ -185,7 +188,7 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "NETCLAIM_LOG_LEVEL", path: ["log", "level"], help: "log level" },
   { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },
   { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },
-  { name: "NETCLAIM_HTTP_PORT", path: ["http", "port"], help: "port of /readyz, /livez and /metrics (0: off)" },
+  { name: "NETCLAIM_HTTP_PORT", path: ["http", "port"], help: "port of /metrics, /readyz and /livez (0: off; the probes' socket stays)" },
 ];
 
 export async function loadAgentConfig(options: LoadAgentConfigOptions = {}): Promise<AgentConfig> {

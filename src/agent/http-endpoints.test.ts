@@ -1,12 +1,18 @@
 import assert from "node:assert/strict";
-import { afterEach, describe, it } from "node:test";
+import { execFile } from "node:child_process";
+import { lstat, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, afterEach, describe, it } from "node:test";
+import { promisify } from "node:util";
 import { pino } from "pino";
 import type { Attacher, AttachResult } from "../engine/index.ts";
 import { KubeApiError } from "../kube/index.ts";
 import type { NriConnectionState } from "../nri/index.ts";
-import { HttpEndpoints } from "./http-endpoints.ts";
+import { HttpEndpoints, HttpEndpointsError } from "./http-endpoints.ts";
 import { AgentMetrics } from "./metrics.ts";
-import { Readiness, unanswered, type LivenessCheck } from "./probes.ts";
+import { probeSocketPath, READINESS_CONDITIONS, Readiness, unanswered, type LivenessCheck } from "./probes.ts";
 
 const logger = pino({ level: "silent" });
 
@@ -19,6 +25,41 @@ interface Answer {
 async function get(endpoints: HttpEndpoints, path: string, method = "GET"): Promise<Answer> {
   const response = await fetch(`http://127.0.0.1:${endpoints.port ?? 0}${path}`, { method });
   return { status: response.status, body: await response.text(), contentType: response.headers.get("content-type") };
+}
+
+/** GET over a unix socket, as `netclaim probe` asks. */
+function getOnSocket(socketPath: string, path: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({ socketPath, path, agent: false }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      response.on("end", () => {
+        resolve({ status: response.statusCode ?? 0, body, contentType: response.headers["content-type"] ?? null });
+      });
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    (err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+      throw err;
+    },
+  );
+}
+
+/** What a killed agent leaves: its socket file, with no one listening. */
+async function leaveStaleSocket(socketPath: string): Promise<void> {
+  const script = `require("node:net").createServer().listen(${JSON.stringify(socketPath)}, () => process.kill(process.pid, "SIGKILL"))`;
+  await promisify(execFile)(process.execPath, ["-e", script]).catch(() => undefined);
+  assert.ok((await lstat(socketPath)).isSocket(), "the killed listener left its socket");
 }
 
 async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void> {
@@ -55,11 +96,21 @@ function fakeAttacher(fail: { done: boolean; detach: boolean }): Attacher {
 describe("HttpEndpoints", () => {
   const started: HttpEndpoints[] = [];
 
-  async function serve(options: { readiness?: Readiness; liveness?: readonly LivenessCheck[]; metrics?: AgentMetrics; port?: number }): Promise<HttpEndpoints> {
+  const dirs: string[] = [];
+
+  async function serve(options: {
+    readiness?: Readiness;
+    liveness?: readonly LivenessCheck[];
+    metrics?: AgentMetrics;
+    /** null: no port. */
+    port?: number | null;
+    socketPath?: string;
+  }): Promise<HttpEndpoints> {
     const readiness = options.readiness ?? new Readiness();
     const endpoints = await HttpEndpoints.start({
       address: "127.0.0.1",
-      port: options.port ?? 0,
+      port: options.port === null ? undefined : (options.port ?? 0),
+      socketPath: options.socketPath,
       notReady: () => readiness.missing(),
       notAlive: () => unanswered(options.liveness ?? [], 100),
       metrics: (options.metrics ?? new AgentMetrics()).registry,
@@ -70,8 +121,19 @@ describe("HttpEndpoints", () => {
     return endpoints;
   }
 
+  /** An agent's runtimeDir and pod UID, and the probe socket they give. */
+  async function runtimeDir(podUID?: string): Promise<{ dir: string; socketPath: string }> {
+    const dir = await mkdtemp(join(tmpdir(), "netclaim-http-"));
+    dirs.push(dir);
+    return { dir, socketPath: probeSocketPath({ runtimeDir: dir, kubelet: { podUID } }) };
+  }
+
   afterEach(async () => {
     await Promise.all(started.splice(0).map((endpoints) => endpoints.close()));
+  });
+
+  after(async () => {
+    await Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true })));
   });
 
   it("is ready only while registered, connected to NRI and published, and names what is missing", async () => {
@@ -202,4 +264,99 @@ describe("HttpEndpoints", () => {
     assert.equal(second.port, port);
     assert.equal((await get(second, "/livez")).status, 200);
   });
+
+  it("answers /readyz and /livez on its probe socket with the port off, with the same handler", async () => {
+    const { dir, socketPath } = await runtimeDir("0f4c6a1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
+    assert.equal(socketPath, join(dir, "probes", "0f4c6a1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b.sock"));
+    const readiness = new Readiness();
+    const engine = new FakeEngine();
+    const endpoints = await serve({ readiness, liveness: [{ name: "engine thread", ask: () => engine.batchAcross() }], port: null, socketPath });
+    assert.equal(endpoints.port, undefined);
+    assert.ok((await lstat(socketPath)).isSocket(), "the probes directory is made and the socket is there");
+
+    assert.deepEqual(await getOnSocket(socketPath, "/readyz"), {
+      status: 503,
+      body: "not ready: registered with the kubelet, connected to NRI, ResourceSlices published\n",
+      contentType: "text/plain; charset=utf-8",
+    });
+    for (const condition of READINESS_CONDITIONS) readiness.track(condition, () => true);
+    assert.deepEqual(await getOnSocket(socketPath, "/readyz"), { status: 200, body: "ok\n", contentType: "text/plain; charset=utf-8" });
+
+    assert.equal((await getOnSocket(socketPath, "/livez")).status, 200);
+    engine.stuck = true;
+    assert.deepEqual(await getOnSocket(socketPath, "/livez"), {
+      status: 503,
+      body: "not alive: engine thread: no answer within 100 ms\n",
+      contentType: "text/plain; charset=utf-8",
+    });
+    assert.equal((await getOnSocket(socketPath, "/readyz")).status, 200);
+    assert.equal((await getOnSocket(socketPath, "/healthz")).status, 404);
+  });
+
+  it("names the socket agent.sock without a pod UID", async () => {
+    const { dir, socketPath } = await runtimeDir();
+    assert.equal(socketPath, join(dir, "probes", "agent.sock"));
+  });
+
+  it("answers its own pod's probes on the socket while another agent holds the port", async () => {
+    const old = await serve({ readiness: ready() });
+    const port = old.port;
+    assert.ok(port !== undefined);
+    const { socketPath } = await runtimeDir("new-pod");
+    const replacement = await serve({ port, socketPath });
+    assert.equal(replacement.port, undefined, "the old agent still holds the port");
+    // The port answers for the old agent; the socket for the new one, still starting.
+    assert.equal((await get(old, "/readyz")).status, 200);
+    assert.equal((await getOnSocket(socketPath, "/readyz")).status, 503);
+    await old.close();
+    await until(() => replacement.port !== undefined);
+    assert.equal((await get(replacement, "/readyz")).status, 503);
+    assert.equal((await getOnSocket(socketPath, "/metrics")).status, 200);
+  });
+
+  it("replaces the socket a killed agent of the same pod left, and removes its own on close", async () => {
+    const { socketPath } = await runtimeDir("restarted-pod");
+    await mkdir(join(socketPath, ".."), { recursive: true });
+    await leaveStaleSocket(socketPath);
+    await assert.rejects(getOnSocket(socketPath, "/readyz"), { code: "ECONNREFUSED" });
+
+    const endpoints = await serve({ readiness: ready(), port: null, socketPath });
+    assert.equal((await getOnSocket(socketPath, "/readyz")).status, 200);
+    await endpoints.close();
+    assert.equal(await exists(socketPath), false, "the socket is gone once closed");
+    await assert.rejects(getOnSocket(socketPath, "/readyz"), { code: "ENOENT" });
+  });
+
+  it("removes the probe sockets of other pods' killed agents, and keeps a live agent's", async () => {
+    const { dir, socketPath: own } = await runtimeDir("new-pod");
+    const killed = probeSocketPath({ runtimeDir: dir, kubelet: { podUID: "killed-pod" } });
+    const live = probeSocketPath({ runtimeDir: dir, kubelet: { podUID: "old-pod" } });
+    await mkdir(join(killed, ".."), { recursive: true });
+    await leaveStaleSocket(killed);
+    const old = await serve({ port: null, socketPath: live });
+    const endpoints = await serve({ port: null, socketPath: own });
+    assert.equal(await exists(killed), false, "the killed agent's socket is swept");
+    assert.equal((await getOnSocket(live, "/livez")).status, 200, "the live agent's socket is kept");
+    await endpoints.close();
+    await old.close();
+  });
+
+  it("leaves a file that is not a socket alone and fails to start", async () => {
+    const { socketPath } = await runtimeDir("someone-else");
+    await mkdir(join(socketPath, ".."), { recursive: true });
+    await writeFile(socketPath, "not ours\n");
+    await assert.rejects(serve({ port: null, socketPath }), (err: unknown) => {
+      assert.ok(err instanceof HttpEndpointsError);
+      assert.match(err.message, /Cannot serve \/readyz, \/livez and \/metrics on .*someone-else\.sock: .*EADDRINUSE/);
+      return true;
+    });
+    assert.equal(await exists(socketPath), true, "the file stays");
+  });
 });
+
+/** A Readiness whose every condition holds. */
+function ready(): Readiness {
+  const readiness = new Readiness();
+  for (const condition of READINESS_CONDITIONS) readiness.track(condition, () => true);
+  return readiness;
+}

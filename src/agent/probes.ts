@@ -4,7 +4,24 @@
  * part that knows it starts, and until then the fact does not hold (the
  * endpoints serve while the agent is still starting).
  */
+import { join } from "node:path";
 import { errorMessage } from "../common/errors.ts";
+
+/** What probeSocketPath needs of an AgentConfig. */
+export interface ProbeSocketConfig {
+  runtimeDir: string;
+  kubelet: { podUID?: string | undefined };
+}
+
+/**
+ * Where this agent serves /readyz and /livez to its own pod's exec probes
+ * (`netclaim probe`): a unix socket named after the pod, so the two agents
+ * of a rolling update, which share the node's network and runtimeDir, each
+ * answer their own pod's probes. Without a pod UID there is one agent.
+ */
+export function probeSocketPath(config: ProbeSocketConfig): string {
+  return join(config.runtimeDir, "probes", `${config.kubelet.podUID ?? "agent"}.sock`);
+}
 
 /** The facts the agent is ready on, in the words /readyz names a missing one with. */
 export const READINESS_CONDITIONS = ["registered with the kubelet", "connected to NRI", "ResourceSlices published"] as const;

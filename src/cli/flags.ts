@@ -29,7 +29,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "cni-bin-dirs", path: ["cni", "binDirs"], type: "list", value: "LIST", help: "directories searched for CNI IPAM plugins (default /opt/cni/bin)" },
   { name: "cdi-dir", path: ["cdi", "specDir"], type: "string", value: "DIR", help: "directory for CDI specs of RDMA devices (default /var/run/cdi)" },
   { name: "http-address", path: ["http", "address"], type: "string", value: "IP", help: "address of /readyz, /livez and /metrics (default: every address)" },
-  { name: "http-port", path: ["http", "port"], type: "string", value: "PORT", help: "port of /readyz, /livez and /metrics; 0 turns them off (default 9402)" },
+  { name: "http-port", path: ["http", "port"], type: "string", value: "PORT", help: "port of /metrics, /readyz and /livez; 0 turns the port off (the probes' socket stays; default 9402)" },
   { name: "log-level", path: ["log", "level"], type: "string", value: "LEVEL", help: "trace, debug, info, warn, error or fatal (default info)" },
   { name: "dry-run", type: "boolean", help: "validate the configuration, print it as JSON and exit" },
   { name: "help", type: "boolean", help: "show this help" },

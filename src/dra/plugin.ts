@@ -26,7 +26,7 @@ import { addService } from "./grpc-service.ts";
 import { DEFAULT_HEALTH_RESEND_MS, KUBELET_HEALTH_TIMEOUT_MS, serveHealthStream, type DeviceHealthSource } from "./health.ts";
 import type { DraMetrics } from "./metrics.ts";
 import { DRA_VERSIONS, registrationService, supportedVersions, type DraVersion, type RegistrationStatus } from "./registration.ts";
-import { bindUnixSocket, removeSocket, socketPaths, type SocketPaths } from "./sockets.ts";
+import { bindUnixSocket, removeAbandonedDriverSockets, removeSocket, socketPaths, type SocketPaths } from "./sockets.ts";
 
 export interface DraPluginOptions {
   driver: string;
@@ -126,6 +126,8 @@ export class DraPlugin implements AsyncDisposable {
     const plugin = new DraPlugin(options, socketPaths({ kubeletRootDir: options.kubeletRootDir, driver: options.driver, podUID: options.podUID }));
     await using stack = new AsyncDisposableStack();
     stack.defer(() => plugin.close());
+    const abandoned = await removeAbandonedDriverSockets(plugin.paths, options.driver);
+    if (abandoned.length > 0) plugin.#log.warn({ sockets: abandoned }, "removed sockets of agents that were killed before they could remove them");
     await plugin.#bind(plugin.#dra, plugin.paths.dra);
     await plugin.#bind(plugin.#registration, plugin.paths.registration);
     plugin.#log.info({ registration: plugin.paths.registration }, "DRA plugin serving");

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { createServer, type Server } from "node:net";
 import { lstat, mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { DraSocketError } from "./errors.ts";
-import { bindUnixSocket, socketPaths } from "./sockets.ts";
+import { bindUnixSocket, removeAbandonedDriverSockets, socketPaths, type SocketPaths } from "./sockets.ts";
 
 describe("socketPaths", () => {
   it("socketPaths uses the kubelet plugin helper's names", () => {
@@ -83,5 +84,50 @@ describe("bindUnixSocket", () => {
     const path = join(dir, "dra.sock");
     await writeFile(path, "precious");
     await assert.rejects(bindUnixSocket(server, path), /a file that is not a socket is in the way/);
+  });
+});
+
+describe("removeAbandonedDriverSockets", () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp("/tmp/nc-dra-sweep-");
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const both = (paths: SocketPaths): string[] => [paths.registration, paths.dra];
+
+  /** A socket whose process exited without removing it, as a killed agent's. */
+  function abandonedSocket(path: string): void {
+    execFileSync(process.execPath, ["-e", `require("node:net").createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`]);
+  }
+
+  it("removes the sockets of killed instances, keeps a live instance's and its own, and leaves other drivers' alone", async () => {
+    const own = socketPaths({ kubeletRootDir: dir, driver: "netclaim.dev", podUID: "new" });
+    const killed = socketPaths({ kubeletRootDir: dir, driver: "netclaim.dev", podUID: "killed" });
+    const live = socketPaths({ kubeletRootDir: dir, driver: "netclaim.dev", podUID: "old" });
+    const other = socketPaths({ kubeletRootDir: dir, driver: "gpu.example.com", podUID: "killed" });
+    for (const path of [...both(own), ...both(killed), ...both(live), ...both(other)]) await mkdir(dirname(path), { recursive: true });
+    for (const path of [...both(own), ...both(killed), ...both(other)]) abandonedSocket(path);
+    // The old agent of a rolling update: alive, its sockets accept connections.
+    const servers = both(live).map((path) => new Promise<Server>((resolve) => {
+      const server = createServer();
+      server.listen(path, () => {
+        resolve(server);
+      });
+    }));
+    const listening = await Promise.all(servers);
+    try {
+      const removed = await removeAbandonedDriverSockets(own, "netclaim.dev");
+      assert.deepEqual(removed.sort(), both(killed).sort());
+      for (const path of [...both(own), ...both(live), ...both(other)]) assert.ok((await lstat(path)).isSocket(), `${path} kept`);
+    } finally {
+      for (const server of listening) server.close();
+    }
+  });
+
+  it("finds nothing to remove where the kubelet's directories do not exist yet", async () => {
+    assert.deepEqual(await removeAbandonedDriverSockets(socketPaths({ kubeletRootDir: join(dir, "none"), driver: "netclaim.dev" }), "netclaim.dev"), []);
   });
 });

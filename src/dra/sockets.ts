@@ -9,11 +9,14 @@
  * sockets, so an old and a new agent can be registered at the same time:
  *   <root>/plugins_registry/<driver>-<podUID>-reg.sock
  *   <root>/plugins/<driver>/dra-<podUID>.sock
+ * A killed instance's pair is never reused by name: removeAbandonedDriverSockets
+ * sweeps them at the next start.
  */
 import type * as grpc from "@grpc/grpc-js";
 import { ServerCredentials } from "@grpc/grpc-js";
 import { chmod, lstat, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { removeAbandonedSockets } from "../common/abandoned-sockets.ts";
 import { errorMessage } from "../common/errors.ts";
 import { DraSocketError } from "./errors.ts";
 
@@ -48,6 +51,20 @@ export function socketPaths(options: { kubeletRootDir: string; driver: string; p
     }
   }
   return paths;
+}
+
+/**
+ * Removes this driver's sockets that no agent listens on any more (instances
+ * killed before they could remove their own), keeping `own`; returns them.
+ */
+export async function removeAbandonedDriverSockets(own: SocketPaths, driver: string): Promise<string[]> {
+  const registrations = await removeAbandonedSockets(
+    dirname(own.registration),
+    (name) => name.startsWith(`${driver}-`) && name.endsWith("-reg.sock"),
+    [own.registration],
+  );
+  const dra = await removeAbandonedSockets(dirname(own.dra), (name) => /^dra(-.+)?\.sock$/.test(name), [own.dra]);
+  return [...registrations, ...dra];
 }
 
 /**

@@ -1,110 +1,431 @@
 /**
- * The netclaim agent on the real node, run as a host process the way the
- * DaemonSet runs it (same command, same configuration shape), against the
- * node's kubelet and containerd.
+ * The netclaim agent on the real node, installed as users install it: its
+ * image (`make image`) imported into the node's containerd and the shipped
+ * objects applied (the Kubernetes kustomize overlay, or the Helm chart), so
+ * it runs as the DaemonSet's pod with its own ServiceAccount token, RBAC and
+ * admission policies.
+ *
+ * What the tests change in the shipped objects is what `hack/node/node.sh
+ * helm-values` says, as a user whose runtime or kubelet keeps its paths
+ * elsewhere would change it:
+ * - host paths: the test node keeps the kubelet in /var/lib/nc-kubelet, the
+ *   NRI socket, pod network namespaces and CDI specs under /tmp/nc-node, and
+ *   CNI plugins in /usr/lib/cni;
+ * - the API server: the test cluster has no Service network, so the agent
+ *   reaches the API server on the node's loopback (KUBERNETES_SERVICE_HOST);
+ * - the image is never pulled (imagePullPolicy Never), and the pod is pinned
+ *   to the test node (the suites' other Node objects have no kubelet).
+ * And per test: the devices it publishes (the stand-in NICs are veths) and,
+ * with the overlay, state and journal directories of its own, so that test
+ * files do not see each other's.
+ *
+ * Stopping and starting the agent are what they are in a cluster: the
+ * DaemonSet's pod is deleted (its nodeSelector moved off the node) and
+ * created again. A crash is the agent's process killed at a point the test
+ * chooses, and its pod then deleted without the agent running another
+ * instruction, so nothing restarts it before the test says so.
  */
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { basename, join } from "node:path";
-import { eventually, node, runCommand, type Manifest } from "./harness.ts";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { parse, parseAllDocuments, stringify as toYaml } from "yaml";
+import { z } from "zod";
+import { crictl, eventually, kubectl, kubectlJson, node, runCommand, type Manifest } from "./harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
+
+export const AGENT_IMAGE = "ghcr.io/netclaim/netclaim:v0.1.0";
+export const AGENT_DAEMONSET = "netclaim-agent";
+const AGENT_CONFIGMAP = "netclaim-agent-config";
+const AGENT_POD_SELECTOR = "app.kubernetes.io/name=netclaim-agent";
+/** A node label no node has: the DaemonSet's nodeSelector while the agent is stopped. */
+const STOPPED_SELECTOR = { "netclaim.dev/e2e-agent": "stopped" };
+const HELM_RELEASE = "netclaim";
+const HELM_RELEASE_NAMESPACE = "default";
 
 export interface AgentOptions {
   /** Host interfaces to publish, as an ifName glob. */
   nicGlob: string;
-  /** Directories with CNI IPAM plugins. */
-  cniBinDirs?: readonly string[];
+  /**
+   * "kustomize" (the default): `kubectl apply` of deploy/overlays/kubernetes, as
+   * docs/install.md says; "helm": `helm install` of deploy/helm/netclaim, the
+   * release recorded in namespace default.
+   */
+  installer?: "kustomize" | "helm";
+  /** The image the DaemonSet runs (default AGENT_IMAGE, which `make image` builds). */
+  image?: string;
+}
+
+type Json = Record<string, unknown>;
+
+const nodeValuesSchema = z.object({
+  image: z.object({ pullPolicy: z.string() }),
+  nodeSelector: z.record(z.string(), z.string()),
+  kubelet: z.object({ rootDir: z.string() }),
+  nri: z.object({ socketPath: z.string() }),
+  cdi: z.object({ specDir: z.string() }),
+  netns: z.object({ dir: z.string() }),
+  cni: z.object({ binDir: z.string(), confDir: z.string() }),
+  env: z.array(z.object({ name: z.string(), value: z.string() })),
+});
+type NodeValues = z.infer<typeof nodeValuesSchema>;
+
+let nodeValuesText: Promise<string> | undefined;
+
+/**
+ * The chart's values for the test node (`hack/node/node.sh helm-values`): the one place that
+ * says where the node keeps what a standard node keeps elsewhere. The Helm installation uses
+ * them as they are; the overlay is changed to match them.
+ */
+async function nodeValues(): Promise<{ text: string; values: NodeValues }> {
+  nodeValuesText ??= (async () => {
+    await node();
+    const printed = await runCommand(join(repo, "hack/node/node.sh"), ["helm-values"]);
+    if (printed.code !== 0) throw new Error(`hack/node/node.sh helm-values: ${printed.stderr}`);
+    return printed.stdout;
+  })();
+  const text = await nodeValuesText;
+  return { text, values: nodeValuesSchema.parse(parse(text)) };
+}
+
+let imported: Promise<void> | undefined;
+
+/** `ctr images import` of build/image/netclaim.tar into the node's containerd, once per process. */
+export function importAgentImage(): Promise<void> {
+  imported ??= (async () => {
+    const env = await node();
+    const archive = join(repo, "build/image/netclaim.tar");
+    if (!existsSync(archive)) throw new Error(`${archive} is missing: run make image (the e2e suite's prerequisite)`);
+    const ctr = join(dirname(env.crictl), "ctr");
+    const result = await runCommand(ctr, ["--address", env.containerdSocket, "--namespace", "k8s.io", "images", "import", archive]);
+    if (result.code !== 0) throw new Error(`ctr images import ${archive}: ${result.stderr}`);
+  })();
+  return imported;
+}
+
+/** `ctr images tag`: the agent's image under another reference (an "upgrade" to a new tag). */
+export async function tagAgentImage(target: string): Promise<void> {
+  await importAgentImage();
+  const env = await node();
+  const ctr = join(dirname(env.crictl), "ctr");
+  const result = await runCommand(ctr, ["--address", env.containerdSocket, "--namespace", "k8s.io", "images", "tag", "--force", AGENT_IMAGE, target]);
+  if (result.code !== 0) throw new Error(`ctr images tag ${target}: ${result.stderr}`);
+}
+
+const agentPodsSchema = z.object({
+  items: z.array(z.object({
+    metadata: z.object({ name: z.string(), uid: z.string(), deletionTimestamp: z.string().optional() }),
+    spec: z.object({ containers: z.array(z.object({ image: z.string() })) }),
+    status: z.object({
+      conditions: z.array(z.object({ type: z.string(), status: z.string() })).optional(),
+      containerStatuses: z.array(z.object({ restartCount: z.number() })).optional(),
+    }),
+  })),
+});
+export type AgentPod = z.infer<typeof agentPodsSchema>["items"][number];
+
+export function podReady(pod: AgentPod): boolean {
+  return pod.status.conditions?.find((c) => c.type === "Ready")?.status === "True";
 }
 
 export class E2eAgent {
+  /** Host directory of this agent's files; its state directory is `${dir}/state`. */
   readonly dir: string;
+  /** The agent's prepared-claims state (the DaemonSet's /var/lib/netclaim). */
+  readonly stateDir: string;
+  /** The agent's journal and attach gates, on a tmpfs as /run is on a node; the same path in its pod. */
+  readonly runtimeDir: string;
+  readonly namespace = "netclaim";
   readonly #options: AgentOptions;
-  #child: ChildProcessWithoutNullStreams | undefined;
-  log = "";
+  /** The shipped directories this agent uses that existed before it: an uninstall leaves those. */
+  readonly #preexisting: ReadonlySet<string>;
+  #installed = false;
+  #pod: AgentPod | undefined;
 
   private constructor(dir: string, options: AgentOptions) {
     this.dir = dir;
+    // The chart is installed with its shipped state and runtime directories.
+    const helm = options.installer === "helm";
+    this.stateDir = helm ? "/var/lib/netclaim" : join(dir, "state");
+    this.runtimeDir = helm ? "/run/netclaim" : join("/dev/shm", basename(dir));
     this.#options = options;
+    this.#preexisting = new Set([this.stateDir, this.runtimeDir].filter((path) => existsSync(path)));
   }
 
+  /** Installs the agent and waits until it is ready: registered with the kubelet, connected to NRI, slices published. */
   static async start(options: AgentOptions): Promise<E2eAgent> {
     const agent = new E2eAgent(await mkdtemp("/tmp/nc-e2e-agent-"), options);
-    await agent.start();
+    try {
+      await agent.start();
+    } catch (error) {
+      // The caller gets no agent to clean up: leave nothing installed for the next test.
+      await agent.remove().catch(() => undefined);
+      throw error;
+    }
     return agent;
   }
 
-  /** Starts (or restarts) the agent and waits until it serves the kubelet and the runtime. */
+  /** The DaemonSet's pod at its last start. */
+  get pod(): AgentPod {
+    if (this.#pod === undefined) throw new Error("the agent has not started");
+    return this.#pod;
+  }
+
+  /** Installs the agent, or gives the stopped DaemonSet its node back; resolves once the new pod's agent is ready. */
   async start(): Promise<void> {
-    const env = await node();
-    const config = join(this.dir, "agent.yaml");
-    await writeFile(
-      config,
-      JSON.stringify({
-        apiVersion: "netclaim.dev/v1alpha1",
-        kind: "AgentConfig",
-        nodeName: env.nodeName,
-        kubeconfig: env.kubeconfig,
-        stateDir: join(this.dir, "state"),
-        runtimeDir: this.runtimeDir,
-        kubelet: { rootDir: env.kubeletDir },
-        nri: { socketPath: env.nriSocket },
-        // The stand-in NICs are veths, which the guard keeps back unless a rule opts in.
-        devices: { include: [{ ifName: this.#options.nicGlob, kinds: ["veth"] }] },
-        cni: { binDirs: this.#options.cniBinDirs ?? ["/usr/lib/cni"], ipam: { allowedPathPrefixes: [env.ipamDir] } },
-        cdi: { specDir: env.cdiDir },
-      }),
-    );
-    this.log = "";
-    const child = spawn(process.execPath, [join(repo, "src/cli/main.ts"), "agent", "--config", config], {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { PATH: process.env["PATH"] ?? "" },
-    });
-    child.stdout.on("data", (chunk: Buffer) => (this.log += chunk.toString("utf8")));
-    child.stderr.on("data", (chunk: Buffer) => (this.log += chunk.toString("utf8")));
-    this.#child = child;
-    const deadline = Date.now() + 30_000;
-    while (!(this.log.includes('"state":"connected"') && this.log.includes("netclaim agent started"))) {
-      if (child.exitCode !== null) throw new Error(`the agent exited (${child.exitCode}):\n${this.log.slice(-3000)}`);
-      if (Date.now() > deadline) throw new Error(`the agent did not start within 30 s:\n${this.log.slice(-3000)}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    await importAgentImage();
+    if (this.#installed) {
+      await this.#placeOn({ "kubernetes.io/hostname": (await node()).nodeName });
+    } else {
+      await refuseBesideHelmRelease();
+      if (this.#options.installer !== "helm") await this.#applyOverlay();
+      else await this.#helmInstall();
+      this.#installed = true;
     }
+    this.#pod = await this.waitForReadyPod();
+  }
+
+  /**
+   * Waits for a pod of the DaemonSet that is not terminating and whose agent answers /readyz with 200
+   * (the previous pod is gone: the endpoint is the node's port 9402).
+   */
+  async waitForReadyPod(timeoutMs = 120_000): Promise<AgentPod> {
+    let found: AgentPod | undefined;
+    try {
+      await eventually(`the netclaim agent's pod ready in ${this.namespace}`, async () => {
+        const pods = (await this.pods()).filter((p) => p.metadata.deletionTimestamp === undefined);
+        if (pods.length !== 1 || (await agentEndpoint("/readyz")).status !== 200) return false;
+        found = pods[0];
+        return true;
+      }, timeoutMs);
+    } catch (error) {
+      const env = await node();
+      const described = await runCommand(env.kubectl, ["--kubeconfig", env.kubeconfig, "describe", "pods", "-n", this.namespace, "-l", AGENT_POD_SELECTOR]);
+      throw new Error(`${String(error)}\n${described.stdout.slice(-3000)}\n/readyz: ${(await agentEndpoint("/readyz")).body}`, { cause: error });
+    }
+    if (found === undefined) throw new Error("unreachable: eventually resolved without a pod");
+    return found;
+  }
+
+  async pods(): Promise<AgentPod[]> {
+    return (await kubectlJson(["get", "pods", "-n", this.namespace, "-l", AGENT_POD_SELECTOR], agentPodsSchema)).items;
+  }
+
+  /** The current pod's log (its agent's JSON lines since it started). */
+  async logs(): Promise<string> {
+    const result = await runCommand((await node()).kubectl, ["--kubeconfig", (await node()).kubeconfig, "logs", "-n", this.namespace, this.pod.metadata.name]);
+    return result.stdout;
   }
 
   /** Waits until the kubelet has registered this run of the agent (its plugin watcher saw the socket). */
   async registered(timeoutMs = 30_000): Promise<void> {
-    await eventually("the kubelet to register the agent", () => Promise.resolve(this.log.includes("registered with the kubelet")), timeoutMs);
+    await eventually("the kubelet to register the agent", async () => (await this.logs()).includes("registered with the kubelet"), timeoutMs);
   }
 
-  /** SIGSTOP: the agent stays registered with the runtime but answers nothing (stop() with SIGKILL ends it). */
-  pause(): void {
-    this.#child?.kill("SIGSTOP");
+  /** The agent's process on the host (the pod uses the host's PID namespace). */
+  async pid(): Promise<number> {
+    const id = (await crictl(["ps", "-q", "--label", `io.kubernetes.pod.uid=${this.pod.metadata.uid}`])).trim();
+    if (id === "" || id.includes("\n")) throw new Error(`expected one running container in the agent's pod ${this.pod.metadata.name}, found ${JSON.stringify(id)}`);
+    const inspected = z.object({ info: z.object({ pid: z.number().int().positive() }) }).parse(JSON.parse(await crictl(["inspect", id])));
+    return inspected.info.pid;
   }
 
-  /** SIGTERM (the DaemonSet pod stopping), or SIGKILL (a crash). */
+  /** SIGSTOP: the agent stays connected to the kubelet and the runtime but answers nothing. */
+  async pause(): Promise<void> {
+    process.kill(await this.pid(), "SIGSTOP");
+  }
+
+  /**
+   * "SIGTERM": the pod deleted, as the DaemonSet does when the node leaves its
+   * nodeSelector; the agent stops as it would in a drain. "SIGKILL": a crash,
+   * after which the pod is gone and nothing restarts the agent until start().
+   */
   async stop(signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): Promise<void> {
-    const child = this.#child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill(signal);
-    // A paused agent handles SIGTERM only once it runs again (SIGKILL needs no help).
-    child.kill("SIGCONT");
-    await exited;
-    this.#child = undefined;
+    if (this.#pod === undefined) return;
+    const pid = await this.pid();
+    if (signal === "SIGKILL") {
+      // Frozen first, so that the kubelet sees a live container and restarts nothing, and
+      // the agent runs no instruction after this point: the kill below is the crash.
+      process.kill(pid, "SIGSTOP");
+      await this.#placeOn(STOPPED_SELECTOR);
+      // The kubelet's SIGTERM for the deleted pod shows as pending: only then is a dead
+      // container no longer one to restart.
+      await eventually("the kubelet to stop the agent's pod", () => signalPending(pid, 15), 60_000);
+      process.kill(pid, "SIGKILL");
+    } else {
+      await this.#placeOn(STOPPED_SELECTOR);
+      // A paused agent handles SIGTERM once it runs again.
+      await eventually("the kubelet to stop the agent's pod", () => signalPending(pid, 15), 60_000).catch(() => undefined);
+      try {
+        process.kill(pid, "SIGCONT");
+      } catch {
+        // Already exited.
+      }
+    }
+    await eventually("the agent's pod gone", async () => (await this.pods()).length === 0, 120_000);
+    this.#pod = undefined;
   }
 
-  /** On a tmpfs, as /run is on a node (the journal's speed depends on it). */
-  get runtimeDir(): string {
-    return join("/dev/shm", basename(this.dir));
+  /**
+   * Rolls the DaemonSet to another image (`kubectl set image`, as an upgrade does) and waits
+   * until the rollout is done and only the new pod is left.
+   */
+  async rollTo(image: string): Promise<void> {
+    await kubectl(["set", "image", "-n", this.namespace, `daemonset/${AGENT_DAEMONSET}`, `agent=${image}`]);
+    await kubectl(["rollout", "status", "-n", this.namespace, `daemonset/${AGENT_DAEMONSET}`, "--timeout", "300s"]);
+    await eventually("the old agent's pod gone", async () => (await this.pods()).length === 1, 120_000);
+    this.#pod = await this.waitForReadyPod();
   }
 
+  /** Uninstalls as docs/install.md says (`kubectl delete -k` of the overlay, or `helm uninstall`), waiting until all is gone. */
+  async uninstall(): Promise<void> {
+    if (this.#installed) {
+      if (this.#options.installer !== "helm") {
+        await this.#deleteOverlay();
+      } else {
+        const helm = await helmBinary();
+        const result = await runCommand(helm, ["uninstall", HELM_RELEASE, "--namespace", HELM_RELEASE_NAMESPACE, "--kubeconfig", (await node()).kubeconfig, "--wait", "--cascade", "foreground", "--timeout", "180s"]);
+        if (result.code !== 0) throw new Error(`helm uninstall: ${result.stderr}`);
+      }
+      this.#installed = false;
+      this.#pod = undefined;
+    }
+  }
+
+  /** Uninstalls and removes this agent's directories. */
   async remove(): Promise<void> {
-    await this.stop();
-    await rm(this.dir, { recursive: true, force: true });
-    // A stopped agent unmounts its IPAM namespace; one killed and not restarted leaves it mounted.
-    await new Promise((resolve) => execFile("umount", [join(this.runtimeDir, "ipam", "netns")], resolve));
-    await rm(this.runtimeDir, { recursive: true, force: true });
+    await this.uninstall();
+    for (const path of [this.dir, this.stateDir, this.runtimeDir]) {
+      if (!this.#preexisting.has(path)) await rm(path, { recursive: true, force: true });
+    }
   }
+
+  /** Which devices this agent publishes: the stand-in NICs are veths, which the guard keeps back unless a rule opts in. */
+  get #devices(): Json {
+    return { include: [{ ifName: this.#options.nicGlob, kinds: ["veth"] }] };
+  }
+
+  /**
+   * The Kubernetes overlay as shipped, changed as a user of the node would change it (the
+   * file's comment): what the node's Helm values say, and this agent's own directories.
+   */
+  async overlay(): Promise<Json[]> {
+    const env = await node();
+    const { values } = await nodeValues();
+    const { stdout } = await runCommand(env.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
+    const objects = parseAllDocuments(stdout).flatMap((doc) => (doc.contents === null ? [] : [doc.toJS() as Json]));
+    const hostPaths: Record<string, string> = {
+      state: this.stateDir,
+      runtime: this.runtimeDir,
+      "kubelet-plugins": join(values.kubelet.rootDir, "plugins"),
+      "kubelet-registry": join(values.kubelet.rootDir, "plugins_registry"),
+      nri: dirname(values.nri.socketPath),
+      cdi: values.cdi.specDir,
+      netns: values.netns.dir,
+      "cni-bin": values.cni.binDir,
+      "cni-conf": values.cni.confDir,
+    };
+    // Paths the agent hands to the kubelet and the runtime (sockets, CDI specs and the mount
+    // sources in them) and paths the runtime hands to the agent (pod namespaces) are mounted at
+    // the host's own path; the agent's configuration names them.
+    const samePath = new Set(["kubelet-plugins", "kubelet-registry", "nri", "runtime", "cdi", "netns"]);
+    const agentConfig = {
+      apiVersion: "netclaim.dev/v1alpha1",
+      kind: "AgentConfig",
+      runtimeDir: this.runtimeDir,
+      kubelet: { rootDir: values.kubelet.rootDir },
+      nri: { socketPath: values.nri.socketPath },
+      cdi: { specDir: values.cdi.specDir },
+      devices: this.#devices,
+    };
+    for (const object of objects) {
+      const metadata = object["metadata"] as Json;
+      if (object["kind"] === "ConfigMap" && metadata["name"] === AGENT_CONFIGMAP) object["data"] = { "agent.yaml": JSON.stringify(agentConfig) };
+      if (object["kind"] !== "DaemonSet") continue;
+      const pod = ((object["spec"] as Json)["template"] as Json)["spec"] as Json;
+      pod["nodeSelector"] = values.nodeSelector;
+      for (const volume of pod["volumes"] as { name: string; hostPath?: { path: string } }[]) {
+        const path = hostPaths[volume.name];
+        if (path !== undefined && volume.hostPath !== undefined) volume.hostPath.path = path;
+      }
+      const [container] = pod["containers"] as Json[];
+      if (container === undefined) throw new Error("the shipped DaemonSet has no container");
+      container["image"] = this.#options.image ?? AGENT_IMAGE;
+      container["imagePullPolicy"] = values.image.pullPolicy;
+      container["env"] = [...(container["env"] as Json[]), ...values.env];
+      for (const mount of container["volumeMounts"] as { name: string; mountPath: string }[]) {
+        const path = hostPaths[mount.name];
+        if (path !== undefined && samePath.has(mount.name)) mount.mountPath = path;
+      }
+    }
+    return objects;
+  }
+
+  async #applyOverlay(): Promise<void> {
+    await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: await this.overlay() }));
+  }
+
+  async #deleteOverlay(): Promise<void> {
+    await kubectl(["delete", "--ignore-not-found", "--wait", "--timeout", "180s", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: await this.overlay() }));
+  }
+
+  async #helmInstall(): Promise<void> {
+    const env = await node();
+    const [repository, tag] = splitImage(this.#options.image ?? AGENT_IMAGE);
+    const nodeValuesFile = join(this.dir, "node-values.yaml");
+    await writeFile(nodeValuesFile, (await nodeValues()).text);
+    const valuesFile = join(this.dir, "values.yaml");
+    await writeFile(valuesFile, toYaml({ image: { repository, tag }, devices: this.#devices }));
+    // Helm takes over no object that `kubectl apply` made (docs/install.md): the shared test
+    // cluster has the overlay's objects (test/api's harness applies them).
+    await this.#deleteOverlay();
+    const result = await runCommand(await helmBinary(), [
+      "install", HELM_RELEASE, join(repo, "deploy/helm/netclaim"), "--namespace", HELM_RELEASE_NAMESPACE, "--kubeconfig", env.kubeconfig,
+      "--values", nodeValuesFile, "--values", valuesFile,
+    ]);
+    if (result.code !== 0) throw new Error(`helm install: ${result.stderr}`);
+  }
+
+  async #placeOn(nodeSelector: Record<string, string>): Promise<void> {
+    // A JSON patch replaces the selector; a merge patch would keep the other one's keys.
+    const patch = [{ op: "replace", path: "/spec/template/spec/nodeSelector", value: nodeSelector }];
+    await kubectl(["patch", "daemonset", AGENT_DAEMONSET, "-n", this.namespace, "--type", "json", "-p", JSON.stringify(patch)]);
+  }
+}
+
+function splitImage(image: string): [string, string] {
+  const at = image.lastIndexOf(":");
+  return [image.slice(0, at), image.slice(at + 1)];
+}
+
+/** Whether `signal` is pending for the process (the shared pending set of /proc/PID/status). */
+async function signalPending(pid: number, signal: number): Promise<boolean> {
+  let status: string;
+  try {
+    status = await readFile(`/proc/${String(pid)}/status`, "utf8");
+  } catch {
+    return true; // exited
+  }
+  const pending = /^ShdPnd:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return pending !== undefined && (BigInt(`0x${pending}`) & (1n << BigInt(signal - 1))) !== 0n;
+}
+
+/**
+ * One agent per node: a Helm release left installed (`make demo`, or a test that did not get to
+ * clean up) would fight the agent under test for the node's devices.
+ */
+async function refuseBesideHelmRelease(): Promise<void> {
+  const status = await runCommand(await helmBinary(), ["status", HELM_RELEASE, "--namespace", HELM_RELEASE_NAMESPACE, "--kubeconfig", (await node()).kubeconfig]);
+  if (status.code === 0) {
+    throw new Error(`the Helm release ${HELM_RELEASE_NAMESPACE}/${HELM_RELEASE} is installed (make demo?): remove it first (make demo-down, or helm uninstall ${HELM_RELEASE})`);
+  }
+}
+
+/** The helm that hack/helm/build.sh built (instant when cached; mk/helm.mk). */
+async function helmBinary(): Promise<string> {
+  const built = await runCommand(join(repo, "hack/helm/build.sh"), []);
+  if (built.code !== 0) throw new Error(`hack/helm/build.sh: ${built.stderr}`);
+  return built.stdout.trim();
 }
 
 export const DRIVER = "netclaim.dev";
@@ -173,9 +494,8 @@ export async function waitForPublished(prefix: string, count: number): Promise<v
 }
 
 /**
- * One of the agent's HTTP endpoints (docs/metrics.md): the agent uses the host's network, as a
- * host process or as the DaemonSet's pod, so they are on the node's loopback at the default port.
- * Status 0 when nothing answers.
+ * One of the agent's HTTP endpoints (docs/metrics.md): the agent's pod uses the host's network,
+ * so they are on the node's loopback at the default port. Status 0 when nothing answers.
  */
 export async function agentEndpoint(path: string): Promise<{ status: number; body: string }> {
   try {

@@ -64,8 +64,8 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     cleanup.defer(() => agent.remove());
 
     await apply(
-      await macvlanNetwork(nad, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.220", rangeEnd: "198.51.100.229" }),
-      await macvlanNetwork(pool, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.230", rangeEnd: "198.51.100.239" }),
+      macvlanNetwork(nad, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.220", rangeEnd: "198.51.100.229" }),
+      macvlanNetwork(pool, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.230", rangeEnd: "198.51.100.239" }),
       deviceClassFor(deviceClass, NIC_PREFIX),
       claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1400 }, ipamFrom: { name: pool } }),
     );
@@ -128,7 +128,7 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     await deletePods(pods);
     await eventually("both devices back on the host as they were", async () => JSON.stringify(await hostView(nics)) === JSON.stringify(hostBefore));
     // The directory exists once a claim was prepared: a wrong path must fail, not read as "empty".
-    const claims = `${agent.dir}/state/dra-claims`;
+    const claims = `${agent.stateDir}/dra-claims`;
     await eventually("the kubelet unprepared the claims (our state is empty)", async () => {
       const { stdout, code } = await runCommand("sh", ["-c", `test -d ${claims} && ls ${claims} | wc -l`]);
       assert.equal(code, 0, `${claims} does not exist`);

@@ -47,7 +47,6 @@ const nodeEnvSchema = z.object({
   NETCLAIM_CONTAINERD_SOCKET: z.string().min(1),
   NETCLAIM_CRICTL_CONFIG: z.string().min(1),
   NETCLAIM_CDI_DIR: z.string().min(1),
-  NETCLAIM_IPAM_DIR: z.string().min(1),
   NETCLAIM_POD_CIDR: z.string().min(1),
   NETCLAIM_STATIC_POD_DIR: z.string().min(1),
 });
@@ -63,8 +62,6 @@ export interface NodeEnv {
   readonly kubeletDir: string;
   readonly containerdSocket: string;
   readonly cdiDir: string;
-  /** host-local's dataDir for test networks, inside the node's state (removed by `down`). */
-  readonly ipamDir: string;
   /** The default (bridge) network's pod addresses. */
   readonly podCidr: string;
   /** The kubelet's staticPodPath. */
@@ -100,7 +97,6 @@ async function startNode(): Promise<NodeEnv> {
     kubeletDir: vars.NETCLAIM_KUBELET_DIR,
     containerdSocket: vars.NETCLAIM_CONTAINERD_SOCKET,
     cdiDir: vars.NETCLAIM_CDI_DIR,
-    ipamDir: vars.NETCLAIM_IPAM_DIR,
     podCidr: vars.NETCLAIM_POD_CIDR,
     staticPodDir: vars.NETCLAIM_STATIC_POD_DIR,
   };
@@ -437,17 +433,16 @@ export interface AddressRange {
   readonly rangeEnd: string;
 }
 
+/**
+ * host-local's leases: its default dataDir, which the node's Multus and the agent's DaemonSet
+ * (its /var/lib/cni mount) share, as on any node. `hack/node/node.sh down` removes it where the
+ * node made it.
+ */
+export const HOST_LOCAL_DIR = "/var/lib/cni/networks";
+
 /** A NetworkAttachmentDefinition for a bridge-mode macvlan on `master`, addresses from host-local. */
-export async function macvlanNetwork(name: string, master: string, range: AddressRange, namespace = "default"): Promise<Manifest> {
-  const env = await node();
-  const config = {
-    cniVersion: "1.0.0",
-    name,
-    type: "macvlan",
-    master,
-    mode: "bridge",
-    ipam: { type: "host-local", dataDir: env.ipamDir, ranges: [[range]] },
-  };
+export function macvlanNetwork(name: string, master: string, range: AddressRange, namespace = "default"): Manifest {
+  const config = { cniVersion: "1.0.0", name, type: "macvlan", master, mode: "bridge", ipam: { type: "host-local", ranges: [[range]] } };
   return {
     apiVersion: "k8s.cni.cncf.io/v1",
     kind: "NetworkAttachmentDefinition",
@@ -459,7 +454,7 @@ export async function macvlanNetwork(name: string, master: string, range: Addres
 /** Deletes a NetworkAttachmentDefinition made by macvlanNetwork and its (by then empty) host-local state. */
 export async function deleteNetwork(name: string, namespace = "default"): Promise<void> {
   await deleteObjects("network-attachment-definitions.k8s.cni.cncf.io", [name], namespace);
-  await rm(`${(await node()).ipamDir}/${name}`, { recursive: true, force: true });
+  await rm(`${HOST_LOCAL_DIR}/${name}`, { recursive: true, force: true });
 }
 
 /** The address part of `address/prefix`. */

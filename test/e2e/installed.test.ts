@@ -1,193 +1,111 @@
 /**
- * The agent as users install it, on the real node: its image (`make image`)
- * imported into the node's containerd, the shipped Kubernetes overlay
- * (`kubectl kustomize deploy/overlays/kubernetes`) applied with the test
- * node's paths put in, so the agent runs as the DaemonSet's pod with its own
- * ServiceAccount token, RBAC and admission policies. A pod's claim gets its
- * interface, and the device is back on the host as it was once the pod is
- * deleted; the metrics count the pod's prepare and attach; the readiness
- * endpoint follows the agent's NRI connection across a containerd restart;
- * uninstalling leaves no socket or mount of the agent's.
+ * The agent as users install, upgrade and uninstall it (issue 18), on the
+ * real node. Every e2e test runs the agent installed (./agent.ts); these
+ * test the installation itself:
  *
- * What the test changes in the shipped objects, and why (a user with a
- * non-default kubelet root directory or CNI paths changes the same):
- * - host paths: the test node keeps the kubelet in /var/lib/nc-kubelet, the
- *   NRI socket and pod network namespaces under /tmp/nc-node/run, CDI specs
- *   in /tmp/nc-node/cdi and CNI plugins in /usr/lib/cni; the agent's
- *   configuration says so;
- * - the API server: the test cluster has no Service network, so the agent
- *   reaches the API server on the node's loopback (KUBERNETES_SERVICE_HOST);
- * - the image is never pulled (imagePullPolicy Never), and the pod is pinned
- *   to the test node (the suites' other Node objects have no kubelet).
+ * - with the Helm chart: the agent runs as the DaemonSet's pod under its own
+ *   ServiceAccount, a pod gets its interface, the metrics count one prepare
+ *   and one attach for it, and the device comes back when the pod goes;
+ * - host-local's leases are the host's (/var/lib/cni/networks, the
+ *   DaemonSet's /var/lib/cni mount): a Multus network and netclaim interfaces
+ *   taking addresses from the same small range never get the same one, and
+ *   the leases outlive an agent upgrade and are released by the new agent;
+ * - an upgrade (a new image tag, `kubectl set image`) while 10 pods with
+ *   claims start: every pod gets its interface, no prepare fails, every
+ *   device comes back;
+ * - the uninstall of docs/install.md, in its order: every host device is
+ *   back with its name, MTU, MAC and addresses, and the node keeps only what
+ *   the docs say stays.
+ *
+ * The stand-in NICs are veths, which die with a pod's namespace unless the
+ * agent brought them back first: a device the agent lost would be missing.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { agentEndpoint, claimFields, claimTemplateFor, counterValue, createNicPair, deviceClassFor, waitForPublished } from "./agent.ts";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AGENT_IMAGE, agentEndpoint, claimFields, claimTemplateFor, counterValue, createNicPair, deviceClassFor, E2eAgent, tagAgentImage, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
+  addressOnly,
   apply,
   busyboxPod,
+  createHostVeth,
+  deleteNetwork,
   deleteObjects,
   deletePods,
   eventually,
+  HOST_LOCAL_DIR,
   kubectl,
   kubectlJson,
+  macvlanNetwork,
   netnsInterfaces,
+  networkStatus,
   node,
+  pathExists,
   podSandbox,
-  restartNodeComponent,
   runCommand,
   uniqueName,
   waitForPodsReady,
-  type Manifest,
-  type NodeEnv,
+  type NetnsInterface,
 } from "./harness.ts";
+import { cluster, requiredPluginVariant } from "../api/harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
-const NIC_PREFIX = "nce2i";
-const NAMESPACE = "netclaim";
-const DAEMONSET = "netclaim-agent";
-/** Host directories the shipped DaemonSet mounts that the test node does not use otherwise. */
-const AGENT_HOST_DIRS = ["/var/lib/netclaim", "/run/netclaim"];
 
-type Json = Record<string, unknown>;
-
-/** The Kubernetes overlay as shipped, with the test node's paths, loopback API server and local image. */
-async function installManifests(env: NodeEnv): Promise<Json[]> {
-  const { stdout } = await runCommand(env.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
-  const objects = parseAllDocuments(stdout).flatMap((doc) => (doc.contents === null ? [] : [doc.toJS() as Json]));
-  const nodeRun = join(env.nriSocket, "..");
-  const hostPaths: Record<string, string> = {
-    "kubelet-plugins": join(env.kubeletDir, "plugins"),
-    "kubelet-registry": join(env.kubeletDir, "plugins_registry"),
-    nri: nodeRun,
-    cdi: env.cdiDir,
-    "cni-bin": "/usr/lib/cni",
-    "cni-state": join(nodeRun, "netclaim-cni"),
-    "cni-conf": join(nodeRun, "netclaim-cni-conf"),
-    "dev-infiniband": join(nodeRun, "netclaim-dev-infiniband"),
-    // Mounted with HostToContainer propagation, which needs a shared mount: the node's /run/netns
-    // is not one until `ip netns add` made it, and the node's run directory is (hack/node).
-    netns: join(nodeRun, "netclaim-netns"),
-  };
-  // The kubelet and the runtime get paths from the agent (registration socket, NRI socket, pod
-  // namespaces): those are mounted at the host's own path.
-  const samePath = new Set(["kubelet-plugins", "kubelet-registry", "nri"]);
-  for (const object of objects) {
-    const metadata = object["metadata"] as Json;
-    if (object["kind"] === "ConfigMap" && metadata["name"] === "netclaim-agent-config") {
-      object["data"] = {
-        "agent.yaml": JSON.stringify({
-          apiVersion: "netclaim.dev/v1alpha1",
-          kind: "AgentConfig",
-          kubelet: { rootDir: env.kubeletDir },
-          nri: { socketPath: env.nriSocket },
-          devices: { include: [{ ifName: `${NIC_PREFIX}*`, kinds: ["veth"] }] },
-        }),
-      };
-    }
-    if (object["kind"] !== "DaemonSet") continue;
-    const pod = ((object["spec"] as Json)["template"] as Json)["spec"] as Json;
-    pod["nodeSelector"] = { "kubernetes.io/hostname": env.nodeName };
-    const volumes = pod["volumes"] as { name: string; hostPath?: { path: string } }[];
-    for (const volume of volumes) {
-      const path = hostPaths[volume.name];
-      if (path !== undefined && volume.hostPath !== undefined) volume.hostPath.path = path;
-    }
-    const [container] = pod["containers"] as Json[];
-    assert.ok(container);
-    container["imagePullPolicy"] = "Never";
-    container["env"] = [...(container["env"] as Json[]), { name: "KUBERNETES_SERVICE_HOST", value: "127.0.0.1" }, { name: "KUBERNETES_SERVICE_PORT", value: "16443" }];
-    for (const mount of container["volumeMounts"] as { name: string; mountPath: string; mountPropagation?: string }[]) {
-      const path = hostPaths[mount.name];
-      if (path === undefined || !samePath.has(mount.name)) continue;
-      mount.mountPath = path;
-      // Pod namespaces appear under the runtime's state directory after the agent started.
-      if (mount.name === "nri") mount.mountPropagation = "HostToContainer";
-    }
-  }
-  return objects;
-}
-
-const podListSchema = z.object({
-  items: z.array(z.object({
-    metadata: z.object({ name: z.string() }),
-    status: z.object({ conditions: z.array(z.object({ type: z.string(), status: z.string() })).optional() }),
-  })),
+const eventListSchema = z.object({
+  items: z.array(z.object({ involvedObject: z.object({ name: z.string() }), reason: z.string().optional(), message: z.string().optional() })),
 });
-
-async function agentPods(): Promise<{ name: string; ready: boolean }[]> {
-  const { items } = await kubectlJson(["get", "pods", "-n", NAMESPACE, "-l", "app.kubernetes.io/name=netclaim-agent"], podListSchema);
-  return items.map((p) => ({ name: p.metadata.name, ready: p.status.conditions?.find((c) => c.type === "Ready")?.status === "True" }));
-}
-
-async function agentReady(ready: boolean): Promise<boolean> {
-  const pods = await agentPods();
-  return pods.length === 1 && pods[0]?.ready === ready;
-}
 
 /** A device as the host has it: name, MTU, MAC and addresses. */
 async function hostDevice(name: string): Promise<unknown> {
-  const { stdout } = await runCommand("ip", ["-json", "addr", "show", "dev", name]);
+  const { stdout, code } = await runCommand("ip", ["-json", "addr", "show", "dev", name]);
+  if (code !== 0) return `${name} is not on the host`;
   return (JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[]).map((l) => ({
     name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${String(a.prefixlen)}`).sort(),
   }));
 }
 
-describe("the agent installed from its image with the shipped manifests", { timeout: 600_000 }, () => {
+async function dra0(pod: string): Promise<NetnsInterface | undefined> {
+  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
+}
+
+describe("the agent installed with its Helm chart", { timeout: 600_000 }, () => {
+  const PREFIX = "nce2h";
   const cleanup = new Cleanup();
-  const deviceClass = uniqueName("e2e-inst");
-  const template = uniqueName("e2e-inst");
-  const podName = uniqueName("e2e-inst");
-  const nics = [`${NIC_PREFIX}a`, `${NIC_PREFIX}b`];
-  let env: NodeEnv;
-  let objects: Json[] = [];
+  const deviceClass = uniqueName("e2e-helm");
+  const template = uniqueName("e2e-helm");
+  const podName = uniqueName("e2e-helm");
+  const nics = [`${PREFIX}a`, `${PREFIX}b`];
+  let agent: E2eAgent;
   let hostBefore: unknown;
-  const agentDirsBefore = AGENT_HOST_DIRS.filter((dir) => existsSync(dir));
 
   before(async () => {
-    env = await node();
-    const archive = join(repo, "build/image/netclaim.tar");
-    assert.ok(existsSync(archive), "make image builds build/image/netclaim.tar (the e2e suite's prerequisite)");
-    const ctr = join(env.crictl, "..", "ctr");
-    const imported = await runCommand(ctr, ["--address", env.containerdSocket, "--namespace", "k8s.io", "images", "import", archive]);
-    assert.equal(imported.code, 0, imported.stderr);
+    await node();
     const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
     cleanup.defer(() => wire.remove());
     hostBefore = await hostDevice(nics[0] ?? "");
-    objects = await installManifests(env);
-    cleanup.defer(async () => {
-      await deleteObjects("daemonset", [DAEMONSET], NAMESPACE);
-      await deleteObjects("configmap", ["netclaim-agent-config"], NAMESPACE);
-      for (const dir of AGENT_HOST_DIRS) if (!agentDirsBefore.includes(dir)) await rm(dir, { recursive: true, force: true });
-    });
-    await apply(...(objects as Manifest[]));
-    await eventually("the agent's pod Ready (registered, connected to NRI, slices published)", () => agentReady(true), 180_000);
-    await apply(deviceClassFor(deviceClass, NIC_PREFIX), claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1400 } }));
+    agent = await E2eAgent.start({ nicGlob: `${PREFIX}*`, installer: "helm" });
+    cleanup.defer(() => agent.remove());
+    await apply(deviceClassFor(deviceClass, PREFIX), claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1400 } }));
     cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
     cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
     cleanup.defer(() => deletePods([podName]));
-    await waitForPublished(NIC_PREFIX, nics.length);
+    await waitForPublished(PREFIX, nics.length);
   });
   after(() => cleanup.run());
 
-  it("runs as the DaemonSet's pod with its own ServiceAccount and gives a pod its interface", async () => {
-    const [agentPod] = await agentPods();
-    const serviceAccount = (await kubectl(["get", "pod", "-n", NAMESPACE, agentPod?.name ?? "", "-o", "jsonpath={.spec.serviceAccountName}"])).trim();
+  it("runs as the DaemonSet's pod with its own ServiceAccount and gives a pod its interface, one prepare and one attach", async () => {
+    const serviceAccount = (await kubectl(["get", "pod", "-n", agent.namespace, agent.pod.metadata.name, "-o", "jsonpath={.spec.serviceAccountName}"])).trim();
     assert.equal(serviceAccount, "netclaim-agent");
-    // The slices were written by the agent's own identity, which the admission policy confines to this node.
-    const managers = await kubectl(["get", "resourceslices", "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=netclaim.dev`, "-o", "jsonpath={range .items[*]}{.metadata.managedFields[*].manager}{\"\\n\"}{end}"]);
-    assert.ok(managers.trim().length > 0, "the agent published this node's slices");
+    const release = await kubectl(["get", "daemonset", "-n", agent.namespace, "netclaim-agent", "-o", "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}"]);
+    assert.equal(release.trim(), "netclaim", "the DaemonSet belongs to the Helm release");
     const before = (await agentEndpoint("/metrics")).body;
     await apply(busyboxPod({ name: podName, ...claimFields(template) }));
     await waitForPodsReady([podName]);
-    const dra0 = (await netnsInterfaces((await podSandbox(podName)).netnsPath)).find((l) => l.name === "dra0");
-    assert.equal(dra0?.mtu, 1400);
+    assert.equal((await dra0(podName))?.mtu, 1400);
     const afterStart = (await agentEndpoint("/metrics")).body;
     const delta = (name: string, labels: string): number => counterValue(afterStart, name, labels) - counterValue(before, name, labels);
     assert.equal(delta("netclaim_dra_claim_operations_total", 'operation="prepare",status="success"'), 1, "one prepare for the pod");
@@ -196,38 +114,154 @@ describe("the agent installed from its image with the shipped manifests", { time
 
   it("puts the device back on the host as it was when the pod is deleted", async () => {
     await deletePods([podName]);
-    await eventually(`${nics[0] ?? ""} back on the host`, async () => (await runCommand("ip", ["link", "show", "dev", nics[0] ?? ""])).code === 0, 60_000);
-    assert.deepEqual(await hostDevice(nics[0] ?? ""), hostBefore);
+    await eventually(`${nics[0] ?? ""} back on the host as it was`, async () => JSON.stringify(await hostDevice(nics[0] ?? "")) === JSON.stringify(hostBefore), 60_000);
+  });
+});
+
+describe("upgrading and uninstalling the agent installed with the kustomize overlay", { timeout: 1_200_000 }, () => {
+  const PREFIX = "nce2u";
+  const UPGRADED = `${AGENT_IMAGE}-e2e-upgrade`;
+  const cleanup = new Cleanup();
+  const deviceClass = uniqueName("e2e-upg");
+  const plain = uniqueName("e2e-upg");
+  const leased = uniqueName("e2e-upg-lease");
+  const shared = uniqueName("e2e-shared");
+  // Five wires, ten stand-in NICs, each with host addresses and an MTU of its own to restore.
+  const nics = [0, 1, 2, 3, 4].flatMap((i) => [`${PREFIX}${String(i)}a`, `${PREFIX}${String(i)}b`]);
+  const hostBefore = new Map<string, unknown>();
+  let cdiSpecsBefore: string[] = [];
+  let agent: E2eAgent;
+
+  async function devicesAsBefore(): Promise<boolean> {
+    for (const nic of nics) if (JSON.stringify(await hostDevice(nic)) !== JSON.stringify(hostBefore.get(nic))) return false;
+    return true;
+  }
+
+  before(async () => {
+    await node();
+    for (let i = 0; i < nics.length; i += 2) {
+      const wire = await createNicPair(nics[i] ?? "", nics[i + 1] ?? "");
+      cleanup.defer(() => wire.remove());
+    }
+    for (const [i, nic] of nics.entries()) {
+      await runCommand("ip", ["link", "set", nic, "mtu", String(1400 + i)]);
+      await runCommand("ip", ["addr", "add", `fd00:e2::${(i + 1).toString(16)}/128`, "dev", nic]);
+      await runCommand("ip", ["addr", "add", `198.18.200.${String(i + 1)}/32`, "dev", nic]);
+      hostBefore.set(nic, await hostDevice(nic));
+    }
+    cdiSpecsBefore = await readdir((await node()).cdiDir);
+    const master = await createHostVeth(uniqueName("e2eu"));
+    cleanup.defer(() => master.remove());
+    agent = await E2eAgent.start({ nicGlob: `${PREFIX}*` });
+    cleanup.defer(() => agent.remove());
+    await apply(
+      // Four addresses for two netclaim interfaces and two Multus networks.
+      macvlanNetwork(shared, master.name, { subnet: "198.51.100.0/24", rangeStart: "198.51.100.60", rangeEnd: "198.51.100.63" }),
+      deviceClassFor(deviceClass, PREFIX),
+      claimTemplateFor(plain, deviceClass, { interface: { name: "dra0", mtu: 1300 } }),
+      claimTemplateFor(leased, deviceClass, { interface: { name: "dra0" }, ipamFrom: { name: shared } }),
+    );
+    cleanup.defer(() => deleteNetwork(shared));
+    cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
+    cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [plain, leased]));
+    await waitForPublished(PREFIX, nics.length);
+  });
+  after(() => cleanup.run());
+
+  it("shares host-local's leases with Multus: never one address twice, leases on the host, kept across an upgrade, released after (4)", async () => {
+    const withClaim = [uniqueName("e2e-lease-dra"), uniqueName("e2e-lease-dra")];
+    const withNetwork = [uniqueName("e2e-lease-mv"), uniqueName("e2e-lease-mv")];
+    const all = [...withClaim, ...withNetwork];
+    cleanup.defer(() => deletePods(all));
+    // Interleaved, so that both kinds allocate from the range at the same time.
+    await apply(...withClaim.flatMap((name, i) => [
+      busyboxPod({ name, ...claimFields(leased) }),
+      busyboxPod({ name: withNetwork[i] ?? "", networks: [shared] }),
+    ]));
+    await waitForPodsReady(all);
+    const addresses = async (): Promise<string[]> => [
+      ...(await Promise.all(withClaim.map(async (pod) => addressOnly((await dra0(pod))?.addresses[0] ?? "")))),
+      ...(await Promise.all(withNetwork.map(async (pod) => (await networkStatus(pod)).find((s) => s.interface === "net1")?.ips?.[0] ?? ""))),
+    ];
+    const given = await addresses();
+    assert.deepEqual([...given].sort(), ["198.51.100.60", "198.51.100.61", "198.51.100.62", "198.51.100.63"], `the four pods' addresses: ${given.join(", ")}`);
+    const leaseDir = join(HOST_LOCAL_DIR, shared);
+    const leases = async (): Promise<string[]> => ((await pathExists(leaseDir)) ? (await readdir(leaseDir)).filter((n) => /^\d/.test(n)).sort() : []);
+    assert.deepEqual(await leases(), [...given].sort(), `the host's ${leaseDir} holds every pod's lease`);
+
+    await tagAgentImage(UPGRADED);
+    await agent.rollTo(UPGRADED);
+    assert.equal(agent.pod.spec.containers[0]?.image, UPGRADED);
+    assert.deepEqual(await addresses(), given, "every pod keeps its address across the upgrade");
+    assert.deepEqual(await leases(), [...given].sort(), "the leases outlive the upgrade");
+
+    await deletePods(all);
+    // The new agent releases what the old one leased, when the kubelet unprepares the claims.
+    await eventually("every lease released", async () => (await leases()).length === 0, 60_000);
+    await eventually("every device back on the host as it was", devicesAsBefore, 60_000);
   });
 
-  it("answers its readiness probe with 503 while its runtime's NRI socket is gone, and 200 once it is back", async () => {
-    // A containerd restart closes the NRI socket and makes a new one. The kubelet's probe (every
-    // 10 s, three failures) marks the pod unready only when an outage outlasts that; the
-    // endpoint the probe asks shows the state at once.
-    const seen: string[] = [];
-    const stopped = new AbortController();
-    const watching = (async () => {
-      while (!stopped.signal.aborted) {
-        const { status, body } = await agentEndpoint("/readyz");
-        seen.push(`${String(status)} ${body.trim()}`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    })();
-    await restartNodeComponent("containerd");
-    await eventually("the agent ready again", async () => (await agentEndpoint("/readyz")).status === 200, 60_000);
-    stopped.abort();
-    await watching;
-    assert.ok(seen.some((answer) => answer.startsWith("503") && answer.includes("connected to NRI")), `/readyz answered ${JSON.stringify([...new Set(seen)])} around the containerd restart`);
-    await eventually("the agent's pod Ready", () => agentReady(true), 60_000);
+  it("rolls the DaemonSet to a new image while 10 pods with claims start: every pod gets its interface, no prepare fails, every device comes back (5)", async () => {
+    const pods = Array.from({ length: 10 }, (_, i) => uniqueName(`e2e-roll${String(i)}`));
+    cleanup.defer(() => deletePods(pods));
+    // The agent now runs UPGRADED (the test above): roll it back to the built tag while the pods
+    // are created two at a time, so that some start beside both agents and some after the old one.
+    const rollout = agent.rollTo(AGENT_IMAGE);
+    rollout.catch(() => undefined); // awaited below; a failure must not go unhandled meanwhile
+    for (let i = 0; i < pods.length; i += 2) {
+      await apply(...pods.slice(i, i + 2).map((name) => busyboxPod({ name, ...claimFields(plain) })));
+      await sleep(1_000);
+    }
+    await rollout;
+    const readyAtRollout = (await kubectl(["get", "pods", ...pods, "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])).split(" ").filter((s) => s === "True").length;
+    console.log(`${String(readyAtRollout)} of ${String(pods.length)} pods were ready when the old agent had gone`);
+    await waitForPodsReady(pods, "default", 300);
+    for (const pod of pods) assert.equal((await dra0(pod))?.mtu, 1300, `${pod} has its interface`);
+    // The pods' names are new, so every event about them is from this test. Each pod's probes ask
+    // its own agent, so the old pod went only once the new agent served: no prepare failed, and
+    // the runtime never refused a container for want of netclaim's NRI plugin.
+    const { items: events } = await kubectlJson(["get", "events"], eventListSchema);
+    const failures = events
+      .filter((e) => pods.includes(e.involvedObject.name))
+      .filter((e) => e.reason === "FailedPrepareDynamicResources" || /required plugin/.test(e.message ?? ""))
+      .map((e) => `${e.involvedObject.name}: ${e.reason ?? ""} ${e.message ?? ""}`);
+    assert.deepEqual(failures, [], "no prepare failed and no container was refused during the rollout");
+    await deletePods(pods);
+    await eventually("every device back on the host as it was", devicesAsBefore, 60_000);
+    assert.deepEqual((await readdir(join(agent.runtimeDir, "attachments"))).filter((n) => n.endsWith(".json")), [], "nothing left in the journal");
   });
 
-  it("leaves no socket or mount of its own behind when uninstalled", async () => {
-    await deleteObjects("daemonset", [DAEMONSET], NAMESPACE);
-    await eventually("the agent's pod gone", async () => (await agentPods()).length === 0, 120_000);
-    // A stopping agent removes its sockets and unmounts its IPAM namespace.
+  it("uninstalls in docs/install.md's order and leaves the node as the docs say", async () => {
+    const env = await node();
+    const pod = uniqueName("e2e-uninst");
+    cleanup.defer(() => deletePods([pod]));
+    await apply(busyboxPod({ name: pod, ...claimFields(plain) }));
+    await waitForPodsReady([pod]);
+    // 1. The workloads, until their pods are gone: the devices come back, the claims are unprepared.
+    await deletePods([pod]);
+    await eventually("every device back on the host as it was", devicesAsBefore, 60_000);
+    const allocated = await kubectl(["get", "resourceclaims", "-A", "-o", "jsonpath={range .items[*]}{.status.allocation.devices.results[*].driver}{\"\\n\"}{end}"]);
+    assert.doesNotMatch(allocated, /netclaim\.dev/, "no claim allocated from netclaim.dev is left");
+    // 2. The required-plugin policy (put back afterwards: the other tests run with it).
+    const variant = join(repo, "deploy/required-plugin", requiredPluginVariant((await cluster()).version));
+    cleanup.defer(async () => {
+      await kubectl(["apply", "-k", variant]);
+    });
+    await kubectl(["delete", "-k", variant, "--wait"]);
+    // 3. The overlay.
+    await agent.uninstall();
+
+    for (const nic of nics) assert.deepEqual(await hostDevice(nic), hostBefore.get(nic), `${nic} as it was`);
     const registry = await readdir(join(env.kubeletDir, "plugins_registry"));
     assert.deepEqual(registry.filter((name) => name.includes("netclaim")), [], "registration sockets removed");
+    const pluginDir = join(env.kubeletDir, "plugins", "netclaim.dev");
+    if (await pathExists(pluginDir)) assert.deepEqual(await readdir(pluginDir), [], "the kubelet plugin directory is empty");
     const mounts = (await runCommand("findmnt", ["-rno", "TARGET"])).stdout.split("\n");
-    assert.deepEqual(mounts.filter((m) => m.startsWith("/run/netclaim")), [], "no mount of the agent's left");
+    assert.deepEqual(mounts.filter((m) => m.includes("netclaim") || m.startsWith(agent.runtimeDir)), [], "no mount of the agent's left");
+    assert.deepEqual(await readdir(env.cdiDir), cdiSpecsBefore, "no CDI spec left");
+    // What stays (docs/install.md): the state directory, empty of claims, and the runtime directory's empty journal.
+    assert.deepEqual(await readdir(join(agent.stateDir, "dra-claims")), [], "no prepared claim left in the state");
+    assert.deepEqual((await readdir(join(agent.runtimeDir, "attachments"))).filter((n) => n.endsWith(".json")), [], "nothing left in the journal");
+    assert.equal((await runCommand(env.kubectl, ["--kubeconfig", env.kubeconfig, "get", "namespace", "netclaim"])).code, 1, "the namespace is gone");
   });
 });

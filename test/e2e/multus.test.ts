@@ -15,6 +15,7 @@ import {
   deleteNetwork,
   deletePods,
   getPod,
+  HOST_LOCAL_DIR,
   macvlanNetwork,
   netnsInterfaces,
   networkStatus,
@@ -53,7 +54,7 @@ describe("pods with only the default and Multus networks (acceptance 3)", () => 
     podCidr = (await node()).podCidr;
     const master = await createHostVeth(uniqueName("e2em"));
     cleanup.defer(() => master.remove());
-    await apply(await macvlanNetwork(nad, master.name, macvlanRange));
+    await apply(macvlanNetwork(nad, master.name, macvlanRange));
     cleanup.defer(() => deleteNetwork(nad));
     cleanup.defer(() => deletePods([plain, multusA, multusB]));
     await apply(
@@ -111,7 +112,7 @@ describe("pods with only the default and Multus networks (acceptance 3)", () => 
   it("removes the pod's network namespace and releases its net1 address when the pod is deleted", async () => {
     const { netnsPath } = await podSandbox(multusB);
     const net1Ip = (await networkStatus(multusB)).find((s) => s.interface === "net1")?.ips?.[0] ?? "";
-    const lease = `${(await node()).ipamDir}/${nad}/${net1Ip}`;
+    const lease = `${HOST_LOCAL_DIR}/${nad}/${net1Ip}`;
     assert.ok(await pathExists(lease), `no host-local lease ${lease} while the pod runs`);
     await deletePods([multusB]);
     // The kubelet stops the sandbox (CNI DEL) before it lets the pod object go.

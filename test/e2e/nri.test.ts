@@ -45,7 +45,7 @@ describe("containerd's NRI socket on the node", () => {
     const env = await node();
     const master = await createHostVeth(uniqueName("e2en"));
     cleanup.defer(() => master.remove());
-    await apply(await macvlanNetwork(nad, master.name, macvlanRange));
+    await apply(macvlanNetwork(nad, master.name, macvlanRange));
     cleanup.defer(() => deleteNetwork(nad));
 
     plugin = createNriPlugin(

@@ -149,7 +149,7 @@ describe("a device that vanished while its pod runs", { timeout: 600_000 }, () =
     await deletePods([bystander]);
     await eventually(`${keptNic} back on the host`, () => onHost(keptNic));
     assert.deepEqual(await journal(agent), []);
-    assert.doesNotMatch(agent.log, /"level":"fatal"|netclaim agent stopping/);
+    assert.doesNotMatch(await agent.logs(), /"level":"fatal"|netclaim agent stopping/);
   });
 });
 
@@ -180,7 +180,7 @@ describe("the agent killed shortly after pods with claims were created", { timeo
       for (const pod of pods) {
         await eventually(`${pod} to have dra0`, async () => (await dra0(pod))?.mtu === 1300, 60_000);
       }
-      assert.doesNotMatch(agent.log, /late attach failed/);
+      assert.doesNotMatch(await agent.logs(), /late attach failed/);
       await deletePods(pods);
       for (const nic of nics) await eventually(`${nic} back on the host`, () => onHost(nic), 60_000);
       assert.deepEqual(await journal(agent), [], "nothing left in the journal");
@@ -222,7 +222,7 @@ describe("pods whose sandboxes the runtime replaced while the agent was down", {
     for (const pod of pods) {
       await eventually(`${pod} to have dra0 in its new sandbox`, async () => (await dra0(pod))?.mtu === 1300, 60_000);
     }
-    assert.doesNotMatch(agent.log, /host network|late attach failed/);
+    assert.doesNotMatch(await agent.logs(), /host network|late attach failed/);
     // As the kubelet's garbage collection does, in its own time: RemovePodSandbox of a pod's
     // stopped sandbox must leave the device in its live one.
     await crictl(["rmp", ...replaced]);

@@ -231,7 +231,7 @@ describe("the agent killed at random moments while 20 pods with claims start", {
         assert.ok(Date.now() < deadline, "the kubelet never prepared the pod's claim");
         await sleep(2);
       }
-      agent.pause();
+      await agent.pause();
       await eventually("the pod's sandbox", async () => (await phases([name])).get(name) !== "before RunPodSandbox", 60_000);
       await agent.stop("SIGKILL");
       // containerd creates the container's record at CreateContainer and the OCI container at

@@ -144,7 +144,7 @@ describe("a ResourceClaim shared by two pods", { timeout: 600_000 }, () => {
       const { stdout } = await runCommand("ip", ["-o", "link", "show"]);
       return nics.every((nic) => new RegExp(`: ${nic}[@:]`).test(stdout));
     });
-    const claims = `${agent.dir}/state/dra-claims`;
+    const claims = `${agent.stateDir}/dra-claims`;
     await eventually("the kubelet to unprepare the claim (our state directory empty)", async () => {
       const { stdout, code } = await runCommand("sh", ["-c", `test -d ${claims} && ls ${claims} | wc -l`]);
       assert.equal(code, 0, `${claims} does not exist`);

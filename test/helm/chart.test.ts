@@ -142,7 +142,7 @@ function find(list: Manifest[], kind: string, name: string): Manifest {
   return object;
 }
 
-const probeSchema = z.object({ httpGet: z.object({ path: z.string(), port: z.number() }) });
+const probeSchema = z.object({ exec: z.object({ command: z.array(z.string()) }), httpGet: z.unknown().optional() });
 const daemonSetSchema = z.object({
   spec: z.object({
     template: z.object({
@@ -155,7 +155,8 @@ const daemonSetSchema = z.object({
             z.object({
               image: z.string(),
               imagePullPolicy: z.string().optional(),
-              volumeMounts: z.array(z.object({ name: z.string(), mountPath: z.string() })),
+              env: z.array(z.record(z.string(), z.unknown())),
+              volumeMounts: z.array(z.object({ name: z.string(), mountPath: z.string(), mountPropagation: z.string().optional() })),
               readinessProbe: probeSchema.optional(),
               livenessProbe: probeSchema.optional(),
             }),
@@ -177,6 +178,22 @@ function podOf(list: Manifest[]) {
 function agentYaml(list: Manifest[]): string {
   return z.object({ data: z.object({ "agent.yaml": z.string() }) }).parse(find(list, "ConfigMap", "netclaim-agent-config")).data["agent.yaml"];
 }
+
+/** The DaemonSet's hostPath volumes and the container's mounts, each by volume name. */
+function pathsOf(list: Manifest[]) {
+  const { spec, container } = podOf(list);
+  return {
+    hostPaths: Object.fromEntries(spec.volumes.map((v) => [v.name, v.hostPath?.path])),
+    mounts: Object.fromEntries(container.volumeMounts.map((m) => [m.name, m])),
+  };
+}
+
+/** The runtime's paths on the test node (test/node), which keeps them all under /tmp/nc-node. */
+const testNodeRuntime = [
+  "--set", "nri.socketPath=/tmp/nc-node/run/nri.sock",
+  "--set", "cdi.specDir=/tmp/nc-node/cdi/",
+  "--set", "netns.dir=/tmp/nc-node/run/netns",
+];
 
 describe("deploy/helm/netclaim", () => {
   it("renders deploy/overlays/kubernetes with the default values", async () => {
@@ -231,8 +248,6 @@ describe("deploy/helm/netclaim", () => {
     assert.equal(mounts["cni-conf"], "/etc/cni/multus/net.d");
     assert.equal(hostPaths["cni-state"], "/data/cni");
     assert.equal(mounts["cni-state"], "/var/lib/cni");
-    assert.equal(container.readinessProbe?.httpGet.port, 9500);
-    assert.equal(container.livenessProbe?.httpGet.port, 9500);
     assert.equal(container.image, "registry.example/netclaim:v9.9.9");
     assert.equal(container.imagePullPolicy, "Always");
     assert.deepEqual(spec.nodeSelector, { "netclaim.dev/agent": "true" });
@@ -249,15 +264,82 @@ describe("deploy/helm/netclaim", () => {
     });
   });
 
-  it("writes an AgentConfig the agent accepts on both platforms, and no probes with http.port=0", async () => {
+  it("mounts the runtime's NRI socket, CDI spec and netns directories where the values put them", async () => {
+    const rendered = await helmTemplate(
+      ...testNodeRuntime,
+      "--set-json", 'agentConfig={"nri":{"pluginName":"netclaim-test","socketPath":"/elsewhere/nri.sock"},"cdi":{"specDir":"/elsewhere/cdi"}}',
+    );
+    const { hostPaths, mounts } = pathsOf(rendered);
+    // At the same path as on the host: the runtime hands out and reads host paths.
+    assert.equal(hostPaths["nri"], "/tmp/nc-node/run");
+    assert.deepEqual(mounts["nri"], { name: "nri", mountPath: "/tmp/nc-node/run" });
+    assert.equal(hostPaths["cdi"], "/tmp/nc-node/cdi");
+    assert.deepEqual(mounts["cdi"], { name: "cdi", mountPath: "/tmp/nc-node/cdi" });
+    assert.equal(hostPaths["netns"], "/tmp/nc-node/run/netns");
+    assert.deepEqual(mounts["netns"], { name: "netns", mountPath: "/tmp/nc-node/run/netns", mountPropagation: "HostToContainer" });
+    // The values win over agentConfig's same fields; its other nri fields stay.
+    const written = z.object({ nri: z.unknown(), cdi: z.unknown() }).parse(parse(agentYaml(rendered)));
+    assert.deepEqual(written.nri, { pluginName: "netclaim-test", socketPath: "/tmp/nc-node/run/nri.sock" });
+    assert.deepEqual(written.cdi, { specDir: "/tmp/nc-node/cdi" });
+    const config = parseAgentConfig(parse(agentYaml(rendered)), "agent.yaml");
+    assert.deepEqual(config.nri, { socketPath: "/tmp/nc-node/run/nri.sock", pluginName: "netclaim-test", pluginIndex: "10" });
+    assert.equal(config.cdi.specDir, "/tmp/nc-node/cdi");
+  });
+
+  it("leaves the default runtime paths to the agent, over agentConfig's", async () => {
+    const rendered = await helmTemplate(
+      "--set-json", 'agentConfig={"nri":{"pluginName":"netclaim-test","socketPath":"/elsewhere/nri.sock"},"cdi":{"specDir":"/elsewhere/cdi"},"kubelet":{"rootDir":"/elsewhere"}}',
+    );
+    const written = z.record(z.string(), z.unknown()).parse(parse(agentYaml(rendered)));
+    assert.deepEqual(written["nri"], { pluginName: "netclaim-test" });
+    assert.equal(written["cdi"], undefined);
+    assert.equal(written["kubelet"], undefined);
+    const config = parseAgentConfig(written, "agent.yaml");
+    assert.equal(config.nri.socketPath, "/var/run/nri/nri.sock");
+    assert.equal(config.cdi.specDir, "/var/run/cdi");
+    assert.equal(config.kubelet.rootDir, "/var/lib/kubelet");
+    const { hostPaths, mounts } = pathsOf(rendered);
+    assert.equal(hostPaths["nri"], "/var/run/nri");
+    assert.equal(mounts["nri"]?.mountPath, "/var/run/nri");
+  });
+
+  it("refuses runtime paths that are not absolute or are /", async () => {
+    await assert.rejects(helmTemplate("--set", "netns.dir=run/netns"), /netns\.dir must be an absolute path other than \//);
+    await assert.rejects(helmTemplate("--set", "cdi.specDir=/"), /cdi\.specDir must be an absolute path other than \//);
+    await assert.rejects(helmTemplate("--set", "nri.socketPath=nri.sock"), /nri\.socketPath's directory must be an absolute path/);
+    await assert.rejects(helmTemplate("--set", "nri.socketPath=/nri.sock"), /nri\.socketPath's directory must be an absolute path/);
+  });
+
+  it("appends env to the agent container's environment", async () => {
+    const extra = [
+      { name: "KUBERNETES_SERVICE_HOST", value: "api.example.internal" },
+      { name: "KUBERNETES_SERVICE_PORT", value: "6443" },
+      { name: "HTTPS_PROXY", valueFrom: { secretKeyRef: { name: "proxy", key: "url" } } },
+    ];
+    const { container } = podOf(await helmTemplate("--set-json", `env=${JSON.stringify(extra)}`));
+    assert.deepEqual(container.env, [
+      { name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
+      { name: "POD_UID", valueFrom: { fieldRef: { fieldPath: "metadata.uid" } } },
+      ...extra,
+    ]);
+    assert.deepEqual(podOf(await helmTemplate()).container.env.map((e) => e["name"]), ["NODE_NAME", "POD_UID"]);
+  });
+
+  it("writes an AgentConfig the agent accepts on both platforms", async () => {
     for (const flags of [[], ["--set", "openshift=true"], ["--set", "openshift=true", "--set-json", 'devices={"include":[{"ifName":"ens*"}]}']]) {
       parseAgentConfig(parse(agentYaml(await helmTemplate(...flags))), "agent.yaml");
     }
-    const off = await helmTemplate("--set", "http.port=0");
-    assert.equal(parseAgentConfig(parse(agentYaml(off)), "agent.yaml").http.port, 0);
-    const { container } = podOf(off);
-    assert.equal(container.readinessProbe, undefined);
-    assert.equal(container.livenessProbe, undefined);
+  });
+
+  it("probes the pod's own agent through `netclaim probe`, whatever http.port is", async () => {
+    for (const port of ["9402", "9500", "0"]) {
+      const rendered = await helmTemplate("--set", `http.port=${port}`);
+      assert.equal(parseAgentConfig(parse(agentYaml(rendered)), "agent.yaml").http.port, Number(port));
+      const { container } = podOf(rendered);
+      // Never the node's port, which the old agent of a rolling update holds.
+      assert.deepEqual(container.readinessProbe, { exec: { command: ["netclaim", "probe", "ready", "--config", "/etc/netclaim/agent.yaml"] } }, `http.port=${port}`);
+      assert.deepEqual(container.livenessProbe, { exec: { command: ["netclaim", "probe", "live", "--config", "/etc/netclaim/agent.yaml"] } }, `http.port=${port}`);
+    }
   });
 
   it("puts everything in namespace.name and names its ServiceAccount there", async () => {
@@ -275,8 +357,13 @@ describe("deploy/helm/netclaim", () => {
     assert.equal((await helmTemplate("--set", "namespace.create=false")).some((o) => o.kind === "Namespace"), false);
   });
 
-  for (const flags of [[], ["--set", "openshift=true"], ["--set", "requiredPlugin.enabled=true"]]) {
-    it(`passes helm lint --strict ${flags.join(" ")}`.trimEnd(), async () => {
+  for (const [label, flags] of [
+    ["", []],
+    ["openshift=true", ["--set", "openshift=true"]],
+    ["requiredPlugin.enabled=true", ["--set", "requiredPlugin.enabled=true"]],
+    ["the test node's runtime paths and env", [...testNodeRuntime, "--set-json", 'env=[{"name":"KUBERNETES_SERVICE_HOST","value":"10.0.0.1"}]']],
+  ] as const) {
+    it(`passes helm lint --strict ${label}`.trimEnd(), async () => {
       await run(helm, ["lint", "--strict", chart, ...flags]);
     });
   }
