@@ -24,5 +24,5 @@ node-up: node-build
 node-down:
 	hack/node/node.sh down
 
-bench-podstart: deps node-up
+bench-podstart: deps node-up image
 	node bench/podstart/podstart.bench.ts
