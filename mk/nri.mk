@@ -1,5 +1,6 @@
 # NRI plugin conformance suite: netclaim's TypeScript NRI plugin against the
-# runtime side of NRI (containerd/nri pkg/adaptation) at v0.8 and v0.12, plus
+# runtime side of NRI (containerd/nri pkg/adaptation) at every version a supported
+# runtime embeds (v0.8, v0.10, v0.11, v0.12; test/nri/runtime-peer.ts), plus
 # the RunPodSandbox round-trip benchmark against a Go pkg/stub plugin.
 TEST_SUITES += nri
 nri_TESTS := 'test/nri/**/*.test.ts'
@@ -11,8 +12,7 @@ BENCHMARKS += bench-nri
 
 # Warms hack/build-go.sh's cache; the tests ask it for the paths (instant when cached).
 nri-peers:
-	@hack/build-go.sh test/peers/nri-runtime/v0.8 . nri-runtime-v0.8 >/dev/null
-	@hack/build-go.sh test/peers/nri-runtime/v0.12 . nri-runtime-v0.12 >/dev/null
+	@for v in v0.8 v0.10 v0.11 v0.12; do hack/build-go.sh test/peers/nri-runtime/$$v . nri-runtime-$$v >/dev/null; done
 	@hack/build-go.sh test/peers/nri-stub . nri-stub >/dev/null
 
 bench-nri: deps nri-peers

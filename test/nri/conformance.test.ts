@@ -1,8 +1,9 @@
 /**
  * netclaim's NRI plugin against the real runtime side of NRI
- * (containerd/nri pkg/adaptation, as containerd and CRI-O embed it), at a
- * version that delivers pod events as StateChange (v0.8, containerd 2.0/2.1)
- * and one with dedicated methods (v0.12).
+ * (containerd/nri pkg/adaptation, as containerd and CRI-O embed it), at every
+ * version a supported runtime embeds (NRI_VERSIONS): those that deliver pod
+ * events as StateChange (v0.8, v0.10, v0.11) and the one with dedicated
+ * methods (v0.12).
  */
 import assert from "node:assert/strict";
 import { afterEach, before, describe, it } from "node:test";
@@ -172,8 +173,8 @@ for (const version of NRI_VERSIONS) {
     });
 
     // What keeps a CreateContainer the agent dies in from becoming a container without its
-    // interfaces: NRI v0.12.5 fails such a request when the plugin asks (FailurePolicy); v0.8
-    // has no such policy and goes on without the plugin.
+    // interfaces: NRI v0.12.5 fails such a request when the plugin asks (FailurePolicy); earlier
+    // versions have no such policy and go on without the plugin.
     it(
       version === "v0.12"
         ? "has a request it could not answer failed, not carried on without it, when it asks for that"

@@ -10,7 +10,12 @@ import { fileURLToPath } from "node:url";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
-export const NRI_VERSIONS = ["v0.8", "v0.12"] as const;
+/**
+ * Every NRI a supported runtime embeds: v0.8 (containerd 2.0, 2.1), v0.10 (CRI-O 1.34), v0.11
+ * (CRI-O 1.35, 1.36, containerd 2.2) and v0.12 (containerd 2.3). Before v0.12 pod events come
+ * as StateChange; v0.12 has the dedicated methods.
+ */
+export const NRI_VERSIONS = ["v0.8", "v0.10", "v0.11", "v0.12"] as const;
 export type NriPeerVersion = (typeof NRI_VERSIONS)[number];
 
 /** Builds (or finds in the cache) a Go peer and returns its path. */
