@@ -6,14 +6,18 @@
 # releases changed also start the newest release's control plane beside it.
 TEST_SUITES += api
 api_TESTS := 'test/api/**/*.test.ts'
-api_PREREQS := cluster-up cluster-build-newest
+api_PREREQS := cluster-up cluster-build-newest openshift-crds
 
-.PHONY: cluster-build cluster-build-newest cluster-up cluster-down bench-slices
+.PHONY: cluster-build cluster-build-newest cluster-up cluster-down openshift-crds bench-slices
 cluster-build:
 	hack/cluster/build.sh >/dev/null
 
 cluster-build-newest:
 	source hack/cluster/versions.env && K8S_VERSION=$$K8S_NEWEST hack/cluster/build.sh >/dev/null
+
+# OpenShift's CRDs into the cache (test/api/openshift.test.ts; hack/openshift/versions.env).
+openshift-crds:
+	hack/openshift/crds.sh >/dev/null
 
 cluster-up: cluster-build
 	hack/cluster/cluster.sh up
