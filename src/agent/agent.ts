@@ -30,7 +30,7 @@ import { IpamRunner, IpamSandbox } from "../cni/index.ts";
 import { errorMessage } from "../common/errors.ts";
 import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
-import { Inventory, netlinkLinkKinds } from "../inventory/index.ts";
+import { Inventory, netlinkLinkKinds, SysfsRoot } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
 import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
@@ -213,7 +213,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     poolName: nodeName,
     devices: inventoryLookup(() => inventory.current()),
     nads: apiNadSource(client),
-    cdi: cdiPublisher(config.cdi.specDir, config.runtimeDir, { sysfs: join(config.inventory.root, "sys"), dev: join(config.inventory.root, "dev") }),
+    cdi: cdiPublisher(config.cdi.specDir, config.runtimeDir, { sysfs: new SysfsRoot(config.inventory.root), dev: join(config.inventory.root, "dev") }),
     store,
     ipam: new IpamRunner({
       pluginDirs: config.cni.binDirs,

@@ -10,7 +10,8 @@ import { ClaimPrepareError } from "../claims/errors.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimContent, ClaimPreparer, ClaimRef, ClaimSource, DriverClaim, JsonValue, PreparedClaim } from "../dra/index.ts";
 import { baseRequestName } from "../dra/index.ts";
-import { attachGateDir, attachGatePath, cdiDeviceId, rdmaCharDevices, writeCdiSpec } from "../engine/index.ts";
+import { attachGateDir, attachGatePath } from "../engine/index.ts";
+import { cdiDeviceId, rdmaCharDevices, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
 import { getNetworkAttachmentDefinition, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
 import { attachmentKey } from "./pod-network.ts";
@@ -135,7 +136,7 @@ export function apiNadSource(client: KubeClient): NadSource {
  * `<claimUid>-<device>`; the attach gates they mount live under the engine's
  * gate directory in `runtimeDir`.
  */
-export function cdiPublisher(specDir: string, runtimeDir: string, roots: { sysfs: string; dev: string }): CdiPublisher {
+export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoots): CdiPublisher {
   const gateDir = attachGateDir(runtimeDir);
   return {
     async write(claimUid, devices) {

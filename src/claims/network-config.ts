@@ -9,6 +9,7 @@
  */
 import { z } from "zod";
 import { formatCidr, networkOf, parseCidr, parseIp, type IpFamily } from "../common/ip.ts";
+import { INTERFACE_NAME, SYSCTL_VALUE } from "../common/linux-names.ts";
 
 export const NETWORK_CONFIG_API_VERSION = "netclaim.dev/v1alpha1";
 export const NETWORK_CONFIG_KIND = "NetworkConfig";
@@ -22,10 +23,10 @@ export const MAX_SYSCTLS = 32;
 /** A NetworkConfig nests four levels (interface.sysctls.<key>); far deeper input is refused before it is encoded. */
 export const MAX_PARAMETERS_DEPTH = 16;
 
-/** Linux IFNAMSIZ is 16 including the NUL; "/", ":" and whitespace are never valid. */
+/** The kernel's interface-name rule (common/linux-names.ts), refusing "." and ".." as the kernel does. */
 const interfaceName = z
   .string()
-  .regex(/^[A-Za-z0-9_.-]{1,15}$/, { error: "must be 1 to 15 characters of letters, digits, '_', '.' or '-'" })
+  .regex(INTERFACE_NAME, { error: "must be 1 to 15 characters of letters, digits, '_', '.' or '-'" })
   .refine((n) => n !== "." && n !== "..", { error: 'must not be "." or ".."' });
 
 const macAddress = z
@@ -77,7 +78,7 @@ const dnsSubdomain = z
 const sysctlKey = z.string().regex(/^ipv[46]\.[a-z0-9_]{1,48}$/, {
   error: 'must be "ipv4.<name>" or "ipv6.<name>", e.g. ipv4.arp_ignore',
 });
-const sysctlValue = z.string().regex(/^[A-Za-z0-9_.: -]{1,64}$/, { error: "must be 1 to 64 plain characters" });
+const sysctlValue = z.string().regex(SYSCTL_VALUE, { error: "must be 1 to 64 plain characters" });
 
 const routeSchema = z.strictObject({
   destination: routeDestination,

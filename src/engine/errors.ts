@@ -4,6 +4,7 @@
  */
 import { errorMessage, NetclaimError } from "../common/errors.ts";
 import { NetlinkError, type NetlinkErrorWire } from "../netlink/index.ts";
+import { describeDevice, type AttachmentPlan } from "./plan.ts";
 
 export type EngineErrorCode =
   /** The plan is invalid (bad name, address, route). */
@@ -96,4 +97,20 @@ export class InjectedCrash extends Error {
     this.step = step;
     this.name = "InjectedCrash";
   }
+}
+
+/** Throws the error `code` against `plan`'s device and `step`. */
+export function fail(code: EngineErrorCode, plan: AttachmentPlan, step: string, message: string): never {
+  throw new EngineError(code, { attachment: plan.key, device: describeDevice(plan.device), step }, message);
+}
+
+/**
+ * A failure inside `step` of `plan`'s device as an EngineError naming them
+ * (ENGINE_STEP_FAILED, the failure its cause); engine errors and injected
+ * crashes pass through unchanged.
+ */
+export function stepError(plan: AttachmentPlan, step: string, err: unknown): unknown {
+  if (err instanceof EngineError || err instanceof InjectedCrash) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new EngineError("ENGINE_STEP_FAILED", { attachment: plan.key, device: describeDevice(plan.device), step }, message, { cause: err });
 }

@@ -5,9 +5,9 @@
  */
 import { z } from "zod";
 import { parseCidr, parseIp } from "../common/ip.ts";
+import { INTERFACE_NAME, SYSCTL_VALUE } from "../common/linux-names.ts";
 import type { InterfaceSysctl } from "../netlink/index.ts";
 
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const SYSCTL = /^net\.(ipv4|ipv6)\.(conf|neigh)\.(.+)\.([a-z0-9_]+)$/;
 const PCI = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
@@ -19,7 +19,7 @@ const ip = z.string().refine((s) => parseIp(s) !== undefined, "must be an IPv4 o
 export const deviceIdentitySchema = z
   .object({
     /** Host interface name at prepare time (names change; used last). */
-    name: z.string().regex(IFNAME).optional(),
+    name: z.string().regex(INTERFACE_NAME).optional(),
     ifindex: z.number().int().positive().optional(),
     pciAddress: z.string().regex(PCI).optional(),
     permanentMac: z.string().regex(MAC).optional(),
@@ -44,7 +44,7 @@ export const attachmentPlanSchema = z.object({
   /** Pod network namespace path, from the NRI sandbox. */
   netns: z.string().startsWith("/"),
   /** Interface name inside the pod. */
-  podName: z.string().regex(IFNAME, "must be 1-15 characters of A-Z a-z 0-9 _ . -"),
+  podName: z.string().regex(INTERFACE_NAME, "must be 1-15 characters of A-Z a-z 0-9 _ . -"),
   mtu: z.number().int().min(68).max(65535).optional(),
   mac: z.string().regex(MAC, "must be a lowercase MAC like 02:00:00:00:00:01").optional(),
   addresses: z.array(cidr).default([]),
@@ -53,7 +53,7 @@ export const attachmentPlanSchema = z.object({
    * Sysctls of the pod-side interface, set in the pod before it comes up,
    * as full keys naming it: net.ipv4.conf.<podName>.arp_ignore.
    */
-  sysctls: z.record(z.string().regex(SYSCTL, "must look like net.ipv4.conf.<podName>.arp_ignore (ipv4|ipv6, conf|neigh)"), z.string().regex(/^[0-9A-Za-z _:.-]{1,64}$/)).default({}),
+  sysctls: z.record(z.string().regex(SYSCTL, "must look like net.ipv4.conf.<podName>.arp_ignore (ipv4|ipv6, conf|neigh)"), z.string().regex(SYSCTL_VALUE)).default({}),
   rdma: z.object({ device: z.string().min(1), mode: z.enum(["shared", "exclusive"]) }).optional(),
 }).superRefine((plan, ctx) => {
   for (const key of Object.keys(plan.sysctls)) {

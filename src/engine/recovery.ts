@@ -12,30 +12,10 @@
  */
 import { access } from "node:fs/promises";
 import type { Collection } from "../store/index.ts";
-import type { AttachResult } from "./engine.ts";
+import type { AttachResult, RecoveryResult } from "./attacher.ts";
 import { EngineError } from "./errors.ts";
 import type { JournalRecord } from "./journal.ts";
 import { describeDevice } from "./plan.ts";
-
-/**
- * What recovery did with one journaled attachment:
- * - attached: in its live pod, configured as planned;
- * - restored: back on the host as recorded (its pod is gone);
- * - gone: its pod is gone and so is the device (a virtual device dies with its namespace);
- * - lost: its pod lives, but the device is in neither the pod nor the host (it vanished);
- * - unplaced: the recorded pod namespace is gone and the device is not on the host: it
- *   died with that namespace, or its pod runs in another one (see retarget); kept;
- * - failed: a step failed; the record stays as it was, and the next recovery tries again.
- */
-export type RecoveryOutcome = "attached" | "restored" | "gone" | "lost" | "unplaced" | "failed";
-
-export interface RecoveryResult {
-  outcome: RecoveryOutcome;
-  /** For "lost", "unplaced" and "failed": what happened, naming the device (and, from a step, the attachment and the step). */
-  error?: string;
-  /** For "attached": the device in the pod. */
-  attached?: AttachResult;
-}
 
 /** The engine's steps recovery runs, and its journal. */
 export interface RecoverySteps {

@@ -2,7 +2,7 @@
 import { NetlinkError, type Link, type NetlinkErrorWire, type PlacedOp } from "../netlink/index.ts";
 import { StoreError, type Durability, type StoreErrorCode } from "../store/index.ts";
 import { EngineError, type EngineErrorWire } from "./errors.ts";
-import type { DetachOptions } from "./engine.ts";
+import type { DetachOptions } from "./attacher.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
 
 export interface EngineThreadData {

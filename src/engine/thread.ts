@@ -16,9 +16,8 @@ import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
-import type { Attacher, AttachResult, DetachOptions, DetachOutcome } from "./engine.ts";
+import type { Attacher, AttachResult, DetachOptions, DetachOutcome, RecoveryResult } from "./attacher.ts";
 import { EngineError } from "./errors.ts";
-import type { RecoveryResult } from "./recovery.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
 import { errorFromWire, type BatchOpTimes, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
 

@@ -7,6 +7,7 @@
  */
 import type { NetDevice, PciFacts, RdmaFacts } from "./device.ts";
 import { kindFromSysfs, type LinkKinds, type LinkKindSource } from "./link-kinds.ts";
+import { rdmaCharNodes } from "./rdma-nodes.ts";
 import { SysfsRoot } from "./sysfs.ts";
 import { NetclaimError, errorMessage } from "../common/errors.ts";
 
@@ -207,18 +208,13 @@ class VfIndexes {
 
 /**
  * The RDMA device registered on the PCI function and the character devices a
- * pod needs for it: its uverbs, umad and issm nodes (matched by `ibdev`) and
+ * pod needs for it (rdma-nodes.ts): its own uverbs, umad and issm nodes and
  * the shared rdma_cm.
  */
 async function readRdmaFacts(sysfs: SysfsRoot, address: string): Promise<RdmaFacts | undefined> {
   const dir = `/sys/bus/pci/devices/${address}`;
   const [ibDevice] = await sysfs.list(`${dir}/infiniband`);
   if (ibDevice === undefined) return undefined;
-  const charDevices = ["/dev/infiniband/rdma_cm"];
-  for (const cls of ["infiniband_verbs", "infiniband_mad"]) {
-    for (const node of await sysfs.list(`${dir}/${cls}`)) {
-      if ((await sysfs.text(`${dir}/${cls}/${node}/ibdev`)) === ibDevice) charDevices.push(`/dev/infiniband/${node}`);
-    }
-  }
-  return { device: ibDevice, charDevices: charDevices.sort() };
+  const nodes = await rdmaCharNodes(sysfs, ibDevice, dir);
+  return { device: ibDevice, charDevices: nodes.map((n) => `/dev/infiniband/${n.name}`).sort() };
 }

@@ -18,4 +18,5 @@ export type { DevicePolicy, DeviceSelector, IncludeRule } from "./policy.ts";
 export { describeDevices } from "./describe.ts";
 export { publishedDevices, scanInventory } from "./scan.ts";
 export type { DeviceReport, InventorySnapshot } from "./scan.ts";
+export { rdmaCharNodes, type RdmaCharNode } from "./rdma-nodes.ts";
 export { SysfsRoot } from "./sysfs.ts";

@@ -18,12 +18,9 @@ export {
   replaceResourceSlice,
 } from "./resources.ts";
 export type { Device, DeviceAttribute, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
-export {
-  applyResourceClaimStatus,
-  createEvent,
-  getNetworkAttachmentDefinition,
-  getResourceClaim,
-  parseResourceClaim,
-  resourceClaimSchema,
-} from "./claims.ts";
-export type { ClaimDeviceStatus, EventTarget, NetworkAttachmentDefinition, ResourceClaim } from "./claims.ts";
+export { applyResourceClaimStatus, getResourceClaim, parseResourceClaim, resourceClaimSchema } from "./resource-claims.ts";
+export type { ClaimDeviceStatus, ResourceClaim } from "./resource-claims.ts";
+export { getNetworkAttachmentDefinition } from "./network-attachment-definitions.ts";
+export type { NetworkAttachmentDefinition } from "./network-attachment-definitions.ts";
+export { createEvent } from "./events.ts";
+export type { EventTarget } from "./events.ts";

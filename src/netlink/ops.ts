@@ -6,6 +6,7 @@
  * never the agent's main thread.
  */
 import { closeSync, openSync, writeFileSync } from "node:fs";
+import { INTERFACE_NAME } from "../common/linux-names.ts";
 import { NetlinkError } from "./errors.ts";
 import {
   decodeRdmaDevice, decodeRdmaNetnsMode, encodeRdmaDumpDevices, encodeRdmaSetNetns, encodeRdmaSysGet, NETLINK_RDMA,
@@ -127,7 +128,6 @@ export interface LinkState {
 
 const DUMP_ATTEMPTS = 3;
 const SYSCTL_PARAM = /^[a-z0-9_]+$/;
-const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * Runs batches for one worker thread. `hostNsFd` is the namespace the thread
@@ -320,7 +320,7 @@ export class OpExecutor {
 
   #writeSysctl(netns: string | undefined, sysctl: InterfaceSysctl, value: string, device: string): void {
     const key = `net.${sysctl.family}.${sysctl.table}.${device}.${sysctl.param}`;
-    if (!SYSCTL_PARAM.test(sysctl.param) || !IFNAME.test(device) || device === "." || device === "..") {
+    if (!SYSCTL_PARAM.test(sysctl.param) || !INTERFACE_NAME.test(device) || device === "." || device === "..") {
       throw new NetlinkError("NETLINK_SYSCALL", `sysctl "${key}" does not name an interface and a parameter`, { request: "write sysctl", device });
     }
     // Built from parts, so an interface name with a dot ("eth0.100") stays

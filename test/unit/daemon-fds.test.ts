@@ -5,7 +5,7 @@
  * for as long as it lives and every later locker would wait forever.
  * hack/lib/fds.sh's start_daemon is the one way hack/ starts one (etcd, the
  * API server, scheduler and controller manager in hack/cluster/cluster.sh,
- * containerd and the kubelet in hack/node/node.sh, the demo's agent); these
+ * containerd and the kubelet in hack/node/node.sh); these
  * tests run the real function under a lock and check what the daemon holds.
  * Plain shell, no root.
  */
@@ -100,7 +100,7 @@ describe("hack/lib/fds.sh start_daemon", () => {
   it("is how every script in hack/ starts a background process", async () => {
     const { stdout } = await run("git", ["ls-files", "--cached", "--others", "--exclude-standard", "hack/**.sh", "hack/*.sh", ".ci/run"], { cwd: repo });
     const files = stdout.split("\n").filter(Boolean);
-    assert.ok(files.includes("hack/cluster/cluster.sh") && files.includes("hack/node/node.sh") && files.includes("hack/demo/demo.sh"), files.join(" "));
+    assert.ok(files.includes("hack/cluster/cluster.sh") && files.includes("hack/node/node.sh"), files.join(" "));
     // A command put in the background: `&` at the end of a line or before `;`, not part of &&, >&, &>, <& or |&.
     const background = /(?<![&><|])&\s*(;|#.*)?$/;
     const offenders: string[] = [];
@@ -112,7 +112,7 @@ describe("hack/lib/fds.sh start_daemon", () => {
       });
     }
     assert.deepEqual(offenders, [], "start daemons with start_daemon (hack/lib/fds.sh)");
-    for (const file of ["hack/cluster/cluster.sh", "hack/node/node.sh", "hack/demo/demo.sh"]) {
+    for (const file of ["hack/cluster/cluster.sh", "hack/node/node.sh"]) {
       assert.match(await readFile(join(repo, file), "utf8"), /start_daemon /, `${file} starts its daemons with start_daemon`);
     }
   });

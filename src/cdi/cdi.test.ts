@@ -3,8 +3,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cdiDeviceId, rdmaCharDevices, removeCdiSpec, writeCdiSpec } from "./cdi.ts";
-import { EngineError } from "./errors.ts";
+import { EngineError } from "../engine/index.ts";
+import { SysfsRoot } from "../inventory/index.ts";
+import { cdiDeviceId, rdmaCharDevices, removeCdiSpec, writeCdiSpec } from "./index.ts";
 
 let root: string;
 
@@ -36,7 +37,7 @@ after(async () => {
 
 describe("CDI specs", () => {
   it("finds exactly the char devices of one RDMA device, plus rdma_cm", async () => {
-    const devices = await rdmaCharDevices("mlx5_0", { sysfs: join(root, "sys"), dev: join(root, "dev") });
+    const devices = await rdmaCharDevices("mlx5_0", { sysfs: new SysfsRoot(root), dev: join(root, "dev") });
     assert.deepEqual(devices, [
       { path: "/dev/infiniband/uverbs0", major: 231, minor: 192 },
       { path: "/dev/infiniband/issm0", major: 231, minor: 64 },
@@ -46,7 +47,7 @@ describe("CDI specs", () => {
   });
 
   it("rejects an RDMA device without a uverbs node", async () => {
-    await assert.rejects(rdmaCharDevices("mlx5_9", { sysfs: join(root, "sys"), dev: join(root, "dev") }), (err: unknown) => {
+    await assert.rejects(rdmaCharDevices("mlx5_9", { sysfs: new SysfsRoot(root), dev: join(root, "dev") }), (err: unknown) => {
       assert.ok(err instanceof EngineError);
       assert.equal(err.code, "ENGINE_CDI");
       assert.match(err.message, /mlx5_9/);
@@ -57,7 +58,7 @@ describe("CDI specs", () => {
   it("writes the spec atomically (no temporary left) and removes it", async () => {
     const specDir = join(root, "cdi");
     await mkdir(specDir);
-    const charDevices = await rdmaCharDevices("mlx5_1", { sysfs: join(root, "sys"), dev: join(root, "dev") });
+    const charDevices = await rdmaCharDevices("mlx5_1", { sysfs: new SysfsRoot(root), dev: join(root, "dev") });
     const file = await writeCdiSpec(specDir, "claim-1234-nic0", { charDevices });
     assert.deepEqual(await readdir(specDir), ["netclaim.dev-device_claim-1234-nic0.json"]);
     const spec = JSON.parse(await readFile(file, "utf8")) as { kind: string; devices: { name: string; containerEdits: { deviceNodes: { path: string }[]; mounts?: unknown } }[] };

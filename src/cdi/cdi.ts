@@ -3,14 +3,23 @@
  * container that uses it needs from the host:
  * - the character devices of an RDMA device (/dev/infiniband/uverbsN,
  *   umadN, issmN and rdma_cm), found through sysfs;
- * - the device's attach gate (attach-gate.ts), bind-mounted read-only, so
- *   the container cannot be created before the device is in its pod.
+ * - the device's attach gate (engine/attach-gate.ts), bind-mounted
+ *   read-only, so the container cannot be created before the device is in
+ *   its pod.
  * One spec file per device, written to a temporary name, fsynced and
  * renamed, so a runtime reading the CDI directory never sees half a spec.
+ *
+ * Specs are written when the kubelet prepares a claim (claims/preparer.ts,
+ * wired by agent/claim-wiring.ts), not when the engine attaches: this
+ * module sits beside claims/, above inventory/ (which finds the char
+ * devices) and engine/ (whose EngineError, code ENGINE_CDI, its failures
+ * still are). It never needs the gate's location: the caller passes the
+ * host path, from engine's attachGatePath.
  */
-import { access, mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { access, mkdir, open, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { EngineError } from "./errors.ts";
+import { EngineError } from "../engine/index.ts";
+import { rdmaCharNodes, type RdmaCharNode, type SysfsRoot } from "../inventory/index.ts";
 
 export const CDI_VERSION = "0.6.0";
 export const CDI_KIND = "netclaim.dev/device";
@@ -26,38 +35,31 @@ export interface CharDevice {
 }
 
 export interface RdmaRoots {
-  /** sysfs root ("/sys" on a node; a fixture tree in tests). */
-  sysfs: string;
+  /** The sysfs reader (root "/" on a node; a fixture tree in tests). */
+  sysfs: SysfsRoot;
   /** devfs root ("/dev"). */
   dev: string;
 }
 
 /**
- * The char devices of RDMA device `ibdev` (mlx5_0): each uverbs/umad/issm
- * node whose sysfs `ibdev` names it, plus the shared rdma_cm. Each must
- * exist under the devfs root.
+ * The char devices of RDMA device `ibdev` (mlx5_0), as inventory finds them
+ * (rdmaCharNodes): its uverbs/umad/issm nodes plus the shared rdma_cm, each
+ * with the major:minor sysfs gives it. Each must exist under the devfs root.
  */
 export async function rdmaCharDevices(ibdev: string, roots: RdmaRoots): Promise<CharDevice[]> {
   const out: CharDevice[] = [];
-  for (const cls of ["infiniband_verbs", "infiniband_mad"]) {
-    const dir = join(roots.sysfs, "class", cls);
-    for (const node of (await listDir(dir)).sort()) {
-      const owner = await readTrimmed(join(dir, node, "ibdev"));
-      if (owner !== ibdev) continue;
-      out.push(await charDevice(ibdev, join(dir, node, "dev"), node, roots));
-    }
-  }
-  if (!out.some((d) => d.path.endsWith("/rdma_cm"))) {
-    out.push(await charDevice(ibdev, join(roots.sysfs, "class", "misc", "rdma_cm", "dev"), "rdma_cm", roots));
+  for (const node of await rdmaCharNodes(roots.sysfs, ibdev)) {
+    out.push(await charDevice(ibdev, node, roots));
   }
   if (!out.some((d) => /\/uverbs\d+$/.test(d.path))) {
-    throw cdiError(ibdev, "find char devices", `no uverbs device in ${join(roots.sysfs, "class", "infiniband_verbs")} belongs to ${ibdev}`);
+    throw cdiError(ibdev, "find char devices", `no uverbs device in ${roots.sysfs.path("/sys/class/infiniband_verbs")} belongs to ${ibdev}`);
   }
   return out;
 }
 
-async function charDevice(ibdev: string, devFile: string, node: string, roots: RdmaRoots): Promise<CharDevice> {
-  const text = await readTrimmed(devFile);
+async function charDevice(ibdev: string, { name: node, sysfsDir }: RdmaCharNode, roots: RdmaRoots): Promise<CharDevice> {
+  const devFile = roots.sysfs.path(`${sysfsDir}/dev`);
+  const text = await roots.sysfs.text(`${sysfsDir}/dev`);
   const m = text === undefined ? null : /^(\d+):(\d+)$/.exec(text);
   if (m?.[1] === undefined || m[2] === undefined) throw cdiError(ibdev, "find char devices", `${devFile} does not hold "major:minor"`);
   try {
@@ -119,22 +121,6 @@ export async function removeCdiSpec(specDir: string, name: string): Promise<void
 function specPath(specDir: string, name: string): string {
   // CDI file names: <vendor>-<class>_<anything>.json; ':' is not portable in names.
   return join(specDir, `${CDI_KIND.replace("/", "-")}_${name.replaceAll(":", "_")}.json`);
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch {
-    return [];
-  }
-}
-
-async function readTrimmed(file: string): Promise<string | undefined> {
-  try {
-    return (await readFile(file, "utf8")).trim();
-  } catch {
-    return undefined;
-  }
 }
 
 function cdiError(device: string, step: string, message: string, cause?: unknown): EngineError {

@@ -1,9 +1,8 @@
 /**
- * The API objects claim handling reads and writes: ResourceClaims (read,
- * status apply), NetworkAttachmentDefinitions (read) and Events (create).
- * Every object read is validated here, at the boundary, so the rest of the
- * agent works with shapes it can trust and an unexpected object is an error
- * naming the field.
+ * ResourceClaims, as claim handling reads them (get, validated here at the
+ * boundary so the rest of the agent works with shapes it can trust and an
+ * unexpected object is an error naming the field) and writes their status
+ * (server-side apply).
  */
 import { z } from "zod";
 import type { KubeClient } from "./client.ts";
@@ -117,76 +116,6 @@ export async function applyResourceClaimStatus(
     body,
     contentType: "application/apply-patch+yaml",
     query: { fieldManager, force: true },
-    ...(signal ? { signal } : {}),
-  });
-}
-
-const nadSchema = z.object({
-  metadata: z.object({ name: z.string(), namespace: z.string(), annotations: z.record(z.string(), z.string()).nullish() }),
-  spec: z.object({ config: z.string().min(1) }),
-});
-
-export type NetworkAttachmentDefinition = z.infer<typeof nadSchema>;
-
-export async function getNetworkAttachmentDefinition(
-  client: KubeClient,
-  namespace: string,
-  name: string,
-  signal?: AbortSignal,
-): Promise<NetworkAttachmentDefinition> {
-  const path = `/apis/k8s.cni.cncf.io/v1/namespaces/${encodeURIComponent(namespace)}/network-attachment-definitions/${encodeURIComponent(name)}`;
-  const object = await client.request<unknown>("GET", path, signal ? { signal } : {});
-  const parsed = nadSchema.safeParse(object);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new KubeApiError("KUBE_DECODE", {
-      method: "GET",
-      path,
-      status: 0,
-      reason: "",
-      message: `unexpected NetworkAttachmentDefinition: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
-    });
-  }
-  return parsed.data;
-}
-
-export interface EventTarget {
-  apiVersion: string;
-  kind: "Pod" | "ResourceClaim";
-  namespace: string;
-  name: string;
-  uid: string;
-}
-
-/** A core/v1 Event, as `kubectl describe` shows them. */
-export async function createEvent(
-  client: KubeClient,
-  event: { target: EventTarget; type: "Normal" | "Warning"; reason: string; message: string; component: string; host?: string },
-  signal?: AbortSignal,
-): Promise<void> {
-  const now = new Date().toISOString();
-  await client.request("POST", `/api/v1/namespaces/${encodeURIComponent(event.target.namespace)}/events`, {
-    body: {
-      apiVersion: "v1",
-      kind: "Event",
-      metadata: { generateName: `${event.target.name}.`, namespace: event.target.namespace },
-      involvedObject: {
-        apiVersion: event.target.apiVersion,
-        kind: event.target.kind,
-        namespace: event.target.namespace,
-        name: event.target.name,
-        uid: event.target.uid,
-      },
-      type: event.type,
-      reason: event.reason,
-      message: event.message.slice(0, 1024),
-      source: { component: event.component, ...(event.host !== undefined ? { host: event.host } : {}) },
-      reportingComponent: event.component,
-      reportingInstance: event.host ?? event.component,
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1,
-    },
     ...(signal ? { signal } : {}),
   });
 }

@@ -1,0 +1,180 @@
+/**
+ * The second half of an attach: the kernel work that puts one device in its
+ * pod (the move, which renames it and sets MTU and MAC on the way), then
+ * configures it there (sysctls, addresses, up, routes) and reads it back.
+ * A fresh attach, a repeated one and recovery all come through
+ * placeInPod, which starts from wherever the device is.
+ */
+import { cidrParts, IFA_F_NODAD, networkOf, RT_SCOPE, type Address, type AddressSpec, type Link, type Op, type RouteSpec } from "../netlink/index.ts";
+import type { AttachResult } from "./attacher.ts";
+import { fail } from "./errors.ts";
+import { findRecordedDevice } from "./host-state.ts";
+import type { JournalRecord } from "./journal.ts";
+import { parseSysctlKey, type AttachmentPlan } from "./plan.ts";
+import { lostError } from "./recovery.ts";
+import type { PlannedStep, StepRunner } from "./step-runner.ts";
+
+/** What attaching one device still takes once it is (or is about to be) in its pod. */
+export interface AttachWork {
+  plan: AttachmentPlan;
+  /** The device's ifindex inside the pod. */
+  index: number;
+  /** The move (when it is still to be made), configuration, up, routes. */
+  steps: PlannedStep[];
+  /** Reads the device and its addresses back. */
+  verify: PlannedStep;
+}
+
+/** Runs the attach steps of one device from wherever it is (see placeInPod). */
+export async function attachOne(runner: StepRunner, record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachResult> {
+  const work = await placeInPod(runner, record, onHost, podIndexes);
+  const { plan } = work;
+  if (plan.rdma?.mode === "exclusive") {
+    await runner.runSteps(work.steps);
+    runner.step("rdma", plan);
+    await runner.moveRdma(plan, plan.netns, "rdma");
+    return verified(work, await runner.runSteps([work.verify]));
+  }
+  return verified(work, (await runner.runSteps([...work.steps, work.verify])).slice(-work.verify.ops.length));
+}
+
+/**
+ * The kernel work that attaches one device, from wherever it is: `onHost`
+ * is the device when the caller just found it on the host (a fresh
+ * attach), with the ifindexes in use in the pod; otherwise (recovery, a
+ * repeated attach) the device is looked for in the pod first. The move is
+ * among the returned steps when its pod-side ifindex can be pinned;
+ * otherwise it is made here, as it must be before anything in the pod can
+ * name the device.
+ */
+export async function placeInPod(runner: StepRunner, record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachWork> {
+  const { plan, host } = record;
+  let inPod = onHost === undefined ? await runner.locateInPod(record) : undefined;
+  const move: PlannedStep[] = [];
+  if (inPod === undefined) {
+    let device = onHost;
+    if (device === undefined) {
+      const [hostLinks] = await runner.call(plan, "move", undefined, [{ op: "listLinks" }] as const);
+      device = findRecordedDevice(hostLinks, host, plan);
+    }
+    if (device === undefined) throw lostError(record);
+    // Moves, renames and sets MTU and MAC in one request (the kernel
+    // applies the rest of the request in the new namespace), so the host
+    // name never shows in the pod. No separate "set down": the kernel
+    // closes the device as part of the move, and a down costs an RCU grace
+    // period of its own. When the device's ifindex is free in the pod, the
+    // request pins it (IFLA_NEW_IFINDEX): the pod-side index is then known
+    // ahead, and the rest of the attach rides in the same batch.
+    const pin = podIndexes !== undefined && !podIndexes.has(device.index);
+    const update = { netns: plan.netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
+    const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
+    if (pin) {
+      move.push({ plan, step: "move", netns: undefined, ops: [moveOp] });
+      inPod = { ...device, ...linkSettings(plan), up: upWithMove(plan) };
+    } else {
+      runner.step("move", plan);
+      await runner.call(plan, "move", undefined, [moveOp] as const);
+      const [moved] = await runner.call(plan, "move", plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
+      if (moved === null) fail("ENGINE_VERIFY", plan, "move", `device ${device.name} is not in pod ${plan.netns} as ${plan.podName} after the move`);
+      inPod = moved;
+    }
+  }
+  const index = inPod.index;
+  const device = plan.podName;
+  const configure: Op[] = [];
+  const settings = linkSettings(plan);
+  if (inPod.name !== settings.name || (settings.mtu !== undefined && inPod.mtu !== settings.mtu) || (settings.mac !== undefined && inPod.mac !== settings.mac)) {
+    configure.push({ op: "setLink", index, device, update: settings });
+  }
+  for (const [key, value] of Object.entries(plan.sysctls)) {
+    const sysctl = parseSysctlKey(key, plan.podName);
+    if (sysctl !== undefined) configure.push({ op: "writeSysctl", sysctl, value, device });
+  }
+  for (const spec of podAddresses(plan, index)) configure.push({ op: "addAddress", spec, device });
+  // Everything in the pod goes to the kernel in one datagram: a failure
+  // anywhere rolls the whole attach back, so an operation that runs after
+  // a failed one does no harm.
+  const { netns } = plan;
+  const pipelined = true;
+  return {
+    plan,
+    index,
+    steps: [
+      ...move,
+      { plan, step: "configure", netns, ops: configure, pipelined },
+      { plan, step: "set-up", netns, ops: inPod.up ? [] : [{ op: "setLink", index, device, update: { up: true } }], pipelined },
+      { plan, step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })), pipelined },
+    ],
+    verify: { plan, step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }], pipelined },
+  };
+}
+
+/**
+ * Whether the move request itself brings the device up (the kernel applies
+ * the flags last, in the pod's namespace), which saves a request. Not when
+ * the plan sets sysctls: those must be in place before the device is up.
+ */
+function upWithMove(plan: AttachmentPlan): boolean {
+  return Object.keys(plan.sysctls).length === 0;
+}
+
+/** The link attributes the plan sets in the pod. */
+function linkSettings(plan: AttachmentPlan): { name: string; mtu?: number; mac?: string } {
+  return { name: plan.podName, ...(plan.mtu !== undefined && { mtu: plan.mtu }), ...(plan.mac !== undefined && { mac: plan.mac }) };
+}
+
+function podAddresses(plan: AttachmentPlan, index: number): AddressSpec[] {
+  return plan.addresses.map((text) => {
+    const { address, prefixLength, family } = cidrParts(text);
+    // No DAD in the pod: the address must be usable (and a valid route
+    // source) the moment the pod starts.
+    return { index, address, prefixLength, family, ...(family === 6 && { flags: IFA_F_NODAD }) };
+  });
+}
+
+const SCOPES = { universe: RT_SCOPE.UNIVERSE, link: RT_SCOPE.LINK, host: RT_SCOPE.HOST } as const;
+
+/** Link-scope routes first, so a gateway route can rely on them. */
+function podRoutes(plan: AttachmentPlan, index: number): RouteSpec[] {
+  const specs = plan.routes.map((r): RouteSpec => {
+    const { address, prefixLength, family } = cidrParts(r.destination);
+    return {
+      family,
+      dstLength: prefixLength,
+      oif: index,
+      ...(prefixLength > 0 && { dst: networkOf(address, prefixLength) }),
+      ...(r.gateway !== undefined && { gateway: r.gateway }),
+      ...(r.source !== undefined && { prefsrc: r.source }),
+      ...(r.scope !== undefined && { scope: SCOPES[r.scope] }),
+      ...(r.table !== undefined && { table: r.table }),
+      ...(r.metric !== undefined && { priority: r.metric }),
+    };
+  });
+  return specs.sort((a, b) => (a.gateway === undefined ? 0 : 1) - (b.gateway === undefined ? 0 : 1));
+}
+
+/** The attach result of `work`, once its read-back (`readBack`: the verify step's results) matches the plan. */
+export function verified(work: AttachWork, readBack: readonly unknown[]): AttachResult {
+  const { plan, index } = work;
+  const [link, addresses] = readBack as [Link | null, Address[]];
+  verifyPod(plan, link, addresses);
+  return { key: plan.key, podName: plan.podName, ifindex: index, mac: link?.mac, addresses: plan.addresses };
+}
+
+function verifyPod(plan: AttachmentPlan, link: Link | null, addresses: readonly Address[]): void {
+  const problems: string[] = [];
+  if (link === null) problems.push("the interface is gone");
+  else {
+    if (link.name !== plan.podName) problems.push(`name is ${link.name}`);
+    if (plan.mtu !== undefined && link.mtu !== plan.mtu) problems.push(`MTU is ${link.mtu}, want ${plan.mtu}`);
+    if (plan.mac !== undefined && link.mac !== plan.mac) problems.push(`MAC is ${link.mac ?? "none"}, want ${plan.mac}`);
+    if (!link.up) problems.push("link is down");
+    for (const text of plan.addresses) {
+      const want = cidrParts(text);
+      if (!addresses.some((a) => a.index === link.index && a.address === want.address && a.prefixLength === want.prefixLength)) {
+        problems.push(`address ${text} is missing`);
+      }
+    }
+  }
+  if (problems.length > 0) fail("ENGINE_VERIFY", plan, "verify", `pod interface ${plan.podName}: ${problems.join("; ")}`);
+}
