@@ -18,6 +18,7 @@
  */
 import type { Logger } from "pino";
 import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
+import { multusInterfaceOwners } from "../claims/multus-networks.ts";
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimState } from "../dra/index.ts";
@@ -259,7 +260,9 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
     const [podLinks] = await netlink.batch(netns, [{ op: "listLinks" }] as const);
-    const existing = new Set(podLinks.map((link) => link.name));
+    // Who has each name already, as far as the pod's Multus annotation tells.
+    const multus = multusInterfaceOwners(pod.annotations, pod.namespace);
+    const existing = new Map(podLinks.map((link) => [link.name, multus.get(link.name) ?? "an interface already in the pod"]));
     const inputs = new Map<NamingInput, PlannedDevice>();
     for (const p of native) {
       inputs.set({ claim: `${p.claim.claim.namespace}/${p.claim.claim.name}`, request: p.device.request, device: p.device.device, requestedName: p.device.interface.name }, p);

@@ -7,7 +7,7 @@ function input(claim: string, request: string, device: string, requestedName?: s
 }
 
 function namesOf(inputs: NamingInput[], existing: string[] = []): string[] {
-  const result = assignInterfaceNames(inputs, new Set(existing));
+  const result = assignInterfaceNames(inputs, new Map(existing.map((name) => [name, "an interface already in the pod"])));
   if (!result.ok) assert.fail(result.message);
   return inputs.map((i) => result.names.get(i) ?? "?");
 }
@@ -33,13 +33,14 @@ describe("assignInterfaceNames", () => {
   });
 
   it("refuses a requested name already in the pod, naming both sides", () => {
-    const result = assignInterfaceNames([input("default/a", "nic", "pci-0000-03-00-0", "net1")], new Set(["eth0", "net1"]));
+    const existing = new Map([["eth0", "an interface already in the pod"], ["net1", "Multus network default/macvlan-a"]]);
+    const result = assignInterfaceNames([input("default/a", "nic", "pci-0000-03-00-0", "net1")], existing);
     if (result.ok) assert.fail("expected a collision");
-    assert.match(result.message, /device pci-0000-03-00-0 \(claim default\/a, request nic\) "net1".*already used by an interface already in the pod/);
+    assert.match(result.message, /device pci-0000-03-00-0 \(claim default\/a, request nic\) "net1".*already used by Multus network default\/macvlan-a$/);
   });
 
   it("refuses two devices asking for the same name", () => {
-    const result = assignInterfaceNames([input("ns/a", "r", "d1", "data"), input("ns/b", "r", "d2", "data")], new Set());
+    const result = assignInterfaceNames([input("ns/a", "r", "d1", "data"), input("ns/b", "r", "d2", "data")], new Map());
     if (result.ok) assert.fail("expected a collision");
     assert.match(result.message, /device d2 .*"data".*used by device d1/);
   });

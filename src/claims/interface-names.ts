@@ -24,15 +24,15 @@ export function compareNamingInputs(a: NamingInput, b: NamingInput): number {
 }
 
 /**
- * Assigns every device of one pod a name. `existing` holds the names already
- * in the pod (eth0, Multus's net1, ...): asking for one of them is an error
- * naming both sides, and default names skip them.
+ * Assigns every device of one pod a name. `existing` maps the names already
+ * in the pod (eth0, Multus's net1, ...) to what has them ("Multus network
+ * default/macvlan-a"): asking for one of them is an error naming both sides,
+ * and default names skip them.
  */
-export function assignInterfaceNames(inputs: readonly NamingInput[], existing: ReadonlySet<string>): NamingResult {
+export function assignInterfaceNames(inputs: readonly NamingInput[], existing: ReadonlyMap<string, string>): NamingResult {
   const ordered = [...inputs].sort(compareNamingInputs);
   const names = new Map<NamingInput, string>();
-  const taken = new Map<string, string>();
-  for (const name of existing) taken.set(name, "an interface already in the pod");
+  const taken = new Map(existing);
   for (const input of ordered) {
     if (input.requestedName === undefined) continue;
     const owner = taken.get(input.requestedName);

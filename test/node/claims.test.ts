@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { waitFor } from "../api/harness.ts";
 import type { ResourceClaim } from "../../src/kube/index.ts";
 import { DRIVER, links, routes, SimNode } from "./harness.ts";
-import { claimTemplate, deviceClass, pod, preparedPod, scheduledClaim } from "./objects.ts";
+import { claimTemplate, deviceClass, pod, preparedPod, scheduledClaim, SIM_MULTUS_NETWORK } from "./objects.ts";
 
 const NODE = "nc-sim-1";
 const NS = "default";
@@ -165,7 +165,8 @@ spec:
   it("fails the sandbox, moving nothing, when a configured name is Multus's net1, and says so in status and events", async () => {
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
     const { podUID, claimName, ref, netns, sandbox } = await preparedSandbox("clash", { interface: { name: "net1" } }, "198.51.100.220/24");
-    await assert.rejects(node.startPod(sandbox), /"net1" in the pod: the name is already used by an interface already in the pod/);
+    // The pod's Multus annotation tells whose net1 it is.
+    await assert.rejects(node.startPod(sandbox), new RegExp(`"net1" in the pod: the name is already used by Multus network ${NS}/${SIM_MULTUS_NETWORK}`));
     assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"]);
     assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), "nothing moved");
     const entry = await failedCondition(claimName, "InvalidConfig");

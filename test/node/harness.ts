@@ -59,6 +59,8 @@ export interface Sandbox {
   name: string;
   namespace: string;
   netns: string;
+  /** The pod's annotations, which the runtime passes on. */
+  annotations?: Record<string, string>;
 }
 
 export class SimNode {

@@ -59,11 +59,19 @@ ${requests.map((r) => `        - name: ${r.name}\n          exactly: { deviceCla
 `;
 }
 
+/** The Multus network a simulated pod asks for; its sandbox's net1 stands in for it. */
+export const SIM_MULTUS_NETWORK = "sim-macvlan";
+
 export function pod(namespace: string, nodeName: string, name: string, template: string): string {
   return `
 apiVersion: v1
 kind: Pod
-metadata: { name: ${name}, namespace: ${namespace}, labels: { ${SIM_NODE_LABEL}: ${nodeName} } }
+metadata:
+  name: ${name}
+  namespace: ${namespace}
+  labels: { ${SIM_NODE_LABEL}: ${nodeName} }
+  # The network of the "Multus" net1 that preparedPod's sandbox holds.
+  annotations: { k8s.v1.cni.cncf.io/networks: ${SIM_MULTUS_NETWORK} }
 spec:
   nodeSelector: { kubernetes.io/hostname: ${nodeName} }
   tolerations: [{ operator: Exists }]
@@ -76,7 +84,7 @@ spec:
 }
 
 export interface PodObject {
-  metadata: { uid: string };
+  metadata: { uid: string; annotations?: Record<string, string> };
   spec: { nodeName?: string };
   status?: { resourceClaimStatuses?: { name: string; resourceClaimName?: string }[] };
 }
@@ -121,6 +129,7 @@ export async function preparedPod(node: SimNode, options: PreparedPodOptions) {
     throw new Error(`prepare of ${claim.metadata.name} failed: ${prepared.response.claims?.[claim.metadata.uid]?.error ?? ""}`);
   }
   const netns = await node.podNetns(options.master, options.net1Address);
-  const sandbox = { id: `sb-${podName}`, uid: podObject.metadata.uid, name: podName, namespace, netns: `/var/run/netns/${netns}` };
+  // The runtime hands NRI the pod's annotations, as the kubelet gave them in the sandbox config.
+  const sandbox = { id: `sb-${podName}`, uid: podObject.metadata.uid, name: podName, namespace, netns: `/var/run/netns/${netns}`, annotations: podObject.metadata.annotations ?? {} };
   return { podUID: podObject.metadata.uid, claimName: claim.metadata.name, ref, netns, sandbox };
 }
