@@ -140,6 +140,7 @@ export class E2eAgent {
   /** The shipped directories this agent uses that existed before it: an uninstall leaves those. */
   readonly #preexisting: ReadonlySet<string>;
   #installed = false;
+  #paused = false;
   #pod: AgentPod | undefined;
 
   private constructor(dir: string, options: AgentOptions) {
@@ -233,6 +234,7 @@ export class E2eAgent {
   /** SIGSTOP: the agent stays connected to the kubelet and the runtime but answers nothing. */
   async pause(): Promise<void> {
     process.kill(await this.pid(), "SIGSTOP");
+    this.#paused = true;
   }
 
   /**
@@ -254,16 +256,15 @@ export class E2eAgent {
       process.kill(pid, "SIGKILL");
     } else {
       await this.#placeOn(STOPPED_SELECTOR);
-      // A paused agent handles SIGTERM once it runs again.
-      await eventually("the kubelet to stop the agent's pod", () => signalPending(pid, 15), 60_000).catch(() => undefined);
-      try {
+      if (this.#paused) {
+        // A paused agent handles the kubelet's SIGTERM once it runs again.
+        await eventually("the kubelet to stop the agent's pod", () => signalPending(pid, 15), 60_000);
         process.kill(pid, "SIGCONT");
-      } catch {
-        // Already exited.
       }
     }
     await eventually("the agent's pod gone", async () => (await this.pods()).length === 0, 120_000);
     this.#pod = undefined;
+    this.#paused = false;
   }
 
   /**

@@ -27,18 +27,10 @@ import {
   runCommand,
   uniqueName,
   waitForPodsReady,
+  hostDevices,
 } from "./harness.ts";
 
 const NIC_PREFIX = "nce2d";
-
-async function hostView(names: readonly string[]): Promise<unknown> {
-  const { stdout } = await runCommand("ip", ["-json", "addr"]);
-  const links = JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[];
-  return links
-    .filter((l) => names.includes(l.ifname))
-    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`).sort() }))
-    .sort((a, b) => a.name.localeCompare(b.name));
-}
 
 describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2, 4)", { timeout: 300_000 }, () => {
   const cleanup = new Cleanup();
@@ -56,7 +48,7 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     await node();
     const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
     cleanup.defer(() => wire.remove());
-    hostBefore = await hostView(nics);
+    hostBefore = await hostDevices(nics);
     const master = await createHostVeth(uniqueName("e2em"));
     cleanup.defer(() => master.remove());
 
@@ -126,7 +118,7 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
 
   it("puts the devices back on the host as they were when the pods are deleted (4)", async () => {
     await deletePods(pods);
-    await eventually("both devices back on the host as they were", async () => JSON.stringify(await hostView(nics)) === JSON.stringify(hostBefore));
+    await eventually("both devices back on the host as they were", async () => JSON.stringify(await hostDevices(nics)) === JSON.stringify(hostBefore));
     // The directory exists once a claim was prepared: a wrong path must fail, not read as "empty".
     const claims = `${agent.stateDir}/dra-claims`;
     await eventually("the kubelet unprepared the claims (our state is empty)", async () => {

@@ -388,6 +388,21 @@ export async function netnsInterfaces(netnsPath: string): Promise<NetnsInterface
   }));
 }
 
+/** The interface `name` in the pod's network namespace, or undefined. */
+export async function podInterface(pod: string, name = "dra0", namespace = "default"): Promise<NetnsInterface | undefined> {
+  return (await netnsInterfaces((await podSandbox(pod, namespace)).netnsPath)).find((l) => l.name === name);
+}
+
+/** Host devices as a restore must leave them: name, MTU, MAC and addresses, sorted by name; a missing one is absent. */
+export async function hostDevices(names: readonly string[]): Promise<{ name: string; mtu: number; mac: string | undefined; addresses: string[] }[]> {
+  const { stdout } = await runCommand("ip", ["-json", "addr"]);
+  const links = JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[];
+  return links
+    .filter((l) => names.includes(l.ifname))
+    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${String(a.prefixlen)}`).sort() }))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
 /** Polls `check` every 200 ms until it returns true; throws naming `what` after `timeoutMs`. */
 export async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -41,15 +41,14 @@ import {
   kubectl,
   kubectlJson,
   macvlanNetwork,
-  netnsInterfaces,
   networkStatus,
   node,
   pathExists,
-  podSandbox,
   runCommand,
   uniqueName,
   waitForPodsReady,
-  type NetnsInterface,
+  podInterface,
+  hostDevices,
 } from "./harness.ts";
 import { cluster, requiredPluginVariant } from "../api/harness.ts";
 
@@ -59,18 +58,6 @@ const eventListSchema = z.object({
   items: z.array(z.object({ involvedObject: z.object({ name: z.string() }), reason: z.string().optional(), message: z.string().optional() })),
 });
 
-/** A device as the host has it: name, MTU, MAC and addresses. */
-async function hostDevice(name: string): Promise<unknown> {
-  const { stdout, code } = await runCommand("ip", ["-json", "addr", "show", "dev", name]);
-  if (code !== 0) return `${name} is not on the host`;
-  return (JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[]).map((l) => ({
-    name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${String(a.prefixlen)}`).sort(),
-  }));
-}
-
-async function dra0(pod: string): Promise<NetnsInterface | undefined> {
-  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
-}
 
 describe("the agent installed with its Helm chart", { timeout: 600_000 }, () => {
   const PREFIX = "nce2h";
@@ -86,7 +73,7 @@ describe("the agent installed with its Helm chart", { timeout: 600_000 }, () => 
     await node();
     const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
     cleanup.defer(() => wire.remove());
-    hostBefore = await hostDevice(nics[0] ?? "");
+    hostBefore = await hostDevices([nics[0] ?? ""]);
     agent = await E2eAgent.start({ nicGlob: `${PREFIX}*`, installer: "helm" });
     cleanup.defer(() => agent.remove());
     await apply(deviceClassFor(deviceClass, PREFIX), claimTemplateFor(template, deviceClass, { interface: { name: "dra0", mtu: 1400 } }));
@@ -105,7 +92,7 @@ describe("the agent installed with its Helm chart", { timeout: 600_000 }, () => 
     const before = (await agentEndpoint("/metrics")).body;
     await apply(busyboxPod({ name: podName, ...claimFields(template) }));
     await waitForPodsReady([podName]);
-    assert.equal((await dra0(podName))?.mtu, 1400);
+    assert.equal((await podInterface(podName))?.mtu, 1400);
     const afterStart = (await agentEndpoint("/metrics")).body;
     const delta = (name: string, labels: string): number => counterValue(afterStart, name, labels) - counterValue(before, name, labels);
     assert.equal(delta("netclaim_dra_claim_operations_total", 'operation="prepare",status="success"'), 1, "one prepare for the pod");
@@ -114,7 +101,7 @@ describe("the agent installed with its Helm chart", { timeout: 600_000 }, () => 
 
   it("puts the device back on the host as it was when the pod is deleted", async () => {
     await deletePods([podName]);
-    await eventually(`${nics[0] ?? ""} back on the host as it was`, async () => JSON.stringify(await hostDevice(nics[0] ?? "")) === JSON.stringify(hostBefore), 60_000);
+    await eventually(`${nics[0] ?? ""} back on the host as it was`, async () => JSON.stringify(await hostDevices([nics[0] ?? ""])) === JSON.stringify(hostBefore), 60_000);
   });
 });
 
@@ -133,7 +120,7 @@ describe("upgrading and uninstalling the agent installed with the kustomize over
   let agent: E2eAgent;
 
   async function devicesAsBefore(): Promise<boolean> {
-    for (const nic of nics) if (JSON.stringify(await hostDevice(nic)) !== JSON.stringify(hostBefore.get(nic))) return false;
+    for (const nic of nics) if (JSON.stringify(await hostDevices([nic])) !== JSON.stringify(hostBefore.get(nic))) return false;
     return true;
   }
 
@@ -147,7 +134,7 @@ describe("upgrading and uninstalling the agent installed with the kustomize over
       await runCommand("ip", ["link", "set", nic, "mtu", String(1400 + i)]);
       await runCommand("ip", ["addr", "add", `fd00:e2::${(i + 1).toString(16)}/128`, "dev", nic]);
       await runCommand("ip", ["addr", "add", `198.18.200.${String(i + 1)}/32`, "dev", nic]);
-      hostBefore.set(nic, await hostDevice(nic));
+      hostBefore.set(nic, await hostDevices([nic]));
     }
     cdiSpecsBefore = await readdir((await node()).cdiDir);
     const master = await createHostVeth(uniqueName("e2eu"));
@@ -180,7 +167,7 @@ describe("upgrading and uninstalling the agent installed with the kustomize over
     ]));
     await waitForPodsReady(all);
     const addresses = async (): Promise<string[]> => [
-      ...(await Promise.all(withClaim.map(async (pod) => addressOnly((await dra0(pod))?.addresses[0] ?? "")))),
+      ...(await Promise.all(withClaim.map(async (pod) => addressOnly((await podInterface(pod))?.addresses[0] ?? "")))),
       ...(await Promise.all(withNetwork.map(async (pod) => (await networkStatus(pod)).find((s) => s.interface === "net1")?.ips?.[0] ?? ""))),
     ];
     const given = await addresses();
@@ -216,7 +203,7 @@ describe("upgrading and uninstalling the agent installed with the kustomize over
     const readyAtRollout = (await kubectl(["get", "pods", ...pods, "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"])).split(" ").filter((s) => s === "True").length;
     console.log(`${String(readyAtRollout)} of ${String(pods.length)} pods were ready when the old agent had gone`);
     await waitForPodsReady(pods, "default", 300);
-    for (const pod of pods) assert.equal((await dra0(pod))?.mtu, 1300, `${pod} has its interface`);
+    for (const pod of pods) assert.equal((await podInterface(pod))?.mtu, 1300, `${pod} has its interface`);
     // The pods' names are new, so every event about them is from this test. Each pod's probes ask
     // its own agent, so the old pod went only once the new agent served: no prepare failed, and
     // the runtime never refused a container for want of netclaim's NRI plugin.
@@ -251,7 +238,7 @@ describe("upgrading and uninstalling the agent installed with the kustomize over
     // 3. The overlay.
     await agent.uninstall();
 
-    for (const nic of nics) assert.deepEqual(await hostDevice(nic), hostBefore.get(nic), `${nic} as it was`);
+    for (const nic of nics) assert.deepEqual(await hostDevices([nic]), hostBefore.get(nic), `${nic} as it was`);
     const registry = await readdir(join(env.kubeletDir, "plugins_registry"));
     assert.deepEqual(registry.filter((name) => name.includes("netclaim")), [], "registration sockets removed");
     const pluginDir = join(env.kubeletDir, "plugins", "netclaim.dev");

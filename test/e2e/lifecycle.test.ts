@@ -17,21 +17,17 @@ import {
   deletePods,
   eventually,
   getPod,
-  netnsInterfaces,
   node,
-  podSandbox,
   restartNodeComponent,
   runCommand,
   uniqueName,
   waitForPodsReady,
   type Manifest,
+  podInterface,
 } from "./harness.ts";
 
 const NIC_PREFIX = "nce2l";
 
-async function dra0(pod: string): Promise<{ mtu: number; addresses: readonly string[] } | undefined> {
-  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
-}
 
 /** Polls /readyz until stopped, keeping every answer. */
 function watchReadiness(): { stop(): { status: number; body: string }[] } {
@@ -90,20 +86,20 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
   after(() => cleanup.run());
 
   it("keeps the interface configured across a container restart and an agent restart (4)", async () => {
-    const before = await dra0(first);
+    const before = await podInterface(first);
     assert.equal(before?.mtu, 1300);
     assert.deepEqual(before.addresses, ["fd00:1c::1/64"]);
     const container = (await crictl(["ps", "--label", `io.kubernetes.pod.name=${first}`, "-q"])).trim();
     await crictl(["stop", container]);
     await eventually("the kubelet to restart the container", async () => ((await getPod(first)).status.phase === "Running" ? (await crictl(["ps", "--label", `io.kubernetes.pod.name=${first}`, "-q"])).trim() !== container : false), 60_000);
-    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the container restart");
+    assert.equal((await podInterface(first))?.mtu, 1300, "dra0 survives the container restart");
 
     await agent.stop();
     await agent.start();
-    assert.deepEqual((await dra0(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives the agent restart");
+    assert.deepEqual((await podInterface(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives the agent restart");
     await agent.stop("SIGKILL");
     await agent.start();
-    assert.deepEqual((await dra0(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives kill -9 of the agent");
+    assert.deepEqual((await podInterface(first))?.addresses, ["fd00:1c::1/64"], "dra0 survives kill -9 of the agent");
   });
 
   it("keeps running pods' interfaces across containerd and kubelet restarts, and new pods still work (7)", async () => {
@@ -113,13 +109,13 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
     await eventually("the agent ready again after the containerd restart", async () => (await agentEndpoint("/readyz")).status === 200, 30_000);
     const seen = readiness.stop();
     assert.ok(seen.some((r) => r.status === 503 && r.body.includes("connected to NRI")), `/readyz said ${JSON.stringify([...new Set(seen.map((r) => `${String(r.status)} ${r.body.trim()}`))])} during the restart`);
-    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the containerd restart");
+    assert.equal((await podInterface(first))?.mtu, 1300, "dra0 survives the containerd restart");
     await restartNodeComponent("kubelet");
-    assert.equal((await dra0(first))?.mtu, 1300, "dra0 survives the kubelet restart");
+    assert.equal((await podInterface(first))?.mtu, 1300, "dra0 survives the kubelet restart");
     const before = await operations();
     await apply(podWithClaim(second));
     await waitForPodsReady([second]);
-    assert.equal((await dra0(second))?.mtu, 1300);
+    assert.equal((await podInterface(second))?.mtu, 1300);
     // One prepare and one attach for the pod that started, as the agent's metrics count them.
     const after = await operations();
     assert.equal(after.prepare - before.prepare, 1, "one prepare");
@@ -135,7 +131,7 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
     }, 60_000);
     await deletePods([second]);
     await waitForPodsReady([third], "default", 300);
-    assert.equal((await dra0(third))?.mtu, 1300);
+    assert.equal((await podInterface(third))?.mtu, 1300);
   });
 
   it("does not start a pod without its interface while the agent is down, and starts it with it once back (6)", async () => {
@@ -149,6 +145,6 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
     assert.notEqual((await getPod(fourth)).status.phase, "Running");
     await agent.start();
     await waitForPodsReady([fourth], "default", 300);
-    assert.equal((await dra0(fourth))?.mtu, 1300, "the pod started with its interface");
+    assert.equal((await podInterface(fourth))?.mtu, 1300, "the pod started with its interface");
   });
 });

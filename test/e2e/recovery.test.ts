@@ -31,17 +31,14 @@ import {
   deletePods,
   eventually,
   kubectl,
-  netnsInterfaces,
   node,
   podSandbox,
   runCommand,
   uniqueName,
   waitForPodsReady,
+  podInterface,
 } from "./harness.ts";
 
-async function dra0(pod: string): Promise<{ mtu: number } | undefined> {
-  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
-}
 
 /**
  * An agent publishing three stand-in NICs named `<prefix>a..c`, and a
@@ -117,14 +114,14 @@ describe("a device that vanished while its pod runs", { timeout: 600_000 }, () =
     await waitForPublished(PREFIX, 2);
     await apply(busyboxPod({ name: victim, ...claimFields(lostTemplate) }));
     await waitForPodsReady([victim]);
-    assert.equal((await dra0(victim))?.mtu, 1300);
+    assert.equal((await podInterface(victim))?.mtu, 1300);
   });
   after(() => cleanup.run());
 
   it("starts the agent anyway, says DeviceLost on the claim and in a pod event, serves other pods, and forgets the device with its pod", async () => {
     await agent.stop("SIGKILL");
     await runCommand("ip", ["link", "delete", lostPeer]);
-    assert.equal(await dra0(victim), undefined, "the stand-in NIC died with its peer");
+    assert.equal(await podInterface(victim), undefined, "the stand-in NIC died with its peer");
     await agent.start();
 
     const claim = await claimOf(victim);
@@ -141,7 +138,7 @@ describe("a device that vanished while its pod runs", { timeout: 600_000 }, () =
 
     await apply(busyboxPod({ name: bystander, ...claimFields(keptTemplate) }));
     await waitForPodsReady([bystander]);
-    assert.equal((await dra0(bystander))?.mtu, 1300, "another pod still starts with its interface");
+    assert.equal((await podInterface(bystander))?.mtu, 1300, "another pod still starts with its interface");
 
     assert.equal((await journal(agent)).length, 2, "the lost attachment is journaled until its pod goes");
     await deletePods([victim]);
@@ -178,7 +175,7 @@ describe("the agent killed shortly after pods with claims were created", { timeo
       await agent.start();
       await waitForPodsReady(pods, "default", 300);
       for (const pod of pods) {
-        await eventually(`${pod} to have dra0`, async () => (await dra0(pod))?.mtu === 1300, 60_000);
+        await eventually(`${pod} to have dra0`, async () => (await podInterface(pod))?.mtu === 1300, 60_000);
       }
       assert.doesNotMatch(await agent.logs(), /late attach failed/);
       await deletePods(pods);
@@ -220,13 +217,13 @@ describe("pods whose sandboxes the runtime replaced while the agent was down", {
     }
     await agent.start();
     for (const pod of pods) {
-      await eventually(`${pod} to have dra0 in its new sandbox`, async () => (await dra0(pod))?.mtu === 1300, 60_000);
+      await eventually(`${pod} to have dra0 in its new sandbox`, async () => (await podInterface(pod))?.mtu === 1300, 60_000);
     }
     assert.doesNotMatch(await agent.logs(), /host network|late attach failed/);
     // As the kubelet's garbage collection does, in its own time: RemovePodSandbox of a pod's
     // stopped sandbox must leave the device in its live one.
     await crictl(["rmp", ...replaced]);
-    for (const pod of pods) assert.equal((await dra0(pod))?.mtu, 1300, `${pod} keeps dra0 when its old sandbox is removed`);
+    for (const pod of pods) assert.equal((await podInterface(pod))?.mtu, 1300, `${pod} keeps dra0 when its old sandbox is removed`);
     await deletePods(pods);
     for (const nic of nics) await eventually(`${nic} back on the host`, () => onHost(nic), 60_000);
     assert.deepEqual(await journal(agent), [], "nothing left in the journal");

@@ -22,12 +22,11 @@ import {
   getPod,
   kubectl,
   kubectlJson,
-  netnsInterfaces,
   node,
-  podSandbox,
   runCommand,
   uniqueName,
   waitForPodsReady,
+  podInterface,
 } from "./harness.ts";
 
 const NIC_PREFIX = "nce2s";
@@ -43,9 +42,6 @@ async function podEvents(name: string): Promise<{ type: string; reason: string; 
   return items.map((e) => ({ type: e.type, reason: e.reason, message: e.message ?? "", count: e.count ?? 1 }));
 }
 
-async function dra0(pod: string): Promise<{ mtu: number; addresses: readonly string[] } | undefined> {
-  return (await netnsInterfaces((await podSandbox(pod)).netnsPath)).find((l) => l.name === "dra0");
-}
 
 const containerStatusesSchema = z.object({
   status: z.object({ containerStatuses: z.array(z.object({ state: z.record(z.string(), z.unknown()) })).optional() }),
@@ -97,7 +93,7 @@ describe("a ResourceClaim shared by two pods", { timeout: 600_000 }, () => {
   after(() => cleanup.run());
 
   it("refuses the second pod's sandbox on every retry, naming the claim and the holder, and leaves the first pod its device", async () => {
-    assert.deepEqual((await dra0(first))?.addresses, [ADDRESS]);
+    assert.deepEqual((await podInterface(first))?.addresses, [ADDRESS]);
     await apply(sharing(second));
     await eventually("the scheduler to reserve the claim for both pods", async () => {
       const reserved = await kubectl(["get", "resourceclaim", claim, "-o", "jsonpath={.status.reservedFor[*].name}"]);
@@ -123,8 +119,8 @@ describe("a ResourceClaim shared by two pods", { timeout: 600_000 }, () => {
     const containers = await runCommand((await node()).crictl, ["--config", (await node()).crictlConfig, "ps", "-a", "--label", `io.kubernetes.pod.name=${second}`, "-q"]);
     assert.equal(containers.stdout.trim(), "", "the runtime created no container for the second pod");
 
-    assert.deepEqual((await dra0(first))?.addresses, [ADDRESS], "the first pod keeps its interface, configured");
-    assert.equal((await dra0(first))?.mtu, 1350);
+    assert.deepEqual((await podInterface(first))?.addresses, [ADDRESS], "the first pod keeps its interface, configured");
+    assert.equal((await podInterface(first))?.mtu, 1350);
     assert.match(await kubectl(["logs", first]), new RegExp(`dra0\\s+inet ${ADDRESS.replace(/\./g, "\\.")}`));
     const described = await kubectl(["describe", "resourceclaim", claim]);
     assert.match(described, /InterfaceAttached/, "the claim still reports the first pod's interface");
@@ -133,7 +129,7 @@ describe("a ResourceClaim shared by two pods", { timeout: 600_000 }, () => {
   it("starts the second pod with the device once the first is deleted", async () => {
     await deletePods([first]);
     await waitForPodsReady([second], "default", 300);
-    assert.deepEqual((await dra0(second))?.addresses, [ADDRESS]);
+    assert.deepEqual((await podInterface(second))?.addresses, [ADDRESS]);
     assert.match(await kubectl(["logs", second]), new RegExp(`dra0\\s+inet ${ADDRESS.replace(/\./g, "\\.")}`), "dra0 was there before the container's first command");
     assert.ok((await podEvents(second)).some((e) => e.reason === "NetworkClaimHandedOver" && e.type === "Normal"));
   });
