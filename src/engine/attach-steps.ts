@@ -49,6 +49,8 @@ export async function attachOne(runner: StepRunner, record: JournalRecord, onHos
  */
 export async function placeInPod(runner: StepRunner, record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachWork> {
   const { plan, host } = record;
+  // Held from before the move until the device is back on the host (namespace-pins.ts).
+  await runner.pins.pin(plan.key, plan.netns);
   let inPod = onHost === undefined ? await runner.locateInPod(record) : undefined;
   const move: PlannedStep[] = [];
   if (inPod === undefined) {

@@ -30,6 +30,13 @@ import { detachOne } from "./restore-steps.ts";
 import { StepRunner } from "./step-runner.ts";
 import type { AttachmentPlan, AttachmentPlanInput } from "./plan.ts";
 
+/**
+ * How often the engine takes up the namespaces of attachments another agent
+ * process journaled (adopt): the old agent of a rolling update attaches
+ * until it stops, and its holds end with it.
+ */
+const ADOPT_INTERVAL_MS = 2_000;
+
 export class AttachEngine implements Attacher {
   readonly #runner: StepRunner;
   readonly #journal: Collection<JournalRecord>;
@@ -42,6 +49,7 @@ export class AttachEngine implements Attacher {
    */
   readonly #settled = new Set<string>();
   readonly #gate: AttachGate | undefined;
+  readonly #adoptTimer: NodeJS.Timeout;
 
   constructor(options: EngineOptions) {
     this.#runner = new StepRunner(options.netlink, { rdma: options.rdma, beforeStep: options.beforeStep });
@@ -51,7 +59,44 @@ export class AttachEngine implements Attacher {
       journal: this.#journal,
       attach: (record) => attachOne(this.#runner, record),
       restore: async (record) => ((await detachOne(this.#runner, record)) === "restored" ? "restored" : "gone"),
+      alive: (netns) => this.#runner.pins.alive(netns),
     };
+    // A failed pass changes nothing held; the next one tries again.
+    this.#adoptTimer = setInterval(() => void this.adopt().catch(() => undefined), ADOPT_INTERVAL_MS).unref();
+  }
+
+  /**
+   * Makes the namespaces this engine holds follow the journal: holds the
+   * namespace of every attachment journaled by any agent process (two run
+   * during a rolling update, sharing the journal) and lets go of those whose
+   * record another process deleted. Runs on a timer; an attachment another
+   * call is working on is left to it.
+   */
+  async adopt(): Promise<void> {
+    const keys = new Set(await this.#journal.keys());
+    for (const key of [...this.#runner.pins.keys()]) {
+      if (keys.has(key)) continue;
+      const release = this.#locks.tryAcquire(key);
+      if (release === undefined) continue;
+      try {
+        if ((await this.#journal.get(key)) === undefined) this.#runner.pins.unpin(key);
+      } finally {
+        release();
+      }
+    }
+    const held = new Set(this.#runner.pins.keys());
+    for (const key of keys) {
+      if (held.has(key)) continue;
+      const release = this.#locks.tryAcquire(key);
+      if (release === undefined) continue;
+      try {
+        // Read under the lock: the record may have gone since the listing.
+        const record = await this.#journal.get(key);
+        if (record !== undefined && record.intent !== "detach") await this.#runner.pins.pin(key, record.plan.netns);
+      } finally {
+        release();
+      }
+    }
   }
 
   /**
@@ -137,7 +182,7 @@ export class AttachEngine implements Attacher {
       for (const key of sorted) {
         const record = await this.#journal.get(key);
         if (record === undefined) out.set(key, "unknown");
-        else if (options.sandbox !== undefined && (await inAnotherSandbox(record, options.sandbox.netns))) out.set(key, "kept");
+        else if (options.sandbox !== undefined && (await inAnotherSandbox(record, options.sandbox.netns, this.#recoverySteps.alive))) out.set(key, "kept");
         else records.push({ ...record, intent: "detach" });
       }
       // All intents are durable before the first device moves.
@@ -196,7 +241,7 @@ export class AttachEngine implements Attacher {
    */
   async retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>> {
     return this.#recoverEach([...targets.keys()], async (record) => {
-      const moved = await retargeted(record, targets.get(record.plan.key));
+      const moved = await retargeted(record, targets.get(record.plan.key), this.#recoverySteps.alive);
       if (moved !== undefined) await this.#journal.put(moved.plan.key, moved);
       return moved;
     });
@@ -250,6 +295,16 @@ export class AttachEngine implements Attacher {
   #unsettle(key: string): void {
     this.#settled.delete(key);
     this.#gate?.close(key);
+  }
+
+  /**
+   * Lets go of the pod namespaces this engine holds (namespace-pins.ts), as
+   * the agent's process ending would; the journal keeps everything a later
+   * engine needs.
+   */
+  close(): void {
+    clearInterval(this.#adoptTimer);
+    this.#runner.pins.releaseAll();
   }
 
   /** Keys of the attachments the journal holds, whatever their intent. */

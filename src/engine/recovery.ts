@@ -10,7 +10,6 @@
  * ("unplaced") until the runtime says where the pod runs (the engine's
  * retarget) or that it is gone (a detach).
  */
-import { access } from "node:fs/promises";
 import type { Collection } from "../store/index.ts";
 import type { AttachResult, RecoveryResult } from "./attacher.ts";
 import { EngineError } from "./errors.ts";
@@ -24,6 +23,8 @@ export interface RecoverySteps {
   attach(record: JournalRecord): Promise<AttachResult>;
   /** Puts the device back on the host when it is in the pod or already back there. */
   restore(record: JournalRecord): Promise<"restored" | "gone">;
+  /** Whether a pod namespace is alive (NamespacePins.alive). */
+  alive: (netns: string) => Promise<boolean>;
 }
 
 /** Moves one record toward its intent (see RecoveryOutcome); throws only for a step that failed. */
@@ -34,7 +35,7 @@ export async function recoverRecord(record: JournalRecord, steps: RecoverySteps)
     await steps.journal.delete(key);
     return { outcome };
   }
-  if (await exists(netns)) {
+  if (await steps.alive(netns)) {
     if (record.intent === "lost") return { outcome: "lost", error: lostError(record).message };
     try {
       return { outcome: "attached", attached: await steps.attach(record) };
@@ -62,8 +63,8 @@ export async function recoverRecord(record: JournalRecord, steps: RecoverySteps)
  * The record pointed at `netns`, the namespace its pod runs in now, when
  * the one it names is gone (undefined when there is nothing to point).
  */
-export async function retargeted(record: JournalRecord, netns: string | undefined): Promise<JournalRecord | undefined> {
-  if (netns === undefined || netns === record.plan.netns || record.intent === "detach" || (await exists(record.plan.netns))) return undefined;
+export async function retargeted(record: JournalRecord, netns: string | undefined, alive: RecoverySteps["alive"]): Promise<JournalRecord | undefined> {
+  if (netns === undefined || netns === record.plan.netns || record.intent === "detach" || (await alive(record.plan.netns))) return undefined;
   return { ...record, plan: { ...record.plan, netns }, intent: "attach" };
 }
 
@@ -74,15 +75,6 @@ export function lostError({ plan, host }: JournalRecord): EngineError {
 }
 
 /** Whether the record's device went into a live sandbox other than the one in `sandboxNetns` (one the runtime replaced it with). */
-export async function inAnotherSandbox(record: JournalRecord, sandboxNetns: string | undefined): Promise<boolean> {
-  return record.plan.netns !== sandboxNetns && (await exists(record.plan.netns));
-}
-
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
+export async function inAnotherSandbox(record: JournalRecord, sandboxNetns: string | undefined, alive: RecoverySteps["alive"]): Promise<boolean> {
+  return record.plan.netns !== sandboxNetns && (await alive(record.plan.netns));
 }

@@ -30,6 +30,7 @@ export async function detachOne(runner: StepRunner, record: JournalRecord): Prom
     }
     if (await moveOut(runner, record, inPod)) {
       runner.step("forget", plan);
+      runner.pins.unpin(plan.key);
       return "restored";
     }
   }
@@ -40,6 +41,7 @@ export async function detachOne(runner: StepRunner, record: JournalRecord): Prom
   // The caller deletes the record; a crash before that repeats the
   // (idempotent) restore on recovery.
   runner.step("forget", plan);
+  runner.pins.unpin(plan.key);
   return onHost === undefined ? "gone" : "restored";
 }
 

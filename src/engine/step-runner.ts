@@ -4,13 +4,15 @@
  * device's move. The test hook is asked before each step, and a kernel error
  * is reported against the device and the step that own it. Attach, restore
  * and recovery all go through one runner, so none of them talks to netlink
- * another way.
+ * another way, and a pod namespace the runner holds (`pins`) is reached
+ * through its descriptor wherever a step names it.
  */
 import { NetlinkError, type BatchRunner, type Link, type Op, type PlacedOp } from "../netlink/index.ts";
 import type { RdmaOps, Step } from "./attacher.ts";
 import { fail, stepError } from "./errors.ts";
 import { findRecordedDevice } from "./host-state.ts";
 import type { JournalRecord } from "./journal.ts";
+import { NamespacePins } from "./namespace-pins.ts";
 import type { AttachmentPlan } from "./plan.ts";
 
 /** The operations of one step of one device. */
@@ -26,6 +28,7 @@ export interface PlannedStep {
 
 export class StepRunner {
   readonly netlink: BatchRunner;
+  readonly pins = new NamespacePins();
   readonly #rdma: RdmaOps;
   readonly #beforeStep: (step: Step, key: string) => void;
 
@@ -59,7 +62,7 @@ export class StepRunner {
         break;
       }
       for (const op of owner.ops) {
-        ops.push({ netns: owner.netns, op, ...(owner.pipelined === true && { pipelined: true }) });
+        ops.push({ netns: this.#resolve(owner.netns), op, ...(owner.pipelined === true && { pipelined: true }) });
         owners.push(owner);
       }
     }
@@ -84,7 +87,7 @@ export class StepRunner {
   /** One batch of `ops` in `netns`, its failure reported against `plan`'s device and `step`. */
   async call<const T extends readonly Op[]>(plan: AttachmentPlan, step: string, netns: string | undefined, ops: T) {
     try {
-      return await this.netlink.batch(netns, ops);
+      return await this.netlink.batch(this.#resolve(netns), ops);
     } catch (err) {
       throw stepError(plan, step, err);
     }
@@ -94,7 +97,7 @@ export class StepRunner {
   async locateInPod(record: JournalRecord): Promise<Link | undefined> {
     let links: Link[];
     try {
-      [links] = await this.netlink.batch(record.plan.netns, [{ op: "listLinks" }] as const);
+      [links] = await this.netlink.batch(this.pins.resolve(record.plan.netns), [{ op: "listLinks" }] as const);
     } catch (err) {
       if (err instanceof NetlinkError && err.code === "NETLINK_SYSCALL") return undefined;
       throw stepError(record.plan, "locate", err);
@@ -113,5 +116,9 @@ export class StepRunner {
     } catch (err) {
       throw stepError(plan, step, err);
     }
+  }
+
+  #resolve(netns: string | undefined): string | undefined {
+    return netns === undefined ? undefined : this.pins.resolve(netns);
   }
 }

@@ -115,8 +115,8 @@ export class Collection<T> {
     return text === undefined ? undefined : this.#decode(file, text);
   }
 
-  /** Every record, sorted by key, so callers iterate deterministically. */
-  async list(): Promise<[key: string, value: T][]> {
+  /** Every record's key, sorted, without reading the records. */
+  async keys(): Promise<string[]> {
     let names: string[];
     try {
       names = await this.#io.names(this.#dir);
@@ -124,10 +124,15 @@ export class Collection<T> {
       if (isNotFound(err)) return [];
       throw new StoreError("STORE_IO", this.#dir, `Cannot list state directory ${this.#dir}: ${(err as Error).message}`, { cause: err });
     }
-    const keys = names
+    return names
       .filter((n) => n.endsWith(RECORD_SUFFIX) && !n.includes(TEMP_MARKER))
       .map((n) => decodeURIComponent(n.slice(0, -RECORD_SUFFIX.length)))
       .sort();
+  }
+
+  /** Every record, sorted by key, so callers iterate deterministically. */
+  async list(): Promise<[key: string, value: T][]> {
+    const keys = await this.keys();
     // Read at once, not one after another: the NRI handlers list the
     // prepared claims on every pod start.
     const values = await Promise.all(keys.map((key) => this.get(key)));

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import {
@@ -29,6 +29,29 @@ after(async () => {
   await netlink.close();
   await storeDir.remove();
 });
+
+/** Whether this process holds the namespace at `ns` (from statSync of its path) open: stat follows /proc's fd links to it. */
+function holdsNamespace(ns: { dev: number; ino: number }): boolean {
+  return readdirSync("/proc/self/fd").some((fd) => {
+    try {
+      const target = statSync(`/proc/self/fd/${fd}`);
+      return target.dev === ns.dev && target.ino === ns.ino;
+    } catch {
+      return false;
+    }
+  });
+}
+
+let running: AttachEngine | undefined;
+/**
+ * The engine of a new agent process: the one before it stops first, and so lets go of the
+ * namespaces it held, as its process ending would.
+ */
+function startAgent(options: ConstructorParameters<typeof AttachEngine>[0]): AttachEngine {
+  running?.close();
+  running = new AttachEngine(options);
+  return running;
+}
 
 let keyCounter = 0;
 function plan(nic: string, netns: Netns, podName: string, n: number, extra: Partial<AttachmentPlanInput> = {}): AttachmentPlanInput {
@@ -82,7 +105,7 @@ describe("attach engine on the real kernel", () => {
   it("attach + detach round trip restores the host exactly (IPv4, IPv6, table > 255, sysctls)", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 5, { sysctls: { "net.ipv4.conf.net1.arp_ignore": "2" } });
       const [result] = await engine.attach([p]);
       assert.equal(result?.podName, "net1");
@@ -101,7 +124,7 @@ describe("attach engine on the real kernel", () => {
     await withSetup(async (nic, netns) => {
       const hostIndex = (): number => (JSON.parse(ip("-json", "link", "show", "dev", nic)) as [{ ifindex: number }])[0].ifindex;
       const recorded = hostIndex();
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 8);
       await engine.attach([p]);
       // While the device is in its pod its host index is free; a new host
@@ -124,7 +147,7 @@ describe("attach engine on the real kernel", () => {
   it("attaches 8 devices into one pod in pod-name order and restores all of them", async () => {
     await withDevices(8, 10, async (nics, netns) => {
       const before = nics.map((nic) => hostSnapshot(nic));
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       // Given in reverse: the engine must still attach in pod-name order.
       const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 10 + i)).reverse();
       const results = await engine.attach(plans);
@@ -139,7 +162,7 @@ describe("attach engine on the real kernel", () => {
 
   it("sets a plan's sysctls before its device comes up; without sysctls the move itself brings it up", async () => {
     await withDevices(2, 30, async ([tuned = "", plain = ""], netns) => {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       // addr_gen_mode 1: no IPv6 link-local address, if set before the device is up.
       const plans = [
         plan(tuned, netns, "net1", 30, { sysctls: { "net.ipv6.conf.net1.addr_gen_mode": "1" } }),
@@ -159,7 +182,7 @@ describe("attach engine on the real kernel", () => {
     const counting = new NetlinkClient({ onOpTimes: (ops) => batches.push(ops) });
     try {
       await withDevices(3, 20, async (nics, netns) => {
-        const engine = new AttachEngine({ netlink: counting, store });
+        const engine = startAgent({ netlink: counting, store });
         const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 20 + i));
         await counting.start();
         batches.length = 0;
@@ -186,7 +209,7 @@ describe("attach engine on the real kernel", () => {
   it("names the device whose step the kernel refused among several, and restores every one", async () => {
     await withDevices(3, 2, async (nics, netns) => {
       const before = nics.map((nic) => hostSnapshot(nic));
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       // net2's gateway is on none of its subnets: the kernel says ENETUNREACH.
       const plans = nics.map((nic, i) => plan(nic, netns, `net${i + 1}`, 2 + i, i === 1 ? { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] } : {}));
       await assert.rejects(engine.attach(plans), (err: unknown) => {
@@ -203,7 +226,7 @@ describe("attach engine on the real kernel", () => {
 
   it("tells the caller the attach is checked and journaled before the first device moves", async () => {
     await withSetup(async (nic, netns) => {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 5);
       const record = join(storeDir.dir, "attachments", `${p.key}.json`);
       let whenChecked: { onHost: boolean; journaled: boolean } | undefined;
@@ -223,7 +246,7 @@ describe("attach engine on the real kernel", () => {
     await withSetup(async (nic, netns) => {
       ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-mpeer");
       const hostBefore = hostSnapshot(nic);
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       await assert.rejects(engine.attach([plan(nic, netns, "net1", 5)]), (err: unknown) => {
         assert.ok(err instanceof EngineError);
         assert.equal(err.code, "ENGINE_NAME_COLLISION");
@@ -239,7 +262,7 @@ describe("attach engine on the real kernel", () => {
   it("reports a missing device by its identity and moves nothing", async () => {
     const netns = makeNetns();
     try {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       await assert.rejects(engine.attach([plan("nctest-none0", netns, "net1", 5)]), (err: unknown) => {
         assert.ok(err instanceof EngineError);
         assert.equal(err.code, "ENGINE_DEVICE_MISSING");
@@ -255,7 +278,7 @@ describe("attach engine on the real kernel", () => {
   it("finds a device returned to the host under its pod-side name after the netns died, and restores it", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 6);
       await engine.attach([p]);
       // What the kernel does to a physical NIC when a runtime (CRI-O)
@@ -272,10 +295,69 @@ describe("attach engine on the real kernel", () => {
     });
   });
 
+  it("holds the pod's namespace while its devices are in it, so a detach after the runtime removed it (CRI-O's order) restores exactly, then lets it go", async () => {
+    await withDevices(2, 30, async (nics, netns) => {
+      const before = nics.map((nic) => hostSnapshot(nic));
+      const engine = startAgent({ netlink, store });
+      const plans = nics.map((nic, i) => plan(nic, netns, `net${String(i + 1)}`, 30 + i));
+      await engine.attach(plans);
+      const namespace = statSync(netns.path);
+      // CRI-O unmounts and removes the namespace before NRI StopPodSandbox (cri-o#9905). Unheld,
+      // it would die here, and the veth stand-ins with it (a physical NIC would come back bare).
+      netns.remove();
+      assert.equal(existsSync(netns.path), false);
+      const [first, second] = plans;
+      assert.deepEqual(await engine.detach([first?.key ?? ""]), new Map([[first?.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nics[0] ?? ""), before[0]);
+      assert.ok(holdsNamespace(namespace), "the namespace stays held while a device is in it");
+      assert.deepEqual(await engine.detach([second?.key ?? ""]), new Map([[second?.key, "restored"]]));
+      assert.deepEqual(hostSnapshot(nics[1] ?? ""), before[1]);
+      assert.equal(holdsNamespace(namespace), false, "the last device out lets the namespace go");
+    });
+  });
+
+  it("takes up the namespaces another agent's engine journaled (a rolling update), so the device comes back after that agent stops and the runtime removes the namespace", async () => {
+    await withSetup(async (nic, netns) => {
+      const before = hostSnapshot(nic);
+      // Two agents share the journal; the old one attaches after the new one started.
+      const newAgent = new AttachEngine({ netlink, store });
+      const oldAgent = new AttachEngine({ netlink, store });
+      const p = plan(nic, netns, "net1", 9);
+      try {
+        await oldAgent.attach([p]);
+        await newAgent.adopt();
+        oldAgent.close();
+        const namespace = statSync(netns.path);
+        netns.remove();
+        assert.ok(holdsNamespace(namespace), "the new agent holds the namespace the old one attached into");
+        assert.deepEqual(await newAgent.detach([p.key]), new Map([[p.key, "restored"]]));
+        assert.deepEqual(hostSnapshot(nic), before);
+        assert.equal(holdsNamespace(namespace), false);
+        // A record the other agent deletes is let go of too.
+        const other = makeNetns();
+        const q = plan(nic, other, "net1", 10);
+        try {
+          await oldAgent.attach([q]);
+          await newAgent.adopt();
+          await oldAgent.detach([q.key]);
+          const otherNamespace = statSync(other.path);
+          await newAgent.adopt();
+          oldAgent.close();
+          assert.equal(holdsNamespace(otherNamespace), false, "nothing holds a namespace no attachment is in");
+        } finally {
+          other.remove();
+        }
+      } finally {
+        oldAgent.close();
+        newAgent.close();
+      }
+    });
+  });
+
   it("names the device and the step when the kernel refuses a step, and rolls the device back", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       // The gateway is not on any attached subnet: the kernel says ENETUNREACH.
       const p = plan(nic, netns, "net1", 5, { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] });
       await assert.rejects(engine.attach([p]), (err: unknown) => {
@@ -301,7 +383,7 @@ describe("attach engine on the real kernel", () => {
           return Promise.resolve(null);
         },
       };
-      const engine = new AttachEngine({ netlink, store, rdma, beforeStep: (step) => calls.push(step) });
+      const engine = startAgent({ netlink, store, rdma, beforeStep: (step) => calls.push(step) });
       const p = plan(nic, netns, "net1", 5, { rdma: { device: "mlx5_0", mode: "exclusive" } });
       await engine.attach([p]);
       await engine.detach([p.key]);
@@ -317,10 +399,10 @@ describe("attach engine on the real kernel", () => {
     it(`recovers an attach killed before step ${step}: completes it while the pod lives`, async () => {
       await withSetup(async (nic, netns) => {
         const hostBefore = hostSnapshot(nic);
-        const crashing = new AttachEngine({ netlink, store, beforeStep: crashAt(step) });
+        const crashing = startAgent({ netlink, store, beforeStep: crashAt(step) });
         const p = plan(nic, netns, "net1", 5);
         await assert.rejects(crashing.attach([p]), InjectedCrash);
-        const restarted = new AttachEngine({ netlink, store });
+        const restarted = startAgent({ netlink, store });
         assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "attached"]]));
         assertAttached(netns, "net1", 5);
         await restarted.detach([p.key]);
@@ -336,21 +418,21 @@ describe("attach engine on the real kernel", () => {
       const p = plan(nic, netns, "net1", 30);
       const q = plan(vanishing, netns, "net2", 31);
       // Killed after the configuration, before the read-back: attached in the kernel, not yet done.
-      const crashing = new AttachEngine({ netlink, store, gateDir, beforeStep: crashAt("verify") });
+      const crashing = startAgent({ netlink, store, gateDir, beforeStep: crashAt("verify") });
       await assert.rejects(crashing.attach([p, q]), InjectedCrash);
       assert.equal(gate(p.key), undefined, "no gate before the attach is done");
-      const restarted = new AttachEngine({ netlink, store, gateDir });
+      const restarted = startAgent({ netlink, store, gateDir });
       assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "attached"], [q.key, "attached"]]));
       assert.equal(gate(p.key), "net1\n", "open once recovery finished the attach, naming the interface");
       assert.equal(gate(q.key), "net2\n");
       ip("link", "del", `${vanishing.slice(0, -1)}b`);
-      const again = new AttachEngine({ netlink, store, gateDir });
+      const again = startAgent({ netlink, store, gateDir });
       assert.deepEqual(outcomes(await again.recover()), new Map([[p.key, "attached"], [q.key, "lost"]]));
       assert.equal(gate(q.key), undefined, "a lost device's gate is closed");
       assert.equal(gate(p.key), "net1\n");
       // Closed before the device leaves the pod.
       const seen: (string | undefined)[] = [];
-      const detaching = new AttachEngine({ netlink, store, gateDir, beforeStep: (step) => { if (step === "move-out") seen.push(gate(p.key)); } });
+      const detaching = startAgent({ netlink, store, gateDir, beforeStep: (step) => { if (step === "move-out") seen.push(gate(p.key)); } });
       await detaching.detach([p.key, q.key]);
       assert.deepEqual(seen, [undefined]);
       assert.deepEqual(readdirSync(gateDir), []);
@@ -363,10 +445,10 @@ describe("attach engine on the real kernel", () => {
       await withSetup(async (nic, netns) => {
         const hostBefore = hostSnapshot(nic);
         const p = plan(nic, netns, "net1", 5);
-        await new AttachEngine({ netlink, store }).attach([p]);
-        const crashing = new AttachEngine({ netlink, store, beforeStep: crashAt(step) });
+        await startAgent({ netlink, store }).attach([p]);
+        const crashing = startAgent({ netlink, store, beforeStep: crashAt(step) });
         await assert.rejects(crashing.detach([p.key]), InjectedCrash);
-        const restarted = new AttachEngine({ netlink, store });
+        const restarted = startAgent({ netlink, store });
         assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "restored"]]));
         assert.deepEqual(hostSnapshot(nic), hostBefore);
         assert.deepEqual(await restarted.attachments(), []);
@@ -378,9 +460,9 @@ describe("attach engine on the real kernel", () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
       const p = plan(nic, netns, "net1", 5);
-      await assert.rejects(new AttachEngine({ netlink, store, beforeStep: crashAt("move") }).attach([p]), InjectedCrash);
+      await assert.rejects(startAgent({ netlink, store, beforeStep: crashAt("move") }).attach([p]), InjectedCrash);
       netns.remove();
-      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
+      assert.deepEqual(outcomes(await startAgent({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
     });
   });
@@ -389,13 +471,13 @@ describe("attach engine on the real kernel", () => {
 describe("recovery never stops at one attachment", () => {
   it("records a device that vanished from its live pod as lost without throwing, serves the rest, and forgets it when the pod goes (veth: dies with its peer, and with the namespace)", async () => {
     await withDevices(3, 20, async ([vanishing = "", kept = "", later = ""], netns) => {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const lost = plan(vanishing, netns, "net1", 20);
       const healthy = plan(kept, netns, "net2", 21);
       await engine.attach([lost, healthy]);
       // The hot-unplug stand-in: deleting a veth's host-side peer destroys its end in the pod too.
       ip("link", "del", `${vanishing.slice(0, -1)}b`);
-      const restarted = new AttachEngine({ netlink, store });
+      const restarted = startAgent({ netlink, store });
       const results = await restarted.recover();
       assert.deepEqual(outcomes(results), new Map([[lost.key, "lost"], [healthy.key, "attached"]]));
       assert.match(results.get(lost.key)?.error ?? "", new RegExp(`attachment ${lost.key}, device ${vanishing}, step move: device ${vanishing} is neither in pod ${netns.path} nor on the host`));
@@ -418,12 +500,12 @@ describe("recovery never stops at one attachment", () => {
       } finally {
         other.remove();
       }
-      // The namespace goes (and the kept veth dies with it). Its path gone does not tell that the
-      // pod is (its sandbox may have been replaced): both stay journaled, until the runtime says.
+      // The runtime removes the namespace's path (CRI-O does before StopPodSandbox); the agent
+      // holds the namespace, so the kept device stays in it, and both stay journaled.
       netns.remove();
-      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "unplaced"], [healthy.key, "unplaced"]]));
+      assert.deepEqual(outcomes(await restarted.recover()), new Map([[lost.key, "lost"]]));
       // The runtime says the pod is gone (StopPodSandbox, or a Synchronize without it): the agent detaches.
-      assert.deepEqual(await restarted.detach([lost.key, healthy.key]), new Map([[lost.key, "gone"], [healthy.key, "gone"]]));
+      assert.deepEqual(await restarted.detach([lost.key, healthy.key]), new Map([[lost.key, "gone"], [healthy.key, "restored"]]));
       assert.deepEqual(await restarted.attachments(), []);
     });
   });
@@ -432,13 +514,13 @@ describe("recovery never stops at one attachment", () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
       const p = plan(nic, netns, "net1", 7);
-      await new AttachEngine({ netlink, store }).attach([p]);
+      await startAgent({ netlink, store }).attach([p]);
       // The pod's namespace lives on under another path (a replaced sandbox, a runtime that moved it):
       // the recorded path is gone, the device is not on the host.
       const moved = bindNetns(netns);
       try {
         netns.remove();
-        const restarted = new AttachEngine({ netlink, store });
+        const restarted = startAgent({ netlink, store });
         assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "unplaced"]]), "not forgotten: the pod may live elsewhere");
         assert.deepEqual(outcomes(await restarted.retarget(new Map([[p.key, moved.path]]))), new Map([[p.key, "attached"]]));
         assertAttached(moved, "net1", 7);
@@ -455,7 +537,7 @@ describe("recovery never stops at one attachment", () => {
   it("keeps a device in its pod's live sandbox when a sandbox it replaced stops or is removed, and restores it with its own", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 7);
       await engine.attach([p]);
       // StopPodSandbox of the replaced sandbox names its own namespace; RemovePodSandbox, once it is gone, none.
@@ -470,11 +552,11 @@ describe("recovery never stops at one attachment", () => {
   it("records a device as lost when the pod's new namespace does not have it either (veth: died with the old one)", async () => {
     await withSetup(async (nic, netns) => {
       const p = plan(nic, netns, "net1", 7);
-      await new AttachEngine({ netlink, store }).attach([p]);
+      await startAgent({ netlink, store }).attach([p]);
       netns.remove();
       const replacement = makeNetns();
       try {
-        const restarted = new AttachEngine({ netlink, store });
+        const restarted = startAgent({ netlink, store });
         assert.deepEqual(outcomes(await restarted.recover()), new Map([[p.key, "unplaced"]]));
         const results = await restarted.retarget(new Map([[p.key, replacement.path]]));
         assert.deepEqual(outcomes(results), new Map([[p.key, "lost"]]));
@@ -488,14 +570,14 @@ describe("recovery never stops at one attachment", () => {
 
   it("leaves an attachment it settled itself as the workload keeps it (an interface set down stays down); a restarted agent runs its steps", async () => {
     await withSetup(async (nic, netns) => {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 7);
       await engine.attach([p]);
       ip("-n", netns.name, "link", "set", "net1", "down");
       assert.deepEqual(outcomes(await engine.recover()), new Map());
       assert.equal(podHas(netns, ["link", "show", "dev", "net1"], ",UP"), false, "still down: recovery did not redo the attach");
       // A new agent cannot know what happened while none ran: it runs the steps toward the plan.
-      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "attached"]]));
+      assert.deepEqual(outcomes(await startAgent({ netlink, store }).recover()), new Map([[p.key, "attached"]]));
       assertAttached(netns, "net1", 7);
       assert.deepEqual(await engine.detach([p.key]), new Map([[p.key, "restored"]]));
     });
@@ -503,7 +585,7 @@ describe("recovery never stops at one attachment", () => {
 
   it("keeps a lost device that comes back on the host there while its pod lives, and restores it when the pod stops (a NIC plugged in again)", async () => {
     await withSetup(async (nic, netns) => {
-      const engine = new AttachEngine({ netlink, store });
+      const engine = startAgent({ netlink, store });
       const p = plan(nic, netns, "net1", 7);
       const hostMac = ip("-json", "link", "show", "dev", nic).match(/"address":"([0-9a-f:]+)"/)?.[1] ?? "";
       await engine.attach([p]);
@@ -527,8 +609,8 @@ describe("recovery never stops at one attachment", () => {
       // The kernel refuses addr_gen_mode 9 (EINVAL); the crash before "configure" lets the first attempt move the device only.
       const refused = plan(broken, netns, "net1", 24, { sysctls: { "net.ipv6.conf.net1.addr_gen_mode": "9" } });
       const healthy = plan(fine, netns, "net2", 25);
-      await assert.rejects(new AttachEngine({ netlink, store, beforeStep: crashAt("configure") }).attach([refused, healthy]), InjectedCrash);
-      const restarted = new AttachEngine({ netlink, store });
+      await assert.rejects(startAgent({ netlink, store, beforeStep: crashAt("configure") }).attach([refused, healthy]), InjectedCrash);
+      const restarted = startAgent({ netlink, store });
       const results = await restarted.recover();
       assert.deepEqual(outcomes(results), new Map([[refused.key, "failed"], [healthy.key, "attached"]]));
       assert.match(results.get(refused.key)?.error ?? "", new RegExp(`attachment ${refused.key}, device ${broken}, step configure: .*addr_gen_mode`));
@@ -546,7 +628,7 @@ describe("recovery never stops at one attachment", () => {
       const squatter = (step: Step): void => {
         if (step === "move-out") ip("link", "add", nic, "type", "veth", "peer", "name", `${nic}q`);
       };
-      const engine = new AttachEngine({ netlink, store, beforeStep: squatter });
+      const engine = startAgent({ netlink, store, beforeStep: squatter });
       // The gateway is on no attached subnet: the attach fails at "routes" with ENETUNREACH.
       const p = plan(nic, netns, "net1", 7, { routes: [{ destination: "198.51.100.0/24", gateway: "192.168.250.1" }] });
       await assert.rejects(engine.attach([p]), (err: unknown) => {
@@ -560,7 +642,7 @@ describe("recovery never stops at one attachment", () => {
       assert.deepEqual(await engine.attachments(), [p.key], "the journal keeps the device");
       assert.deepEqual(await engine.attached(), []);
       ip("link", "del", nic);
-      assert.deepEqual(outcomes(await new AttachEngine({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
+      assert.deepEqual(outcomes(await startAgent({ netlink, store }).recover()), new Map([[p.key, "restored"]]));
       assert.deepEqual(hostSnapshot(nic), hostBefore);
     });
   });
