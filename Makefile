@@ -4,8 +4,12 @@
 #   TEST_SUITES  += <suite>
 #   <suite>_TESTS   := test files or quoted globs (node --test expands them)
 #   <suite>_PREREQS := targets that must run first (Go peers, clusters)
-# Each suite then gets `make test-<suite>`, and `make test` runs them all in
-# one node:test run so CI sees one summary.
+#   <suite>_ENV     := VAR=value ... (optional) the environment it runs in
+# Each suite then gets `make test-<suite>`, and `make test` runs them all: the
+# suites without an environment of their own in one node:test run, then each
+# one with an environment in a run of its own (the e2e suite on CRI-O); every
+# run goes ahead whatever the ones before it did, and the target fails if any
+# failed.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -87,12 +91,15 @@ typecheck: deps
 check: check-generated typecheck lint
 
 test: host-deps check build $(foreach s,$(TEST_SUITES),$($(s)_PREREQS))
-	$(NODE_TEST) $(foreach s,$(TEST_SUITES),$($(s)_TESTS))
+	failed=0; \
+	$(NODE_TEST) $(foreach s,$(TEST_SUITES),$(if $($(s)_ENV),,$($(s)_TESTS))) || failed=1; \
+	$(foreach s,$(TEST_SUITES),$(if $($(s)_ENV),$($(s)_ENV) $(NODE_TEST) $($(s)_TESTS) || failed=1;)) \
+	exit $$failed
 
 define suite_rule
 .PHONY: test-$(1)
 test-$(1): deps $$($(1)_PREREQS)
-	$$(NODE_TEST) $$($(1)_TESTS)
+	$$($(1)_ENV) $$(NODE_TEST) $$($(1)_TESTS)
 endef
 $(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
 

@@ -40,7 +40,7 @@ up() {
   printf 'KUBECTL=%q\nKUBECONFIG=%q\n' "$KUBECTL" "$KUBECONFIG" > "$dir/kubeconfig.env"
   k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 
-  say "Pods with claims require netclaim's NRI plugin (deploy/required-plugin; the node's containerd enforces it)"
+  say "Pods with claims require netclaim's NRI plugin (deploy/required-plugin; the node's runtime enforces it)"
   version=$("$repo/hack/cluster/cluster.sh" env | sed -n 's/^NETCLAIM_KUBE_VERSION=//p')
   minor=${version#v1.}; minor=${minor%%.*}
   if ((minor >= 36)); then variant=v1; else variant=v1beta1; fi
@@ -51,7 +51,7 @@ up() {
   ip link show ncdemom >/dev/null 2>&1 || { ip link add ncdemom type veth peer name ncdemomp; ip link set ncdemom up; ip link set ncdemomp up; }
 
   say "Installing the agent from its image (make image) with the Helm chart, as docs/install.md says"
-  "$NETCLAIM_NODE_BIN/ctr" --address "$NETCLAIM_CONTAINERD_SOCKET" --namespace k8s.io images import "$repo/build/image/netclaim.tar" >/dev/null
+  "$repo/hack/node/node.sh" image-load "$repo/build/image/netclaim.tar" "$(cat "$repo/build/image/ref")"
   "$repo/hack/node/node.sh" helm-values > "$dir/node-values.yaml"
   # Helm takes over no object `kubectl apply -k` made (the test suites apply the overlay's).
   if ! helm_ status netclaim --namespace default >/dev/null 2>&1; then

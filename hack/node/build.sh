@@ -5,19 +5,17 @@
 #   hack/node/build.sh   -> $NETCLAIM_CACHE/node/<versions>/bin
 #
 # containerd v2.2.1+ and cri-tools have no replace/exclude directives, so a
-# plain `go install module@version` builds them reproducibly. Multus is built
-# inside its downloaded module instead: `go install` also asks the proxy for
-# the module's version list (deprecation check), which answers 403 here for
-# gopkg.in/k8snetworkplumbingwg/multus-cni.v4; its go.sum pins every dependency.
+# plain `go install module@version` builds them reproducibly. Multus comes
+# from the peers archive instead (hack/node/build-multus.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/versions.env"
 cache=${NETCLAIM_CACHE:-$HOME/.cache/netclaim}
-out="$cache/node/containerd-$CONTAINERD_VERSION-crictl-$CRICTL_VERSION-multus-$MULTUS_VERSION"
-binaries=(containerd containerd-shim-runc-v2 ctr crictl multus)
+out="$cache/node/containerd-$CONTAINERD_VERSION-crictl-$CRICTL_VERSION"
+binaries=(containerd containerd-shim-runc-v2 ctr crictl)
 built() { for b in "${binaries[@]}"; do [[ -x $out/bin/$b ]] || return 1; done; }
 if ! built; then
-  echo "node-build: building containerd $CONTAINERD_VERSION, crictl $CRICTL_VERSION and multus $MULTUS_VERSION into $out/bin" >&2
+  echo "node-build: building containerd $CONTAINERD_VERSION and crictl $CRICTL_VERSION into $out/bin" >&2
   staging="$out/bin.tmp"
   rm -rf "$staging" && mkdir -p "$staging"
   export GOBIN="$staging" CGO_ENABLED=0
@@ -25,8 +23,6 @@ if ! built; then
     go install -trimpath "github.com/containerd/containerd/v2/cmd/$cmd@$CONTAINERD_VERSION"
   done
   go install -trimpath "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
-  multus_src=$(go mod download -json "gopkg.in/k8snetworkplumbingwg/multus-cni.v4@$MULTUS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-  (cd "$multus_src" && go build -trimpath -o "$staging/multus" ./cmd/multus)
   rm -rf "$out/bin" && mv "$staging" "$out/bin"
 fi
 echo "$out/bin"

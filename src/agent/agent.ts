@@ -43,6 +43,7 @@ import { HttpEndpoints } from "./http-endpoints.ts";
 import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { AgentMetrics } from "./metrics.ts";
+import { NetworkStatusWriter } from "./network-status-writer.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { probeSocketPath, Readiness, unanswered } from "./probes.ts";
 import { AttachmentRecovery } from "./recovery.ts";
@@ -128,7 +129,12 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     logger: logger.child({ part: "recovery" }),
     onRecovered: () => podNetwork.refreshAttached(),
   });
-  const podNetwork: PodNetwork = new PodNetwork({ claims, engine: metrics.instrument(engine), netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, logger: logger.child({ part: "pods" }) });
+  // Opt-in: without it the agent never reads or writes a pod.
+  const networkStatus = config.networkStatus.enabled
+    ? new NetworkStatusWriter({ client, driverName: config.driverName, logger: logger.child({ part: "network-status" }) })
+    : undefined;
+  if (networkStatus !== undefined) stack.defer(() => networkStatus.close());
+  const podNetwork: PodNetwork = new PodNetwork({ claims, engine: metrics.instrument(engine), netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, networkStatus, logger: logger.child({ part: "pods" }) });
   stack.defer(() => podNetwork.settle());
   await recovery.run();
   recovery.start();

@@ -124,4 +124,11 @@ describe("AgentConfig http", () => {
     assert.throws(() => parseAgentConfig({ http: { address: "localhost" } }), /http\.address: must be an IPv4 or IPv6 address/);
     assert.equal(parseAgentConfig({ http: { address: "::1" } }).http.address, "::1");
   });
+
+  it("leaves pods' network-status annotation alone unless opted in, from the file or the environment", async () => {
+    assert.equal(parseAgentConfig({}).networkStatus.enabled, false);
+    assert.equal(parseAgentConfig({ networkStatus: { enabled: true } }).networkStatus.enabled, true);
+    assert.equal((await loadAgentConfig({ env: { NETCLAIM_NETWORK_STATUS: "true" } })).networkStatus.enabled, true);
+    assert.throws(() => parseAgentConfig({ networkStatus: { enabled: "yes" } }), /networkStatus\.enabled: must be true or false/);
+  });
 });

@@ -29,6 +29,12 @@ const portNumber = z.preprocess(
   z.number({ error: "must be a port number, 0 to 65535" }).int().min(0).max(65535),
 );
 
+/** Environment variables are strings: accept a switch written as true or false there. */
+const switchValue = z.preprocess(
+  (value) => (value === "true" ? true : value === "false" ? false : value),
+  z.boolean({ error: "must be true or false" }),
+);
+
 const ipamPluginType = z
   .string()
   .refine(isPluginType, { error: "must be a plugin's bare file name, such as host-local" })
@@ -154,6 +160,17 @@ export const agentConfigSchema = z
         port: portNumber.default(9402),
       })
       .prefault({}),
+    networkStatus: z
+      .strictObject({
+        /**
+         * Off: the agent never reads or writes pods. On: it adds its native
+         * interfaces to the pod's k8s.v1.cni.cncf.io/network-status annotation
+         * beside Multus's entries (network-status.ts), which needs get and
+         * patch on pods/status.
+         */
+        enabled: switchValue.default(false),
+      })
+      .prefault({}),
   })
   .strict();
 
@@ -189,6 +206,7 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "NETCLAIM_KUBELET_DIR", path: ["kubelet", "rootDir"], help: "kubelet root directory" },
   { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },
   { name: "NETCLAIM_HTTP_PORT", path: ["http", "port"], help: "port of /metrics, /readyz and /livez (0: off; the probes' socket stays)" },
+  { name: "NETCLAIM_NETWORK_STATUS", path: ["networkStatus", "enabled"], help: "true: list netclaim's interfaces in pods' network-status annotation" },
 ];
 
 export async function loadAgentConfig(options: LoadAgentConfigOptions = {}): Promise<AgentConfig> {

@@ -14,7 +14,8 @@
  * created, let alone run, before its interfaces are in place, and a failed
  * attach fails the container (the kubelet retries it, and so does the
  * attach). Everything slow (status writes, events) is handed to the status
- * reporter.
+ * reporter, and, with the network-status opt-in, the pod's annotation to
+ * its writer once the attach is done.
  */
 import type { Logger } from "pino";
 import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
@@ -29,7 +30,10 @@ import {
   NriHandlerError, REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
 } from "../nri/index.ts";
+import type { AttachedInterface } from "./network-status.ts";
+import { findDelegatedInterface, type DelegatedInterface } from "./delegated-interfaces.ts";
 import { SharedClaims, type ClaimConsumers } from "./shared-claims.ts";
+import type { NetworkStatusWriter } from "./network-status-writer.ts";
 import type { AttachmentOwner, AttachmentRecovery } from "./recovery.ts";
 import { runningPods } from "./running-pods.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
@@ -48,6 +52,8 @@ export interface PodNetworkOptions {
   nriPluginName: string;
   /** Points attachments whose recorded namespace is gone at their pod's live one, at every Synchronize. */
   recovery: Pick<AttachmentRecovery, "retarget">;
+  /** Lists attached interfaces in the pod's network-status annotation; absent (the default), pods are never written. */
+  networkStatus?: Pick<NetworkStatusWriter, "report"> | undefined;
   logger: Logger;
 }
 
@@ -243,14 +249,13 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
    * reports status when it ends; undefined when there is nothing to attach.
    */
   async #beginAttach(pod: PodSandboxInfo, options: { late: boolean; plans?: readonly PlannedDevice[] }): Promise<{ done: Promise<void> } | undefined> {
-    const { engine, netlink, status, logger } = this.#options;
+    const { engine, netlink, logger } = this.#options;
     this.#begunSinceSync.add(pod.uid);
     const planned = (options.plans ?? (await this.#preparedPlans())).filter((p) => p.claim.pod.uid === pod.uid);
     if (planned.length === 0) return undefined;
     const log = logger.child({ pod: `${pod.namespace}/${pod.name}`, podUID: pod.uid });
-    for (const p of planned.filter((p) => p.device.mode === "multus")) {
-      status.setDevice(p.claim.claim, p.device.device, { kind: "delegated", resourceName: p.device.resourceName ?? "" });
-    }
+    const delegated = planned.filter((p) => p.device.mode === "multus");
+    if (delegated.length > 0) await this.#reportDelegated(pod, delegated, log);
     const already = new Set(await engine.attached());
     const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
     if (native.length === 0) return undefined;
@@ -290,6 +295,32 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   /**
+   * Reports each device left to Multus, with the interface Multus made of it when it is in the
+   * pod. Multus, not netclaim, decides whether the pod runs: a device not found, or a namespace
+   * that cannot be read, only leaves the interface out of the status.
+   */
+  async #reportDelegated(pod: PodSandboxInfo, delegated: readonly PlannedDevice[], log: Logger): Promise<void> {
+    const { netlink, status } = this.#options;
+    let find: (p: PlannedDevice) => DelegatedInterface | undefined = () => undefined;
+    if (pod.netnsPath !== undefined) {
+      try {
+        const [links, addresses] = await netlink.batch(pod.netnsPath, [{ op: "listLinks" }, { op: "listAddresses" }] as const);
+        find = (p) => findDelegatedInterface(p.device.identity, links, addresses);
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, "cannot read the pod's interfaces to report the devices Multus configured");
+      }
+    }
+    for (const p of delegated) {
+      const found = find(p);
+      status.setDevice(p.claim.claim, p.device.device, {
+        kind: "delegated",
+        resourceName: p.device.resourceName ?? "",
+        ...(found === undefined ? {} : { interfaceName: found.name, addresses: found.addresses, ...(found.hardwareAddress === undefined ? {} : { hardwareAddress: found.hardwareAddress }) }),
+      });
+    }
+  }
+
+  /**
    * A pod whose containers the runtime may create while this plugin is not
    * registered (the pod does not require it) gets its interfaces only while
    * the agent runs: say so where an operator looks first.
@@ -318,6 +349,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       await this.refreshAttached();
     }
     const byKey = new Map(native.map((p) => [p.key, p]));
+    const attached: AttachedInterface[] = [];
     for (const result of results) {
       const p = byKey.get(result.key);
       if (p === undefined) continue;
@@ -328,7 +360,9 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
         ...(result.mac !== undefined ? { hardwareAddress: result.mac } : {}),
         late: options.late,
       });
+      attached.push({ claim: p.claim.claim, request: p.device.request, interfaceName: result.podName, addresses: result.addresses, mac: result.mac, mtu: p.device.interface.mtu });
     }
+    this.#options.networkStatus?.report(pod, attached);
     log.info({ interfaces: results.map((r) => r.podName), late: options.late }, "attached netclaim interfaces");
   }
 

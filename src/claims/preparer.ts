@@ -195,7 +195,7 @@ export class NetworkPreparer {
     };
     if (config.mode === "multus") {
       if (device.resourceName === undefined) {
-        throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device has no k8s.cni.cncf.io/resourceName (only PCI devices can be handed to Multus)`);
+        throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device publishes no k8s.cni.cncf.io/resourceName`);
       }
       return plan;
     }

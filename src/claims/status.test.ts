@@ -45,10 +45,22 @@ describe("deviceStatus", () => {
   });
 
   it("describes a device left to Multus", () => {
-    const [ready] = deviceStatus(REF, { kind: "delegated", resourceName: "netclaim.dev/fast" }, { now: T0 }).conditions;
+    const entry = deviceStatus(REF, { kind: "delegated", resourceName: "netclaim.dev/fast" }, { now: T0 });
+    const [ready] = entry.conditions;
     assert.ok(ready);
     assert.equal(ready.reason, "DelegatedToMultus");
-    assert.match(ready.message, /resourceName=netclaim\.dev\/fast/);
+    assert.match(ready.message, /^left to Multus: .*resourceName=netclaim\.dev\/fast/);
+    assert.equal(entry.networkData, undefined, "not in the pod yet");
+  });
+
+  it("reports the interface Multus made of a delegated device", () => {
+    const state = { kind: "delegated", resourceName: "netclaim.dev/fast", interfaceName: "net1", addresses: ["198.51.100.230/24"], hardwareAddress: "02:00:00:00:00:2a" } as const;
+    const entry = deviceStatus(REF, state, { now: T0 });
+    const [ready] = entry.conditions;
+    assert.ok(ready);
+    assert.equal(ready.reason, "DelegatedToMultus");
+    assert.match(ready.message, /^net1 configured by Multus, from .*resourceName=netclaim\.dev\/fast/);
+    assert.deepEqual(entry.networkData, { interfaceName: "net1", ips: ["198.51.100.230/24"], hardwareAddress: "02:00:00:00:00:2a" });
   });
 });
 

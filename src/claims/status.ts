@@ -33,7 +33,8 @@ export type StatusReason = (typeof StatusReason)[keyof typeof StatusReason];
 export type DeviceState =
   | { kind: "prepared" }
   | { kind: "attached"; interfaceName: string; addresses: readonly string[]; hardwareAddress?: string; late: boolean }
-  | { kind: "delegated"; resourceName: string }
+  /** `interfaceName` etc.: the interface Multus made of the device, when it was found in the pod. */
+  | { kind: "delegated"; resourceName: string; interfaceName?: string; addresses?: readonly string[]; hardwareAddress?: string }
   | { kind: "failed"; reason: typeof StatusReason.InvalidConfig | typeof StatusReason.AttachFailed | typeof StatusReason.DeviceLost; message: string };
 
 export interface DeviceRef {
@@ -82,14 +83,19 @@ export function deviceStatus(
     ...(options.observedGeneration !== undefined ? { observedGeneration: options.observedGeneration } : {}),
   };
   const entry: AllocatedDeviceStatus = { ...ref, conditions: [condition] };
-  if (state.kind === "attached") {
-    entry.networkData = {
-      interfaceName: state.interfaceName,
-      ips: canonicalIps(state.addresses),
-      ...(state.hardwareAddress !== undefined ? { hardwareAddress: state.hardwareAddress } : {}),
-    };
-  }
+  const data = networkData(state);
+  if (data !== undefined) entry.networkData = data;
   return entry;
+}
+
+/** The pod's interface, when known: the one netclaim attached, or the one Multus made of a delegated device. */
+function networkData(state: DeviceState): NetworkDeviceData | undefined {
+  if ((state.kind !== "attached" && state.kind !== "delegated") || state.interfaceName === undefined) return undefined;
+  return {
+    interfaceName: state.interfaceName,
+    ips: canonicalIps(state.addresses ?? []),
+    ...(state.hardwareAddress !== undefined ? { hardwareAddress: state.hardwareAddress } : {}),
+  };
 }
 
 function readiness(state: DeviceState): { status: Condition["status"]; reason: StatusReason; message: string } {
@@ -104,12 +110,14 @@ function readiness(state: DeviceState): { status: Condition["status"]; reason: S
             message: `${state.interfaceName} attached after the pod sandbox had started (netclaim was not connected to the runtime then); containers that started earlier may not have seen it`,
           }
         : { status: "True", reason: StatusReason.InterfaceAttached, message: `${state.interfaceName} attached and configured` };
-    case "delegated":
+    case "delegated": {
+      const network = `the NetworkAttachmentDefinition annotated k8s.v1.cni.cncf.io/resourceName=${state.resourceName}`;
       return {
         status: "True",
         reason: StatusReason.DelegatedToMultus,
-        message: `left to Multus: the NetworkAttachmentDefinition annotated k8s.v1.cni.cncf.io/resourceName=${state.resourceName} configures it`,
+        message: state.interfaceName === undefined ? `left to Multus: ${network} configures it` : `${state.interfaceName} configured by Multus, from ${network}`,
       };
+    }
     case "failed":
       return { status: "False", reason: state.reason, message: state.message };
   }

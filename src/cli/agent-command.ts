@@ -18,7 +18,7 @@ ${formatFlags(AGENT_FLAGS)}
 
 Configuration is read from --config, then environment variables, then flags;
 later sources win. Environment variables:
-${ENVIRONMENT_VARIABLES.map((v) => `  ${v.name.padEnd(22)}${v.help}`).join("\n")}
+${ENVIRONMENT_VARIABLES.map((v) => `  ${v.name.padEnd(25)}${v.help}`).join("\n")}
 
 Example:
   netclaim agent --config /etc/netclaim/agent.yaml --node-name worker-1

@@ -57,7 +57,7 @@ describe("scanInventory", () => {
     assert.equal(reports.get("eth1")?.publish, true);
     assert.equal(reports.get("eth1")?.multusResourceName, "netclaim.dev/netdev");
     assert.equal(reports.get("Storage_Net")?.publish, true);
-    assert.equal(reports.get("Storage_Net")?.multusResourceName, undefined, "no Multus deviceID without a PCI address");
+    assert.equal(reports.get("Storage_Net")?.multusResourceName, "netclaim.dev/netdev", "a virtual link can be handed to Multus too");
     assert.match(reports.get("veth1a2b3c4d")?.reason ?? "", /never published by default: veth, bridge-port/);
   });
 

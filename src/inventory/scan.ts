@@ -21,7 +21,7 @@ export interface DeviceReport {
   readonly attributes: DeviceAttributes;
   readonly publish: boolean;
   readonly reason: string;
-  /** k8s.cni.cncf.io/resourceName when published with a PCI address. */
+  /** k8s.cni.cncf.io/resourceName of a published device. */
   readonly multusResourceName?: string;
   /** Kept from an earlier scan because the device is attached to a pod. */
   readonly attached: boolean;
@@ -62,7 +62,7 @@ export function reportDevices(
       attributes,
       publish: true,
       reason: verdict.reason,
-      ...(device.pci !== undefined ? { multusResourceName: verdict.multusResourceName } : {}),
+      multusResourceName: verdict.multusResourceName,
       attached: false,
     };
   });

@@ -1,3 +1,4 @@
+import type { ZodType } from "zod";
 import { NetclaimError } from "../common/errors.ts";
 
 export type KubeErrorCode = "KUBE_API" | "KUBE_TRANSPORT" | "KUBE_DECODE";
@@ -24,6 +25,20 @@ export class KubeApiError extends NetclaimError<KubeErrorCode> {
     this.status = init.status;
     this.reason = init.reason;
   }
+}
+
+/** `object`, an API server's answer to GET `path`, as `schema` says a `kind` is; KUBE_DECODE names the first field that is not. */
+export function decodeObject<T>(schema: ZodType<T>, object: unknown, kind: string, path: string): T {
+  const parsed = schema.safeParse(object);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new KubeApiError("KUBE_DECODE", {
+    method: "GET",
+    path,
+    status: 0,
+    reason: "",
+    message: `unexpected ${kind}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
+  });
 }
 
 export function isNotFound(err: unknown): boolean {

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import type { KubeClient } from "./client.ts";
-import { KubeApiError } from "./errors.ts";
+import { decodeObject } from "./errors.ts";
 
 const nadSchema = z.object({
   metadata: z.object({ name: z.string(), namespace: z.string(), annotations: z.record(z.string(), z.string()).nullish() }),
@@ -21,17 +21,5 @@ export async function getNetworkAttachmentDefinition(
   signal?: AbortSignal,
 ): Promise<NetworkAttachmentDefinition> {
   const path = `/apis/k8s.cni.cncf.io/v1/namespaces/${encodeURIComponent(namespace)}/network-attachment-definitions/${encodeURIComponent(name)}`;
-  const object = await client.request<unknown>("GET", path, signal ? { signal } : {});
-  const parsed = nadSchema.safeParse(object);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new KubeApiError("KUBE_DECODE", {
-      method: "GET",
-      path,
-      status: 0,
-      reason: "",
-      message: `unexpected NetworkAttachmentDefinition: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
-    });
-  }
-  return parsed.data;
+  return decodeObject(nadSchema, await client.request<unknown>("GET", path, signal ? { signal } : {}), "NetworkAttachmentDefinition", path);
 }

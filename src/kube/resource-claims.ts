@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import type { KubeClient } from "./client.ts";
-import { KubeApiError } from "./errors.ts";
+import { decodeObject } from "./errors.ts";
 
 const RESOURCE_CLAIMS = "/apis/resource.k8s.io/v1/namespaces";
 
@@ -85,16 +85,7 @@ function claimPath(namespace: string, name: string): string {
 }
 
 export function parseResourceClaim(object: unknown, where: string): ResourceClaim {
-  const parsed = resourceClaimSchema.safeParse(object);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new KubeApiError("KUBE_DECODE", {
-    method: "GET",
-    path: where,
-    status: 0,
-    reason: "",
-    message: `unexpected ResourceClaim: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
-  });
+  return decodeObject(resourceClaimSchema, object, "ResourceClaim", where);
 }
 
 export async function getResourceClaim(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<ResourceClaim> {

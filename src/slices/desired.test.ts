@@ -51,6 +51,13 @@ describe("toApiDevice", () => {
     assert.ok("k8s.cni.cncf.io/deviceID" in (api.attributes ?? {}));
   });
 
+  it("gives Multus a device without a PCI address by its interface name", () => {
+    const veth: NetDevice = { ifName: "ncveth0", ifIndex: 7, linkType: "ether", virtual: true, lowers: [], devPort: 0 };
+    const api = toApiDevice(report({ name: "ncveth0", device: veth }), "netclaim.dev");
+    assert.deepEqual(api.attributes?.["k8s.cni.cncf.io/deviceID"], { string: "ncveth0" });
+    assert.deepEqual(api.attributes["k8s.cni.cncf.io/resourceName"], { string: "example.com/vf" });
+  });
+
   it("publishes no Multus pair without a resource name", () => {
     const { multusResourceName, ...withoutName } = report({});
     assert.ok(multusResourceName !== undefined);

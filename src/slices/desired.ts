@@ -7,7 +7,7 @@
  * name and a restarted agent recognises its own slices.
  */
 import { createHash } from "node:crypto";
-import { STANDARD_DOMAIN, type AttributeValue, type DeviceReport } from "../inventory/index.ts";
+import { STANDARD_DOMAIN, type AttributeValue, type DeviceReport, type NetDevice } from "../inventory/index.ts";
 import type { Device, DeviceAttribute, OwnerReference, ResourceSlice } from "../kube/index.ts";
 
 export const MAX_DEVICES_PER_SLICE = 128;
@@ -30,12 +30,21 @@ export function toApiDevice(report: DeviceReport, driverName: string): Device {
   };
   for (const [key, value] of Object.entries(report.attributes.local)) put(`${driverName}/${key}`, value);
   for (const [key, value] of Object.entries(report.attributes.standard)) put(`${STANDARD_DOMAIN}/${key}`, value);
-  const pciAddress = report.device.pci?.address;
-  if (pciAddress !== undefined && report.multusResourceName !== undefined) {
-    put(`${MULTUS_DOMAIN}/deviceID`, pciAddress);
+  if (report.multusResourceName !== undefined) {
+    put(`${MULTUS_DOMAIN}/deviceID`, multusDeviceId(report.device));
     put(`${MULTUS_DOMAIN}/resourceName`, report.multusResourceName);
   }
   return { name: report.name, attributes: sortKeys(attributes) };
+}
+
+/**
+ * What Multus hands the CNI plugin as `deviceID` (and `pciBusID`): the PCI address of a PCI
+ * function, which host-device and sriov-cni look the netdev up by; a device without one (a
+ * virtual link) has only its interface name, which a plugin must take as a name
+ * (docs/multus.md).
+ */
+function multusDeviceId(device: NetDevice): string {
+  return device.pci?.address ?? device.ifName;
 }
 
 function toAttribute(value: AttributeValue): DeviceAttribute | undefined {

@@ -1,16 +1,17 @@
 /**
  * The netclaim agent on the real node, installed as users install it: its
- * image (`make image`) imported into the node's containerd and the shipped
- * objects applied (the Kubernetes kustomize overlay, or the Helm chart), so
- * it runs as the DaemonSet's pod with its own ServiceAccount token, RBAC and
- * admission policies.
+ * image (`make image`) imported into the node's runtime and the shipped
+ * objects applied (the kustomize overlay of the node's platform, Kubernetes
+ * on containerd and OpenShift on CRI-O, or the Helm chart), so it runs as the
+ * DaemonSet's pod with its own ServiceAccount token, RBAC and admission
+ * policies.
  *
  * What the tests change in the shipped objects is what `hack/node/node.sh
  * helm-values` says, as a user whose runtime or kubelet keeps its paths
  * elsewhere would change it:
- * - host paths: the test node keeps the kubelet in /var/lib/nc-kubelet, the
- *   NRI socket, pod network namespaces and CDI specs under /tmp/nc-node, and
- *   CNI plugins in /usr/lib/cni;
+ * - host paths: the test node keeps the kubelet in /var/lib/nc-kubelet (or
+ *   nc-crio-kubelet), the NRI socket, pod network namespaces and CDI specs
+ *   under /tmp/nc-node (or nc-crio), and CNI plugins in /usr/lib/cni;
  * - the API server: the test cluster has no Service network, so the agent
  *   reaches the API server on the node's loopback (KUBERNETES_SERVICE_HOST);
  * - the image is never pulled (imagePullPolicy Never), and the pod is pinned
@@ -26,11 +27,11 @@
  * instruction, so nothing restarts it before the test says so.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, join, relative } from "node:path";
 import { parse, parseAllDocuments, stringify as toYaml } from "yaml";
 import { z } from "zod";
-import { crictl, eventually, kubectl, kubectlJson, node, runCommand, type Manifest } from "./harness.ts";
+import { NODE_RUNTIME, crictl, eventually, kubectl, kubectlJson, loadNodeImage, node, runCommand, tagNodeImage, type Manifest } from "./harness.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
 
@@ -41,19 +42,26 @@ const AGENT_POD_SELECTOR = "app.kubernetes.io/name=netclaim-agent";
 /** A node label no node has: the DaemonSet's nodeSelector while the agent is stopped. */
 const STOPPED_SELECTOR = { "netclaim.dev/e2e-agent": "stopped" };
 const HELM_RELEASE = "netclaim";
+/** The overlay a user of the node's platform applies: OpenShift's on CRI-O, as OpenShift runs it. */
+const OVERLAY = NODE_RUNTIME === "crio" ? "deploy/overlays/openshift" : "deploy/overlays/kubernetes";
 const HELM_RELEASE_NAMESPACE = "default";
 
 export interface AgentOptions {
   /** Host interfaces to publish, as an ifName glob. */
   nicGlob: string;
   /**
-   * "kustomize" (the default): `kubectl apply` of deploy/overlays/kubernetes, as
+   * "kustomize" (the default): `kubectl apply` of the node's overlay (OVERLAY), as
    * docs/install.md says; "helm": `helm install` of deploy/helm/netclaim, the
    * release recorded in namespace default.
    */
   installer?: "kustomize" | "helm";
   /** The image the DaemonSet runs (default AGENT_IMAGE, which `make image` builds). */
   image?: string;
+  /**
+   * The network-status opt-in (docs/multus.md), as a user turns it on: the overlay with
+   * deploy/components/network-status, or the chart's networkStatus.enabled.
+   */
+  networkStatus?: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -90,26 +98,20 @@ async function nodeValues(): Promise<{ text: string; values: NodeValues }> {
 
 let imported: Promise<void> | undefined;
 
-/** `ctr images import` of build/image/netclaim.tar into the node's containerd, once per process. */
+/** build/image/netclaim.tar into the node runtime's images, once per process. */
 export function importAgentImage(): Promise<void> {
   imported ??= (async () => {
-    const env = await node();
     const archive = join(repo, "build/image/netclaim.tar");
     if (!existsSync(archive)) throw new Error(`${archive} is missing: run make image (the e2e suite's prerequisite)`);
-    const ctr = join(dirname(env.crictl), "ctr");
-    const result = await runCommand(ctr, ["--address", env.containerdSocket, "--namespace", "k8s.io", "images", "import", archive]);
-    if (result.code !== 0) throw new Error(`ctr images import ${archive}: ${result.stderr}`);
+    await loadNodeImage(archive, AGENT_IMAGE);
   })();
   return imported;
 }
 
-/** `ctr images tag`: the agent's image under another reference (an "upgrade" to a new tag). */
+/** The agent's image under another reference (an "upgrade" to a new tag). */
 export async function tagAgentImage(target: string): Promise<void> {
   await importAgentImage();
-  const env = await node();
-  const ctr = join(dirname(env.crictl), "ctr");
-  const result = await runCommand(ctr, ["--address", env.containerdSocket, "--namespace", "k8s.io", "images", "tag", "--force", AGENT_IMAGE, target]);
-  if (result.code !== 0) throw new Error(`ctr images tag ${target}: ${result.stderr}`);
+  await tagNodeImage(AGENT_IMAGE, target);
 }
 
 const agentPodsSchema = z.object({
@@ -307,13 +309,13 @@ export class E2eAgent {
   }
 
   /**
-   * The Kubernetes overlay as shipped, changed as a user of the node would change it (the
+   * The node's overlay as shipped, changed as a user of the node would change it (the
    * file's comment): what the node's Helm values say, and this agent's own directories.
    */
   async overlay(): Promise<Json[]> {
     const env = await node();
     const { values } = await nodeValues();
-    const { stdout } = await runCommand(env.kubectl, ["kustomize", join(repo, "deploy/overlays/kubernetes")]);
+    const { stdout } = await runCommand(env.kubectl, ["kustomize", await this.#kustomization()]);
     const objects = parseAllDocuments(stdout).flatMap((doc) => (doc.contents === null ? [] : [doc.toJS() as Json]));
     const hostPaths: Record<string, string> = {
       state: this.stateDir,
@@ -362,6 +364,17 @@ export class E2eAgent {
     return objects;
   }
 
+  /** The shipped overlay, in a kustomization of the test's own with the opt-in's component when it is on. */
+  async #kustomization(): Promise<string> {
+    if (this.#options.networkStatus !== true) return join(repo, OVERLAY);
+    const dir = join(this.dir, "kustomize");
+    await mkdir(dir, { recursive: true });
+    // kustomize takes no absolute paths to other kustomizations.
+    const from = (path: string) => relative(dir, join(repo, path));
+    await writeFile(join(dir, "kustomization.yaml"), JSON.stringify({ resources: [from(OVERLAY)], components: [from("deploy/components/network-status")] }));
+    return dir;
+  }
+
   async #applyOverlay(): Promise<void> {
     await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: await this.overlay() }));
   }
@@ -376,7 +389,7 @@ export class E2eAgent {
     const nodeValuesFile = join(this.dir, "node-values.yaml");
     await writeFile(nodeValuesFile, (await nodeValues()).text);
     const valuesFile = join(this.dir, "values.yaml");
-    await writeFile(valuesFile, toYaml({ image: { repository, tag }, devices: this.#devices }));
+    await writeFile(valuesFile, toYaml({ image: { repository, tag }, devices: this.#devices, networkStatus: { enabled: this.#options.networkStatus === true } }));
     // Helm takes over no object that `kubectl apply` made (docs/install.md): the shared test
     // cluster has the overlay's objects (test/api's harness applies them).
     await this.#deleteOverlay();

@@ -22,8 +22,18 @@ const nodeScript = `${repo}hack/node/node.sh`;
 export const BUSYBOX_IMAGE = "registry.local/netclaim/busybox:latest";
 export const MULTUS_NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks";
 export const MULTUS_NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";
-/** The node's name, as hack/node/node.sh picks it. */
-export const NODE_NAME = process.env.NETCLAIM_NODE_NAME ?? "nc-node";
+/**
+ * The node's container runtime (NETCLAIM_NODE_RUNTIME, as hack/node/node.sh
+ * reads it): the e2e suite runs once per runtime (mk/e2e.mk).
+ */
+export const NODE_RUNTIME = z.enum(["containerd", "crio"]).parse(process.env.NETCLAIM_NODE_RUNTIME ?? "containerd");
+/** What the node's runtime says of itself: in the node's status (CRI) and to NRI plugins. */
+export const RUNTIME_IDENTITY = {
+  containerd: { criVersion: /^containerd:\/\/2\.3\./, nriName: "containerd", nriVersion: /^v?2\.3\./ },
+  crio: { criVersion: /^cri-o:\/\/1\.34\./, nriName: "cri-o", nriVersion: /^v?1\.34\./ },
+}[NODE_RUNTIME];
+/** The node's name, as hack/node/node.sh picks it for the runtime. */
+export const NODE_NAME = process.env.NETCLAIM_NODE_NAME ?? { containerd: "nc-node", crio: "nc-crio" }[NODE_RUNTIME];
 /**
  * The real node carries this NoSchedule taint so that other suites' pods and
  * DaemonSets on the shared control plane stay off it; test pods tolerate it.
@@ -39,12 +49,13 @@ const nodeEnvSchema = z.object({
   NETCLAIM_KUBECONFIG: z.string().min(1),
   NETCLAIM_KUBE_BIN: z.string().min(1),
   NETCLAIM_NODE_BIN: z.string().min(1),
-  NETCLAIM_NODE_NAME: z.string().min(1),
+  NETCLAIM_NODE_NAME: z.literal(NODE_NAME),
   NETCLAIM_NODE_IP: z.string().min(1),
   NETCLAIM_NODE_TAINT: z.literal(NODE_TAINT_KEY),
   NETCLAIM_NRI_SOCKET: z.string().min(1),
   NETCLAIM_KUBELET_DIR: z.string().min(1),
-  NETCLAIM_CONTAINERD_SOCKET: z.string().min(1),
+  NETCLAIM_NODE_RUNTIME: z.literal(NODE_RUNTIME),
+  NETCLAIM_RUNTIME_SOCKET: z.string().min(1),
   NETCLAIM_CRICTL_CONFIG: z.string().min(1),
   NETCLAIM_CDI_DIR: z.string().min(1),
   NETCLAIM_POD_CIDR: z.string().min(1),
@@ -60,7 +71,8 @@ export interface NodeEnv {
   readonly nodeIp: string;
   readonly nriSocket: string;
   readonly kubeletDir: string;
-  readonly containerdSocket: string;
+  /** The runtime's CRI socket. */
+  readonly runtimeSocket: string;
   readonly cdiDir: string;
   /** The default (bridge) network's pod addresses. */
   readonly podCidr: string;
@@ -95,7 +107,7 @@ async function startNode(): Promise<NodeEnv> {
     nodeIp: vars.NETCLAIM_NODE_IP,
     nriSocket: vars.NETCLAIM_NRI_SOCKET,
     kubeletDir: vars.NETCLAIM_KUBELET_DIR,
-    containerdSocket: vars.NETCLAIM_CONTAINERD_SOCKET,
+    runtimeSocket: vars.NETCLAIM_RUNTIME_SOCKET,
     cdiDir: vars.NETCLAIM_CDI_DIR,
     podCidr: vars.NETCLAIM_POD_CIDR,
     staticPodDir: vars.NETCLAIM_STATIC_POD_DIR,
@@ -103,13 +115,25 @@ async function startNode(): Promise<NodeEnv> {
 }
 
 /**
- * Restarts the node's kubelet or containerd (hack/node/node.sh restart) and
- * waits until the node is Ready again; running pods stay. Other test files
- * may run at the same time: only use this where they can tolerate it.
+ * Restarts the node's kubelet or container runtime (hack/node/node.sh
+ * restart) and waits until the node is Ready again; running pods stay. Other
+ * test files may run at the same time: only use this where they can tolerate it.
  */
-export async function restartNodeComponent(component: "kubelet" | "containerd"): Promise<void> {
+export async function restartNodeComponent(component: "kubelet" | "runtime"): Promise<void> {
   await node();
   await mustRun(nodeScript, ["restart", component]);
+}
+
+/** An OCI archive's image into the node runtime's images under `reference` (never pulled). */
+export async function loadNodeImage(archive: string, reference: string): Promise<void> {
+  await node();
+  await mustRun(nodeScript, ["image-load", archive, reference]);
+}
+
+/** The node runtime's image `reference` under a second reference too. */
+export async function tagNodeImage(reference: string, newReference: string): Promise<void> {
+  await node();
+  await mustRun(nodeScript, ["image-tag", reference, newReference]);
 }
 
 function splitOnce(line: string, separator: string): [string, string] {
@@ -220,6 +244,9 @@ export function busyboxPod(options: BusyboxPodOptions): Manifest {
           image: BUSYBOX_IMAGE,
           imagePullPolicy: "Never",
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 86400 & wait"],
+          // busybox's ping opens a raw socket; CRI-O's default capabilities (and OpenShift's)
+          // leave NET_RAW out, containerd's have it.
+          securityContext: { capabilities: { add: ["NET_RAW"] } },
           ...options.container,
         },
       ],
@@ -286,18 +313,24 @@ const networkStatusSchema = z.array(
     interface: z.string().optional(),
     ips: z.array(z.string()).optional(),
     mac: z.string().optional(),
+    mtu: z.number().optional(),
     default: z.boolean().optional(),
     "device-info": z.unknown().optional(),
   }),
 );
 export type NetworkStatus = z.infer<typeof networkStatusSchema>;
 
-/** The pod's `k8s.v1.cni.cncf.io/network-status` annotation, parsed; throws when absent. */
-export async function networkStatus(name: string, namespace = "default"): Promise<NetworkStatus> {
+/** The pod's `k8s.v1.cni.cncf.io/network-status` annotation as the API server has it, byte for byte; throws when absent. */
+export async function networkStatusText(name: string, namespace = "default"): Promise<string> {
   const pod = await getPod(name, namespace);
   const raw = pod.metadata.annotations?.[MULTUS_NETWORK_STATUS_ANNOTATION];
   if (raw === undefined) throw new Error(`pod ${namespace}/${name} has no ${MULTUS_NETWORK_STATUS_ANNOTATION} annotation`);
-  return networkStatusSchema.parse(JSON.parse(raw));
+  return raw;
+}
+
+/** The pod's `k8s.v1.cni.cncf.io/network-status` annotation, parsed; throws when absent. */
+export async function networkStatus(name: string, namespace = "default"): Promise<NetworkStatus> {
+  return networkStatusText(name, namespace).then((raw) => networkStatusSchema.parse(JSON.parse(raw)));
 }
 
 // ---------------------------------------------------------------- node side
@@ -310,7 +343,6 @@ export async function crictl(args: readonly string[]): Promise<string> {
 const sandboxSchema = z.object({
   status: z.object({ id: z.string(), state: z.string() }),
   info: z.object({
-    pid: z.number(),
     runtimeSpec: z.object({
       linux: z.object({ namespaces: z.array(z.object({ type: z.string(), path: z.string().optional() })) }),
     }),
@@ -319,20 +351,22 @@ const sandboxSchema = z.object({
 
 export interface PodSandbox {
   readonly id: string;
-  /** The network namespace containerd made for the pod (under the node's state directory). */
+  /** The network namespace the runtime made for the pod (under the node's directory). */
   readonly netnsPath: string;
-  /** The sandbox's (pause) process. */
-  readonly pid: number;
 }
 
-/** The pod's ready sandbox as containerd sees it (`crictl inspectp`). */
+/**
+ * The pod's ready sandbox as the runtime sees it (`crictl inspectp`). CRI-O
+ * runs no pause process (drop_infra_ctr, its default and OpenShift's): the
+ * network namespace is a pinned mount only.
+ */
 export async function podSandbox(name: string, namespace = "default"): Promise<PodSandbox> {
   const ids = (await crictl(["pods", "--name", `^${name}$`, "--namespace", `^${namespace}$`, "--state", "ready", "-q"])).trim().split("\n").filter(Boolean);
   if (ids.length !== 1) throw new Error(`expected one ready sandbox for pod ${namespace}/${name}, found ${String(ids.length)}`);
   const sandbox = sandboxSchema.parse(JSON.parse(await crictl(["inspectp", "-o", "json", ids[0] ?? ""])));
   const netns = sandbox.info.runtimeSpec.linux.namespaces.find((ns) => ns.type === "network")?.path;
   if (netns === undefined) throw new Error(`sandbox of pod ${namespace}/${name} has no network namespace path (host network?)`);
-  return { id: sandbox.status.id, netnsPath: netns, pid: sandbox.info.pid };
+  return { id: sandbox.status.id, netnsPath: netns };
 }
 
 const containerInspectSchema = z.object({ status: z.object({ startedAt: z.string() }) });

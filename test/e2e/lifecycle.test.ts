@@ -105,7 +105,7 @@ describe("netclaim interfaces across restarts and scarcity (acceptance 4-7)", { 
   it("keeps running pods' interfaces across containerd and kubelet restarts, and new pods still work (7)", async () => {
     // The agent's readiness follows its NRI connection, which a containerd restart breaks.
     const readiness = watchReadiness();
-    await restartNodeComponent("containerd");
+    await restartNodeComponent("runtime");
     await eventually("the agent ready again after the containerd restart", async () => (await agentEndpoint("/readyz")).status === 200, 30_000);
     const seen = readiness.stop();
     assert.ok(seen.some((r) => r.status === 503 && r.body.includes("connected to NRI")), `/readyz said ${JSON.stringify([...new Set(seen.map((r) => `${String(r.status)} ${r.body.trim()}`))])} during the restart`);

@@ -1,11 +1,16 @@
 /**
- * Acceptance test 3 on the real node: pods that use only the default network
- * and Multus (NetworkAttachmentDefinition) networks start and pass traffic,
- * exactly as on a node without netclaim. Whatever of netclaim is installed on
- * the node when this runs must leave these pods alone.
+ * Acceptance tests 3 and 8 on the real node, with the node's Multus thin or
+ * thick (NETCLAIM_MULTUS, hack/node/multus.sh). 3: pods that use only the
+ * default network and Multus (NetworkAttachmentDefinition) networks start and
+ * pass traffic, exactly as on a node without netclaim; whatever of netclaim is
+ * installed on the node when this runs must leave these pods alone. 8: a
+ * device claimed in mode multus is found by Multus's DRA path and configured
+ * by the NetworkAttachmentDefinition's CNI plugin, and the claim reports it.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { z } from "zod";
+import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, DRIVER, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
   addressOnly,
@@ -13,18 +18,25 @@ import {
   busyboxPod,
   createHostVeth,
   deleteNetwork,
+  deleteObjects,
   deletePods,
+  eventually,
   getPod,
+  hostDevices,
   HOST_LOCAL_DIR,
+  kubectl,
+  kubectlJson,
   macvlanNetwork,
   netnsInterfaces,
   networkStatus,
   node,
   pathExists,
   podCanPing,
+  podInterface,
   podSandbox,
   uniqueName,
   waitForPodsReady,
+  type Manifest,
   type NetnsInterface,
 } from "./harness.ts";
 
@@ -118,5 +130,117 @@ describe("pods with only the default and Multus networks (acceptance 3)", () => 
     // The kubelet stops the sandbox (CNI DEL) before it lets the pod object go.
     assert.equal(await pathExists(netnsPath), false, `network namespace ${netnsPath} outlived the pod`);
     assert.equal(await pathExists(lease), false, `host-local lease ${lease} outlived the pod`);
+  });
+});
+
+const MULTUS_NIC_PREFIX = "nce2mx";
+
+const slicesSchema = z.object({
+  items: z.array(z.object({
+    spec: z.object({
+      devices: z.array(z.object({ name: z.string(), attributes: z.record(z.string(), z.object({ string: z.string().optional() })).optional() })).optional(),
+    }),
+  })),
+});
+
+/** The string attributes this node's netclaim publishes for `device`. */
+async function publishedAttributes(device: string): Promise<Record<string, string | undefined>> {
+  const env = await node();
+  const slices = await kubectlJson(["get", "resourceslices", "--field-selector", `spec.nodeName=${env.nodeName},spec.driver=${DRIVER}`], slicesSchema);
+  const found = slices.items.flatMap((slice) => slice.spec.devices ?? []).find((d) => d.name === device);
+  if (found === undefined) throw new Error(`device ${device} is not in this node's ResourceSlices`);
+  return Object.fromEntries(Object.entries(found.attributes ?? {}).map(([name, value]) => [name, value.string]));
+}
+
+/** A NetworkAttachmentDefinition that Multus's DRA path fills in: host-device on the claimed device, a static address. */
+function hostDeviceNetwork(name: string, resourceName: string, address: string): Manifest {
+  // host-device takes Multus's deviceID for a PCI address; the stand-in NIC is a veth, which
+  // netclaim gives Multus by name: the node's host-device-by-name passes that on (docs/multus.md).
+  const config = { cniVersion: "1.0.0", name, type: "host-device-by-name", ipam: { type: "static", addresses: [{ address }] } };
+  return {
+    apiVersion: "k8s.cni.cncf.io/v1",
+    kind: "NetworkAttachmentDefinition",
+    metadata: { name, namespace: "default", labels: { "netclaim.dev/test": "e2e" }, annotations: { "k8s.v1.cni.cncf.io/resourceName": resourceName } },
+    spec: { config: JSON.stringify(config) },
+  };
+}
+
+const claimStatusSchema = z.object({
+  status: z.object({
+    devices: z.array(z.object({
+      device: z.string(),
+      conditions: z.array(z.object({ type: z.string(), reason: z.string() })).optional(),
+      networkData: z.object({ interfaceName: z.string().optional(), ips: z.array(z.string()).optional(), hardwareAddress: z.string().optional() }).optional(),
+    })).optional(),
+  }).optional(),
+});
+
+describe("a device handed to Multus through its DRA path (acceptance 8)", { timeout: 300_000 }, () => {
+  const cleanup = new Cleanup();
+  const nic = `${MULTUS_NIC_PREFIX}a`;
+  const nad = uniqueName("e2e-hostdev");
+  const template = uniqueName("e2e-mx");
+  const deviceClass = uniqueName("e2e-mx");
+  const pod = uniqueName("e2e-mx");
+  const address = "198.51.100.250/24";
+  let hostBefore: Awaited<ReturnType<typeof hostDevices>>;
+  let attributes: Record<string, string | undefined>;
+
+  before(async () => {
+    await node();
+    // One end of the pair is the published stand-in NIC; the other stays on the host.
+    const wire = await createNicPair(nic, `${MULTUS_NIC_PREFIX}b`);
+    cleanup.defer(() => wire.remove());
+    hostBefore = await hostDevices([nic]);
+    const agent = await E2eAgent.start({ nicGlob: nic });
+    cleanup.defer(() => agent.remove());
+    await waitForPublished(nic, 1);
+    attributes = await publishedAttributes(nic);
+
+    await apply(
+      hostDeviceNetwork(nad, attributes["k8s.cni.cncf.io/resourceName"] ?? "", address),
+      deviceClassFor(deviceClass, nic),
+      claimTemplateFor(template, deviceClass, { mode: "multus" }),
+    );
+    cleanup.defer(() => deleteObjects("network-attachment-definitions.k8s.cni.cncf.io", [nad]));
+    cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
+    cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
+    cleanup.defer(() => deletePods([pod]));
+    const fields = claimFields(template);
+    await apply(busyboxPod({ name: pod, networks: [nad], spec: fields.spec, container: fields.container }));
+    await waitForPodsReady([pod]);
+  });
+  after(() => cleanup.run());
+
+  it("publishes the device's name as its Multus deviceID (it has no PCI address)", () => {
+    assert.equal(attributes["k8s.cni.cncf.io/deviceID"], nic);
+    assert.equal(attributes["k8s.cni.cncf.io/resourceName"], "netclaim.dev/netdev");
+  });
+
+  it("gives the pod the claimed device as net1, configured by the NetworkAttachmentDefinition", async () => {
+    const net1 = await podInterface(pod, "net1");
+    assert.ok(net1, "no net1 in the pod");
+    assert.equal(net1.mac, hostBefore[0]?.mac, "net1 is not the claimed device (its MAC differs)");
+    assert.equal(net1.mac, attributes[`${DRIVER}/mac`], "net1 is not the device netclaim published");
+    assert.deepEqual(net1.addresses, [address]);
+    const status = (await networkStatus(pod)).find((s) => s.interface === "net1");
+    assert.equal(status?.name, `default/${nad}`);
+    assert.deepEqual(status.ips, [addressOnly(address)]);
+  });
+
+  it("reports the claim as DelegatedToMultus with the interface Multus made of it", async () => {
+    const claim = (await kubectl(["get", "pod", pod, "-o", "jsonpath={.status.resourceClaimStatuses[0].resourceClaimName}"])).trim();
+    const net1 = await podInterface(pod, "net1");
+    const claimDevice = async () => (await kubectlJson(["get", "resourceclaim", claim], claimStatusSchema)).status?.devices?.find((d) => d.device === nic);
+    await eventually("the claim's status to show net1", async () => (await claimDevice())?.networkData?.interfaceName === "net1");
+    const device = await claimDevice();
+    assert.ok(device);
+    assert.equal(device.conditions?.find((c) => c.type === "Ready")?.reason, "DelegatedToMultus");
+    assert.deepEqual(device.networkData, { interfaceName: "net1", ips: [address], hardwareAddress: net1?.mac });
+  });
+
+  it("puts the device back on the host when the pod is deleted", async () => {
+    await deletePods([pod]);
+    await eventually("the device back on the host as it was", async () => JSON.stringify(await hostDevices([nic])) === JSON.stringify(hostBefore));
   });
 });

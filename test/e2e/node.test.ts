@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { z } from "zod";
-import { Cleanup, NODE_TAINT_KEY, apply, busyboxPod, deletePods, execInPod, kubectl, kubectlJson, node, uniqueName, waitForPodsReady } from "./harness.ts";
+import { Cleanup, NODE_RUNTIME, NODE_TAINT_KEY, RUNTIME_IDENTITY, apply, busyboxPod, deletePods, execInPod, kubectl, kubectlJson, node, uniqueName, waitForPodsReady } from "./harness.ts";
 
 const nodeSchema = z.object({
   spec: z.object({ taints: z.array(z.object({ key: z.string(), effect: z.string() })).optional() }),
@@ -30,11 +30,11 @@ describe("the e2e node", () => {
   });
   after(() => cleanup.run());
 
-  it("is Ready, runs containerd 2.x, carries its NoSchedule taint and has the node IP", async () => {
+  it(`is Ready, runs ${NODE_RUNTIME}, carries its NoSchedule taint and has the node IP`, async () => {
     const env = await node();
     const object = await kubectlJson(["get", "node", env.nodeName], nodeSchema);
     assert.equal(object.status.conditions.find((c) => c.type === "Ready")?.status, "True");
-    assert.match(object.status.nodeInfo.containerRuntimeVersion, /^containerd:\/\/2\./);
+    assert.match(object.status.nodeInfo.containerRuntimeVersion, RUNTIME_IDENTITY.criVersion);
     assert.deepEqual(object.spec.taints?.map((t) => [t.key, t.effect]), [[NODE_TAINT_KEY, "NoSchedule"]]);
     assert.ok(object.status.addresses.some((a) => a.type === "InternalIP" && a.address === env.nodeIp));
   });

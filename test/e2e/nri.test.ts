@@ -9,6 +9,8 @@ import { after, before, describe, it } from "node:test";
 import { createNriPlugin, type NriPlugin, type PodSandboxInfo } from "../../src/nri/index.ts";
 import {
   Cleanup,
+  NODE_RUNTIME,
+  RUNTIME_IDENTITY,
   apply,
   busyboxPod,
   createHostVeth,
@@ -33,7 +35,7 @@ interface SandboxSeen {
   readonly interfaces: readonly NetnsInterface[];
 }
 
-describe("containerd's NRI socket on the node", () => {
+describe(`${NODE_RUNTIME}'s NRI socket on the node`, () => {
   const cleanup = new Cleanup();
   const nad = uniqueName("e2e-nri-net");
   const podName = uniqueName("e2e-nri");
@@ -70,9 +72,9 @@ describe("containerd's NRI socket on the node", () => {
 
   it("registers netclaim's plugin and describes the runtime", () => {
     assert.equal(plugin.state, "connected");
-    assert.equal(plugin.runtime?.runtimeName, "containerd");
-    assert.match(plugin.runtime.runtimeVersion, /^v?2\.3\./);
-    // The node's containerd: 2 s per request, the budget netclaim's handlers live in.
+    assert.equal(plugin.runtime?.runtimeName, RUNTIME_IDENTITY.nriName);
+    assert.match(plugin.runtime.runtimeVersion, RUNTIME_IDENTITY.nriVersion);
+    // The node's runtime: 2 s per request, the budget netclaim's handlers live in.
     assert.equal(plugin.runtime.requestTimeoutMs, 2000);
   });
 

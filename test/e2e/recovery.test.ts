@@ -11,10 +11,11 @@
  *   deleting the pods puts every device back on the host. The veth stand-ins
  *   survive only when restored before the pod's namespace dies, so a device
  *   the agent forgot would be missing from the host afterwards.
- * - Pods whose sandboxes the runtime replaced while the agent was down (their
- *   pause processes killed): containerd's Synchronize then lists each pod's
- *   stopped sandbox (no network namespace) beside its live one, and the
- *   agent must take the live one, never conclude "host network".
+ * - Pods whose sandboxes the runtime replaced while the agent was down (each
+ *   stopped through the CRI, as a dead sandbox is): the runtime's Synchronize
+ *   then lists each pod's stopped sandbox (no network namespace) beside its
+ *   live one, and the agent must take the live one, never conclude "host
+ *   network".
  */
 import assert from "node:assert/strict";
 import { readdir } from "node:fs/promises";
@@ -212,7 +213,7 @@ describe("pods whose sandboxes the runtime replaced while the agent was down", {
       // (a veth would die with it), under its pod-side name or, that being taken, another.
       const returned = await runCommand("nsenter", [`--net=${old.netnsPath}`, "ip", "link", "set", "dra0", "netns", String(process.pid), "name", `ncdev${String(i)}`]);
       assert.equal(returned.code, 0, returned.stderr);
-      process.kill(old.pid, "SIGKILL");
+      await crictl(["stopp", old.id]);
       await eventually(`the kubelet to replace the sandbox of ${pod}`, async () => ![undefined, old.id].includes(await sandboxId(pod)), 120_000);
     }
     await agent.start();

@@ -12,8 +12,8 @@
  *   (ValidatingAdmissionPolicy, DeviceClass, ...); the API server ignores it,
  *   and the chart writes none;
  * - a strategic merge patch puts the entries it adds or replaces first in a
- *   list with a merge key, so the DaemonSet's `volumes` (name) and
- *   `volumeMounts` (mountPath) are compared as maps by those keys.
+ *   list with a merge key, so the DaemonSet's `volumes` (name),
+ *   `volumeMounts` (mountPath) and `env` (name) are compared as maps by those keys.
  *
  * helm comes from hack/helm/build.sh and kubectl from hack/cluster/build.sh
  * (the helm suite's prerequisites, mk/helm.mk; both print the cached path at once).
@@ -22,7 +22,7 @@ import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { promisify } from "node:util";
 import { parseAllDocuments, parse } from "yaml";
@@ -75,7 +75,7 @@ function byKey(list: Manifest[]): Map<string, Manifest> {
 
 /** Lists with a merge key as maps by that key; every other list keeps its order. */
 function normalised(object: Manifest): unknown {
-  const keyed: Record<string, string> = { volumes: "name", volumeMounts: "mountPath" };
+  const keyed: Record<string, string> = { volumes: "name", volumeMounts: "mountPath", env: "name" };
   const walk = (value: unknown, field?: string): unknown => {
     if (Array.isArray(value)) {
       const mergeKey = field === undefined ? undefined : keyed[field];
@@ -125,6 +125,19 @@ async function kustomize(...dirs: string[]): Promise<Manifest[]> {
     delete metadata.namespace;
     return { ...object, metadata };
   });
+}
+
+/** `overlay` built with kustomize components, as a kustomization of a user's own uses them. */
+async function kustomizeWithComponents(overlay: string, ...components: string[]): Promise<Manifest[]> {
+  const dir = await mkdtemp(join(tmpdir(), "netclaim-kustomize-"));
+  try {
+    // kustomize takes no absolute paths to other kustomizations.
+    const from = (path: string) => relative(dir, join(repo, path));
+    await writeFile(join(dir, "kustomization.yaml"), JSON.stringify({ resources: [from(overlay)], components: components.map(from) }));
+    return await kustomize(relative(repo, dir));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 function assertSameObjects(rendered: Manifest[], expected: Manifest[]): void {
@@ -212,6 +225,15 @@ describe("deploy/helm/netclaim", () => {
       assertSameObjects(
         await helmTemplateAsGoReadsIt("--set", "requiredPlugin.enabled=true", "--set", `requiredPlugin.apiVersion=${apiVersion}`),
         await kustomize("deploy/overlays/kubernetes", `deploy/required-plugin/${apiVersion}`),
+      );
+    });
+  }
+
+  for (const [overlay, flags] of [["kubernetes", []], ["openshift", ["--set", "openshift=true"]]] as const) {
+    it(`adds deploy/components/network-status to deploy/overlays/${overlay} with networkStatus.enabled`, async () => {
+      assertSameObjects(
+        await helmTemplateAsGoReadsIt(...flags, "--set", "networkStatus.enabled=true"),
+        await kustomizeWithComponents(`deploy/overlays/${overlay}`, "deploy/components/network-status"),
       );
     });
   }

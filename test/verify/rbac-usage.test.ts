@@ -6,7 +6,9 @@
  * The evidence is the test control plane's audit log (hack/cluster/cluster.sh
  * records every request of that ServiceAccount): the api suite runs the slice
  * publisher and the claim status writes with the agent's pod-bound token, the
- * node suite the whole agent process. So this suite must run after them: node's
+ * node suite the whole agent process, and the e2e suite the installed agent,
+ * with the network-status opt-in (deploy/components/network-status) in
+ * test/e2e/network-status.test.ts. So this suite must run after them: node's
  * test runner runs files in path order, and test/verify sorts after every
  * other suite (the Makefile runs one file at a time). NETCLAIM_TEST_SINCE (set
  * by the Makefile when the run starts) keeps requests of earlier runs out.
@@ -25,7 +27,11 @@ async function evidence(): Promise<{ granted: Set<string>; requests: AgentReques
   const logs = [(await cluster()).auditLog, (await cluster("newest")).auditLog];
   const requests = await agentRequests(logs, new Date(since));
   assert.ok(requests.count > 0, `no request of the agent's ServiceAccount since ${since} in ${logs.join(", ")}: the api and node suites must run first`);
-  const granted = grantedPermissions(await readFile(`${repo}deploy/base/rbac.yaml`, "utf8"));
+  // The opt-in's ClusterRole counts too: test/e2e/network-status.test.ts turns it on.
+  const granted = new Set<string>();
+  for (const file of ["deploy/base/rbac.yaml", "deploy/components/network-status/rbac.yaml"]) {
+    for (const p of grantedPermissions(await readFile(`${repo}${file}`, "utf8"))) granted.add(p);
+  }
   return { granted, requests };
 }
 
