@@ -237,7 +237,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     versions: config.kubelet.draVersions,
     store,
     claimSource: apiClaimSource(client),
-    preparer: draPreparer(preparer, status),
+    preparer: draPreparer(preparer, status, (plan) => { podNetwork.claimPrepared(plan); }),
     health: new InventoryHealth(inventory, nodeName, findings),
     logger: logger.child({ part: "dra" }),
     metrics: metrics.dra,

@@ -68,9 +68,10 @@ export function apiClaimConsumers(client: KubeClient): ClaimConsumers {
 /**
  * The DRA layer's ClaimPreparer on top of the network preparer; the claim
  * status says "prepared" (or "left to Multus") as soon as prepare succeeded,
- * and our entries go away at unprepare.
+ * and our entries go away at unprepare. `onPrepared` hears of every plan
+ * prepared.
  */
-export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReporter): ClaimPreparer {
+export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReporter, onPrepared: (plan: ClaimPlan) => void): ClaimPreparer {
   return {
     async prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim> {
       let plan: ClaimPlan;
@@ -80,6 +81,7 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
         reportPrepareFailure(status, claim, err);
         throw err;
       }
+      onPrepared(plan);
       for (const device of plan.devices) {
         status.setDevice(
           plan.claim,

@@ -64,10 +64,11 @@ describe("PodNetwork with a device left to Multus", () => {
   let reported: { device: string; state: DeviceState }[];
   let podNetns: () => Promise<[Link[], Address[]]>;
   let network: PodNetwork;
+  let claims: ClaimState;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "netclaim-multus-"));
-    const claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
+    claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
     await claims.markPrepared(CLAIM, { devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: "pci-0000-3b-00-2", cdiDeviceIDs: [] }], plan: PLAN as unknown as JsonValue });
     reported = [];
     podNetns = () => Promise.resolve([POD_LINKS, POD_ADDRESSES]);
@@ -100,6 +101,17 @@ describe("PodNetwork with a device left to Multus", () => {
       device: "pci-0000-3b-00-2",
       state: { kind: "delegated", resourceName: "netclaim.dev/netdev", interfaceName: "net1", addresses: ["198.51.100.250/24"], hardwareAddress: "b8:ce:f6:00:00:02" },
     }]);
+  });
+
+  it("counts the device as in a pod from its prepare on and while its claim stays prepared, so a host scan keeps it published", async () => {
+    assert.equal(network.attachedDevices().has("pci-0000-3b-00-2"), false);
+    network.claimPrepared(PLAN);
+    assert.equal(network.attachedDevices().has("pci-0000-3b-00-2"), true);
+    await network.refreshAttached();
+    assert.equal(network.attachedDevices().has("pci-0000-3b-00-2"), true, "the prepared claim keeps it counted");
+    await claims.forget(CLAIM);
+    await network.refreshAttached();
+    assert.equal(network.attachedDevices().has("pci-0000-3b-00-2"), false, "unprepared, it is the host scan's again");
   });
 
   it("still reports the device as delegated, and lets the pod start, when its namespace cannot be read", async () => {

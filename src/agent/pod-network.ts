@@ -105,10 +105,25 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     this.#attached = new Set([...this.#attached, ...devices]);
   }
 
-  /** Re-reads which devices the engine has in pods. */
+  /**
+   * Counts the devices of a claim left to Multus as in a pod from its prepare on: Multus's CNI
+   * plugin moves them there before the runtime tells netclaim of the pod, and a host scan
+   * meanwhile must not drop them from the ResourceSlice.
+   */
+  claimPrepared(plan: ClaimPlan): void {
+    this.#markAttaching(plan.devices.filter((d) => d.mode === "multus").map((d) => d.device));
+  }
+
+  /**
+   * Re-reads which devices sit in pods, where host scans cannot see them: those the engine
+   * attached, and those of prepared claims left to Multus.
+   */
   async refreshAttached(): Promise<void> {
-    const keys = await this.#options.engine.attachments();
-    const next = new Set(keys.map((key) => key.slice(key.lastIndexOf(":") + 1)));
+    const [keys, plans] = await Promise.all([this.#options.engine.attachments(), this.#preparedPlans()]);
+    const next = new Set([
+      ...keys.map((key) => key.slice(key.lastIndexOf(":") + 1)),
+      ...plans.filter((p) => p.device.mode === "multus").map((p) => p.device.device),
+    ]);
     const changed = next.size !== this.#attached.size || [...next].some((d) => !this.#attached.has(d));
     this.#attached = next;
     if (changed) for (const listener of [...this.#attachedListeners]) listener();

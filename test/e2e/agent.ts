@@ -235,8 +235,20 @@ export class E2eAgent {
 
   /** SIGSTOP: the agent stays connected to the kubelet and the runtime but answers nothing. */
   async pause(): Promise<void> {
-    process.kill(await this.pid(), "SIGSTOP");
-    this.#paused = true;
+    (await this.pauser())();
+  }
+
+  /**
+   * pause() in two halves: the agent's process looked up now (a runtime round trip), and a
+   * function that freezes it at once, for a test that must freeze it within milliseconds of
+   * something it sees.
+   */
+  async pauser(): Promise<() => void> {
+    const pid = await this.pid();
+    return () => {
+      process.kill(pid, "SIGSTOP");
+      this.#paused = true;
+    };
   }
 
   /**

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   Cleanup,
+  configureHostSide,
   addressOnly,
   apply,
   busyboxPod,
@@ -48,6 +49,9 @@ describe("pods with netclaim DRA interfaces and Multus networks (acceptance 1, 2
     await node();
     const wire = await createNicPair(nics[0] ?? "", nics[1] ?? "");
     cleanup.defer(() => wire.remove());
+    // Host state worth restoring, as a NIC in use on a node has: on CRI-O, which removes the pod's
+    // namespace before it tells netclaim the pod stopped (cri-o#9905), it all comes back too.
+    for (const [i, nic] of nics.entries()) await configureHostSide(nic, i + 1);
     hostBefore = await hostDevices(nics);
     const master = await createHostVeth(uniqueName("e2em"));
     cleanup.defer(() => master.remove());

@@ -427,14 +427,41 @@ export async function podInterface(pod: string, name = "dra0", namespace = "defa
   return (await netnsInterfaces((await podSandbox(pod, namespace)).netnsPath)).find((l) => l.name === name);
 }
 
-/** Host devices as a restore must leave them: name, MTU, MAC and addresses, sorted by name; a missing one is absent. */
-export async function hostDevices(names: readonly string[]): Promise<{ name: string; mtu: number; mac: string | undefined; addresses: string[] }[]> {
+/**
+ * Host devices as a restore must leave them: name, MTU, MAC, addresses and the routes a user
+ * added over them (any table), sorted by name; a missing one is absent.
+ */
+export async function hostDevices(names: readonly string[]): Promise<{ name: string; mtu: number; mac: string | undefined; addresses: string[]; routes: string[] }[]> {
   const { stdout } = await runCommand("ip", ["-json", "addr"]);
   const links = JSON.parse(stdout) as { ifname: string; mtu: number; address?: string; addr_info?: { local: string; prefixlen: number }[] }[];
-  return links
-    .filter((l) => names.includes(l.ifname))
-    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, addresses: (l.addr_info ?? []).map((a) => `${a.local}/${String(a.prefixlen)}`).sort() }))
-    .sort((a, b) => a.name.localeCompare(b.name));
+  const found = links.filter((l) => names.includes(l.ifname)).sort((a, b) => a.ifname.localeCompare(b.ifname));
+  return Promise.all(found.map(async (l) => ({
+    name: l.ifname,
+    mtu: l.mtu,
+    mac: l.address,
+    addresses: (l.addr_info ?? []).map((a) => `${a.local}/${String(a.prefixlen)}`).sort(),
+    routes: await userRoutes(l.ifname),
+  })));
+}
+
+/** The routes over `device` that were added by hand (protocol boot), in every table. */
+async function userRoutes(device: string): Promise<string[]> {
+  const { stdout } = await runCommand("ip", ["-json", "route", "show", "table", "all", "dev", device, "proto", "boot"]);
+  const routes = JSON.parse(stdout || "[]") as { dst: string; gateway?: string; table?: string }[];
+  return routes.map((r) => `${r.dst} via ${r.gateway ?? "-"} table ${r.table ?? "main"}`).sort();
+}
+
+/**
+ * Gives a stand-in NIC host state a restore must put back: MTU 1450, an address in
+ * 198.18.250.0/28 (host number `n`, 1 to 13), up, and a route over it in table 3100 + `n`, off
+ * the host's own routing.
+ */
+export async function configureHostSide(name: string, n: number): Promise<void> {
+  for (const args of [
+    ["link", "set", name, "mtu", "1450", "up"],
+    ["addr", "add", `198.18.250.${String(n)}/28`, "dev", name],
+    ["route", "add", "198.18.251.0/28", "via", "198.18.250.14", "dev", name, "table", String(3100 + n)],
+  ]) await mustRun("ip", args);
 }
 
 /** Polls `check` every 200 ms until it returns true; throws naming `what` after `timeoutMs`. */

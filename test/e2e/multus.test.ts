@@ -239,6 +239,11 @@ describe("a device handed to Multus through its DRA path (acceptance 8)", { time
     assert.deepEqual(device.networkData, { interfaceName: "net1", ips: [address], hardwareAddress: net1?.mac });
   });
 
+  it("keeps the device in the node's ResourceSlice while Multus has it in the pod, off the host's scans", async () => {
+    assert.equal(await podInterface(pod, "net1").then((l) => l?.mac), hostBefore[0]?.mac, "the device is in the pod");
+    assert.deepEqual(await publishedAttributes(nic), attributes, "published as before the pod started");
+  });
+
   it("puts the device back on the host when the pod is deleted", async () => {
     await deletePods([pod]);
     await eventually("the device back on the host as it was", async () => JSON.stringify(await hostDevices([nic])) === JSON.stringify(hostBefore));

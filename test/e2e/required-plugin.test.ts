@@ -236,14 +236,17 @@ describe("the agent killed at random moments while 20 pods with claims start", {
       // plugin: the runtime creates "main" without asking netclaim, as a runtime without NRI's
       // validator does, or NRI before v0.12.5 when the agent dies while the runtime waits for its
       // CreateContainer answer.
-      await apply(busyboxPod({ name, annotations: { "required-plugins.noderesource.dev/container.main": "[]" }, ...withCommand(claimFields(template)) }));
-      // Stopped once the kubelet has the claim prepared, which comes before the pod's sandbox: the
+      // Frozen once the kubelet has the claim prepared, which comes before the pod's sandbox: the
       // runtime's RunPodSandbox call to netclaim then gets no answer, and nothing is attached.
+      // Nothing between seeing the prepare and the freeze asks the API or the runtime: CRI-O
+      // starts a sandbox within a few hundred milliseconds of the prepare.
+      const pause = await agent.pauser();
+      await apply(busyboxPod({ name, annotations: { "required-plugins.noderesource.dev/container.main": "[]" }, ...withCommand(claimFields(template)) }));
       for (const deadline = Date.now() + 60_000; !(await preparedFor(env.kubeletDir, name));) {
         assert.ok(Date.now() < deadline, "the kubelet never prepared the pod's claim");
         await sleep(2);
       }
-      await agent.pause();
+      pause();
       await eventually("the pod's sandbox", async () => (await phases([name])).get(name) !== "before RunPodSandbox", 60_000);
       await agent.stop("SIGKILL");
       // containerd creates the container's record at CreateContainer and the OCI container at
