@@ -74,28 +74,28 @@ export class AttachEngine implements Attacher {
    */
   async adopt(): Promise<void> {
     const keys = new Set(await this.#journal.keys());
-    for (const key of [...this.#runner.pins.keys()]) {
-      if (keys.has(key)) continue;
-      const release = this.#locks.tryAcquire(key);
-      if (release === undefined) continue;
-      try {
-        if ((await this.#journal.get(key)) === undefined) this.#runner.pins.unpin(key);
-      } finally {
-        release();
-      }
+    const pins = this.#runner.pins;
+    for (const key of [...pins.keys()].filter((k) => !keys.has(k))) {
+      await this.#withRecord(key, (record) => {
+        if (record === undefined) pins.unpin(key);
+      });
     }
-    const held = new Set(this.#runner.pins.keys());
-    for (const key of keys) {
-      if (held.has(key)) continue;
-      const release = this.#locks.tryAcquire(key);
-      if (release === undefined) continue;
-      try {
-        // Read under the lock: the record may have gone since the listing.
-        const record = await this.#journal.get(key);
-        if (record !== undefined && record.intent !== "detach") await this.#runner.pins.pin(key, record.plan.netns);
-      } finally {
-        release();
-      }
+    const held = new Set(pins.keys());
+    for (const key of [...keys].filter((k) => !held.has(k))) {
+      await this.#withRecord(key, async (record) => {
+        if (record !== undefined && record.intent !== "detach") await pins.pin(key, record.plan.netns);
+      });
+    }
+  }
+
+  /** Runs `work` on `key`'s record, read under its lock; nothing when another call holds the key. */
+  async #withRecord(key: string, work: (record: JournalRecord | undefined) => void | Promise<void>): Promise<void> {
+    const release = this.#locks.tryAcquire(key);
+    if (release === undefined) return;
+    try {
+      await work(await this.#journal.get(key));
+    } finally {
+      release();
     }
   }
 
