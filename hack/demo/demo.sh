@@ -27,7 +27,7 @@ down() {
   ip link delete ncdemom 2>/dev/null || true
   "$repo/hack/node/node.sh" down
   rm -rf "$dir"
-  echo "demo removed; the control plane still runs (hack/cluster/cluster.sh down stops it)"
+  echo "demo removed; the control plane still runs (make cluster-down stops it)"
 }
 
 up() {
@@ -41,8 +41,7 @@ up() {
   k() { "$KUBECTL" --kubeconfig "$KUBECONFIG" "$@"; }
 
   say "Pods with claims require netclaim's NRI plugin (deploy/required-plugin; the node's runtime enforces it)"
-  version=$("$repo/hack/cluster/cluster.sh" env | sed -n 's/^NETCLAIM_KUBE_VERSION=//p')
-  minor=${version#v1.}; minor=${minor%%.*}
+  minor=${NETCLAIM_KUBE_VERSION#v1.}; minor=${minor%%.*}
   if ((minor >= 36)); then variant=v1; else variant=v1beta1; fi
   k apply -k "$repo/deploy/required-plugin/$variant"
 

@@ -58,6 +58,11 @@ case $runtime in
     healthz_port=10258 cgroup_top=nc-crio default_multus=thick ;;
   *) echo "NETCLAIM_NODE_RUNTIME must be containerd or crio, not '$runtime'" >&2; exit 2 ;;
 esac
+# The Kubernetes release of the kubelet and of the control plane it joins:
+# K8S_VERSION, as for hack/cluster (versions.env; the oldest supported by
+# default). mk/e2e.mk runs the containerd node at the newest release.
+source "$repo/hack/cluster/versions.env"
+export K8S_VERSION
 dir=${NETCLAIM_NODE_DIR:-$default_dir}
 node_name=${NETCLAIM_NODE_NAME:-$default_name}
 runtime_sock=$dir/run/$runtime.sock
@@ -103,7 +108,9 @@ alive() { [[ -f $dir/$1.pid ]] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 ready() {
   alive kubelet && alive "$runtime" || return 1
   curl -fsS --max-time 2 "http://127.0.0.1:$healthz_port/healthz" >/dev/null 2>&1 || return 1
-  [[ "$(kubectl_ get node "$node_name" --request-timeout 5s -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+  # A node of another Kubernetes release (K8S_VERSION) is not the one asked for: `up` replaces it.
+  [[ "$(kubectl_ get node "$node_name" --request-timeout 5s \
+    -o jsonpath='{.status.nodeInfo.kubeletVersion}/{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == "$K8S_VERSION/True" ]]
 }
 
 # Container processes left in the kubelet's cgroups (their shim died first).
@@ -470,11 +477,19 @@ up() {
     log "node $node_name is already Ready"
     return
   fi
+  # A node of another release is replaced whole (down() finds its control plane).
+  local previous
+  previous=$(cat "$dir/k8s-version" 2>/dev/null || true)
+  if [[ -n $previous && $previous != "$K8S_VERSION" ]]; then
+    log "replacing the node of Kubernetes $previous"
+    (down)
+  fi
   stop_processes
   record_host_state
   setup_host_network
   prepare_dirs
   write_runtime_config
+  echo "$K8S_VERSION" > "$dir/k8s-version"
   write_cni_config
   write_kubelet_config
   write_crictl_config
@@ -620,6 +635,8 @@ restore_host_state() {
 }
 
 down() {
+  # The release the node runs, whatever K8S_VERSION says now: its Node object is in that release's control plane.
+  if [[ -f $dir/k8s-version ]]; then K8S_VERSION=$(cat "$dir/k8s-version"); fi
   binaries
   if "$repo/hack/cluster/cluster.sh" status; then
     kubectl_ delete pods --all-namespaces --field-selector "spec.nodeName=$node_name" \
@@ -688,6 +705,7 @@ case ${1:-} in
     echo "NETCLAIM_KUBECONFIG=$(kubeconfig)"
     echo "NETCLAIM_KUBE_BIN=$(cluster_env | sed -n 's/^NETCLAIM_KUBE_BIN=//p')"
     echo "NETCLAIM_NODE_BIN=$("$here/build.sh")"
+    echo "NETCLAIM_KUBE_VERSION=$K8S_VERSION"
     echo "NETCLAIM_NODE_NAME=$node_name"
     echo "NETCLAIM_NODE_IP=$node_ip"
     echo "NETCLAIM_NODE_TAINT=$node_taint_key"

@@ -8,6 +8,13 @@
  * them (agentToken's, and any a test placed there) and their ResourceSlices,
  * are deleted when the file's tests end, failed or not (cleanupAfterTests, a
  * root-level after hook of every test process that imports this module).
+ *
+ * Two releases (hack/cluster/versions.env): the api, dra and node suites run
+ * on K8S_DEFAULT, and again as api-newest, dra-newest and node-newest with
+ * K8S_VERSION=K8S_NEWEST (mk/api.mk), where cluster() is the newest release's
+ * control plane. A test whose expectations differ by release branches on
+ * this run's release (test/fixtures/k8s-versions.ts), so each run checks its
+ * own.
  */
 import { execFile, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -18,6 +25,7 @@ import { promisify } from "node:util";
 import { KubeConfig } from "@kubernetes/client-node";
 import { parse } from "yaml";
 import { KubeApiError, KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
+import { k8sVersions, minorOf } from "../fixtures/k8s-versions.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
 import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
 import { NetlinkClient } from "../../src/netlink/index.ts";
@@ -39,11 +47,19 @@ export interface Cluster {
 const clusters = new Map<string, Promise<Cluster>>();
 
 /**
- * The test control plane of `version` (default: hack/cluster/versions.env's
- * K8S_DEFAULT; "newest" for K8S_NEWEST), started if it is not running, with
- * the agent's RBAC, admission policies and DeviceClasses applied exactly as shipped.
+ * A test control plane, started if it is not running, with the agent's RBAC,
+ * admission policies and DeviceClasses applied exactly as shipped.
+ *
+ * Without an argument: this run's release (test/fixtures/k8s-versions.ts:
+ * K8S_VERSION, by default hack/cluster/versions.env's K8S_DEFAULT), which is
+ * what every test that does not compare releases uses, so that it runs on
+ * each release of the matrix (the api and api-newest suites, mk/api.mk).
+ * "default" or "newest": K8S_DEFAULT's or K8S_NEWEST's, whatever the run's
+ * (test/verify reads both control planes' audit logs).
  */
-export function cluster(version: "default" | "newest" = "default"): Promise<Cluster> {
+export function cluster(release?: "default" | "newest"): Promise<Cluster> {
+  const versions = k8sVersions();
+  const version = release === undefined ? versions.current : versions[release];
   let started = clusters.get(version);
   if (started === undefined) {
     started = startCluster(version);
@@ -52,9 +68,9 @@ export function cluster(version: "default" | "newest" = "default"): Promise<Clus
   return started;
 }
 
-async function startCluster(version: "default" | "newest"): Promise<Cluster> {
+async function startCluster(version: string): Promise<Cluster> {
   const script = join(repo, "hack/cluster/cluster.sh");
-  const env = version === "default" ? process.env : { ...process.env, K8S_VERSION: await newestVersion() };
+  const env = { ...process.env, K8S_VERSION: version };
   const up = spawnSync(script, ["up"], { stdio: ["ignore", "inherit", "inherit"], env });
   if (up.status !== 0) throw new Error(`hack/cluster/cluster.sh up failed (Kubernetes ${version})`);
   const printed = await run(script, ["env"], { env });
@@ -88,9 +104,7 @@ async function startCluster(version: "default" | "newest"): Promise<Cluster> {
 
 /** deploy/required-plugin's variant for a release: the v1 API from 1.36, the beta one before (docs/install.md). */
 export function requiredPluginVariant(version: string): "v1" | "v1beta1" {
-  const minor = Number(/^v1\.(\d+)\./.exec(version)?.[1]);
-  if (Number.isNaN(minor)) throw new Error(`not a Kubernetes release: ${version}`);
-  return minor >= 36 ? "v1" : "v1beta1";
+  return minorOf(version) >= 36 ? "v1" : "v1beta1";
 }
 
 /** A pod as the API server would store it after admission, from a dry run. */
@@ -148,11 +162,6 @@ async function untilAdmissionPoliciesEnforced(c: Cluster): Promise<void> {
     unbound.close();
     await deleteIfExists(c, claimPath);
   }
-}
-
-async function newestVersion(): Promise<string> {
-  const versions = await run("bash", ["-c", `source ${join(repo, "hack/cluster/versions.env")} && echo "$K8S_NEWEST"`]);
-  return versions.stdout.trim();
 }
 
 export async function kubectlApply(c: Cluster, yaml: string, flags: string[] = []): Promise<void> {

@@ -2,15 +2,22 @@
  * Drives the Go kubelet peer (test/peers/kubelet: the kubelet's own plugin
  * manager and DRA plugin manager) over stdio: JSON commands in, JSON results
  * and events out.
+ *
+ * The peer is the kubelet of this run's release (K8S_VERSION, by default
+ * K8S_DEFAULT; test/fixtures/k8s-versions.ts): test/peers/kubelet/<version>/
+ * pins k8s.io/kubernetes at that release, so the dra and node suites test
+ * against the 1.34 kubelet and, as dra-newest and node-newest, the newest.
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { k8sVersions } from "../fixtures/k8s-versions.ts";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
-export function kubeletPeerBinary(): string {
-  return execFileSync("hack/build-go.sh", ["test/peers/kubelet", ".", "kubelet-peer"], {
+/** The peer for `version` (default: this run's), built by hack/build-go.sh on first use and cached. */
+export function kubeletPeerBinary(version = k8sVersions().current): string {
+  return execFileSync("hack/build-go.sh", [`test/peers/kubelet/${version}`, ".", `kubelet-peer-${version}`], {
     cwd: repoRoot,
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],

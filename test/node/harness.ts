@@ -9,6 +9,9 @@
  * A test creates API objects, lets the scheduler allocate, then plays the
  * kubelet (prepare) and the runtime (RunPodSandbox after "CNI" gave the pod
  * eth0/net1), and reads the result from the kernel and the API.
+ *
+ * The control plane and the kubelet peer are this run's release: K8S_DEFAULT
+ * in the node suite, K8S_NEWEST in node-newest (K8S_VERSION; mk/node.mk).
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";

@@ -24,7 +24,7 @@ const repo = new URL("../../", import.meta.url).pathname;
 async function evidence(): Promise<{ granted: Set<string>; requests: AgentRequests }> {
   const since = process.env["NETCLAIM_TEST_SINCE"];
   assert.ok(since !== undefined && !Number.isNaN(Date.parse(since)), "NETCLAIM_TEST_SINCE is not set: run this suite through make (make test), after the api and node suites");
-  const logs = [(await cluster()).auditLog, (await cluster("newest")).auditLog];
+  const logs = [(await cluster("default")).auditLog, (await cluster("newest")).auditLog];
   const requests = await agentRequests(logs, new Date(since));
   assert.ok(requests.count > 0, `no request of the agent's ServiceAccount since ${since} in ${logs.join(", ")}: the api and node suites must run first`);
   // The opt-in's ClusterRole counts too: test/e2e/network-status.test.ts turns it on.

@@ -18,6 +18,12 @@
 // the node's slices when it starts, and a driver's slices once none of its
 // plugins has been usable for -wiping-delay (the kubelet's is 30 s). Without
 // them it has none and never wipes.
+//
+// One peer per Kubernetes release the tests run against (K8S_VERSION,
+// hack/cluster/versions.env): each v1.M.N/ directory is a Go module pinned at
+// k8s.io/kubernetes v1.M.N that links this file in (a symlink) together with
+// its own kubelet.go, which adapts to what that release's kubelet API changed
+// (context arguments, the health API version).
 package main
 
 import (
@@ -33,17 +39,14 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
-	drahealthv1alpha1 "k8s.io/kubelet/pkg/apis/dra-health/v1alpha1"
 	drapbv1 "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 	draplugin "k8s.io/kubernetes/pkg/kubelet/cm/dra/plugin"
-	"k8s.io/kubernetes/pkg/kubelet/config"
 	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 	"k8s.io/kubernetes/pkg/kubelet/pluginmanager/cache"
 )
@@ -68,8 +71,8 @@ type reportingHandler struct{ *draplugin.DRAPluginManager }
 
 var _ cache.PluginHandler = reportingHandler{}
 
-func (h reportingHandler) RegisterPlugin(name, endpoint string, versions []string, timeout *time.Duration) error {
-	err := h.DRAPluginManager.RegisterPlugin(name, endpoint, versions, timeout)
+// registered reports the outcome of a registration (kubelet.go's RegisterPlugin).
+func registered(name, endpoint string, versions []string, err error) error {
 	ev := map[string]any{"event": "registered", "driver": name, "endpoint": endpoint, "versions": versions}
 	if err != nil {
 		ev["event"], ev["error"] = "registration-failed", err.Error()
@@ -78,16 +81,16 @@ func (h reportingHandler) RegisterPlugin(name, endpoint string, versions []strin
 	return err
 }
 
-func (h reportingHandler) DeRegisterPlugin(name, endpoint string) {
-	h.DRAPluginManager.DeRegisterPlugin(name, endpoint)
+func deregistered(name, endpoint string) {
 	out.emit(map[string]any{"event": "deregistered", "driver": name, "endpoint": endpoint})
 }
 
 // healthReporter is the kubelet manager's side of the health stream: it
-// prints every message the plugin sends.
+// prints every message the plugin sends (kubelet.go's HandleWatchResourcesStream;
+// healthStream is the stream type of that release's kubelet).
 type healthReporter struct{}
 
-func (healthReporter) HandleWatchResourcesStream(ctx context.Context, stream drahealthv1alpha1.DRAResourceHealth_NodeWatchResourcesClient, driver string) error {
+func reportHealth(stream healthStream, driver string) error {
 	for {
 		msg, err := stream.Recv()
 		if err != nil {
@@ -158,7 +161,7 @@ func main() {
 	if *registryDir == "" {
 		klog.Fatal("-registry-dir is required")
 	}
-	if err := utilfeature.DefaultMutableFeatureGate.Set(fmt.Sprintf("ResourceHealthStatus=%t", *health)); err != nil {
+	if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(healthFeatureGates(*health)); err != nil {
 		klog.Fatal(err)
 	}
 
@@ -167,7 +170,7 @@ func main() {
 	// The kubelet passes its API client and its node lister; this peer a
 	// client of the given kubeconfig and a GET of the node.
 	var client kubernetes.Interface
-	var getNode func() (*v1.Node, error)
+	var getNode func(context.Context) (*v1.Node, error)
 	if *kubeconfig != "" {
 		if *nodeName == "" {
 			klog.Fatal("-node-name is required with -kubeconfig")
@@ -181,17 +184,17 @@ func main() {
 			klog.Fatal(err)
 		}
 		client = clientset
-		getNode = func() (*v1.Node, error) {
+		getNode = func(ctx context.Context) (*v1.Node, error) {
 			return clientset.CoreV1().Nodes().Get(ctx, *nodeName, metav1.GetOptions{})
 		}
 	}
-	pm := draplugin.NewDRAPluginManager(ctx, client, getNode, healthReporter{}, *wipingDelay)
+	pm := newDRAPluginManager(ctx, client, getNode, *wipingDelay)
 	defer pm.Stop()
 
 	manager := pluginmanager.NewPluginManager(*registryDir, &record.FakeRecorder{})
 	manager.AddHandler(registerapi.DRAPlugin, reportingHandler{pm})
 	stop := make(chan struct{})
-	go manager.Run(config.NewSourcesReady(func(sets.Set[string]) bool { return true }), stop)
+	go runPluginManager(ctx, manager, stop)
 	out.emit(map[string]any{"event": "ready", "registryDir": *registryDir})
 
 	var wg sync.WaitGroup

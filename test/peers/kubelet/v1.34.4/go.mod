@@ -1,6 +1,6 @@
-// The kubelet peer: k8s.io/kubernetes as a dependency needs every staging module
-// replaced by its published v0.34.N tag (k8s.io/kubernetes maps them to ./staging).
-module netclaim.dev/test/peers/kubelet
+// The kubelet peer at Kubernetes v1.34.4 (../main.go): k8s.io/kubernetes as a dependency
+// needs every staging module replaced by its published v0.34.N tag (k8s.io/kubernetes maps them to ./staging).
+module netclaim.dev/test/peers/kubelet-v1.34.4
 
 go 1.24.0
 
