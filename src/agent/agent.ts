@@ -10,7 +10,8 @@
  *     anything new happens (a device it cannot recover is reported, never
  *     a reason not to start); recovery runs again on a timer and after
  *     every NRI reconnection;
- *  3. inventory and slice publication (the scheduler needs our devices);
+ *  3. inventory, device health (which taints devices) and slice
+ *     publication (the scheduler needs our devices);
  *  4. NRI plugin (so pod starts are seen);
  *  5. DRA plugin last: the kubelet only sends prepares once we can attach.
  * Stop order is the reverse: the kubelet stops sending work first.
@@ -31,7 +32,7 @@ import { errorMessage } from "../common/errors.ts";
 import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
 import { Inventory, netlinkLinkKinds, SysfsRoot } from "../inventory/index.ts";
-import { KubeClient } from "../kube/index.ts";
+import { getServerVersion, KubeClient } from "../kube/index.ts";
 import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
@@ -40,10 +41,12 @@ import { apiClaimConsumers, apiClaimSource, apiNadSource, cdiPublisher, draPrepa
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
 import { HttpEndpoints } from "./http-endpoints.ts";
+import { DeviceTaints, deviceTaintsEnabled } from "./device-taints.ts";
 import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { NetworkStatusWriter } from "./network-status-writer.ts";
+import { PodLinkWatch } from "./pod-links.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { probeSocketPath, Readiness, unanswered } from "./probes.ts";
 import { AttachmentRecovery } from "./recovery.ts";
@@ -164,11 +167,24 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     inventory.requestRescan();
   });
 
+  // Device health, for the kubelet and for the devices' taints: the host's links, and the links
+  // of devices in pods as their pods see them.
+  const podLinks = new PodLinkWatch(engine, {
+    onError: (err) => {
+      logger.warn({ err: errorMessage(err) }, "cannot read the links of devices in pods; their health stays as last seen");
+    },
+  });
+  podLinks.start();
+  stack.defer(() => podLinks.close());
+  const health = new InventoryHealth(inventory, nodeName, findings, podLinks);
+  const taintDevices = await deviceTaintsEnabled(config.deviceTaints, () => getServerVersion(client), logger);
+
   const publisher = new SlicePublisher({
     client,
     driverName: config.driverName,
     nodeName,
     devices: inventory,
+    taints: taintDevices ? new DeviceTaints(health, { driverName: config.driverName, effect: config.deviceTaints.effect }) : undefined,
     onError: (err) => {
       logger.warn({ err: errorMessage(err) }, "publishing ResourceSlices failed; retrying");
     },
@@ -238,7 +254,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     store,
     claimSource: apiClaimSource(client),
     preparer: draPreparer(preparer, status, (plan) => { podNetwork.claimPrepared(plan); }),
-    health: new InventoryHealth(inventory, nodeName, findings),
+    health,
     logger: logger.child({ part: "dra" }),
     metrics: metrics.dra,
   });

@@ -4,6 +4,7 @@
  * preparer needs. Only the composition root knows both sides.
  */
 import { readdir, rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource } from "../claims/preparer.ts";
 import type { ClaimPlan } from "../claims/plan.ts";
 import { ClaimPrepareError } from "../claims/errors.ts";
@@ -11,9 +12,10 @@ import { errorMessage } from "../common/errors.ts";
 import type { ClaimContent, ClaimPreparer, ClaimRef, ClaimSource, DriverClaim, JsonValue, PreparedClaim } from "../dra/index.ts";
 import { baseRequestName } from "../dra/index.ts";
 import { attachGateDir, attachGatePath } from "../engine/index.ts";
-import { cdiDeviceId, rdmaCharDevices, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
+import { cdiDeviceId, POD_CLAIM_NAME_ANNOTATION, publishClaimMetadata, rdmaCharDevices, removeClaimMetadata, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
 import { getNetworkAttachmentDefinition, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
+import { toApiDevice } from "../slices/index.ts";
 import { attachmentKey } from "./pod-network.ts";
 import type { ClaimConsumers } from "./shared-claims.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
@@ -24,8 +26,10 @@ export function apiClaimSource(client: KubeClient): ClaimSource {
     async get(ref: ClaimRef, options: { signal: AbortSignal }): Promise<ClaimContent> {
       const claim = await getResourceClaim(client, ref.namespace, ref.name, options.signal);
       const devices = claim.status?.allocation?.devices;
+      const podClaimName = claim.metadata.annotations?.[POD_CLAIM_NAME_ANNOTATION];
       return {
         ref: { namespace: claim.metadata.namespace, name: claim.metadata.name, uid: claim.metadata.uid },
+        ...(podClaimName !== undefined && { podClaimName }),
         allocation:
           claim.status?.allocation == null
             ? undefined
@@ -76,7 +80,11 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
     async prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim> {
       let plan: ClaimPlan;
       try {
-        plan = await preparer.prepare({ ref: claim.ref, results: claim.results, config: claim.config, reservedFor: claim.reservedFor }, options.signal, options.recordIntent);
+        plan = await preparer.prepare(
+          { ref: claim.ref, podClaimName: claim.podClaimName, results: claim.results, config: claim.config, reservedFor: claim.reservedFor },
+          options.signal,
+          options.recordIntent,
+        );
       } catch (err) {
         reportPrepareFailure(status, claim, err);
         throw err;
@@ -109,7 +117,7 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
 /** Published devices of the latest inventory snapshot, by DRA device name. */
 export function inventoryLookup(snapshot: () => InventorySnapshot): DeviceLookup {
   return {
-    find(deviceName) {
+    find(deviceName, driverName) {
       const report = snapshot().reports.find((r) => r.publish && r.name === deviceName);
       if (report === undefined) return undefined;
       const { device } = report;
@@ -120,6 +128,7 @@ export function inventoryLookup(snapshot: () => InventorySnapshot): DeviceLookup
         pciAddress: device.pci?.address,
         rdma: device.rdma === undefined ? undefined : { device: device.rdma.device, charDevices: device.rdma.charDevices },
         resourceName: report.multusResourceName,
+        attributes: toApiDevice(report, driverName).attributes,
       };
     },
   };
@@ -136,10 +145,12 @@ export function apiNadSource(client: KubeClient): NadSource {
 /**
  * CDI specs under `specDir`, one per device of a claim, named
  * `<claimUid>-<device>`; the attach gates they mount live under the engine's
- * gate directory in `runtimeDir`.
+ * gate directory in `runtimeDir`. The device metadata files live in
+ * `runtimeDir` too, which the runtime sees at the same path as the agent.
  */
 export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoots): CdiPublisher {
   const gateDir = attachGateDir(runtimeDir);
+  const metadata = { dir: deviceMetadataDir(runtimeDir), specDir };
   return {
     async write(claimUid, devices) {
       const ids = new Map<string, string>();
@@ -153,7 +164,11 @@ export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoo
       }
       return ids;
     },
+    writeMetadata(claim, driverName, devices) {
+      return publishClaimMetadata(metadata, driverName, claim, devices);
+    },
     async remove(claimUid) {
+      await removeClaimMetadata(metadata, claimUid);
       let names: string[];
       try {
         names = await readdir(specDir);
@@ -163,6 +178,11 @@ export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoo
       await Promise.all(names.filter((n) => n.includes(`_${claimUid}-`)).map((n) => rm(`${specDir}/${n}`, { force: true })));
     },
   };
+}
+
+/** The device metadata files' directory under the agent's runtimeDir. */
+export function deviceMetadataDir(runtimeDir: string): string {
+  return join(runtimeDir, "device-metadata");
 }
 
 /**

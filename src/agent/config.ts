@@ -171,6 +171,22 @@ export const agentConfigSchema = z
         enabled: switchValue.default(false),
       })
       .prefault({}),
+    deviceTaints: z
+      .strictObject({
+        /**
+         * Taints an unhealthy device in its ResourceSlice (device-taints.ts) so the
+         * scheduler allocates it to no new claim. auto: where the API server keeps device
+         * taints (Kubernetes 1.36+, where DRADeviceTaints is on by default); on: always
+         * (an older cluster with the feature gate turned on); off: never.
+         */
+        mode: z.enum(["auto", "on", "off"]).default("auto"),
+        /**
+         * NoSchedule keeps new claims off the device; NoExecute also evicts the pods that use
+         * it (the kubelet then restarts them on a healthy device, if one is free).
+         */
+        effect: z.enum(["NoSchedule", "NoExecute"]).default("NoSchedule"),
+      })
+      .prefault({}),
   })
   .strict();
 
@@ -207,6 +223,8 @@ export const ENVIRONMENT_VARIABLES: readonly { name: string; path: readonly stri
   { name: "NETCLAIM_NRI_SOCKET", path: ["nri", "socketPath"], help: "NRI socket path" },
   { name: "NETCLAIM_HTTP_PORT", path: ["http", "port"], help: "port of /metrics, /readyz and /livez (0: off; the probes' socket stays)" },
   { name: "NETCLAIM_NETWORK_STATUS", path: ["networkStatus", "enabled"], help: "true: list netclaim's interfaces in pods' network-status annotation" },
+  { name: "NETCLAIM_DEVICE_TAINTS", path: ["deviceTaints", "mode"], help: "auto|on|off: taint unhealthy devices in the ResourceSlice (auto: Kubernetes 1.36+)" },
+  { name: "NETCLAIM_DEVICE_TAINT_EFFECT", path: ["deviceTaints", "effect"], help: "NoSchedule|NoExecute: what a device taint does (NoExecute evicts the pods using it)" },
 ];
 
 export async function loadAgentConfig(options: LoadAgentConfigOptions = {}): Promise<AgentConfig> {

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import type { Address, Link } from "../netlink/index.ts";
 import { findDelegatedInterface } from "./delegated-interfaces.ts";
 
-const link = (index: number, name: string, extra: Partial<Link> = {}): Link => ({ index, name, mtu: 1500, up: true, ...extra });
+const link = (index: number, name: string, extra: Partial<Link> = {}): Link => ({ index, name, mtu: 1500, up: true, carrier: true, ...extra });
 const address = (index: number, cidr: string, scope = 0): Address => {
   const [ip = "", prefix = "0"] = cidr.split("/");
   return { family: ip.includes(":") ? 6 : 4, index, address: ip, prefixLength: Number(prefix), scope, flags: 0 };

@@ -5,6 +5,7 @@ import type { DeviceHealthReport } from "../dra/index.ts";
 import type { RecoveryResult } from "../engine/index.ts";
 import type { DeviceReport, InventorySnapshot } from "../inventory/index.ts";
 import { healthOf, InventoryHealth, RecoveryFindings, type RecoveryEngine } from "./inventory-health.ts";
+import type { PodLinkState } from "./pod-links.ts";
 import { AttachmentRecovery } from "./recovery.ts";
 
 const POOL = "worker-1";
@@ -65,6 +66,28 @@ describe("healthOf", () => {
       eth0: { health: "healthy", message: undefined },
       eth2: { health: "unhealthy", message: "eth2 reports operstate lowerlayerdown (no carrier or lower device down)" },
     });
+  });
+
+  it("reports a device in a pod by its carrier there, and a device the workload set down as healthy", () => {
+    const inPod = (name: string) => report(name, { attached: true, operState: "up" });
+    const podLinks = new Map<string, PodLinkState>([
+      ["eth1", { up: true, carrier: true }],
+      ["eth2", { up: true, carrier: false }],
+      ["eth3", { up: false, carrier: false }],
+      ["eth4", "missing"],
+    ]);
+    const got = Object.fromEntries(healthOf({ reports: ["eth1", "eth2", "eth3", "eth4", "eth5"].map(inPod) }, POOL, new Map(), podLinks).map((c) => [c.device, c]));
+    assert.equal(got.eth1?.health, "healthy");
+    assert.deepEqual([got.eth2?.health, got.eth2?.fault], ["unhealthy", "LinkDown"]);
+    assert.match(got.eth2?.message ?? "", /eth2 has no carrier in its pod/);
+    assert.equal(got.eth3?.health, "healthy", "set down in the pod: no carrier to read, and no fault");
+    assert.deepEqual([got.eth4?.health, got.eth4?.fault], ["unhealthy", "DeviceGone"]);
+    assert.equal(got.eth5?.health, "healthy", "not polled yet");
+  });
+
+  it("names the fault of an unhealthy device on the host, and of one recovery found lost", () => {
+    const got = healthOf({ reports: [report("eth1", { operState: "lowerlayerdown" }), report("eth2", { attached: true })] }, POOL, new Map([["eth2", LOST]]));
+    assert.deepEqual(got.map((c) => [c.device, c.fault]), [["eth1", "LinkDown"], ["eth2", "DeviceGone"]]);
   });
 
   it("reports a device in a pod as what recovery found of its attachment", () => {

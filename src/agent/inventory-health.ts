@@ -1,23 +1,31 @@
 /**
- * Device health for the kubelet (DRAResourceHealth), from what the agent
- * already knows, without asking the kernel anything more:
+ * Device health for the kubelet (DRAResourceHealth) and for the device's
+ * taints in its ResourceSlice (device-taints.ts), from what the agent
+ * already watches:
  * - a device on the host is healthy unless its link reports no lower layer
  *   (cable or PF down) or is not present;
- * - a device in a pod is what recovery last found of its attachment:
- *   healthy while it is where it was put (recovery looks for it there every
- *   minute), unhealthy once it vanished from its running pod (lost),
- *   unknown while its pod's namespace is gone and the runtime has not said
- *   where the pod runs (unplaced), or while recovering it fails (the agent
- *   cannot tell what state it is in).
- * A pod's own view of its device (operstate, carrier) is no signal here:
- * the workload may set it down on purpose, and reading it would be netlink
- * into every pod on every report.
+ * - a device in a pod is unhealthy when it has no carrier there while it is
+ *   up (pod-links.ts polls it), or once it vanished from its pod (the poll
+ *   or recovery finds it gone); unknown while its pod's namespace is gone
+ *   and the runtime has not said where the pod runs (unplaced), or while
+ *   recovering it fails (the agent cannot tell what state it is in).
+ * A device the workload set down is no fault: the workload may do that on
+ * purpose, and a link set down has no carrier whatever the cable does.
  */
 import type { DeviceHealthReport, DeviceHealthSource } from "../dra/index.ts";
 import type { Attacher, RecoveryResult } from "../engine/index.ts";
 import type { DeviceReport, Inventory, InventorySnapshot } from "../inventory/index.ts";
+import { deviceOfAttachmentKey, type PodLinkState, type PodLinkWatch } from "./pod-links.ts";
 
 const UNHEALTHY_OPERSTATES = new Set(["lowerlayerdown", "notpresent"]);
+
+/** What is wrong with an unhealthy device: the cause its ResourceSlice taint names. */
+export type DeviceFault = "LinkDown" | "DeviceGone";
+
+/** A device's health, and for an unhealthy one the fault behind it. */
+export interface DeviceCondition extends DeviceHealthReport {
+  readonly fault?: DeviceFault | undefined;
+}
 
 /** What AttachmentRecovery asks of the engine, and RecoveryFindings watches. */
 export type RecoveryEngine = Pick<Attacher, "recover" | "retarget" | "attachments">;
@@ -61,7 +69,7 @@ export class RecoveryFindings {
 
   /** The findings by DRA device name (the part of the journal key after the claim UID). */
   byDevice(): Map<string, RecoveryResult> {
-    return new Map([...this.#findings].map(([key, { result }]) => [key.slice(key.lastIndexOf(":") + 1), result]));
+    return new Map([...this.#findings].map(([key, { result }]) => [deviceOfAttachmentKey(key), result]));
   }
 
   /** Calls `listener` after any change; dispose the result to stop. */
@@ -103,15 +111,17 @@ export class InventoryHealth implements DeviceHealthSource {
   readonly #inventory: Pick<Inventory, "current" | "subscribe">;
   readonly #pool: string;
   readonly #findings: RecoveryFindings;
+  readonly #podLinks: Pick<PodLinkWatch, "byDevice" | "onChange"> | undefined;
 
-  constructor(inventory: Pick<Inventory, "current" | "subscribe">, pool: string, findings: RecoveryFindings) {
+  constructor(inventory: Pick<Inventory, "current" | "subscribe">, pool: string, findings: RecoveryFindings, podLinks?: Pick<PodLinkWatch, "byDevice" | "onChange">) {
     this.#inventory = inventory;
     this.#pool = pool;
     this.#findings = findings;
+    this.#podLinks = podLinks;
   }
 
-  devices(): readonly DeviceHealthReport[] {
-    return healthOf(this.#inventory.current(), this.#pool, this.#findings.byDevice());
+  devices(): readonly DeviceCondition[] {
+    return healthOf(this.#inventory.current(), this.#pool, this.#findings.byDevice(), this.#podLinks?.byDevice());
   }
 
   onChange(listener: () => void): Disposable {
@@ -119,18 +129,28 @@ export class InventoryHealth implements DeviceHealthSource {
       listener();
     });
     const findings = this.#findings.onChange(listener);
+    const podLinks = this.#podLinks?.onChange(listener);
     return {
       [Symbol.dispose]: () => {
         unsubscribe();
         findings[Symbol.dispose]();
+        podLinks?.[Symbol.dispose]();
       },
     };
   }
 }
 
-/** The health of every published device; `findings`: recovery's, by DRA device name. */
-export function healthOf(snapshot: InventorySnapshot, pool: string, findings: ReadonlyMap<string, RecoveryResult>): DeviceHealthReport[] {
-  return snapshot.reports.filter((r) => r.publish).map((r) => ({ pool, device: r.name, ...deviceHealth(r, findings.get(r.name)) }));
+/**
+ * The health of every published device; `findings`: recovery's, and `podLinks`: the devices
+ * in pods as their pods see them, both by DRA device name.
+ */
+export function healthOf(
+  snapshot: InventorySnapshot,
+  pool: string,
+  findings: ReadonlyMap<string, RecoveryResult>,
+  podLinks: ReadonlyMap<string, PodLinkState> = new Map(),
+): DeviceCondition[] {
+  return snapshot.reports.filter((r) => r.publish).map((r) => ({ pool, device: r.name, ...deviceHealth(r, findings.get(r.name), podLinks.get(r.name)) }));
 }
 
 /**
@@ -138,14 +158,20 @@ export function healthOf(snapshot: InventorySnapshot, pool: string, findings: Re
  * what the pod the device is allocated to sees, even once the device shows
  * up on the host again. A known fault outranks an unknown.
  */
-function deviceHealth(report: DeviceReport, finding: RecoveryResult | undefined): Pick<DeviceHealthReport, "health" | "message"> {
+function deviceHealth(report: DeviceReport, finding: RecoveryResult | undefined, podLink: PodLinkState | undefined): Pick<DeviceCondition, "health" | "message" | "fault"> {
   if (finding?.outcome === "lost") {
-    return { health: "unhealthy", message: `${finding.error ?? "the device vanished"}; the pod runs without this interface` };
+    return { health: "unhealthy", fault: "DeviceGone", message: `${finding.error ?? "the device vanished"}; the pod runs without this interface` };
+  }
+  if (report.attached && podLink === "missing") {
+    return { health: "unhealthy", fault: "DeviceGone", message: `${report.device.ifName} vanished from the pod it was attached to; the pod runs without this interface` };
+  }
+  if (report.attached && podLink !== undefined && podLink !== "missing" && podLink.up && !podLink.carrier) {
+    return { health: "unhealthy", fault: "LinkDown", message: `${report.device.ifName} has no carrier in its pod (cable or link partner down, or for a VF its PF)` };
   }
   const state = report.device.operState;
   // A device in a pod is carried over from before it moved: its host operstate is stale.
   if (!report.attached && state !== undefined && UNHEALTHY_OPERSTATES.has(state)) {
-    return { health: "unhealthy", message: `${report.device.ifName} reports operstate ${state} (no carrier or lower device down)` };
+    return { health: "unhealthy", fault: "LinkDown", message: `${report.device.ifName} reports operstate ${state} (no carrier or lower device down)` };
   }
   if (finding?.outcome === "unplaced") return { health: "unknown", message: finding.error };
   if (finding?.outcome === "failed") {

@@ -46,9 +46,9 @@ const PLAN: ClaimPlan = {
 
 /** What Multus's CNI ADD left in the pod: eth0 and the device as net1. */
 const POD_LINKS: Link[] = [
-  { index: 1, name: "lo", mtu: 65536, up: true },
-  { index: 3, name: "eth0", mtu: 1500, up: true, kind: "veth", mac: "0a:58:c6:12:00:02" },
-  { index: 12, name: "net1", mtu: 1500, up: true, mac: "b8:ce:f6:00:00:02", parentDevice: "0000:3b:00.2", parentBus: "pci" },
+  { index: 1, name: "lo", mtu: 65536, up: true, carrier: true },
+  { index: 3, name: "eth0", mtu: 1500, up: true, carrier: true, kind: "veth", mac: "0a:58:c6:12:00:02" },
+  { index: 12, name: "net1", mtu: 1500, up: true, carrier: true, mac: "b8:ce:f6:00:00:02", parentDevice: "0000:3b:00.2", parentBus: "pci" },
 ];
 const POD_ADDRESSES: Address[] = [{ family: 4, index: 12, address: "198.51.100.250", prefixLength: 24, scope: 0, flags: 0 }];
 

@@ -18,6 +18,7 @@
  * its writer once the attach is done.
  */
 import type { Logger } from "pino";
+import { recordNetworkData, type DeviceNetworkData } from "../cdi/index.ts";
 import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
 import { multusInterfaceOwners } from "../claims/multus-networks.ts";
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
@@ -325,14 +326,20 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
         log.warn({ err: errorMessage(err) }, "cannot read the pod's interfaces to report the devices Multus configured");
       }
     }
+    const metadata: DeviceNetworkData[] = [];
     for (const p of delegated) {
       const found = find(p);
+      if (found !== undefined && p.device.metadataFile !== undefined) {
+        metadata.push({ file: p.device.metadataFile, device: p.device.device, networkData: { interfaceName: found.name, ips: found.addresses, hardwareAddress: found.hardwareAddress } });
+      }
       status.setDevice(p.claim.claim, p.device.device, {
         kind: "delegated",
         resourceName: p.device.resourceName ?? "",
         ...(found === undefined ? {} : { interfaceName: found.name, addresses: found.addresses, ...(found.hardwareAddress === undefined ? {} : { hardwareAddress: found.hardwareAddress }) }),
       });
     }
+    // RunPodSandbox awaits this, so the runtime creates no container before the files say it.
+    await recordMetadata(metadata, log);
   }
 
   /**
@@ -365,9 +372,13 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     }
     const byKey = new Map(native.map((p) => [p.key, p]));
     const attached: AttachedInterface[] = [];
+    const metadata: DeviceNetworkData[] = [];
     for (const result of results) {
       const p = byKey.get(result.key);
       if (p === undefined) continue;
+      if (p.device.metadataFile !== undefined) {
+        metadata.push({ file: p.device.metadataFile, device: p.device.device, networkData: { interfaceName: result.podName, ips: result.addresses, hardwareAddress: result.mac } });
+      }
       status.setDevice(p.claim.claim, p.device.device, {
         kind: "attached",
         interfaceName: result.podName,
@@ -377,6 +388,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       });
       attached.push({ claim: p.claim.claim, request: p.device.request, interfaceName: result.podName, addresses: result.addresses, mac: result.mac, mtu: p.device.interface.mtu });
     }
+    // CreateContainer awaits this attach, so the pod's first container already reads its interfaces in the files.
+    await recordMetadata(metadata, log);
     this.#options.networkStatus?.report(pod, attached);
     log.info({ interfaces: results.map((r) => r.podName), late: options.late }, "attached netclaim interfaces");
   }
@@ -434,6 +447,20 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       for (const device of plan.devices) out.push({ claim: plan, device, key: attachmentKey(plan.claim.uid, device.device) });
     }
     return out;
+  }
+}
+
+/**
+ * Writes the pod's interfaces into the devices' metadata files (KEP-5304). A
+ * failure is logged, not the attach's: the interfaces are there, only what
+ * the containers read of them is not.
+ */
+async function recordMetadata(entries: readonly DeviceNetworkData[], log: Logger): Promise<void> {
+  if (entries.length === 0) return;
+  try {
+    await recordNetworkData(entries);
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, "cannot write the pod's interfaces into its device metadata files");
   }
 }
 

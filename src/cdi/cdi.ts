@@ -17,7 +17,7 @@
  * host path, from engine's attachGatePath.
  */
 import { access, mkdir, open, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { EngineError } from "../engine/index.ts";
 import { rdmaCharNodes, type RdmaCharNode, type SysfsRoot } from "../inventory/index.ts";
 
@@ -94,13 +94,27 @@ export async function writeCdiSpec(specDir: string, name: string, edits: CdiDevi
   };
   const spec = { cdiVersion: CDI_VERSION, kind: CDI_KIND, devices: [{ name, containerEdits }] };
   const file = specPath(specDir, name);
+  try {
+    await writeFileAtomically(file, `${JSON.stringify(spec, null, 2)}\n`);
+  } catch (err) {
+    throw cdiError(name, "write CDI spec", `cannot write ${file}: ${(err as Error).message}`, err);
+  }
+  return file;
+}
+
+/**
+ * Writes `content` to a temporary name beside `file`, fsyncs and renames it,
+ * so a reader (a runtime scanning its CDI directory) sees the old file or the
+ * new one, never half of one. Creates the directory: the runtime's CDI
+ * directory is on a tmpfs, and after a reboot it may not exist yet.
+ */
+export async function writeFileAtomically(file: string, content: string): Promise<void> {
   const temp = `${file}.tmp-${process.pid}`;
   try {
-    // The runtime reads /var/run/cdi, a tmpfs: after a reboot the directory may not exist yet.
-    await mkdir(specDir, { recursive: true, mode: 0o755 });
+    await mkdir(dirname(file), { recursive: true, mode: 0o755 });
     const handle = await open(temp, "w", 0o644);
     try {
-      await handle.writeFile(`${JSON.stringify(spec, null, 2)}\n`);
+      await handle.writeFile(content);
       await handle.sync();
     } finally {
       await handle.close();
@@ -108,9 +122,8 @@ export async function writeCdiSpec(specDir: string, name: string, edits: CdiDevi
     await rename(temp, file);
   } catch (err) {
     await rm(temp, { force: true });
-    throw cdiError(name, "write CDI spec", `cannot write ${file}: ${(err as Error).message}`, err);
+    throw err;
   }
-  return file;
 }
 
 /** Removes the spec of `name`; a missing one is fine. */

@@ -55,6 +55,12 @@ export const devicePlanSchema = z.object({
   ipam: ipamLeaseSchema.optional(),
   rdma: rdmaSchema.optional(),
   cdiDeviceIds: z.array(z.string()),
+  /**
+   * The host path of the device metadata file (KEP-5304) of the device's
+   * request, updated with its networkData once it is in its pod; absent in
+   * plans from agents without device metadata.
+   */
+  metadataFile: z.string().startsWith("/").optional(),
   /** For mode multus: the resourceName a NetworkAttachmentDefinition must carry. */
   resourceName: z.string().optional(),
 });

@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { z } from "zod";
 import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
 import { StateStore } from "../store/index.ts";
-import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type PreparableDevice } from "./preparer.ts";
+import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type MetadataDeviceInput, type PreparableDevice } from "./preparer.ts";
 import { rejectsWith } from "../../test/fixtures/assertions.ts";
 
 const DRIVER = "netclaim.dev";
@@ -17,7 +17,7 @@ const signal = new AbortController().signal;
 
 const DEVICES: Record<string, PreparableDevice> = {
   "pci-0000-03-00-0": { ifName: "ens3f0", ifIndex: 7, mac: "0c:42:a1:00:00:01", pciAddress: "0000:03:00.0", resourceName: "netclaim.dev/fast" },
-  "pci-0000-03-00-1": { ifName: "ens3f1", ifIndex: 8, mac: "0c:42:a1:00:00:02", pciAddress: "0000:03:00.1" },
+  "pci-0000-03-00-1": { ifName: "ens3f1", ifIndex: 8, mac: "0c:42:a1:00:00:02", pciAddress: "0000:03:00.1", attributes: { "netclaim.dev/ifName": { string: "ens3f1" } } },
   "pci-0000-81-00-0": { ifName: "ib0", ifIndex: 9, pciAddress: "0000:81:00.0", rdma: { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] } },
 };
 
@@ -33,11 +33,27 @@ class RecordingCdi implements CdiPublisher {
   }
 }
 
+/** A publisher that also writes device metadata (KEP-5304), as the agent's does. */
+class MetadataCdi extends RecordingCdi {
+  readonly metadata: { claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }; driverName: string; devices: MetadataDeviceInput[] }[] = [];
+  writeMetadata(claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }, driverName: string, devices: readonly MetadataDeviceInput[]) {
+    this.metadata.push({ claim, driverName, devices: [...devices] });
+    const seen = new Set<string>();
+    return Promise.resolve(new Map(devices.map((d) => {
+      const base = d.request.split("/")[0] ?? "";
+      const first = !seen.has(base);
+      seen.add(base);
+      return [d.name, { file: `/run/netclaim/device-metadata/${claim.uid}/${base}/netclaim.dev-metadata.json`, ...(first && { cdiDeviceId: `netclaim.dev/metadata=${claim.uid}_${base}` }) }];
+    })));
+  }
+}
+
 /** host-local pools live in temporary directories here, so the policy allows the temporary directory. */
 const POLICY: IpamPolicy = { allowedTypes: ["host-local", "whereabouts", "static"], allowedPathPrefixes: [`${tmpdir()}/`], allowCrossNamespace: false };
 
 interface SetupOptions {
   connected?: boolean;
+  cdi?: RecordingCdi;
   nads?: Record<string, string>;
   policy?: Partial<IpamPolicy>;
   pluginDirs?: readonly string[];
@@ -45,7 +61,7 @@ interface SetupOptions {
 
 async function setup(options: SetupOptions = {}) {
   const store = await StateStore.open(await mkdtemp(join(tmpdir(), "netclaim-prep-")));
-  const cdi = new RecordingCdi();
+  const cdi = options.cdi ?? new RecordingCdi();
   const nadReads: string[] = [];
   const sandbox = await mkdtemp(join(tmpdir(), "netclaim-sandbox-"));
   const preparer = new NetworkPreparer({
@@ -160,6 +176,42 @@ describe("NetworkPreparer.prepare", () => {
     assert.deepEqual(device.rdma, { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] });
     await preparer.unprepare("claim-uid-1", plan, signal);
     assert.equal(cdi.written.size, 0);
+  });
+
+  it("describes each request's devices in a metadata file, mounted through the first device of the request", async () => {
+    const cdi = new MetadataCdi();
+    const { preparer } = await setup({ cdi });
+    let intents = 0;
+    const twoRequests: ClaimForPrepare = {
+      ...claim([]),
+      podClaimName: "nic",
+      results: [
+        { request: "nic/fast", driver: DRIVER, pool: "worker-1", device: "pci-0000-03-00-1" },
+        { request: "nic/fast", driver: DRIVER, pool: "worker-1", device: "pci-0000-81-00-0" },
+        { request: "multus", driver: DRIVER, pool: "worker-1", device: "pci-0000-03-00-0" },
+      ],
+      config: [{ source: "FromClaim", requests: ["multus"], driver: DRIVER, parameters: { ...HEAD, mode: "multus" } }],
+    };
+    const plan = await preparer.prepare(twoRequests, signal, () => {
+      intents++;
+      return Promise.resolve();
+    });
+    assert.equal(intents, 1, "the intent is recorded once, before anything is written");
+    assert.deepEqual(cdi.metadata, [{
+      claim: { namespace: "default", name: "web-0-nic", uid: "claim-uid-1", podClaimName: "nic" },
+      driverName: DRIVER,
+      devices: [
+        { request: "nic/fast", pool: "worker-1", name: "pci-0000-03-00-1", attributes: { "netclaim.dev/ifName": { string: "ens3f1" } } },
+        { request: "nic/fast", pool: "worker-1", name: "pci-0000-81-00-0", attributes: undefined },
+        { request: "multus", pool: "worker-1", name: "pci-0000-03-00-0", attributes: undefined },
+      ],
+    }]);
+    assert.deepEqual(plan.devices.map((d) => [d.metadataFile, d.cdiDeviceIds]), [
+      ["/run/netclaim/device-metadata/claim-uid-1/nic/netclaim.dev-metadata.json", ["netclaim.dev/device=claim-uid-1-pci-0000-03-00-1", "netclaim.dev/metadata=claim-uid-1_nic"]],
+      ["/run/netclaim/device-metadata/claim-uid-1/nic/netclaim.dev-metadata.json", ["netclaim.dev/device=claim-uid-1-pci-0000-81-00-0"]],
+      // Multus attaches it, so no attach gate; its containers still get its metadata.
+      ["/run/netclaim/device-metadata/claim-uid-1/multus/netclaim.dev-metadata.json", ["netclaim.dev/metadata=claim-uid-1_multus"]],
+    ]);
   });
 });
 

@@ -5,7 +5,8 @@
  * sandbox start only executes a plan:
  *
  *   reservation check → per device: inventory lookup, config merge and
- *   validation, IPAM lease, CDI spec → plan (persisted by the DRA layer).
+ *   validation, IPAM lease, CDI spec → per request: device metadata file
+ *   and its CDI spec (KEP-5304) → plan (persisted by the DRA layer).
  *
  * Nothing is half-applied: a failure releases what this prepare took before
  * the error is returned. IPAM leases are journaled before they are taken, so
@@ -15,6 +16,7 @@ import { z } from "zod";
 import type { Logger } from "pino";
 import { errorMessage } from "../common/errors.ts";
 import { CniError, type IpamConfig, type IpamLease, type IpamRunner } from "../cni/index.ts";
+import type { DeviceAttribute } from "../kube/index.ts";
 import type { Collection, StateStore } from "../store/index.ts";
 import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
 import { ClaimPrepareError } from "./errors.ts";
@@ -29,10 +31,13 @@ export interface PreparableDevice {
   rdma?: { device: string; charDevices: readonly string[] } | undefined;
   /** The k8s.cni.cncf.io/resourceName published for the device, if any. */
   resourceName?: string | undefined;
+  /** The attributes its ResourceSlice publishes, for its device metadata. */
+  attributes?: Readonly<Record<string, DeviceAttribute>> | undefined;
 }
 
 export interface DeviceLookup {
-  find(deviceName: string): PreparableDevice | undefined;
+  /** The device `deviceName` as driver `driverName` publishes it. */
+  find(deviceName: string, driverName: string): PreparableDevice | undefined;
 }
 
 export interface NadSource {
@@ -50,15 +55,36 @@ export interface CdiDevice {
   gated: boolean;
 }
 
+/** A device described in its request's metadata file. */
+export interface MetadataDeviceInput {
+  /** The full request name, "req" or "req/sub". */
+  request: string;
+  pool: string;
+  name: string;
+  attributes?: Readonly<Record<string, DeviceAttribute>> | undefined;
+}
+
 export interface CdiPublisher {
   /** Writes a CDI spec per device; returns the CDI device id per DRA device name. */
   write(claimUid: string, devices: readonly CdiDevice[]): Promise<Map<string, string>>;
-  /** Removes every spec written for the claim. */
+  /**
+   * Writes the device metadata (KEP-5304) of each request and the CDI spec
+   * that mounts it; says per DRA device name its file and, on the first
+   * device of each request, the CDI device id. Absent: no metadata.
+   */
+  writeMetadata?(
+    claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined },
+    driverName: string,
+    devices: readonly MetadataDeviceInput[],
+  ): Promise<Map<string, { file: string; cdiDeviceId?: string }>>;
+  /** Removes every spec written for the claim, and its metadata. */
   remove(claimUid: string): Promise<void>;
 }
 
 export interface ClaimForPrepare {
   ref: { namespace: string; name: string; uid: string };
+  /** The claim's resource.kubernetes.io/pod-claim-name annotation: the pod's name for a claim made from its template. */
+  podClaimName?: string | undefined;
   results: readonly { request: string; driver: string; pool: string; device: string }[];
   config: readonly { source: "FromClass" | "FromClaim"; requests: readonly string[]; driver: string; parameters: unknown }[];
   reservedFor: readonly { resource: string; apiGroup?: string | undefined; name: string; uid: string }[];
@@ -114,20 +140,37 @@ export class NetworkPreparer {
     if (ours.length === 0) throw new ClaimPrepareError("CLAIM_NOT_ALLOCATED", what, `has no device allocated by ${this.#options.driverName}`);
 
     const taken: DevicePlan[] = [];
+    const attributes = new Map<string, PreparableDevice["attributes"]>();
     try {
       for (const result of ours) {
-        taken.push(await this.#prepareDevice(claim, result, what, signal, recordIntent));
+        const { plan, device } = await this.#prepareDevice(claim, result, what, signal, recordIntent);
+        taken.push(plan);
+        attributes.set(plan.device, device.attributes);
       }
+      const { cdi } = this.#options;
       // Devices handed to Multus are attached by the runtime's CNI call, which fails the sandbox itself.
       const cdiDevices = taken.flatMap((d): CdiDevice[] =>
         d.rdma === undefined && d.mode !== "native" ? [] : [{ name: d.device, rdmaDevice: d.rdma?.device, gated: d.mode === "native" }],
       );
+      if (cdiDevices.length > 0 || cdi.writeMetadata !== undefined) await recordIntent();
       if (cdiDevices.length > 0) {
-        await recordIntent();
-        const ids = await this.#options.cdi.write(claim.ref.uid, cdiDevices);
+        const ids = await cdi.write(claim.ref.uid, cdiDevices);
         for (const device of taken) {
           const id = ids.get(device.device);
           if (id !== undefined) device.cdiDeviceIds.push(id);
+        }
+      }
+      if (cdi.writeMetadata !== undefined) {
+        const published = await cdi.writeMetadata(
+          { ...claim.ref, podClaimName: claim.podClaimName },
+          this.#options.driverName,
+          taken.map((d) => ({ request: d.request, pool: d.pool, name: d.device, attributes: attributes.get(d.device) })),
+        );
+        for (const device of taken) {
+          const entry = published.get(device.device);
+          if (entry === undefined) continue;
+          device.metadataFile = entry.file;
+          if (entry.cdiDeviceId !== undefined) device.cdiDeviceIds.push(entry.cdiDeviceId);
         }
       }
     } catch (err) {
@@ -151,13 +194,13 @@ export class NetworkPreparer {
     what: string,
     signal: AbortSignal,
     recordIntent: () => Promise<void>,
-  ): Promise<DevicePlan> {
+  ): Promise<{ plan: DevicePlan; device: PreparableDevice }> {
     const { poolName, driverName } = this.#options;
     const where = `device ${result.device} (request ${result.request})`;
     if (result.pool !== poolName) {
       throw new ClaimPrepareError("CLAIM_WRONG_POOL", what, `${where} was allocated from pool ${result.pool}, but this node publishes pool ${poolName}`);
     }
-    const device = this.#options.devices.find(result.device);
+    const device = this.#options.devices.find(result.device, driverName);
     if (device === undefined) {
       throw new ClaimPrepareError(
         "CLAIM_DEVICE_MISSING",
@@ -197,10 +240,10 @@ export class NetworkPreparer {
       if (device.resourceName === undefined) {
         throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device publishes no k8s.cni.cncf.io/resourceName`);
       }
-      return plan;
+      return { plan, device };
     }
     if (config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
-    return plan;
+    return { plan, device };
   }
 
   /**

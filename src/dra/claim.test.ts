@@ -29,6 +29,12 @@ describe("driverClaim", () => {
     assert.deepEqual(view.reservedFor, []);
   });
 
+  it("driverClaim carries the pod's name for a claim made from its template, for device metadata", () => {
+    const allocation = { results: [{ request: "nic", driver: "netclaim.dev", pool: "p", device: "eth0" }], config: [] };
+    assert.equal(driverClaim({ ref, podClaimName: "nic", allocation }, "netclaim.dev")?.podClaimName, "nic");
+    assert.equal(driverClaim({ ref, allocation }, "netclaim.dev")?.podClaimName, undefined);
+  });
+
   it("driverClaim is undefined for a claim without allocation", () => {
     assert.equal(driverClaim({ ref }, "netclaim.dev"), undefined);
   });

@@ -43,6 +43,8 @@ export interface ClaimConsumer {
 export interface ClaimContent {
   /** The claim as read from its source; its UID may differ from the request's. */
   readonly ref: ClaimRef;
+  /** Its resource.kubernetes.io/pod-claim-name annotation: the pod's name for a claim made from its template. */
+  readonly podClaimName?: string | undefined;
   /** Absent until the scheduler allocated the claim. */
   readonly allocation?: {
     readonly results: readonly AllocationResult[];
@@ -60,6 +62,7 @@ export interface ClaimSource {
 /** A claim reduced to what concerns one driver, ready to prepare. */
 export interface DriverClaim {
   readonly ref: ClaimRef;
+  readonly podClaimName?: string | undefined;
   readonly results: readonly AllocationResult[];
   readonly config: readonly AllocationConfig[];
   readonly reservedFor: readonly ClaimConsumer[];
@@ -120,7 +123,7 @@ export function driverClaim(content: ClaimContent, driver: string): Omit<DriverC
   const config = content.allocation.config.filter(
     (c) => c.driver === driver && (c.requests.length === 0 || c.requests.some((r) => requests.has(r))),
   );
-  return { results, config, reservedFor: content.reservedFor ?? [] };
+  return { results, config, reservedFor: content.reservedFor ?? [], ...(content.podClaimName !== undefined && { podClaimName: content.podClaimName }) };
 }
 
 /** `req/sub` → `req`: the kubelet matches containers by base request name. */

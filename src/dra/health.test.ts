@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { HealthStatus } from "../gen/kubelet/drahealth/v1alpha1/health_pb.js";
+import { HealthStatus } from "../gen/kubelet/drahealth/v1/health_pb.js";
 import { healthMessage, MutableDeviceHealthSource, serveHealthStream, type DeviceHealthReport } from "./health.ts";
 
 const eth0 = (health: DeviceHealthReport["health"]): DeviceHealthReport => ({ pool: "p", device: "eth0", health });

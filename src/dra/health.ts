@@ -1,5 +1,6 @@
 /**
- * The DRAResourceHealth stream (v1alpha1, kubelet 1.34+): every message is
+ * The DRAResourceHealth stream (v1 from kubelet 1.37, v1alpha1 from 1.34; the
+ * same messages on the wire, see plugin.ts): every message is
  * the complete list of the driver's devices. The kubelet stamps each device
  * with the receive time and marks it Unknown when it is not re-reported
  * within its timeout (30 s unless the device says otherwise), so the list is
@@ -7,7 +8,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { setTimeout as sleep } from "node:timers/promises";
-import { HealthStatus, type NodeWatchResourcesResponseSchema } from "../gen/kubelet/drahealth/v1alpha1/health_pb.js";
+import { HealthStatus, type NodeWatchResourcesResponseSchema } from "../gen/kubelet/drahealth/v1/health_pb.js";
 import type { ServerStreamWriter } from "./grpc-service.ts";
 
 export type DeviceHealthState = "healthy" | "unhealthy" | "unknown";

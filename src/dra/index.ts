@@ -36,6 +36,6 @@ export {
   type DeviceHealthState,
 } from "./health.ts";
 export { DraMetrics } from "./metrics.ts";
-export { DRA_VERSIONS, HEALTH_SERVICE_NAME, supportedVersions, type DraVersion, type RegistrationStatus } from "./registration.ts";
+export { DRA_VERSIONS, HEALTH_SERVICE_NAMES, supportedVersions, type DraVersion, type RegistrationStatus } from "./registration.ts";
 export { socketPaths, type SocketPaths } from "./sockets.ts";
 export { ClaimError, DraError, DraSocketError, RpcStatusError, type DraErrorCode } from "./errors.ts";

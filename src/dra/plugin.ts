@@ -14,7 +14,9 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import * as draV1 from "../gen/kubelet/dra/v1/dra_pb.js";
 import * as draV1beta1 from "../gen/kubelet/dra/v1beta1/dra_pb.js";
-import { DRAResourceHealth } from "../gen/kubelet/drahealth/v1alpha1/health_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import * as healthV1 from "../gen/kubelet/drahealth/v1/health_pb.js";
+import * as healthV1alpha1 from "../gen/kubelet/drahealth/v1alpha1/health_pb.js";
 import { Registration } from "../gen/kubelet/pluginregistration/registration_pb.js";
 import type { StateStore } from "../store/index.ts";
 import type { ClaimPreparer, ClaimSource } from "./claim.ts";
@@ -100,11 +102,20 @@ export class DraPlugin implements AsyncDisposable {
     }
     const health = options.health;
     if (health !== undefined) {
-      addService(this.#dra, DRAResourceHealth, {
-        nodeWatchResources: async (_request, stream, context) => {
-          this.#log.info("the kubelet opened the health stream");
-          await serveHealthStream(health, stream, { signal: AbortSignal.any([context.signal, this.#closing.signal]), resendMs });
-        },
+      const serve = (version: string, stream: Parameters<typeof serveHealthStream>[1], context: { signal: AbortSignal }): Promise<void> => {
+        this.#log.info({ version }, "the kubelet opened the health stream");
+        return serveHealthStream(health, stream, { signal: AbortSignal.any([context.signal, this.#closing.signal]), resendMs });
+      };
+      addService(this.#dra, healthV1.DRAResourceHealth, {
+        nodeWatchResources: (_request, stream, context) => serve("v1", stream, context),
+      });
+      // Kubelets 1.34 to 1.36 know only v1alpha1 (1.37 to 1.39 both): the same messages on the
+      // wire under another package, so each v1 message is re-read as its v1alpha1 twin.
+      addService(this.#dra, healthV1alpha1.DRAResourceHealth, {
+        nodeWatchResources: (_request, stream, context) =>
+          serve("v1alpha1", {
+            send: (message) => stream.send(fromBinary(healthV1alpha1.NodeWatchResourcesResponseSchema, toBinary(healthV1.NodeWatchResourcesResponseSchema, create(healthV1.NodeWatchResourcesResponseSchema, message)))),
+          }, context),
       });
     }
 

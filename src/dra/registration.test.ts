@@ -3,8 +3,8 @@ import { describe, it } from "node:test";
 import { registrationService, supportedVersions, type RegistrationStatus } from "./registration.ts";
 
 describe("registration", () => {
-  it("supportedVersions lists DRAPlugin versions in the configured order, then health", () => {
-    assert.deepEqual(supportedVersions({ versions: ["v1", "v1beta1"], health: true }), ["v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth"]);
+  it("supportedVersions lists DRAPlugin versions in the configured order, then health, v1 first", () => {
+    assert.deepEqual(supportedVersions({ versions: ["v1", "v1beta1"], health: true }), ["v1.DRAPlugin", "v1beta1.DRAPlugin", "v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth"]);
     assert.deepEqual(supportedVersions({ versions: ["v1beta1", "v1"], health: false }), ["v1beta1.DRAPlugin", "v1.DRAPlugin"]);
   });
 

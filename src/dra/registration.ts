@@ -9,7 +9,8 @@
  * advertised name does match its wire name.
  */
 export const PLUGIN_TYPE = "DRAPlugin";
-export const HEALTH_SERVICE_NAME = "v1alpha1.DRAResourceHealth";
+/** The health service's versions, as advertised: the kubelet takes the first it knows (1.37+: v1). */
+export const HEALTH_SERVICE_NAMES = ["v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth"] as const;
 
 export const DRA_VERSIONS = ["v1", "v1beta1"] as const;
 export type DraVersion = (typeof DRA_VERSIONS)[number];
@@ -30,7 +31,7 @@ export interface RegistrationInfo {
 
 /** What GetInfo advertises, in order: the kubelet takes the first DRAPlugin it knows. */
 export function supportedVersions(info: Pick<RegistrationInfo, "versions" | "health">): string[] {
-  return [...info.versions.map((v) => `${v}.${PLUGIN_TYPE}`), ...(info.health ? [HEALTH_SERVICE_NAME] : [])];
+  return [...info.versions.map((v) => `${v}.${PLUGIN_TYPE}`), ...(info.health ? HEALTH_SERVICE_NAMES : [])];
 }
 
 export function registrationService(info: RegistrationInfo, onStatus: (status: RegistrationStatus) => void) {

@@ -69,6 +69,16 @@ export interface Attacher {
   attached(): Promise<string[]>;
 }
 
+/** What device health asks of an engine (AttachEngine, EngineThread). */
+export interface PodLinkSource {
+  /**
+   * Each settled attachment's device as its pod sees it now (carrier included), by key; null
+   * where the pod's namespace has no such device. An attachment whose namespace cannot be
+   * read, or that is being attached or detached, is left out.
+   */
+  podLinks(): Promise<Map<string, Link | null>>;
+}
+
 export interface BeginOptions {
   /** The pod's links, when the caller has just listed them: saves a lookup. */
   podLinks?: readonly Link[];

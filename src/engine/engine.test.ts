@@ -8,7 +8,7 @@ import { StateStore } from "../store/index.ts";
 import { AttachEngine } from "./engine.ts";
 import { EngineError } from "./errors.ts";
 
-const hostLink: Link = { index: 7, name: "eth9", mtu: 1500, mac: "02:00:00:00:00:07", up: true, kind: "veth" };
+const hostLink: Link = { index: 7, name: "eth9", mtu: 1500, mac: "02:00:00:00:00:07", up: true, carrier: true, kind: "veth" };
 
 /**
  * A netlink client that answers from a script instead of the kernel, so a

@@ -17,15 +17,17 @@
  * step-runner.ts; the public contract is in attacher.ts.
  */
 import { errorMessage } from "../common/errors.ts";
+import type { Link } from "../netlink/index.ts";
 import type { Collection } from "../store/index.ts";
 import { AttachGate } from "./attach-gate.ts";
 import { checkAttach, parsePlan, type PreparedAttachment } from "./attach-check.ts";
 import { attachOne, placeInPod, verified, type AttachWork } from "./attach-steps.ts";
-import type { Attacher, AttachResult, BeginOptions, DetachOptions, DetachOutcome, EngineOptions, RecoveryResult } from "./attacher.ts";
+import type { Attacher, AttachResult, BeginOptions, DetachOptions, DetachOutcome, EngineOptions, PodLinkSource, RecoveryResult } from "./attacher.ts";
 import { InjectedCrash, rollbackFailed, stepError } from "./errors.ts";
 import { openJournal, type JournalRecord } from "./journal.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { inAnotherSandbox, recoverRecord, retargeted, type RecoverySteps } from "./recovery.ts";
+import { findRecordedDevice } from "./host-state.ts";
 import { detachOne } from "./restore-steps.ts";
 import { StepRunner } from "./step-runner.ts";
 import type { AttachmentPlan, AttachmentPlanInput } from "./plan.ts";
@@ -37,7 +39,7 @@ import type { AttachmentPlan, AttachmentPlanInput } from "./plan.ts";
  */
 const ADOPT_INTERVAL_MS = 2_000;
 
-export class AttachEngine implements Attacher {
+export class AttachEngine implements Attacher, PodLinkSource {
   readonly #runner: StepRunner;
   readonly #journal: Collection<JournalRecord>;
   readonly #locks = new KeyLocks();
@@ -320,6 +322,29 @@ export class AttachEngine implements Attacher {
    */
   async attached(): Promise<string[]> {
     return (await this.#journal.list()).filter(([, record]) => record.intent === "attach").map(([key]) => key);
+  }
+
+  /** One link dump per pod namespace, for every settled attachment in it. */
+  async podLinks(): Promise<Map<string, Link | null>> {
+    const byNetns = new Map<string, JournalRecord[]>();
+    for (const [key, record] of await this.#journal.list()) {
+      if (!this.#settled.has(key) || record.intent !== "attach") continue;
+      byNetns.set(record.plan.netns, [...(byNetns.get(record.plan.netns) ?? []), record]);
+    }
+    const links = new Map<string, Link | null>();
+    for (const [netns, records] of byNetns) {
+      let podLinks: Link[];
+      try {
+        [podLinks] = await this.#runner.netlink.batch(this.#runner.pins.resolve(netns), [{ op: "listLinks" }] as const);
+      } catch {
+        continue; // The namespace is gone or unreadable: recovery finds out what became of its devices.
+      }
+      // A detach that began during the dump may have taken the device out already: not a loss.
+      for (const record of records.filter((r) => this.#settled.has(r.plan.key))) {
+        links.set(record.plan.key, findRecordedDevice(podLinks, record.host, record.plan) ?? null);
+      }
+    }
+    return links;
   }
 
   /**

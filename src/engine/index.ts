@@ -6,7 +6,7 @@
  * (cdi/) mounts it into the device's containers.
  */
 export { AttachEngine } from "./engine.ts";
-export type { Attacher, AttachResult, AttachStep, BeginOptions, DetachOptions, DetachOutcome, DetachStep, EngineOptions, RdmaOps, RecoveryOutcome, RecoveryResult, Step } from "./attacher.ts";
+export type { Attacher, AttachResult, AttachStep, BeginOptions, DetachOptions, DetachOutcome, DetachStep, EngineOptions, PodLinkSource, RdmaOps, RecoveryOutcome, RecoveryResult, Step } from "./attacher.ts";
 export { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
 export { EngineThread, type EngineThreadOptions } from "./thread.ts";
 export type { BatchOpTimes } from "./thread-protocol.ts";

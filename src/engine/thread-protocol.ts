@@ -28,7 +28,7 @@ export type EngineCall =
   | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[]; options: DetachOptions }
   | { call: "retarget"; targets: ReadonlyMap<string, string> }
-  | { call: "recover" | "attachments" | "attached" }
+  | { call: "recover" | "attachments" | "attached" | "podLinks" }
   /** The op times kept since the last ask (EngineThread.takeOpTimes), benchmarks only. */
   | { call: "takeOpTimes" };
 

@@ -16,7 +16,7 @@ import { Worker } from "node:worker_threads";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
-import type { Attacher, AttachResult, DetachOptions, DetachOutcome, RecoveryResult } from "./attacher.ts";
+import type { Attacher, AttachResult, DetachOptions, DetachOutcome, PodLinkSource, RecoveryResult } from "./attacher.ts";
 import { EngineError } from "./errors.ts";
 import type { AttachmentPlanInput } from "./plan.ts";
 import { errorFromWire, type BatchOpTimes, type EngineCall, type EngineReply, type EngineRequest, type EngineThreadData } from "./thread-protocol.ts";
@@ -45,7 +45,7 @@ interface Pending {
   begun?: () => void;
 }
 
-export class EngineThread implements Attacher, BatchRunner {
+export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
   readonly #options: EngineThreadOptions;
   #worker: Worker | undefined;
   #ready: Promise<void> | undefined;
@@ -111,6 +111,10 @@ export class EngineThread implements Attacher, BatchRunner {
 
   attached(): Promise<string[]> {
     return this.#call({ call: "attached" }) as Promise<string[]>;
+  }
+
+  podLinks(): Promise<Map<string, Link | null>> {
+    return this.#call({ call: "podLinks" }) as Promise<Map<string, Link | null>>;
   }
 
   /** The operation times of the batches run since the last call, oldest first; none unless `recordOpTimes`. */

@@ -70,6 +70,9 @@ async function serve(request: EngineRequest): Promise<void> {
     case "attached":
       post({ id, value: await attacher.attached() });
       return;
+    case "podLinks":
+      post({ id, value: await attacher.podLinks() });
+      return;
     case "takeOpTimes":
       post({ id, value: opTimes });
       opTimes = [];

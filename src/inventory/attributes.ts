@@ -36,7 +36,7 @@ export const ATTRIBUTE_REFERENCE: Readonly<Record<string, string>> = {
   pciDeviceID: "PCI device id, four hex digits, 101d (string)",
   pciSubsystemID: "PCI subsystem vendor:device, 15b3:0016 (string)",
   driver: "kernel driver of the PCI function, or of the netdev when it has none (string)",
-  numaNode: "NUMA node of the PCI function (int; dranet: numaNode)",
+  numaNode: "deprecated, use resource.kubernetes.io/numaNode: NUMA node of the PCI function (int; dranet: numaNode)",
   sriov: "a physical function that can create SR-IOV VFs (bool; dranet: sriov)",
   sriovVfs: "number of VFs currently enabled on the PF (int; dranet: sriovVfs)",
   sriovTotalVfs: "number of VFs the PF supports (int)",

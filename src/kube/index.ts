@@ -14,10 +14,12 @@ export {
   createResourceSlice,
   deleteResourceSlice,
   getNode,
+  getServerVersion,
   ownSlicesFieldSelector,
   replaceResourceSlice,
 } from "./resources.ts";
-export type { Device, DeviceAttribute, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
+export type { ServerVersion } from "./resources.ts";
+export type { Device, DeviceAttribute, DeviceTaint, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
 export { applyResourceClaimStatus, getResourceClaim, parseResourceClaim, resourceClaimSchema } from "./resource-claims.ts";
 export type { ClaimDeviceStatus, ResourceClaim } from "./resource-claims.ts";
 export { getNetworkAttachmentDefinition } from "./network-attachment-definitions.ts";

@@ -58,6 +58,7 @@ export const resourceClaimSchema = z.object({
     namespace: z.string().min(1),
     uid: z.string().min(1),
     generation: z.number().optional(),
+    annotations: z.record(z.string(), z.string()).nullish(),
   }),
   status: z
     .object({

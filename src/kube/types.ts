@@ -37,6 +37,16 @@ export interface Device {
   name: string;
   attributes?: Record<string, DeviceAttribute>;
   capacity?: Record<string, { value: string }>;
+  /** Kubernetes 1.36+ (DRADeviceTaints); older API servers drop the field. */
+  taints?: DeviceTaint[];
+}
+
+export interface DeviceTaint {
+  key: string;
+  value?: string;
+  effect: "NoSchedule" | "NoExecute" | "None";
+  /** Set by the API server when a write leaves it out. */
+  timeAdded?: string;
 }
 
 export interface ResourcePool {

@@ -21,6 +21,7 @@ export const RTMGRP_LINK = 1;
 export const NETLINK_ROUTE = 0;
 
 const IFF_UP = 0x1;
+const IFF_LOWER_UP = 0x10000;
 const IFLA = {
   ADDRESS: 1, IFNAME: 3, MTU: 4, LINK: 5, MASTER: 10, OPERSTATE: 16, LINKINFO: 18, NET_NS_FD: 28,
   EXT_MASK: 29, NEW_IFINDEX: 49, PERM_ADDRESS: 54, PARENT_DEV_NAME: 56, PARENT_DEV_BUS_NAME: 57,
@@ -48,6 +49,11 @@ export interface Link {
   /** Burned-in address (IFLA_PERM_ADDRESS) when the driver reports one. */
   permanentMac?: string;
   up: boolean;
+  /**
+   * The physical layer is up (IFF_LOWER_UP): a cable and a link partner, or a veth's peer
+   * that is up. Only meaningful while `up`: a link set down reports no carrier.
+   */
+  carrier: boolean;
   /** rtnl link kind ("veth", "bridge", "macvlan"); absent for physical NICs. */
   kind?: string;
   /** Parent device on its bus (a PCI address for a NIC). */
@@ -186,7 +192,7 @@ export function decodeLink(body: Uint8Array): Link {
   if (name === undefined || mtu === undefined) {
     throw new NetlinkError("NETLINK_MALFORMED", `link ${index} reply lacks IFLA_IFNAME or IFLA_MTU`, { device: `ifindex ${index}` });
   }
-  const link: Link = { index, name, mtu, up: (flags & IFF_UP) !== 0 };
+  const link: Link = { index, name, mtu, up: (flags & IFF_UP) !== 0, carrier: (flags & IFF_LOWER_UP) !== 0 };
   const mac = macOf(a, IFLA.ADDRESS);
   if (mac !== undefined) link.mac = mac;
   const perm = macOf(a, IFLA.PERM_ADDRESS);

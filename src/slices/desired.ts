@@ -1,16 +1,22 @@
 /**
  * The ResourceSlices a node should have, computed from the inventory: one
  * pool named after the node, devices sorted by name and split into slices of
- * at most 128 (the resource.k8s.io/v1 limit), each slice owned by the Node so
+ * at most 128 (the resource.k8s.io/v1 limit; 64 where devices may carry
+ * taints, the limit for slices with any), each slice owned by the Node so
  * the garbage collector removes them with it. Slice names are deterministic
  * (<node>-<driver>-<index>) so a deleted slice is recreated under the same
  * name and a restarted agent recognises its own slices.
  */
 import { createHash } from "node:crypto";
 import { STANDARD_DOMAIN, type AttributeValue, type DeviceReport, type NetDevice } from "../inventory/index.ts";
-import type { Device, DeviceAttribute, OwnerReference, ResourceSlice } from "../kube/index.ts";
+import type { Device, DeviceAttribute, DeviceTaint, OwnerReference, ResourceSlice } from "../kube/index.ts";
 
 export const MAX_DEVICES_PER_SLICE = 128;
+/**
+ * resource.k8s.io/v1's limit for a slice in which any device has taints. A publisher that may
+ * taint devices keeps to it always: a taint then never re-splits the pool.
+ */
+export const MAX_DEVICES_PER_SLICE_WITH_TAINTS = 64;
 const MAX_STRING_BYTES = 64;
 export const MULTUS_DOMAIN = "k8s.cni.cncf.io";
 
@@ -21,8 +27,8 @@ export interface PoolIdentity {
   nodeUID: string;
 }
 
-/** A published device as the API expects it. */
-export function toApiDevice(report: DeviceReport, driverName: string): Device {
+/** A published device as the API expects it, with its taints if it has any. */
+export function toApiDevice(report: DeviceReport, driverName: string, taints: readonly DeviceTaint[] = []): Device {
   const attributes: Record<string, DeviceAttribute> = {};
   const put = (name: string, value: AttributeValue): void => {
     const attribute = toAttribute(value);
@@ -34,7 +40,7 @@ export function toApiDevice(report: DeviceReport, driverName: string): Device {
     put(`${MULTUS_DOMAIN}/deviceID`, multusDeviceId(report.device));
     put(`${MULTUS_DOMAIN}/resourceName`, report.multusResourceName);
   }
-  return { name: report.name, attributes: sortKeys(attributes) };
+  return { name: report.name, attributes: sortKeys(attributes), ...(taints.length > 0 && { taints: [...taints] }) };
 }
 
 /**
@@ -58,11 +64,11 @@ function sortKeys<T>(record: Record<string, T>): Record<string, T> {
   return Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Devices split into slices; always at least one (possibly empty) so the pool exists. */
-export function chunkDevices(devices: readonly Device[]): Device[][] {
+/** Devices split into slices of at most `perSlice`; always at least one (possibly empty) so the pool exists. */
+export function chunkDevices(devices: readonly Device[], perSlice = MAX_DEVICES_PER_SLICE): Device[][] {
   if (devices.length === 0) return [[]];
   const chunks: Device[][] = [];
-  for (let i = 0; i < devices.length; i += MAX_DEVICES_PER_SLICE) chunks.push(devices.slice(i, i + MAX_DEVICES_PER_SLICE));
+  for (let i = 0; i < devices.length; i += perSlice) chunks.push(devices.slice(i, i + perSlice));
   return chunks;
 }
 

@@ -82,3 +82,28 @@ describe("planSlices", () => {
     assert.deepEqual(plan.deletes, []);
   });
 });
+
+describe("planSlices with device taints", () => {
+  const tainted = (timeAdded?: string): Device => ({
+    name: "dev-0000",
+    attributes: {},
+    taints: [{ key: "netclaim.dev/unhealthy", value: "LinkDown", effect: "NoSchedule", ...(timeAdded !== undefined && { timeAdded }) }],
+  });
+
+  it("keeps to 64 devices a slice where taints may appear", () => {
+    const plan = planSlices(pool, devices(130), [], 64);
+    assert.deepEqual(plan.writes.map((s) => s.spec.devices?.length), [64, 64, 2]);
+  });
+
+  it("takes a taint the server stamped with a time as written, and carries the time over on a rewrite", () => {
+    const written = apply([], planSlices(pool, [tainted()], []));
+    // The API server stamps the time of the write.
+    const stamped = written.map((s) => ({ ...s, spec: { ...s.spec, devices: [tainted("2026-12-06T18:00:00Z")] } }));
+    assert.deepEqual(planSlices(pool, [tainted()], stamped).writes, [], "no rewrite for the server's time");
+    const rewrite = planSlices(pool, [tainted(), { name: "dev-0001" }], stamped);
+    assert.equal(rewrite.writes[0]?.spec.devices?.[0]?.taints?.[0]?.timeAdded, "2026-12-06T18:00:00Z");
+    const cleared = planSlices(pool, [{ name: "dev-0000", attributes: {} }], stamped);
+    assert.equal(cleared.writes.length, 1, "a taint removed is a write");
+    assert.equal(cleared.writes[0]?.spec.devices?.[0]?.taints, undefined);
+  });
+});

@@ -14,8 +14,8 @@
  *   the next and never mixes them.
  */
 import { isDeepStrictEqual } from "node:util";
-import { chunkDevices, desiredSlice, ownerReference, type PoolIdentity } from "./desired.ts";
-import type { Device, ResourceSlice } from "../kube/index.ts";
+import { chunkDevices, desiredSlice, MAX_DEVICES_PER_SLICE, ownerReference, type PoolIdentity } from "./desired.ts";
+import type { Device, DeviceTaint, ResourceSlice } from "../kube/index.ts";
 
 export interface SlicePlan {
   readonly generation: number;
@@ -25,12 +25,13 @@ export interface SlicePlan {
   readonly deletes: readonly { readonly name: string; readonly resourceVersion: string | undefined }[];
 }
 
-export function planSlices(pool: PoolIdentity, devices: readonly Device[], observed: readonly ResourceSlice[]): SlicePlan {
+/** `perSlice`: at most this many devices in a slice (desired.ts). */
+export function planSlices(pool: PoolIdentity, devices: readonly Device[], observed: readonly ResourceSlice[], perSlice = MAX_DEVICES_PER_SLICE): SlicePlan {
   const ours = observed.filter((s) => s.spec.driver === pool.driverName && s.spec.nodeName === pool.nodeName);
   const inPool = ours.filter((s) => s.spec.pool.name === pool.nodeName);
   const strays = ours.filter((s) => s.spec.pool.name !== pool.nodeName);
   const generation = Math.max(0, ...inPool.map((s) => s.spec.pool.generation));
-  const chunks = chunkDevices(devices);
+  const chunks = chunkDevices(devices, perSlice);
   const desired = chunks.map((chunk, i) => desiredSlice(pool, chunk, i, chunks.length, generation));
   const byName = new Map(inPool.map((s) => [s.metadata.name ?? "", s]));
   const changed = desired.filter((d) => !matches(d, byName.get(d.metadata.name ?? ""), pool));
@@ -50,10 +51,39 @@ export function planSlices(pool: PoolIdentity, devices: readonly Device[], obser
   };
 }
 
+/** `slice` to write over the observed one of its name: its resourceVersion, and its taints' times. */
 function withVersion(slice: ResourceSlice, observed: ReadonlyMap<string, ResourceSlice>): ResourceSlice {
   const current = observed.get(slice.metadata.name ?? "");
   if (current?.metadata.resourceVersion === undefined) return slice;
-  return { ...slice, metadata: { ...slice.metadata, resourceVersion: current.metadata.resourceVersion } };
+  return { ...slice, metadata: { ...slice.metadata, resourceVersion: current.metadata.resourceVersion }, spec: keepTaintTimes(slice.spec, current.spec) };
+}
+
+/**
+ * The API server stamps a taint written without a time with the time of the write: a taint
+ * that was already there keeps the time it was first seen.
+ */
+function keepTaintTimes(spec: ResourceSlice["spec"], current: ResourceSlice["spec"]): ResourceSlice["spec"] {
+  const times = new Map<string, string>();
+  for (const device of current.devices ?? []) {
+    for (const taint of device.taints ?? []) if (taint.timeAdded !== undefined) times.set(taintId(device.name, taint), taint.timeAdded);
+  }
+  if (times.size === 0 || spec.devices === undefined) return spec;
+  const devices = spec.devices.map((device) =>
+    device.taints === undefined
+      ? device
+      : {
+          ...device,
+          taints: device.taints.map((taint): DeviceTaint => {
+            const timeAdded = times.get(taintId(device.name, taint));
+            return timeAdded === undefined ? taint : { ...taint, timeAdded };
+          }),
+        },
+  );
+  return { ...spec, devices };
+}
+
+function taintId(device: string, taint: DeviceTaint): string {
+  return JSON.stringify([device, taint.key, taint.value ?? "", taint.effect]);
 }
 
 /** Same spec and still owned by this Node; fields the server adds elsewhere are ignored. */
@@ -69,7 +99,13 @@ function normalizeSpec(spec: ResourceSlice["spec"]): unknown {
     driver: spec.driver,
     nodeName: spec.nodeName,
     pool: spec.pool,
-    devices: (spec.devices ?? []).map((d) => ({ ...d, attributes: d.attributes ?? {}, capacity: d.capacity ?? {} })),
+    devices: (spec.devices ?? []).map((d) => ({
+      ...d,
+      attributes: d.attributes ?? {},
+      capacity: d.capacity ?? {},
+      // The server stamps the time (keepTaintTimes carries it on); an old one drops the field.
+      taints: (d.taints ?? []).map(({ timeAdded: _, ...taint }) => ({ value: "", ...taint })),
+    })),
     rest: Object.keys(spec).filter((k) => !["driver", "nodeName", "pool", "devices"].includes(k)),
   };
 }

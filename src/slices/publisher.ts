@@ -9,7 +9,7 @@
  * periodic reconnects.
  */
 import { planSlices, type SlicePlan } from "./plan.ts";
-import { toApiDevice, type PoolIdentity } from "./desired.ts";
+import { MAX_DEVICES_PER_SLICE, MAX_DEVICES_PER_SLICE_WITH_TAINTS, toApiDevice, type PoolIdentity } from "./desired.ts";
 import type { DeviceReport, InventorySnapshot } from "../inventory/index.ts";
 import {
   Informer,
@@ -21,6 +21,7 @@ import {
   isNotFound,
   ownSlicesFieldSelector,
   replaceResourceSlice,
+  type DeviceTaint,
   type KubeClient,
   type ResourceSlice,
 } from "../kube/index.ts";
@@ -32,13 +33,22 @@ export interface DeviceSource {
   subscribe(listener: (snapshot: InventorySnapshot) => void): () => void;
 }
 
-export class SlicePublishError extends NetclaimError<"SLICE_NODE" | "SLICE_WRITE"> {}
+/** The taints of published devices (the agent's device-taints.ts). */
+export interface DeviceTaintSource {
+  /** By DRA device name; a device absent has none. */
+  current(): ReadonlyMap<string, readonly DeviceTaint[]>;
+  subscribe(listener: () => void): () => void;
+}
+
+export class SlicePublishError extends NetclaimError<"SLICE_NODE" | "SLICE_WRITE" | "SLICE_TAINTS_DROPPED"> {}
 
 export interface SlicePublisherOptions {
   client: KubeClient;
   driverName: string;
   nodeName: string;
   devices: DeviceSource;
+  /** Absent: no device is ever tainted, and slices take up to 128 devices instead of 64. */
+  taints?: DeviceTaintSource | undefined;
   /** Field manager recorded on writes. */
   fieldManager?: string;
   onError?: (err: unknown) => void;
@@ -53,7 +63,7 @@ export class SlicePublisher {
   readonly #options: SlicePublisherOptions;
   readonly #informer: Informer<ResourceSlice>;
   #pool: PoolIdentity | undefined;
-  #unsubscribe: (() => void) | undefined;
+  #unsubscribe: (() => void)[] = [];
   #running: Promise<void> | undefined;
   #dirty = false;
   #retryTimer: NodeJS.Timeout | undefined;
@@ -61,6 +71,8 @@ export class SlicePublisher {
   #stopped = false;
   #reconciles = 0;
   #publishedOnce = false;
+  /** The API server threw away the taints of a write (its DRADeviceTaints gate is off): publish none. */
+  #taintsDropped = false;
 
   constructor(options: SlicePublisherOptions) {
     this.#options = options;
@@ -82,9 +94,10 @@ export class SlicePublisher {
     const node = await this.#nodeIdentity();
     if (this.#isStopped()) return;
     this.#pool = { driverName: this.#options.driverName, nodeName: this.#options.nodeName, nodeUID: node };
-    this.#unsubscribe = this.#options.devices.subscribe(() => {
+    const kick = (): void => {
       this.#kick();
-    });
+    };
+    this.#unsubscribe = [this.#options.devices.subscribe(kick), ...(this.#options.taints === undefined ? [] : [this.#options.taints.subscribe(kick)])];
     this.#informer.start();
     await this.#informer.synced();
     await this.#reconcileNow();
@@ -92,7 +105,7 @@ export class SlicePublisher {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    this.#unsubscribe?.();
+    for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
     clearTimeout(this.#retryTimer);
     await this.#informer.stop();
     await this.#running;
@@ -158,8 +171,9 @@ export class SlicePublisher {
   async #reconcile(): Promise<void> {
     const pool = this.#pool;
     if (pool === undefined) return;
-    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName);
-    const plan = planSlices(pool, devices, this.#informer.list());
+    const taints = this.#options.taints;
+    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, this.#taintsDropped ? undefined : taints?.current());
+    const plan = planSlices(pool, devices, this.#informer.list(), taints === undefined ? MAX_DEVICES_PER_SLICE : MAX_DEVICES_PER_SLICE_WITH_TAINTS);
     this.#reconciles++;
     if (plan.writes.length === 0 && plan.deletes.length === 0) {
       this.#publishedOnce = true;
@@ -175,6 +189,17 @@ export class SlicePublisher {
             ? await createResourceSlice(client, slice, fieldManager)
             : await replaceResourceSlice(client, slice, fieldManager);
         this.#informer.observe(written);
+        if (droppedTaints(slice, written)) {
+          // Writing them again would loop forever: go on without, and say so once.
+          this.#taintsDropped = true;
+          this.#dirty = true;
+          this.#options.onError?.(
+            new SlicePublishError(
+              "SLICE_TAINTS_DROPPED",
+              `The API server dropped the device taints written to ResourceSlice ${name}: its DRADeviceTaints feature gate is off. Publishing devices without taints from now on (device health still reaches the kubelet); set deviceTaints.mode to auto or off`,
+            ),
+          );
+        }
       } catch (err) {
         // Someone else wrote or deleted it since we looked: the watch brings the
         // news and kicks a replan; the retry covers a watch that is reconnecting.
@@ -230,6 +255,15 @@ export class SlicePublisher {
   }
 }
 
-export function publishedApiDevices(reports: readonly DeviceReport[], driverName: string): ReturnType<typeof toApiDevice>[] {
-  return reports.filter((r) => r.publish).map((r) => toApiDevice(r, driverName));
+function droppedTaints(sent: ResourceSlice, written: ResourceSlice): boolean {
+  const tainted = (slice: ResourceSlice): boolean => (slice.spec.devices ?? []).some((d) => (d.taints?.length ?? 0) > 0);
+  return tainted(sent) && !tainted(written);
+}
+
+export function publishedApiDevices(
+  reports: readonly DeviceReport[],
+  driverName: string,
+  taints: ReadonlyMap<string, readonly DeviceTaint[]> = new Map(),
+): ReturnType<typeof toApiDevice>[] {
+  return reports.filter((r) => r.publish).map((r) => toApiDevice(r, driverName, taints.get(r.name)));
 }

@@ -1,8 +1,9 @@
 /**
  * Registration against the kubelet's own plugin watcher and DRA plugin
- * manager (test/peers/kubelet, Kubernetes 1.34): the kubelet registers us,
- * picks the first DRAPlugin version we advertise that it knows, and
- * deregisters us when the registration socket goes.
+ * manager (test/peers/kubelet at K8S_DEFAULT, and at K8S_NEWEST in
+ * dra-newest): the kubelet registers us, picks the first DRAPlugin version we
+ * advertise that it knows, and deregisters us when the registration socket
+ * goes.
  */
 import assert from "node:assert/strict";
 import { statSync } from "node:fs";
@@ -66,7 +67,7 @@ describe("DRA plugin registration with the kubelet", () => {
     const { MutableDeviceHealthSource } = await import("../../src/dra/index.ts");
     plugin = await startPlugin(dirs, { health: new MutableDeviceHealthSource() });
     const registered = await peer!.nextEvent("registered");
-    assert.deepEqual(registered.versions, ["v1.DRAPlugin", "v1beta1.DRAPlugin", "v1alpha1.DRAResourceHealth"]);
+    assert.deepEqual(registered.versions, ["v1.DRAPlugin", "v1beta1.DRAPlugin", "v1.DRAResourceHealth", "v1alpha1.DRAResourceHealth"]);
   });
 
   it("serves owner-only sockets and removes them on close, and the kubelet deregisters", async () => {

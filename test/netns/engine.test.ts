@@ -354,6 +354,29 @@ describe("attach engine on the real kernel", () => {
     });
   });
 
+  it("reads each attached device's carrier in its pod: up, gone when the link partner goes down, missing once the device vanished", async () => {
+    await withDevices(1, 26, async ([nic = ""], netns) => {
+      const engine = startAgent({ netlink, store });
+      const attached = plan(nic, netns, "net1", 26);
+      await engine.attach([attached]);
+      const partner = `${nic.slice(0, -1)}b`; // the veth's peer, on the host: the stand-in's cable
+      const state = async () => {
+        const link = (await engine.podLinks()).get(attached.key);
+        return link === null || link === undefined ? link : { name: link.name, up: link.up, carrier: link.carrier };
+      };
+      assert.deepEqual(await state(), { name: "net1", up: true, carrier: true });
+      ip("link", "set", partner, "down");
+      assert.deepEqual(await state(), { name: "net1", up: true, carrier: false });
+      ip("link", "set", partner, "up");
+      assert.deepEqual(await state(), { name: "net1", up: true, carrier: true });
+      // A veth dies with its peer: the device vanishes from the pod, as a hot-unplugged NIC would.
+      ip("link", "del", partner);
+      assert.equal(await state(), null);
+      await engine.detach([attached.key]);
+      assert.equal(await state(), undefined, "a detached device is not reported");
+    });
+  });
+
   it("names the device and the step when the kernel refuses a step, and rolls the device back", async () => {
     await withSetup(async (nic, netns) => {
       const hostBefore = hostSnapshot(nic);
