@@ -5,11 +5,13 @@
 #   <suite>_TESTS   := test files or quoted globs (node --test expands them)
 #   <suite>_PREREQS := targets that must run first (Go peers, clusters)
 #   <suite>_ENV     := VAR=value ... (optional) the environment it runs in
+# or, for a suite that checks what all the others did (test/verify),
+#   FINAL_SUITES += <suite>
 # Each suite then gets `make test-<suite>`, and `make test` runs them all: the
 # suites without an environment of their own in one node:test run, then each
-# one with an environment in a run of its own (the e2e suite on CRI-O); every
-# run goes ahead whatever the ones before it did, and the target fails if any
-# failed.
+# one with an environment in a run of its own (the -newest suites, the e2e
+# suites), then the final suites; every run goes ahead whatever the ones
+# before it did, and the target fails if any failed.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -25,10 +27,11 @@ export NETCLAIM_CACHE ?= $(HOME)/.cache/netclaim
 
 # One test file at a time, in path order: the suites share one control plane
 # and one node, and test/verify reads what the others did (mk/verify.mk).
-# NETCLAIM_TEST_SINCE tells it when this run started.
+# NETCLAIM_TEST_SINCE tells it when `make test` (or this run) started.
 NODE_TEST := NETCLAIM_TEST_SINCE=$${NETCLAIM_TEST_SINCE:-$$(date -u +%Y-%m-%dT%H:%M:%SZ)} node --test --test-concurrency=1 --test-reporter=spec --test-timeout=300000
 
 TEST_SUITES := unit
+FINAL_SUITES :=
 unit_TESTS := 'src/**/*.test.ts' 'test/unit/**/*.test.ts'
 unit_PREREQS :=
 
@@ -43,7 +46,7 @@ help:
 	@echo "make check       lint, type-check and verify generated code only"
 	@echo "make image       the agent's OCI image, offline and reproducible (root; docs/image.md)"
 	@echo "make generate    regenerate src/gen from proto/"
-	@echo "Suites:     $(addprefix make test-,$(TEST_SUITES))"
+	@echo "Suites:     $(addprefix make test-,$(TEST_SUITES) $(FINAL_SUITES))"
 	@echo "Benchmarks: $(addprefix make ,$(BENCHMARKS))"
 
 # The Debian packages the suites and the demo use (hack/host-deps/*.txt):
@@ -90,10 +93,11 @@ typecheck: deps
 
 check: check-generated typecheck lint
 
-test: host-deps check build $(foreach s,$(TEST_SUITES),$($(s)_PREREQS))
-	failed=0; \
+test: host-deps check build $(foreach s,$(TEST_SUITES) $(FINAL_SUITES),$($(s)_PREREQS))
+	export NETCLAIM_TEST_SINCE=$$(date -u +%Y-%m-%dT%H:%M:%SZ); failed=0; \
 	$(NODE_TEST) $(foreach s,$(TEST_SUITES),$(if $($(s)_ENV),,$($(s)_TESTS))) || failed=1; \
 	$(foreach s,$(TEST_SUITES),$(if $($(s)_ENV),$($(s)_ENV) $(NODE_TEST) $($(s)_TESTS) || failed=1;)) \
+	$(if $(FINAL_SUITES),$(NODE_TEST) $(foreach s,$(FINAL_SUITES),$($(s)_TESTS)) || failed=1;) \
 	exit $$failed
 
 define suite_rule
@@ -101,7 +105,7 @@ define suite_rule
 test-$(1): deps $$($(1)_PREREQS)
 	$$($(1)_ENV) $$(NODE_TEST) $$($(1)_TESTS)
 endef
-$(foreach s,$(TEST_SUITES),$(eval $(call suite_rule,$(s))))
+$(foreach s,$(TEST_SUITES) $(FINAL_SUITES),$(eval $(call suite_rule,$(s))))
 
 # A real single-node cluster with the agent and a pod that has a Multus network
 # and a netclaim DRA interface (root; builds what it needs on first use).

@@ -1,8 +1,8 @@
 # Checks over what the other suites recorded: the RBAC usage test reads the
-# test control plane's audit log of the agent's requests. Node's test runner
-# runs files in path order and test/verify sorts last, so in `make test` it
-# sees every other suite's requests. On its own: NETCLAIM_TEST_SINCE=<RFC 3339
-# time of a run's start> make test-verify.
-TEST_SUITES += verify
+# test control planes' audit logs of the agent's requests. A final suite, it
+# runs after every other run of `make test` (the -newest and e2e suites run
+# on their own), so it sees every suite's requests on both releases. On its
+# own: NETCLAIM_TEST_SINCE=<RFC 3339 time of a run's start> make test-verify.
+FINAL_SUITES += verify
 verify_TESTS := 'test/verify/**/*.test.ts'
 verify_PREREQS := cluster-up cluster-build-newest

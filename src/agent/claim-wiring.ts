@@ -111,6 +111,9 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
       await preparer.unprepare(ref.uid, prepared?.plan, options.signal);
       status.clearClaim(ref);
     },
+    async restore(ref: ClaimRef, prepared: PreparedClaim): Promise<void> {
+      await preparer.restore(prepared.plan, `claim ${ref.namespace}/${ref.name}`);
+    },
   };
 }
 

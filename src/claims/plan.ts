@@ -68,6 +68,8 @@ export const devicePlanSchema = z.object({
 export const claimPlanSchema = z.object({
   version: z.literal(1),
   claim: ref,
+  /** The claim's resource.kubernetes.io/pod-claim-name, where its metadata files are mounted (restore). */
+  podClaimName: z.string().optional(),
   /** The one pod the claim is reserved for. */
   pod: ref,
   devices: z.array(devicePlanSchema),

@@ -1,8 +1,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { pino } from "pino";
 import { z } from "zod";
 import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
@@ -33,18 +33,33 @@ class RecordingCdi implements CdiPublisher {
   }
 }
 
-/** A publisher that also writes device metadata (KEP-5304), as the agent's does. */
+/**
+ * A publisher that also writes device metadata (KEP-5304), as the agent's does; with `dir`, it
+ * writes each request's file there (its content: the request's device names).
+ */
 class MetadataCdi extends RecordingCdi {
   readonly metadata: { claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }; driverName: string; devices: MetadataDeviceInput[] }[] = [];
-  writeMetadata(claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }, driverName: string, devices: readonly MetadataDeviceInput[]) {
+  readonly dir: string;
+  constructor(dir = "/run/netclaim/device-metadata") {
+    super();
+    this.dir = dir;
+  }
+  async writeMetadata(claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }, driverName: string, devices: readonly MetadataDeviceInput[]) {
     this.metadata.push({ claim, driverName, devices: [...devices] });
     const seen = new Set<string>();
-    return Promise.resolve(new Map(devices.map((d) => {
+    const files = new Map(devices.map((d) => {
       const base = d.request.split("/")[0] ?? "";
       const first = !seen.has(base);
       seen.add(base);
-      return [d.name, { file: `/run/netclaim/device-metadata/${claim.uid}/${base}/netclaim.dev-metadata.json`, ...(first && { cdiDeviceId: `netclaim.dev/metadata=${claim.uid}_${base}` }) }];
-    })));
+      return [d.name, { file: join(this.dir, claim.uid, base, "netclaim.dev-metadata.json"), ...(first && { cdiDeviceId: `netclaim.dev/metadata=${claim.uid}_${base}` }) }] as const;
+    }));
+    if (this.dir !== "/run/netclaim/device-metadata") {
+      for (const { file } of files.values()) {
+        await mkdir(dirname(file), { recursive: true });
+        await writeFile(file, devices.filter((d) => files.get(d.name)?.file === file).map((d) => d.name).join(","));
+      }
+    }
+    return files;
   }
 }
 
@@ -212,6 +227,49 @@ describe("NetworkPreparer.prepare", () => {
       // Multus attaches it, so no attach gate; its containers still get its metadata.
       ["/run/netclaim/device-metadata/claim-uid-1/multus/netclaim.dev-metadata.json", ["netclaim.dev/metadata=claim-uid-1_multus"]],
     ]);
+  });
+});
+
+describe("NetworkPreparer.restore", () => {
+  it("writes again the CDI specs and the metadata files a reboot wiped, and leaves a metadata file still there alone", async () => {
+    const cdi = new MetadataCdi(await mkdtemp(join(tmpdir(), "netclaim-metadata-")));
+    const { preparer } = await setup({ cdi });
+    const twoRequests: ClaimForPrepare = {
+      ...claim([]),
+      podClaimName: "nic",
+      results: [
+        { request: "nic", driver: DRIVER, pool: "worker-1", device: "pci-0000-03-00-1" },
+        { request: "rdma", driver: DRIVER, pool: "worker-1", device: "pci-0000-81-00-0" },
+      ],
+    };
+    const plan = await preparer.prepare(twoRequests, signal);
+    const specs = cdi.written.get("claim-uid-1");
+    const [nicFile = "", rdmaFile = ""] = plan.devices.map((d) => d.metadataFile);
+    await writeFile(rdmaFile, "with the pod's interface"); // the deferred write after the attach
+
+    // A reboot empties the tmpfs: the CDI specs and the nic request's file go.
+    cdi.written.clear();
+    await rm(nicFile);
+    cdi.metadata.length = 0;
+    await preparer.restore(JSON.parse(JSON.stringify(plan)), "claim default/web-0-nic");
+
+    assert.deepEqual(cdi.written.get("claim-uid-1"), specs, "the same CDI devices again");
+    assert.deepEqual(cdi.metadata, [{
+      claim: { namespace: "default", name: "web-0-nic", uid: "claim-uid-1", podClaimName: "nic" },
+      driverName: DRIVER,
+      devices: [{ request: "nic", pool: "worker-1", name: "pci-0000-03-00-1", attributes: { "netclaim.dev/ifName": { string: "ens3f1" } } }],
+    }], "only the missing file, for its request, under the pod's claim name");
+    assert.equal(await readFile(nicFile, "utf8"), "pci-0000-03-00-1");
+    assert.equal(await readFile(rdmaFile, "utf8"), "with the pod's interface", "a file still there keeps what the attach wrote");
+
+    cdi.metadata.length = 0;
+    await preparer.restore(plan, "claim default/web-0-nic");
+    assert.deepEqual(cdi.metadata, [], "nothing missing, nothing written");
+  });
+
+  it("says which claim's stored plan it cannot read", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(preparer.restore({ version: 2 }, "claim default/web-0-nic"), /claim default\/web-0-nic/);
   });
 });
 

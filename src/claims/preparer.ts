@@ -12,6 +12,7 @@
  * the error is returned. IPAM leases are journaled before they are taken, so
  * an unprepare after a crash mid-prepare releases them too.
  */
+import { access } from "node:fs/promises";
 import { z } from "zod";
 import type { Logger } from "pino";
 import { errorMessage } from "../common/errors.ts";
@@ -148,10 +149,7 @@ export class NetworkPreparer {
         attributes.set(plan.device, device.attributes);
       }
       const { cdi } = this.#options;
-      // Devices handed to Multus are attached by the runtime's CNI call, which fails the sandbox itself.
-      const cdiDevices = taken.flatMap((d): CdiDevice[] =>
-        d.rdma === undefined && d.mode !== "native" ? [] : [{ name: d.device, rdmaDevice: d.rdma?.device, gated: d.mode === "native" }],
-      );
+      const cdiDevices = cdiDevicesOf(taken);
       if (cdiDevices.length > 0 || cdi.writeMetadata !== undefined) await recordIntent();
       if (cdiDevices.length > 0) {
         const ids = await cdi.write(claim.ref.uid, cdiDevices);
@@ -164,7 +162,7 @@ export class NetworkPreparer {
         const published = await cdi.writeMetadata(
           { ...claim.ref, podClaimName: claim.podClaimName },
           this.#options.driverName,
-          taken.map((d) => ({ request: d.request, pool: d.pool, name: d.device, attributes: attributes.get(d.device) })),
+          taken.map((d) => metadataInput(d, attributes.get(d.device))),
         );
         for (const device of taken) {
           const entry = published.get(device.device);
@@ -179,7 +177,34 @@ export class NetworkPreparer {
       });
       throw err;
     }
-    return { version: 1, claim: claim.ref, pod, devices: taken };
+    return { version: 1, claim: claim.ref, ...(claim.podClaimName !== undefined && { podClaimName: claim.podClaimName }), pod, devices: taken };
+  }
+
+  /**
+   * Writes again the files a prepared claim's containers need that live on a
+   * tmpfs and so go with a reboot, which the kubelet's re-prepare then finds
+   * missing: the CDI specs (same names, same ids; rewriting an intact one
+   * changes nothing) and a device metadata file that is gone (generation 1,
+   * as at prepare: the attach that follows adds the pod's interface). A
+   * metadata file still there is left alone: it may hold that interface.
+   */
+  async restore(value: unknown, what: string): Promise<void> {
+    const plan = parseClaimPlan(value, what);
+    const { cdi, driverName } = this.#options;
+    const cdiDevices = cdiDevicesOf(plan.devices);
+    if (cdiDevices.length > 0) await cdi.write(plan.claim.uid, cdiDevices);
+    if (cdi.writeMetadata === undefined) return;
+    const files = new Set(plan.devices.flatMap((d) => (d.metadataFile === undefined ? [] : [d.metadataFile])));
+    const missing = new Set<string>();
+    for (const file of files) if (!(await exists(file))) missing.add(file);
+    if (missing.size === 0) return;
+    // A file describes every device of its request: write it for all of them.
+    const devices = plan.devices.filter((d) => d.metadataFile !== undefined && missing.has(d.metadataFile));
+    await cdi.writeMetadata(
+      { ...plan.claim, podClaimName: plan.podClaimName },
+      driverName,
+      devices.map((d) => metadataInput(d, this.#options.devices.find(d.device, driverName)?.attributes)),
+    );
   }
 
   /** Releases what prepare took; `plan` is undefined when prepare never finished. */
@@ -343,6 +368,26 @@ export class NetworkPreparer {
 }
 
 /** A netdev can be in one network namespace only, so a claim serves exactly one pod. */
+/** The devices that need a CDI spec: RDMA character devices, or the attach gate of a device netclaim attaches. */
+function cdiDevicesOf(devices: readonly DevicePlan[]): CdiDevice[] {
+  // Devices handed to Multus are attached by the runtime's CNI call, which fails the sandbox itself.
+  return devices.flatMap((d): CdiDevice[] => (d.rdma === undefined && d.mode !== "native" ? [] : [{ name: d.device, rdmaDevice: d.rdma?.device, gated: d.mode === "native" }]));
+}
+
+function metadataInput(device: DevicePlan, attributes: PreparableDevice["attributes"]): MetadataDeviceInput {
+  return { request: device.request, pool: device.pool, name: device.device, attributes };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw err;
+  }
+}
+
 function onlyPod(claim: ClaimForPrepare, what: string): ClaimPlan["pod"] {
   const pods = claim.reservedFor.filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "");
   if (pods.length !== 1 || claim.reservedFor.length !== 1) {

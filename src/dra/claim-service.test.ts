@@ -42,6 +42,11 @@ class FakePreparer implements ClaimPreparer {
     this.calls.push(`unprepare ${claim.uid} ${prepared === undefined ? "partial" : "prepared"}`);
     return Promise.resolve();
   }
+
+  restore(claim: ClaimRef, prepared: PreparedClaim): Promise<void> {
+    this.calls.push(`restore ${claim.uid} ${JSON.stringify(prepared.plan)}`);
+    return this.failOn.has(`restore ${claim.uid}`) ? Promise.reject(new Error("read-only file system")) : Promise.resolve();
+  }
 }
 
 describe("ClaimService", () => {
@@ -91,14 +96,21 @@ describe("ClaimService", () => {
     assert.deepEqual((await state.list()).map((r) => r.claim.uid), ["a"]);
   });
 
-  it("prepareClaim answers a re-prepare from disk without preparing again", async () => {
+  it("prepareClaim answers a re-prepare from disk without preparing again, restoring what a reboot wiped", async () => {
     const first = await service.prepareClaim(ref("a"), never);
     const again = await service.prepareClaim(ref("a"), never);
     assert.deepEqual(again, first);
-    assert.deepEqual(preparer.calls, ["prepare a"]);
+    assert.deepEqual(preparer.calls, ["prepare a", 'restore a {"n":1}']);
     const metrics = await registry.getMetricsAsJSON();
     const ops = metrics.find((m) => m.name === "netclaim_dra_claim_operations_total");
     assert.deepEqual(ops?.values.map((v) => [v.labels.status, v.value]).sort(), [["noop", 1], ["success", 1]]);
+  });
+
+  it("prepareClaim fails a re-prepare whose restore fails, naming the claim, and keeps it prepared", async () => {
+    await service.prepareClaim(ref("a"), never);
+    preparer.failOn.add("restore a");
+    await assert.rejects(service.prepareClaim(ref("a"), never), /cannot restore the files of a prepared claim: read-only file system/);
+    assert.equal((await state.get(ref("a")))?.state, "prepared");
   });
 
   it("prepareClaim serializes concurrent calls for one claim", async () => {
@@ -109,7 +121,7 @@ describe("ClaimService", () => {
     await new Promise((resolve) => setTimeout(resolve, 30));
     release();
     assert.deepEqual(await one, await two);
-    assert.deepEqual(preparer.calls, ["prepare a"]);
+    assert.deepEqual(preparer.calls, ["prepare a", 'restore a {"n":1}'], "the second finds it prepared");
   });
 
   it("prepareClaim rolls back a prepare interrupted by a crash before preparing again", async () => {

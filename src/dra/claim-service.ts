@@ -184,7 +184,14 @@ export class ClaimService {
     const { state, preparer } = this.#options;
     progress.enter("reading its state");
     const record = await state.get(claim);
-    if (record?.state === "prepared") return { value: record.devices, noop: true };
+    if (record?.state === "prepared") {
+      if (preparer.restore !== undefined) {
+        progress.enter("restoring what a reboot wiped");
+        const prepared = { devices: record.devices, plan: record.plan };
+        await this.#callPreparer("CLAIM_PREPARE", claim, "cannot restore the files of a prepared claim", () => preparer.restore?.(claim, prepared, { signal }) ?? Promise.resolve());
+      }
+      return { value: record.devices, noop: true };
+    }
 
     progress.enter("reading the claim");
     const driverView = await this.#read(claim, signal);

@@ -90,7 +90,8 @@ export interface PreparedClaim {
  * - `prepare` starts from a clean slate: if an earlier prepare failed, or
  *   crashed after recording its intent, `unprepare(ref, undefined)` ran first;
  * - whatever `prepare` returns is on disk before the kubelet hears of it, and
- *   later calls for the claim get it back without calling `prepare` again.
+ *   later calls for the claim get it back without calling `prepare` again
+ *   (after `restore`, where there is one).
  */
 export interface ClaimPreparer {
   /**
@@ -106,6 +107,14 @@ export interface ClaimPreparer {
    * finished (it crashed or failed): release whatever it may have left.
    */
   unprepare(ref: ClaimRef, prepared: PreparedClaim | undefined, options: { signal: AbortSignal }): Promise<void>;
+  /**
+   * Puts back what a prepared claim needs outside the agent's state that a
+   * reboot wipes (files on a tmpfs: CDI specs, device metadata), without
+   * changing what prepare answered. Called when the kubelet asks again for a
+   * claim already prepared: after a reboot it always does, before it starts
+   * the pod's containers. Absent: nothing to put back.
+   */
+  restore?(ref: ClaimRef, prepared: PreparedClaim, options: { signal: AbortSignal }): Promise<void>;
 }
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };

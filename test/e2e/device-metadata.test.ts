@@ -75,7 +75,7 @@ describe("device metadata in containers (KEP-5304)", { timeout: 300_000 }, () =>
     cleanup.defer(() => agent.remove());
     await apply(
       deviceClassFor(deviceClass, NIC_PREFIX),
-      claimTemplateFor(template, deviceClass, { interface: { name: "dra0", addresses: ["192.0.2.11/24", "2001:db8::11/64"] } }),
+      claimTemplateFor(template, deviceClass, { interface: { name: "dra0", addresses: ["198.51.100.41/24", "fd00:5304::11/64"] } }),
       {
         apiVersion: "resource.k8s.io/v1",
         kind: "ResourceClaim",
@@ -83,7 +83,7 @@ describe("device metadata in containers (KEP-5304)", { timeout: 300_000 }, () =>
         spec: {
           devices: {
             requests: [{ name: "nic", exactly: { deviceClassName: deviceClass } }],
-            config: [{ opaque: { driver: DRIVER, parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", hardwareAddress: "02:00:00:0a:0b:0c", addresses: ["192.0.2.12/24"] } } } }],
+            config: [{ opaque: { driver: DRIVER, parameters: { apiVersion: "netclaim.dev/v1alpha1", kind: "NetworkConfig", interface: { name: "dra0", hardwareAddress: "02:00:00:0a:0b:0c", addresses: ["198.51.100.42/24"] } } } }],
           },
         },
       },
@@ -140,7 +140,7 @@ describe("device metadata in containers (KEP-5304)", { timeout: 300_000 }, () =>
       assert.deepEqual([...device.networkData.ips].sort(), [...dra0.addresses].sort());
       assert.equal(device.networkData.hardwareAddress, dra0.mac);
       if (podClaimName === undefined) assert.equal(dra0.mac, "02:00:00:0a:0b:0c");
-      else assert.deepEqual([...device.networkData.ips].sort(), ["192.0.2.11/24", "2001:db8::11/64"]);
+      else assert.deepEqual([...device.networkData.ips].sort(), ["198.51.100.41/24", "fd00:5304::11/64"]);
 
       const write = await execInPod(pod, ["/bin/sh", "-c", `echo x >> ${paths[pod] ?? ""}`]);
       assert.notEqual(write.code, 0, "the file is mounted read-only");

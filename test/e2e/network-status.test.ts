@@ -36,7 +36,7 @@ import {
 
 const PREFIX = "nce2n";
 const MACVLAN_RANGE = { subnet: "198.51.100.0/24", rangeStart: "198.51.100.240", rangeEnd: "198.51.100.249" };
-const INTERFACE = { name: "dra0", mtu: 1400, addresses: ["192.0.2.61/24"] };
+const INTERFACE = { name: "dra0", mtu: 1400, addresses: ["198.51.100.61/24"] };
 
 /** The generated claim behind the pod's one resourceClaims entry. */
 async function claimOf(pod: string): Promise<string> {

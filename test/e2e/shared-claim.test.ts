@@ -131,7 +131,8 @@ describe("a ResourceClaim shared by two pods", { timeout: 600_000 }, () => {
     await waitForPodsReady([second], "default", 300);
     assert.deepEqual((await podInterface(second))?.addresses, [ADDRESS]);
     assert.match(await kubectl(["logs", second]), new RegExp(`dra0\\s+inet ${ADDRESS.replace(/\./g, "\\.")}`), "dra0 was there before the container's first command");
-    assert.ok((await podEvents(second)).some((e) => e.reason === "NetworkClaimHandedOver" && e.type === "Normal"));
+    // Events go out through the status reporter, after the attach: not necessarily before the pod is Ready.
+    await eventually("a NetworkClaimHandedOver event on the second pod", async () => (await podEvents(second)).some((e) => e.reason === "NetworkClaimHandedOver" && e.type === "Normal"));
   });
 
   it("puts the device back and unprepares the claim when the second pod goes too", async () => {

@@ -2,7 +2,7 @@
 // the kubelet's own plugin code prepares, containerd/nri's runtime code starts
 // the sandbox, and the kernel shows the result.
 import { after, before, describe, it } from "node:test";
-import { mkdtemp, readFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -204,6 +204,31 @@ spec:
     assert.equal((await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
     assert.equal((await node.kubelet.unprepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
     await node.deletePod(NS, "sim-pod-multus");
+  });
+
+  it("answers the kubelet's re-prepare after a reboot the same, with the CDI specs and metadata files the reboot wiped written again", async () => {
+    await node.deletePod(NS, "sim-pod-reboot");
+    await node.apply(claimTemplate(NS, "sim-reboot", { interface: { name: "data0" } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-reboot", "sim-reboot"));
+    const { claim } = await scheduledClaim(node, NS, NODE, "sim-pod-reboot");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    const first = (await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid];
+    assert.equal(first?.error ?? "", "");
+    const cdiDir = join(node.dir, "cdi");
+    const metadataDir = join(node.dir, "run", "device-metadata", claim.metadata.uid);
+    const written = async (): Promise<string[]> => [...(await readdir(cdiDir)).filter((f) => f.includes(claim.metadata.uid)), ...(await readdir(metadataDir, { recursive: true }))].sort();
+    const before = await written();
+    assert.ok(before.some((f) => f.endsWith("-metadata.json")), `no metadata file among ${before.join(", ")}`);
+    assert.ok(before.length >= 3, `a device spec, a metadata spec and a metadata file: ${before.join(", ")}`);
+
+    // What a reboot takes: /var/run/cdi and runtimeDir are tmpfs; the claim state (stateDir) stays.
+    for (const file of (await readdir(cdiDir)).filter((f) => f.includes(claim.metadata.uid))) await rm(join(cdiDir, file));
+    await rm(metadataDir, { recursive: true });
+    const again = (await node.kubelet.prepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid];
+    assert.deepEqual(again, first, "the same devices and CDI ids");
+    assert.deepEqual(await written(), before);
+    assert.equal((await node.kubelet.unprepare(DRIVER, [ref])).response.claims?.[claim.metadata.uid]?.error ?? "", "");
+    await node.deletePod(NS, "sim-pod-reboot");
   });
 
   it("leaves a pod that asks for more devices than the node has Pending with the scheduler's DRA reason", async () => {

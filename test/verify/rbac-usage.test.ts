@@ -8,10 +8,10 @@
  * publisher and the claim status writes with the agent's pod-bound token, the
  * node suite the whole agent process, and the e2e suite the installed agent,
  * with the network-status opt-in (deploy/components/network-status) in
- * test/e2e/network-status.test.ts. So this suite must run after them: node's
- * test runner runs files in path order, and test/verify sorts after every
- * other suite (the Makefile runs one file at a time). NETCLAIM_TEST_SINCE (set
- * by the Makefile when the run starts) keeps requests of earlier runs out.
+ * test/e2e/network-status.test.ts, on both releases' control planes. So this
+ * suite runs after all of them (a final suite, mk/verify.mk).
+ * NETCLAIM_TEST_SINCE (set by the Makefile when `make test` starts) keeps
+ * requests of earlier runs out.
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
