@@ -14,6 +14,7 @@ export {
   createResourceSlice,
   deleteResourceSlice,
   getNode,
+  listResourceSlices,
   getServerVersion,
   ownSlicesFieldSelector,
   replaceResourceSlice,

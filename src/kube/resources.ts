@@ -35,6 +35,11 @@ export async function getNode(client: KubeClient, name: string): Promise<Node> {
   return client.request<Node>("GET", `/api/v1/nodes/${encodeURIComponent(name)}`);
 }
 
+/** The slices `fieldSelector` selects, as the server has them now. */
+export async function listResourceSlices(client: KubeClient, fieldSelector: string): Promise<ResourceSlice[]> {
+  return (await client.request<{ items: ResourceSlice[] }>("GET", RESOURCE_SLICES_PATH, { query: { fieldSelector } })).items;
+}
+
 export async function createResourceSlice(client: KubeClient, slice: ResourceSlice, fieldManager: string): Promise<ResourceSlice> {
   return client.request<ResourceSlice>("POST", RESOURCE_SLICES_PATH, { body: slice, query: { fieldManager } });
 }

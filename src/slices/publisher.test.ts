@@ -113,3 +113,70 @@ describe("SlicePublisher.publishedOnce", () => {
     assert.equal(api.created, 1);
   });
 });
+
+/**
+ * An API server whose slice another writer changed after the publisher listed it, without a
+ * watch event to say so (it came before the answer to the publisher's own write, or the watch
+ * is reconnecting): the first list shows resourceVersion 5, the slice is at 7.
+ */
+class ConflictingApi {
+  readonly puts: string[] = [];
+  #lists = 0;
+  readonly #server = http.createServer((request, response) => {
+    const url = new URL(request.url ?? "/", "http://api");
+    response.setHeader("content-type", "application/json");
+    const slice = (resourceVersion: string) => ({
+      apiVersion: "resource.k8s.io/v1",
+      kind: "ResourceSlice",
+      metadata: { name: `${NODE}-${DRIVER}-0`, resourceVersion, ownerReferences: [{ apiVersion: "v1", kind: "Node", name: NODE, uid: "node-uid", controller: true }] },
+      spec: { driver: DRIVER, nodeName: NODE, pool: { name: NODE, generation: 0, resourceSliceCount: 1 }, devices: [{ name: "gone" }] },
+    });
+    if (url.pathname === `/api/v1/nodes/${NODE}`) {
+      response.end(JSON.stringify({ metadata: { name: NODE, uid: "node-uid" } }));
+    } else if (request.method === "PUT") {
+      const chunks: Buffer[] = [];
+      request.on("data", (chunk: Buffer) => chunks.push(chunk));
+      request.on("end", () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { metadata: { resourceVersion?: string } };
+        this.puts.push(body.metadata.resourceVersion ?? "");
+        const current = body.metadata.resourceVersion === "7";
+        response.statusCode = current ? 200 : 409;
+        response.end(JSON.stringify(current ? { ...body, metadata: { ...body.metadata, resourceVersion: "8" } } : { kind: "Status", reason: "Conflict", message: "the object has been modified" }));
+      });
+    } else if (url.searchParams.get("watch") === "true") {
+      response.flushHeaders();
+    } else {
+      this.#lists++;
+      response.end(JSON.stringify({ metadata: { resourceVersion: "9" }, items: [slice(this.#lists === 1 ? "5" : "7")] }));
+    }
+  });
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
+describe("SlicePublisher on a conflict", () => {
+  it("reads its slices again and writes over the current version, even when no watch event comes", async () => {
+    const api = new ConflictingApi();
+    const config = new KubeConfig();
+    config.loadFromClusterAndUser({ name: "fake", server: await api.start(), skipTLSVerify: true }, { name: "u", token: "t" });
+    const client = await KubeClient.create(config);
+    const publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices: noDevices, backoff: { initialMs: 10, maxMs: 10 } });
+    try {
+      await publisher.start();
+      await until(() => publisher.publishedOnce);
+      assert.deepEqual(api.puts, ["5", "7"]);
+    } finally {
+      await publisher.stop();
+      client.close();
+      await api.stop();
+    }
+  });
+});

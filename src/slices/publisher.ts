@@ -19,6 +19,7 @@ import {
   getNode,
   isConflict,
   isNotFound,
+  listResourceSlices,
   ownSlicesFieldSelector,
   replaceResourceSlice,
   type DeviceTaint,
@@ -201,9 +202,11 @@ export class SlicePublisher {
           );
         }
       } catch (err) {
-        // Someone else wrote or deleted it since we looked: the watch brings the
-        // news and kicks a replan; the retry covers a watch that is reconnecting.
+        // Someone else wrote or deleted it since we looked. The watch may have told us already,
+        // before the answer to an earlier write of ours put an older copy back into the cache:
+        // read them again, then replan after the backoff.
         if (isConflict(err) || isNotFound(err)) {
+          await this.#reread();
           this.#scheduleRetry();
           return;
         }
@@ -217,6 +220,7 @@ export class SlicePublisher {
       } catch (err) {
         if (isNotFound(err)) continue;
         if (isConflict(err)) {
+          await this.#reread();
           this.#scheduleRetry();
           return;
         }
@@ -225,6 +229,20 @@ export class SlicePublisher {
     }
     this.#publishedOnce = true;
     this.#options.onPublished?.(plan);
+  }
+
+  /** Our slices as the server has them now, into the cache; a failure leaves the cache to the watch. */
+  async #reread(): Promise<void> {
+    let current: ResourceSlice[];
+    try {
+      current = await listResourceSlices(this.#options.client, ownSlicesFieldSelector(this.#options.nodeName, this.#options.driverName));
+    } catch (err) {
+      this.#options.onError?.(err);
+      return;
+    }
+    const names = new Set(current.map((s) => s.metadata.name));
+    for (const cached of this.#informer.list()) if (!names.has(cached.metadata.name)) this.#informer.forget(cached.metadata.name ?? "");
+    for (const slice of current) this.#informer.observe(slice);
   }
 
   /** Read through methods: stop() and #kick() flip these while a reconcile awaits. */
