@@ -119,6 +119,44 @@ describe("Inventory", () => {
     await inventory.stop();
   });
 
+  it("reads which devices are in pods again before each scan, so a device another agent moved stays published", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    await writeSysfsFixture(root, fixture);
+    const timers = new ManualTimers();
+    // What the shared journal says; this agent's own view catches up only when asked.
+    const journaled = new Set<string>();
+    let known: ReadonlySet<string> = new Set();
+    const inventory = new Inventory({
+      root,
+      policy: devicePolicySchema.parse(undefined),
+      linkKinds: fixtureLinkKinds(fixture),
+      timers,
+      debounceMs: 10,
+      attached: {
+        attachedDevices: () => known,
+        refreshAttached: () => {
+          known = new Set(journaled);
+          return Promise.resolve();
+        },
+      },
+    });
+    await inventory.start();
+    const names = (): string[] => inventory.current().reports.filter((r) => r.publish).map((r) => r.name);
+    assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
+
+    // The other agent journals eth1's attach, then moves it: its netdev leaves this host.
+    journaled.add("pci-0000-00-04-0");
+    await rm(root, { recursive: true });
+    await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
+    inventory.requestRescan();
+    timers.fire(10);
+    await settle(inventory, 2);
+    assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"], "never dropped, so the two agents publish the same slice");
+    await inventory.stop();
+  });
+
   it("keeps an attached device published after a scan missed it, and across a restart through `previous`", async () => {
     const root = await mkdtemp("/tmp/nc-unit-");
     roots.push(root);

@@ -25,6 +25,11 @@ export interface LinkEventSource {
 export interface AttachedDevices {
   /** DRA device names currently attached to a pod. */
   attachedDevices(): ReadonlySet<string>;
+  /**
+   * Reads again which devices are in pods, before a scan: during a rolling update another
+   * agent attaches devices too, and a device it moved must not look gone from the host.
+   */
+  refreshAttached?(): Promise<void>;
 }
 
 export interface Timers {
@@ -179,7 +184,12 @@ export class Inventory {
   async #scan(): Promise<void> {
     const run = (async () => {
       const { linkKinds } = this.#options;
-      const scanned = await scanInventory(this.#sysfs, this.#options.policy, linkKinds === undefined ? {} : { linkKinds });
+      const [scanned] = await Promise.all([
+        scanInventory(this.#sysfs, this.#options.policy, linkKinds === undefined ? {} : { linkKinds }),
+        this.#options.attached?.refreshAttached?.().catch((err: unknown) => {
+          this.#options.onError(new Error(`cannot read which devices are in pods; using what was known: ${errorMessage(err)}`, { cause: err }));
+        }),
+      ]);
       const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
       for (const report of scanned.reports) if (report.publish) this.#known.set(report.name, report);
       const next: InventorySnapshot = { reports: carryAttached(scanned.reports, [...this.#known.values()], attached) };
