@@ -19,14 +19,33 @@ async function until(condition: () => boolean, timeoutMs = 2_000): Promise<void>
   }
 }
 
+/** A fake API server on loopback; each subclass answers the requests its tests need. */
+abstract class LoopbackApi {
+  readonly #server = http.createServer((request, response) => {
+    this.handle(request, response);
+  });
+
+  protected abstract handle(request: http.IncomingMessage, response: http.ServerResponse): void;
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+  }
+
+  async stop(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise((resolve) => this.#server.close(resolve));
+  }
+}
+
 /**
  * An API server with the Node, no slices, a watch that stays open, and slice
  * creates that fail `failCreates` times before they succeed.
  */
-class FakeApi {
+class FakeApi extends LoopbackApi {
   failCreates = 0;
   created = 0;
-  readonly #server = http.createServer((request, response) => {
+  protected handle(request: http.IncomingMessage, response: http.ServerResponse): void {
     const url = new URL(request.url ?? "/", "http://api");
     response.setHeader("content-type", "application/json");
     if (url.pathname === `/api/v1/nodes/${NODE}`) {
@@ -38,7 +57,7 @@ class FakeApi {
     } else {
       response.end(JSON.stringify({ metadata: { resourceVersion: "1" }, items: [] }));
     }
-  });
+  }
 
   #created(request: http.IncomingMessage, response: http.ServerResponse): void {
     const chunks: Buffer[] = [];
@@ -55,16 +74,6 @@ class FakeApi {
       response.statusCode = 201;
       response.end(JSON.stringify({ ...slice, metadata: { ...slice.metadata, resourceVersion: "2" } }));
     });
-  }
-
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise((resolve) => this.#server.close(resolve));
   }
 }
 
@@ -119,10 +128,10 @@ describe("SlicePublisher.publishedOnce", () => {
  * watch event to say so (it came before the answer to the publisher's own write, or the watch
  * is reconnecting): the first list shows resourceVersion 5, the slice is at 7.
  */
-class ConflictingApi {
+class ConflictingApi extends LoopbackApi {
   readonly puts: string[] = [];
   #lists = 0;
-  readonly #server = http.createServer((request, response) => {
+  protected handle(request: http.IncomingMessage, response: http.ServerResponse): void {
     const url = new URL(request.url ?? "/", "http://api");
     response.setHeader("content-type", "application/json");
     const slice = (resourceVersion: string) => ({
@@ -149,16 +158,6 @@ class ConflictingApi {
       this.#lists++;
       response.end(JSON.stringify({ metadata: { resourceVersion: "9" }, items: [slice(this.#lists === 1 ? "5" : "7")] }));
     }
-  });
-
-  async start(): Promise<string> {
-    await new Promise<void>((resolve) => this.#server.listen(0, "127.0.0.1", resolve));
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  async stop(): Promise<void> {
-    this.#server.closeAllConnections();
-    await new Promise((resolve) => this.#server.close(resolve));
   }
 }
 
