@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { ENVIRONMENT_VARIABLES, loadAgentConfig } from "../agent/config.ts";
 import { runAgent } from "../agent/agent.ts";
 import { createLogger } from "../agent/logger.ts";
-import { AGENT_FLAGS, flagsToConfigLayer, flagsToParseArgsOptions, formatFlags } from "./flags.ts";
+import { AGENT_FLAGS, flagsToConfigLayer, flagsToParseArgsOptions, formatColumns, formatFlags } from "./flags.ts";
 
 export const AGENT_HELP = `Run the netclaim node agent.
 
@@ -18,7 +18,7 @@ ${formatFlags(AGENT_FLAGS)}
 
 Configuration is read from --config, then environment variables, then flags;
 later sources win. Environment variables:
-${ENVIRONMENT_VARIABLES.map((v) => `  ${v.name.padEnd(25)}${v.help}`).join("\n")}
+${formatColumns(ENVIRONMENT_VARIABLES.map((v) => [v.name, v.help]))}
 
 Example:
   netclaim agent --config /etc/netclaim/agent.yaml --node-name worker-1

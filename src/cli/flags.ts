@@ -66,7 +66,11 @@ export function flagsToConfigLayer(
 }
 
 export function formatFlags(flags: readonly FlagSpec[]): string {
-  const rows = flags.map((f) => [`--${f.name}${f.value === undefined ? "" : ` ${f.value}`}`, f.help] as const);
+  return formatColumns(flags.map((f) => [`--${f.name}${f.value === undefined ? "" : ` ${f.value}`}`, f.help]));
+}
+
+/** Help rows: the names in a column as wide as the longest, then what each does. */
+export function formatColumns(rows: readonly (readonly [string, string])[]): string {
   const width = Math.max(...rows.map(([left]) => left.length)) + 2;
   return rows.map(([left, help]) => `  ${left.padEnd(width)}${help}`).join("\n");
 }
