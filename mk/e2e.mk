@@ -48,3 +48,10 @@ node-down-crio:
 
 bench-podstart: deps node-up image
 	$(e2e_ENV) node bench/podstart/podstart.bench.ts
+
+# From NRI RunPodSandbox to a configured interface (bench/nri-attach): netclaim
+# against a bare move made inside RunPodSandbox, timed by an observer NRI plugin.
+BENCHMARKS += bench-nri-attach
+.PHONY: bench-nri-attach
+bench-nri-attach: deps node-up image
+	$(e2e_ENV) node bench/nri-attach/nri-attach.bench.ts

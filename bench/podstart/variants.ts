@@ -67,9 +67,12 @@ export class NetclaimSetup {
   #refs = 0;
 
   readonly devices: number;
+  /** The claim template's NetworkConfig body. */
+  readonly config: Record<string, unknown>;
 
-  constructor(devices: number) {
+  constructor(devices: number, config: Record<string, unknown> = { interface: { name: "data0", mtu: 9000 } }) {
     this.devices = devices;
+    this.config = config;
   }
 
   async acquire(): Promise<void> {
@@ -79,7 +82,7 @@ export class NetclaimSetup {
       this.#pairs.push(await createNicPair(`${pair}a`, `${pair}b`));
     }
     this.#agent = await E2eAgent.start({ nicGlob: "ncb[0-9][0-9][0-9][ab]" });
-    await apply(deviceClassFor(this.deviceClass, "ncb"), claimTemplateFor(this.template, this.deviceClass, { interface: { name: "data0", mtu: 9000 } }));
+    await apply(deviceClassFor(this.deviceClass, "ncb"), claimTemplateFor(this.template, this.deviceClass, this.config));
     await waitForPublished("ncb", this.devices);
   }
 

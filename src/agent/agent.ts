@@ -37,13 +37,14 @@ import { linkEventSource } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
 import { StateStore } from "../store/index.ts";
-import { apiClaimConsumers, apiClaimSource, apiNadSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
+import { apiClaimConsumers, apiClaimSource, apiNadSource, apiPodAnnotations, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
 import { HttpEndpoints } from "./http-endpoints.ts";
 import { DeviceTaints, deviceTaintsEnabled } from "./device-taints.ts";
 import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
+import { AttachActivity } from "./attach-activity.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { NetworkStatusWriter } from "./network-status-writer.ts";
 import { PodLinkWatch } from "./pod-links.ts";
@@ -51,6 +52,15 @@ import { PodNetwork } from "./pod-network.ts";
 import { probeSocketPath, Readiness, unanswered } from "./probes.ts";
 import { AttachmentRecovery } from "./recovery.ts";
 import { ClaimStatusReporter } from "./status-reporter.ts";
+
+/**
+ * The nice value of the engine's thread. Its attaches run while the runtime
+ * and the kubelet work on the same pod's sandbox and first container, and on
+ * a 2-core node that work stretched the time to a configured interface
+ * (docs/engine.md, "From RunPodSandbox to a configured interface"). The
+ * thread's work is short bursts of syscalls, so it takes little from anyone.
+ */
+const ENGINE_THREAD_NICE = -15;
 
 export interface AgentRuntime {
   logger: Logger;
@@ -84,9 +94,15 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   // other netlink requests (see engine/thread.ts). Which device sits in which
   // pod is a fact of this boot: a reboot empties every pod, so its journal
   // (in runtimeDir) must not outlive it, and skips fsync.
-  const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart" });
+  const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart", nice: ENGINE_THREAD_NICE });
   stack.defer(() => engine.close());
   await engine.start();
+  if (engine.niceRefused !== undefined) {
+    logger.warn(
+      { nice: ENGINE_THREAD_NICE, errno: engine.niceRefused },
+      "cannot raise the scheduling priority of the engine's thread (the container lacks CAP_SYS_NICE); interfaces take longer to be ready on a busy node (docs/engine.md)",
+    );
+  }
   // The pod's exec probes ask this agent's own socket (`netclaim probe`); the port, the node's, is
   // for Prometheus and people, and http.port 0 turns it off.
   const endpoints = await HttpEndpoints.start({
@@ -137,7 +153,9 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     ? new NetworkStatusWriter({ client, driverName: config.driverName, logger: logger.child({ part: "network-status" }) })
     : undefined;
   if (networkStatus !== undefined) stack.defer(() => networkStatus.close());
-  const podNetwork: PodNetwork = new PodNetwork({ claims, engine: metrics.instrument(engine), netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, networkStatus, logger: logger.child({ part: "pods" }) });
+  // Device scans and pod link polls wait for pod starts under way (attach-activity.ts).
+  const activity = new AttachActivity();
+  const podNetwork: PodNetwork = new PodNetwork({ claims, engine: metrics.instrument(engine), netlink: engine, status, consumers: apiClaimConsumers(client), rdmaMode, nriPluginName: config.nri.pluginName, recovery, networkStatus, activity, logger: logger.child({ part: "pods" }) });
   stack.defer(() => podNetwork.settle());
   await recovery.run();
   recovery.start();
@@ -152,6 +170,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     linkEvents: linkEventSource(),
     attached: podNetwork,
     resyncMs: config.inventory.resyncSeconds * 1000,
+    quiet: () => activity.quiet(),
     onError: (err) => {
       logger.warn({ err: errorMessage(err) }, "device scan failed; keeping the last inventory");
     },
@@ -170,6 +189,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   // Device health, for the kubelet and for the devices' taints: the host's links, and the links
   // of devices in pods as their pods see them.
   const podLinks = new PodLinkWatch(engine, {
+    quiet: () => activity.quiet(),
     onError: (err) => {
       logger.warn({ err: errorMessage(err) }, "cannot read the links of devices in pods; their health stays as last seen");
     },
@@ -235,6 +255,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     poolName: nodeName,
     devices: inventoryLookup(() => inventory.current()),
     nads: apiNadSource(client),
+    pods: apiPodAnnotations(client),
     cdi: cdiPublisher(config.cdi.specDir, config.runtimeDir, { sysfs: new SysfsRoot(config.inventory.root), dev: join(config.inventory.root, "dev") }),
     store,
     ipam: new IpamRunner({

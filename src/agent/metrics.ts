@@ -139,7 +139,7 @@ export class AgentMetrics {
       recover: () => engine.recover(),
       retarget: (targets) => engine.retarget(targets),
       attachments: () => engine.attachments(),
-      attached: () => engine.attached(),
+      attached: (keys) => engine.attached(keys),
     };
   }
 }

@@ -26,21 +26,24 @@ export class PodLinkWatch {
   readonly #source: PodLinkSource;
   readonly #intervalMs: number;
   readonly #onError: (err: unknown) => void;
+  readonly #quiet: () => Promise<void>;
   #states: ReadonlyMap<string, PodLinkState> = new Map();
   readonly #listeners = new Set<() => void>();
   #timer: NodeJS.Timeout | undefined;
   #polling: Promise<void> | undefined;
 
-  constructor(source: PodLinkSource, options: { intervalMs?: number; onError: (err: unknown) => void }) {
+  /** `quiet` resolves when a poll may run (the agent lets pod starts under way finish first). */
+  constructor(source: PodLinkSource, options: { intervalMs?: number; onError: (err: unknown) => void; quiet?: () => Promise<void> }) {
     this.#source = source;
     this.#intervalMs = options.intervalMs ?? POD_LINK_POLL_MS;
     this.#onError = options.onError;
+    this.#quiet = options.quiet ?? (() => Promise.resolve());
   }
 
   /** Polls now and every interval until close(). */
   start(): void {
     const tick = (): void => {
-      this.#polling ??= this.poll().finally(() => {
+      this.#polling ??= this.#quiet().then(() => this.poll()).finally(() => {
         this.#polling = undefined;
       });
     };

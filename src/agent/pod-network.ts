@@ -8,12 +8,15 @@
  * RunPodSandbox is on the runtime's 2 s clock and on the pod's start-up
  * path: it reads plans from disk, names the interfaces, and has the engine
  * check and journal the attach, so every error known up front fails the
- * sandbox. The kernel work (the moves, ~20 ms each, and the configuration)
+ * sandbox. The kernel work (the moves, ~15 ms each, and the configuration)
  * then runs while the runtime and the kubelet go on to create the first
- * container; CreateContainer waits for it, so no container of the pod is
- * created, let alone run, before its interfaces are in place, and a failed
- * attach fails the container (the kubelet retries it, and so does the
- * attach). Everything slow (status writes, events) is handed to the status
+ * container, on the engine's thread at a raised priority so that their
+ * work does not stretch it (docs/engine.md, "From RunPodSandbox to a
+ * configured interface", says why not inside RunPodSandbox);
+ * CreateContainer waits for it, so no container of the pod is created, let
+ * alone run, before its interfaces are in place, and a failed attach fails
+ * the container (the kubelet retries it, and so does the attach).
+ * Everything slow (status writes, events) is handed to the status
  * reporter, and, with the network-status opt-in, the pod's annotation to
  * its writer once the attach is done.
  */
@@ -31,6 +34,7 @@ import {
   NriHandlerError, REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
 } from "../nri/index.ts";
+import type { AttachActivity } from "./attach-activity.ts";
 import type { AttachedInterface } from "./network-status.ts";
 import { findDelegatedInterface, type DelegatedInterface } from "./delegated-interfaces.ts";
 import { SharedClaims, type ClaimConsumers } from "./shared-claims.ts";
@@ -53,9 +57,16 @@ export interface PodNetworkOptions {
   nriPluginName: string;
   /** Points attachments whose recorded namespace is gone at their pod's live one, at every Synchronize. */
   recovery: Pick<AttachmentRecovery, "retarget">;
+  /** Counts each RunPodSandbox as a pod start under way, for background work to wait on. */
+  activity?: AttachActivity | undefined;
   /** Lists attached interfaces in the pod's network-status annotation; absent (the default), pods are never written. */
   networkStatus?: Pick<NetworkStatusWriter, "report"> | undefined;
   logger: Logger;
+}
+
+/** An attach under way: checked and journaled; `done` once its devices are in the pod, configured and reported. */
+interface BegunAttach {
+  readonly done: Promise<void>;
 }
 
 interface PlannedDevice {
@@ -136,10 +147,31 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async runPodSandbox(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
-    let plans = await this.#preparedPlans();
-    // A pod that shares a claim another pod holds is refused here; one whose holder is gone takes it over.
-    if (await this.#shared.admit(pod, () => Promise.resolve(plans), { signal: ctx.signal })) plans = await this.#preparedPlans();
-    this.#track(pod, await this.#beginAttach(pod, { late: false, plans }));
+    const { activity } = this.#options;
+    await (activity === undefined ? this.#startPod(pod, ctx) : activity.track(() => this.#startPod(pod, ctx)));
+  }
+
+  async #startPod(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
+    const plans = await this.#preparedPlans();
+    // Whether the pod also consumes a claim another pod holds is the API server's to say
+    // (shared-claims.ts): asked while the pod's own devices attach, not before them.
+    const admission = this.#shared.admit(pod, () => Promise.resolve(plans), { signal: ctx.signal });
+    admission.catch(() => undefined);
+    let begun = await this.#beginAttach(pod, { late: false, plans });
+    this.#track(pod, begun);
+    let handedOver: boolean;
+    try {
+      handedOver = await admission;
+    } catch (err) {
+      // Refused: the devices of its own claims go back before its sandbox fails.
+      await this.#detachPod(pod);
+      throw err;
+    }
+    // A claim whose holder is gone was handed to this pod: its devices attach too.
+    if (handedOver) {
+      begun = joinAttaches(begun, await this.#beginAttach(pod, { late: false }));
+      this.#track(pod, begun);
+    }
   }
 
   /** Holds the pod's first containers until its interfaces are attached. */
@@ -176,7 +208,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   /** Remembers a pod's attach until it succeeds; a failed one stays for CreateContainer to retry. */
-  #track(pod: PodSandboxInfo, begun: { done: Promise<void> } | undefined): void {
+  #track(pod: PodSandboxInfo, begun: BegunAttach | undefined): void {
     if (begun === undefined) {
       this.#attaching.delete(pod.uid);
       return;
@@ -264,7 +296,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
    * the runtime's to see at once), and returns the rest of the work, which
    * reports status when it ends; undefined when there is nothing to attach.
    */
-  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean; plans?: readonly PlannedDevice[] }): Promise<{ done: Promise<void> } | undefined> {
+  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean; plans?: readonly PlannedDevice[] }): Promise<BegunAttach | undefined> {
     const { engine, netlink, logger } = this.#options;
     this.#begunSinceSync.add(pod.uid);
     const planned = (options.plans ?? (await this.#preparedPlans())).filter((p) => p.claim.pod.uid === pod.uid);
@@ -272,15 +304,20 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const log = logger.child({ pod: `${pod.namespace}/${pod.name}`, podUID: pod.uid });
     const delegated = planned.filter((p) => p.device.mode === "multus");
     if (delegated.length > 0) await this.#reportDelegated(pod, delegated, log);
-    const already = new Set(await engine.attached());
-    const native = planned.filter((p) => p.device.mode === "native" && !already.has(p.key));
+    const candidates = planned.filter((p) => p.device.mode === "native");
+    if (candidates.length === 0) return undefined;
+    const netns = pod.netnsPath;
+    // The pod's links and which devices are in it already: two questions to the engine's thread, asked at once.
+    const podLinksRead = netns === undefined ? undefined : netlink.batch(netns, [{ op: "listLinks" }] as const);
+    podLinksRead?.catch(() => undefined);
+    const already = new Set(await engine.attached(candidates.map((p) => p.key)));
+    const native = candidates.filter((p) => !already.has(p.key));
     if (native.length === 0) return undefined;
     if (!options.late) this.#warnIfUnguarded(pod, log);
-    const netns = pod.netnsPath;
-    if (netns === undefined) {
+    if (netns === undefined || podLinksRead === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
-    const [podLinks] = await netlink.batch(netns, [{ op: "listLinks" }] as const);
+    const [podLinks] = await podLinksRead;
     // Who has each name already, as far as the pod's Multus annotation tells.
     const multus = multusInterfaceOwners(pod.annotations, pod.namespace);
     const existing = new Map(podLinks.map((link) => [link.name, multus.get(link.name) ?? "an interface already in the pod"]));
@@ -448,6 +485,14 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     }
     return out;
   }
+}
+
+/** One attach made of two begun one after the other (a claim handed over after the pod's own). */
+function joinAttaches(first: BegunAttach | undefined, second: BegunAttach | undefined): BegunAttach | undefined {
+  if (first === undefined || second === undefined) return first ?? second;
+  const done = Promise.all([first.done, second.done]).then(() => undefined);
+  done.catch(() => undefined);
+  return { done };
 }
 
 /**

@@ -6,87 +6,15 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { pino } from "pino";
 import type { ClaimPlan } from "../claims/plan.ts";
 import { ClaimState, type JsonValue } from "../dra/index.ts";
-import type { Attacher, AttachmentPlanInput, AttachResult, DetachOutcome, RecoveryResult } from "../engine/index.ts";
-import type { BatchRunner } from "../netlink/index.ts";
 import { NriHandlerError, StatusCode, type HandlerContext, type PodSandboxInfo } from "../nri/index.ts";
 import { StateStore } from "../store/index.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { SharedClaimReason } from "./shared-claims.ts";
+import { FakeEngine, pod, podLinks, singleDevicePlan as plan } from "./testdata/pod-network-fakes.ts";
 
 const NS = "team-a";
 const ctx: HandlerContext = { signal: new AbortController().signal };
 const CLAIM = { namespace: NS, name: "shared-nic", uid: "claim-shared" };
-
-function pod(name: string, options: { namespace?: string; annotations?: Record<string, string> } = {}): PodSandboxInfo {
-  return {
-    id: `sandbox-${name}`,
-    uid: `uid-${name}`,
-    name,
-    namespace: options.namespace ?? NS,
-    netnsPath: `/var/run/netns/cni-${name}`,
-    ips: [],
-    labels: {},
-    annotations: { "kubernetes.io/config.source": "api", ...options.annotations },
-    pid: 0,
-  };
-}
-
-function plan(claim: { namespace: string; name: string; uid: string }, holder: PodSandboxInfo, device: string): ClaimPlan {
-  return {
-    version: 1,
-    claim,
-    pod: { namespace: holder.namespace, name: holder.name, uid: holder.uid },
-    devices: [
-      {
-        request: "nic",
-        pool: "worker-1",
-        device,
-        mode: "native",
-        identity: { name: device, ifindex: 7 },
-        interface: { name: "data0", addresses: ["198.51.100.7/24"], sysctls: {} },
-        routes: [],
-        cdiDeviceIds: [],
-      },
-    ],
-  };
-}
-
-/** The engine's side: attachments journaled by key, begun into a namespace, restored by detach. */
-class FakeEngine implements Attacher {
-  readonly journal = new Map<string, string>();
-  readonly begun: AttachmentPlanInput[][] = [];
-
-  begin(inputs: readonly AttachmentPlanInput[]): Promise<{ done: Promise<AttachResult[]> }> {
-    this.begun.push([...inputs]);
-    for (const input of inputs) this.journal.set(input.key, input.netns);
-    const results = inputs.map((i) => ({ key: i.key, podName: i.podName, ifindex: 7, mac: undefined, addresses: [...(i.addresses ?? [])] }));
-    return Promise.resolve({ done: Promise.resolve(results) });
-  }
-  attach(): Promise<AttachResult[]> {
-    return Promise.reject(new Error("not used"));
-  }
-  detach(keys: readonly string[]): Promise<Map<string, DetachOutcome>> {
-    for (const key of keys) this.journal.delete(key);
-    return Promise.resolve(new Map(keys.map((key) => [key, "restored" as const])));
-  }
-  recover(): Promise<Map<string, RecoveryResult>> {
-    return Promise.resolve(new Map<string, RecoveryResult>());
-  }
-  retarget(): Promise<Map<string, RecoveryResult>> {
-    return Promise.resolve(new Map<string, RecoveryResult>());
-  }
-  attachments(): Promise<string[]> {
-    return Promise.resolve([...this.journal.keys()]);
-  }
-  attached(): Promise<string[]> {
-    return this.attachments();
-  }
-}
-
-const podLinks: BatchRunner = {
-  batch: (() => Promise.resolve([[{ name: "lo", index: 1 }, { name: "eth0", index: 2 }]])) as unknown as BatchRunner["batch"],
-  batchAcross: () => Promise.reject(new Error("not used")),
-};
 
 interface Event {
   kind: string;
@@ -179,6 +107,16 @@ describe("PodNetwork with a claim two pods share", () => {
     assert.match(onPod.message, /a claim of its own with a ResourceClaimTemplate/);
     assert.ok(events.some((e) => e.kind === "ResourceClaim" && e.name === CLAIM.name && e.reason === SharedClaimReason.InUse), "the claim has the event too");
     assert.ok(!events.some((e) => e.name === "holder"), "nothing is said about the holder");
+  });
+
+  it("puts the devices of a refused pod's own claims back before its sandbox fails", async () => {
+    await network.runPodSandbox(holder, ctx);
+    const own = { namespace: NS, name: "second-nic", uid: "claim-second" };
+    await prepare(own, second, "eth8");
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
+    assert.deepEqual([...engine.journal.keys()], [`${CLAIM.uid}:eth7`], "the holder keeps its device; the refused pod keeps none");
+    assert.ok(engine.begun.some((inputs) => inputs.some((i) => i.key === `${own.uid}:eth8`)), "its own device attached while the claims were read");
   });
 
   it("refuses a container of the second pod when this agent did not see its sandbox start", async () => {

@@ -66,7 +66,8 @@ export interface Attacher {
   recover(): Promise<Map<string, RecoveryResult>>;
   retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>>;
   attachments(): Promise<string[]>;
-  attached(): Promise<string[]>;
+  /** The attachments meant to be in their pods (intent "attach"), among `keys` when given. */
+  attached(keys?: readonly string[]): Promise<string[]>;
 }
 
 /** What device health asks of an engine (AttachEngine, EngineThread). */

@@ -318,10 +318,12 @@ export class AttachEngine implements Attacher, PodLinkSource {
    * Keys of the attachments meant to be in their pods. One whose restore
    * failed half-way (intent "detach") is not among them: attaching it again
    * must go through the checks, and fail there, not count as done. Nor is a
-   * lost one: its device is nowhere to attach from.
+   * lost one: its device is nowhere to attach from. With `keys`, only those
+   * are read (a pod's start asks about its own, whatever the node holds).
    */
-  async attached(): Promise<string[]> {
-    return (await this.#journal.list()).filter(([, record]) => record.intent === "attach").map(([key]) => key);
+  async attached(keys?: readonly string[]): Promise<string[]> {
+    const records = keys === undefined ? await this.#journal.list() : await Promise.all(keys.map(async (key) => [key, await this.#journal.get(key)] as const));
+    return records.filter(([, record]) => record?.intent === "attach").map(([key]) => key);
   }
 
   /** One link dump per pod namespace, for every settled attachment in it. */

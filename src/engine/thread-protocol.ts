@@ -11,6 +11,8 @@ export interface EngineThreadData {
   durability: Durability;
   /** Keep every batch's operation times for takeOpTimes (benchmarks). */
   recordOpTimes: boolean;
+  /** The thread's nice value; absent, it keeps the process's. */
+  nice?: number | undefined;
 }
 
 /** The operation times of one batch (see OpTimesListener). */
@@ -28,7 +30,8 @@ export type EngineCall =
   | { call: "batch"; ops: readonly PlacedOp[] }
   | { call: "detach"; keys: readonly string[]; options: DetachOptions }
   | { call: "retarget"; targets: ReadonlyMap<string, string> }
-  | { call: "recover" | "attachments" | "attached" | "podLinks" }
+  | { call: "attached"; keys?: readonly string[] | undefined }
+  | { call: "recover" | "attachments" | "podLinks" }
   /** The op times kept since the last ask (EngineThread.takeOpTimes), benchmarks only. */
   | { call: "takeOpTimes" };
 
@@ -36,7 +39,8 @@ export type EngineRequest = EngineCall & { id: number };
 
 export type EngineReply =
   /** The store is open: requests are served. */
-  | { ready: true }
+  /** `niceErrno`: the kernel refused the thread's nice value (EngineThreadOptions.nice). */
+  | { ready: true; niceErrno?: number }
   | { startFailed: ErrorWire }
   | CallReply;
 

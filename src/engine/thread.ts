@@ -35,6 +35,12 @@ export interface EngineThreadOptions {
    * carrying them would make every measured call slower than it is.
    */
   recordOpTimes?: boolean;
+  /**
+   * The nice value of the engine's thread (-20 to 19); absent, it keeps the
+   * process's. See docs/engine.md: the agent raises it, so that the runtime's
+   * own work on a starting pod does not stretch that pod's attach.
+   */
+  nice?: number;
 }
 
 interface Pending {
@@ -50,10 +56,16 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
   #worker: Worker | undefined;
   #ready: Promise<void> | undefined;
   #nextId = 1;
+  #niceErrno: number | undefined;
   readonly #pending = new Map<number, Pending>();
 
   constructor(options: EngineThreadOptions) {
     this.#options = options;
+  }
+
+  /** The errno with which the kernel refused the thread's nice value (options.nice), once started. */
+  get niceRefused(): number | undefined {
+    return this.#niceErrno;
   }
 
   /** Starts the thread and waits until it has opened the journal (a failure to open it is thrown here). */
@@ -109,8 +121,8 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
     return this.#call({ call: "attachments" }) as Promise<string[]>;
   }
 
-  attached(): Promise<string[]> {
-    return this.#call({ call: "attached" }) as Promise<string[]>;
+  attached(keys?: readonly string[]): Promise<string[]> {
+    return this.#call({ call: "attached", keys }) as Promise<string[]>;
   }
 
   podLinks(): Promise<Map<string, Link | null>> {
@@ -149,7 +161,7 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
 
   #ensureWorker(): Worker {
     if (this.#worker !== undefined) return this.#worker;
-    const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", recordOpTimes: this.#options.recordOpTimes ?? false };
+    const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", recordOpTimes: this.#options.recordOpTimes ?? false, nice: this.#options.nice };
     const worker = new Worker(WORKER_URL, { workerData: data });
     worker.unref();
     let ready: () => void = () => undefined;
@@ -161,7 +173,10 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
     // Whoever awaits start() hears of a failure; calls fail on their own.
     this.#ready.catch(() => undefined);
     worker.on("message", (reply: EngineReply) => {
-      if ("ready" in reply) ready();
+      if ("ready" in reply) {
+        this.#niceErrno = reply.niceErrno;
+        ready();
+      }
       else if ("startFailed" in reply) startFailed(errorFromWire(reply.startFailed));
       else if ("begun" in reply) this.#pending.get(reply.id)?.begun?.();
       else if ("error" in reply) this.#settle(reply.id)?.reject(errorFromWire(reply.error));

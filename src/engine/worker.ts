@@ -7,6 +7,7 @@
  * validation, file writes, kernel calls) runs on the main thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
+import { setThreadNice } from "../common/thread-priority.ts";
 import { LocalNetlink } from "../netlink/index.ts";
 import { StateStore } from "../store/index.ts";
 import { attachGateDir } from "./attach-gate.ts";
@@ -16,6 +17,7 @@ import { errorToWire, type BatchOpTimes, type EngineReply, type EngineRequest, t
 const port = parentPort;
 if (port === null) throw new Error("engine/worker.ts must run as a worker thread");
 const data = workerData as EngineThreadData;
+const niceErrno = data.nice === undefined ? undefined : setThreadNice(data.nice);
 let opTimes: BatchOpTimes[] = [];
 const post = (reply: EngineReply): void => {
   port.postMessage(reply);
@@ -24,7 +26,7 @@ const netlink = new LocalNetlink(data.recordOpTimes ? { onOpTimes: (ops, opMs) =
 const engine = StateStore.open(data.dir, { durability: data.durability }).then((store) => new AttachEngine({ netlink, store, gateDir: attachGateDir(data.dir) }));
 engine.then(
   () => {
-    post({ ready: true });
+    post({ ready: true, ...(niceErrno !== undefined && { niceErrno }) });
   },
   (err: unknown) => {
     post({ startFailed: errorToWire(err) });
@@ -68,7 +70,7 @@ async function serve(request: EngineRequest): Promise<void> {
       post({ id, value: await attacher.attachments() });
       return;
     case "attached":
-      post({ id, value: await attacher.attached() });
+      post({ id, value: await attacher.attached(request.keys) });
       return;
     case "podLinks":
       post({ id, value: await attacher.podLinks() });

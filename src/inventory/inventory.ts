@@ -64,6 +64,11 @@ export interface InventoryOptions {
   /** Scan failures (the agent logs them; the last good snapshot stays). */
   onError?: (err: unknown) => void;
   /**
+   * Resolves when a triggered scan may run: the agent lets pod starts under way finish
+   * first (agent/attach-activity.ts). Scans run at once without it.
+   */
+  quiet?: () => Promise<void>;
+  /**
    * The reports of a previous run. Devices inside pods are invisible to a scan,
    * so after an agent restart they keep their published attributes only if
    * the agent kept its last snapshot.
@@ -103,6 +108,7 @@ export class Inventory {
       resyncMs: options.resyncMs ?? 60_000,
       timers: options.timers ?? realTimers,
       onError: options.onError ?? (() => undefined),
+      quiet: options.quiet ?? (() => Promise.resolve()),
     };
   }
 
@@ -151,7 +157,9 @@ export class Inventory {
     if (!this.#running || this.#timer !== undefined) return;
     this.#timer = this.#options.timers.setTimeout(() => {
       this.#timer = undefined;
-      this.#runScan();
+      void this.#options.quiet().then(() => {
+        if (this.#running) this.#runScan();
+      });
     }, this.#options.debounceMs);
   }
 
