@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { loadAgentConfig } from "../agent/config.ts";
 import { describeDevices, netlinkLinkKinds, scanInventory, SysfsRoot, type DevicePolicy, type InventorySnapshot } from "../inventory/index.ts";
-import { NetlinkClient } from "../netlink/index.ts";
+import { NetlinkClient, type BatchRunner } from "../netlink/index.ts";
 import { UsageError } from "./usage-error.ts";
 
 export const DEVICES_HELP = `Show this node's network devices and whether netclaim would publish each one.
@@ -34,19 +34,23 @@ export async function runDevicesCommand(args: readonly string[]): Promise<number
   }
   if (positionals.length > 0) throw new UsageError(`Cannot use argument "${positionals.join(" ")}": netclaim devices takes flags only`);
   const config = await loadAgentConfig({ file: values.config, env: {} });
-  const snapshot = await scan(values.root ?? config.inventory.root, config.devices);
+  const snapshot = await scanNode(values.root ?? config.inventory.root, config.devices);
   process.stdout.write(describeDevices(snapshot, { driverName: config.driverName, json: values.json === true }));
   return 0;
 }
 
-/** As the agent scans: netlink knows the kinds of this namespace's links, which /sys shows only at the real root. */
-async function scan(root: string, policy: DevicePolicy): Promise<InventorySnapshot> {
+/**
+ * As the agent scans: netlink knows the kinds of this namespace's links, which /sys shows only at
+ * the real root. `netlink` is the caller's client, else one made for the scan.
+ */
+export async function scanNode(root: string, policy: DevicePolicy, netlink?: BatchRunner): Promise<InventorySnapshot> {
   const sysfs = new SysfsRoot(root);
   if (root !== "/") return scanInventory(sysfs, policy);
-  const netlink = new NetlinkClient();
+  if (netlink !== undefined) return scanInventory(sysfs, policy, { linkKinds: netlinkLinkKinds(netlink) });
+  const own = new NetlinkClient();
   try {
-    return await scanInventory(sysfs, policy, { linkKinds: netlinkLinkKinds(netlink) });
+    return await scanNode(root, policy, own);
   } finally {
-    await netlink.close();
+    await own.close();
   }
 }

@@ -18,6 +18,7 @@ Usage:
 Commands:
   agent     run the node agent (normally as a DaemonSet); see \`netclaim agent --help\`
   devices   show this node's network devices and whether they would be published
+  doctor    check whether this node can run netclaim, and say what to fix
   probe     ask this pod's agent whether it is ready or alive (the DaemonSet's probes)
   version   print the netclaim version
   help      show this help
@@ -56,6 +57,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return (await import("./agent-command.ts")).runAgentCommand(rest);
     case "devices":
       return (await import("./devices-command.ts")).runDevicesCommand(rest);
+    case "doctor":
+      return (await import("./doctor-command.ts")).runDoctorCommand(rest);
     case "probe":
       return (await import("./probe-command.ts")).runProbeCommand(rest);
     default:

@@ -12,3 +12,4 @@ export { EngineThread, type EngineThreadOptions } from "./thread.ts";
 export type { BatchOpTimes } from "./thread-protocol.ts";
 export { attachmentPlanSchema, type AttachmentPlan, type AttachmentPlanInput, type DeviceIdentity } from "./plan.ts";
 export { attachGateDir, attachGatePath } from "./attach-gate.ts";
+export { openJournal, type JournalRecord } from "./journal.ts";

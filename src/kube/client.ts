@@ -24,6 +24,8 @@ export interface RequestOptions {
   /** Defaults to application/json; patches pass their own. */
   contentType?: string;
   signal?: AbortSignal;
+  /** Told the response's headers (`netclaim doctor` reads the server's Date). */
+  onHeaders?: (headers: http.IncomingHttpHeaders) => void;
 }
 
 /** Counts requests by verb; the slice publisher's steady-state cost is read from it. */
@@ -98,6 +100,7 @@ export class KubeClient {
 
   async request<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
     const response = await this.#send(method, path, options);
+    options.onHeaders?.(response.headers);
     const text = await readBody(response);
     if ((response.statusCode ?? 0) >= 300) throw this.#failed(apiError(method, path, response.statusCode ?? 0, text));
     try {

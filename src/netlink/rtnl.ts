@@ -114,7 +114,9 @@ export interface Route {
 export type NewLinkSpec =
   | { kind: "veth"; name: string; peerName: string }
   | { kind: "bridge"; name: string }
-  | { kind: "macvlan"; name: string; parentIndex: number; mode?: "bridge" | "private" };
+  | { kind: "macvlan"; name: string; parentIndex: number; mode?: "bridge" | "private" }
+  /** L2 mode, the kernel's default. */
+  | { kind: "ipvlan"; name: string; parentIndex: number };
 
 const MACVLAN_MODE = { private: 1, bridge: 4 } as const;
 
@@ -156,7 +158,7 @@ export function encodeSetLink(seq: number, index: number, change: LinkChange): U
 export function encodeNewLink(seq: number, spec: NewLinkSpec): Uint8Array {
   const w = new Writer().message(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq);
   ifinfomsg(w, 0, 0, 0).attrString(IFLA.IFNAME, spec.name);
-  if (spec.kind === "macvlan") w.attrU32(IFLA.LINK, spec.parentIndex);
+  if (spec.kind === "macvlan" || spec.kind === "ipvlan") w.attrU32(IFLA.LINK, spec.parentIndex);
   w.nest(IFLA.LINKINFO).attrString(IFLA_INFO.KIND, spec.kind);
   if (spec.kind === "veth") {
     w.nest(IFLA_INFO.DATA).nest(VETH_INFO_PEER);

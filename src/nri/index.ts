@@ -16,4 +16,5 @@ export type { ContainerEvictionInit, ContainerUpdateInit, SessionLogger } from "
 export type { NriTransport } from "./transport.ts";
 export { NriError, NriHandlerError, TtrpcStatusError, type NriErrorCode } from "./errors.ts";
 export { StatusCode } from "./status.ts";
+export { hasDefaultValidator, type RuntimeIdentity } from "./events.ts";
 export { REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, type RequiredPlugins } from "./required-plugins.ts";
