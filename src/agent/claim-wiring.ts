@@ -5,7 +5,7 @@
  */
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource } from "../claims/preparer.ts";
+import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource, PodAnnotations } from "../claims/preparer.ts";
 import type { ClaimPlan } from "../claims/plan.ts";
 import { ClaimPrepareError } from "../claims/errors.ts";
 import { errorMessage } from "../common/errors.ts";
@@ -14,7 +14,7 @@ import { baseRequestName } from "../dra/index.ts";
 import { attachGateDir, attachGatePath } from "../engine/index.ts";
 import { cdiDeviceId, POD_CLAIM_NAME_ANNOTATION, publishClaimMetadata, rdmaCharDevices, removeClaimMetadata, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
-import { getNetworkAttachmentDefinition, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
+import { getNetworkAttachmentDefinition, getPodMetadata, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
 import { toApiDevice } from "../slices/index.ts";
 import { attachmentKey } from "./pod-network.ts";
 import type { ClaimConsumers } from "./shared-claims.ts";
@@ -141,6 +141,16 @@ export function apiNadSource(client: KubeClient): NadSource {
   return {
     async config(namespace, name, signal) {
       return (await getNetworkAttachmentDefinition(client, namespace, name, signal)).spec.config;
+    },
+  };
+}
+
+/** A pod's annotations, read through pods/status as the network-status writer reads them. */
+export function apiPodAnnotations(client: KubeClient): PodAnnotations {
+  return {
+    async get(namespace, name, signal) {
+      const pod = await getPodMetadata(client, namespace, name, signal);
+      return { uid: pod.uid, annotations: pod.annotations ?? {} };
     },
   };
 }

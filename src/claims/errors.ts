@@ -6,6 +6,7 @@ export type ClaimPrepareErrorCode =
   | "CLAIM_INVALID_CONFIG"
   | "CLAIM_DEVICE_MISSING"
   | "CLAIM_WRONG_POOL"
+  | "INTERFACE_NAME_TAKEN" // a configured interface name that the pod's Multus network (or another device of the claim) has
   | "RUNTIME_NOT_CONNECTED"
   | "IPAM_NOT_ALLOWED" // the node's IPAM policy refuses the NetworkAttachmentDefinition; nothing ran
   | "IPAM_FAILED";

@@ -37,6 +37,7 @@ describe("assignInterfaceNames", () => {
     const result = assignInterfaceNames([input("default/a", "nic", "pci-0000-03-00-0", "net1")], existing);
     if (result.ok) assert.fail("expected a collision");
     assert.match(result.message, /device pci-0000-03-00-0 \(claim default\/a, request nic\) "net1".*already used by Multus network default\/macvlan-a$/);
+    assert.equal(result.name, "net1");
   });
 
   it("refuses two devices asking for the same name", () => {

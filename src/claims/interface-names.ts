@@ -17,7 +17,7 @@ export interface NamingInput {
 
 export type NamingResult =
   | { ok: true; names: Map<NamingInput, string> }
-  | { ok: false; message: string };
+  | { ok: false; message: string; /** The name asked for twice. */ name: string };
 
 export function compareNamingInputs(a: NamingInput, b: NamingInput): number {
   return compare(a.claim, b.claim) || compare(a.request, b.request) || compare(a.device, b.device);
@@ -40,6 +40,7 @@ export function assignInterfaceNames(inputs: readonly NamingInput[], existing: R
       return {
         ok: false,
         message: `Cannot name device ${input.device} (claim ${input.claim}, request ${input.request}) "${input.requestedName}" in the pod: the name is already used by ${owner}`,
+        name: input.requestedName,
       };
     }
     taken.set(input.requestedName, `device ${input.device} (claim ${input.claim}, request ${input.request})`);

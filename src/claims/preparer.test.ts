@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { z } from "zod";
 import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
 import { StateStore } from "../store/index.ts";
-import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type MetadataDeviceInput, type PreparableDevice } from "./preparer.ts";
+import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type MetadataDeviceInput, type PodAnnotations, type PreparableDevice } from "./preparer.ts";
 import { rejectsWith } from "../../test/fixtures/assertions.ts";
 
 const DRIVER = "netclaim.dev";
@@ -72,6 +72,7 @@ interface SetupOptions {
   nads?: Record<string, string>;
   policy?: Partial<IpamPolicy>;
   pluginDirs?: readonly string[];
+  pods?: PodAnnotations;
 }
 
 async function setup(options: SetupOptions = {}) {
@@ -100,6 +101,7 @@ async function setup(options: SetupOptions = {}) {
       timeoutMs: 10_000,
     }),
     runtimeConnected: () => options.connected ?? true,
+    pods: options.pods,
     logger: pino({ level: "silent" }),
   });
   return { preparer, cdi, store, nadReads };
@@ -431,5 +433,82 @@ describe("NetworkPreparer and the node's IPAM policy", () => {
     await narrow.unprepare("claim-uid-1", plan, signal);
     assert.deepEqual(await plugins.runs(), ["whereabouts ADD"], "DEL did not run");
     assert.deepEqual(await wide.store.collection("ipam-leases", z.unknown()).list(), []);
+  });
+});
+
+/** A pod reader that answers with `annotations` for POD (or `error`), and counts its reads. */
+function podsWith(annotations: Record<string, string>, options: { uid?: string; error?: Error } = {}): PodAnnotations & { reads: string[] } {
+  const reads: string[] = [];
+  return {
+    reads,
+    get(namespace, name) {
+      reads.push(`${namespace}/${name}`);
+      if (options.error !== undefined) return Promise.reject(options.error);
+      return Promise.resolve({ uid: options.uid ?? POD.uid, annotations });
+    },
+  };
+}
+
+describe("NetworkPreparer and the pod's Multus networks", () => {
+  const NET1 = { interface: { name: "net1" } };
+
+  it("refuses an interface name that the pod's Multus annotation gives a network, saying what to rename, and takes nothing", async () => {
+    // Multus names the first network of the list net1.
+    const pods = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" });
+    const { preparer, cdi } = await setup({ pods });
+    let intents = 0;
+    const prepared = preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal, () => {
+      intents++;
+      return Promise.resolve();
+    });
+    await assert.rejects(
+      prepared,
+      rejectsWith(
+        "INTERFACE_NAME_TAKEN",
+        /^claim default\/web-0-nic: Cannot name device pci-0000-03-00-1 \(claim default\/web-0-nic, request nic\) "net1" in the pod: the name is already used by Multus network default\/demo-macvlan, which the pod's k8s\.v1\.cni\.cncf\.io\/networks annotation asks for; rename one of them: the interface\.name in the claim's NetworkConfig, or the Multus network's interface in the annotation/,
+      ),
+    );
+    assert.deepEqual(pods.reads, ["default/web-0"]);
+    assert.equal(intents, 0, "nothing was taken");
+    assert.equal(cdi.written.size, 0);
+  });
+
+  it("counts Multus's default names as Multus does, and honours the names the annotation gives", async () => {
+    // JSON form, other namespace: the second network is net2.
+    const json = JSON.stringify([{ name: "a", interface: "data" }, { name: "b", namespace: "infra" }]);
+    const { preparer } = await setup({ pods: podsWith({ "k8s.v1.cni.cncf.io/networks": json }) });
+    await assert.rejects(
+      preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "net2" } }]), signal),
+      rejectsWith("INTERFACE_NAME_TAKEN", /"net2" in the pod: the name is already used by Multus network infra\/b,/),
+    );
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { name: "data" } }]), signal), rejectsWith("INTERFACE_NAME_TAKEN", /Multus network default\/a/));
+    // The first network is named data, not net1: net1 is free.
+    const plan = await preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+    assert.equal(plan.devices[0]?.interface.name, "net1");
+  });
+
+  it("reads the pod only when a device netclaim attaches configures its name", async () => {
+    const pods = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" });
+    const { preparer } = await setup({ pods });
+    await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { mtu: 9000 } }]), signal);
+    await preparer.prepare(claim(["pci-0000-03-00-0"], [{ mode: "multus" }]), signal);
+    assert.deepEqual(pods.reads, []);
+  });
+
+  it("leaves the check to the attach when the pod cannot be read or was replaced", async () => {
+    const failing = podsWith({}, { error: new Error('pods "web-0" is forbidden') });
+    const plan = await (await setup({ pods: failing })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+    assert.equal(plan.devices[0]?.interface.name, "net1");
+    assert.deepEqual(failing.reads, ["default/web-0"]);
+    const replaced = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" }, { uid: "pod-uid-2" });
+    await (await setup({ pods: replaced })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+  });
+
+  it("refuses two devices of the claim that ask for the same name, without a Multus network", async () => {
+    const { preparer } = await setup({ pods: podsWith({}) });
+    await assert.rejects(
+      preparer.prepare(claim(["pci-0000-03-00-1", "pci-0000-81-00-0"], [{ interface: { name: "data0" } }]), signal),
+      rejectsWith("INTERFACE_NAME_TAKEN", /"data0" in the pod: the name is already used by device pci-0000-03-00-1 .*; give each device its own interface\.name/),
+    );
   });
 });

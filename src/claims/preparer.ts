@@ -5,8 +5,10 @@
  * sandbox start only executes a plan:
  *
  *   reservation check → per device: inventory lookup, config merge and
- *   validation, IPAM lease, CDI spec → per request: device metadata file
- *   and its CDI spec (KEP-5304) → plan (persisted by the DRA layer).
+ *   validation → configured interface names against the pod's Multus
+ *   networks → per device: IPAM lease, CDI spec → per request: device
+ *   metadata file and its CDI spec (KEP-5304) → plan (persisted by the DRA
+ *   layer).
  *
  * Nothing is half-applied: a failure releases what this prepare took before
  * the error is returned. IPAM leases are journaled before they are taken, so
@@ -21,6 +23,8 @@ import type { DeviceAttribute } from "../kube/index.ts";
 import type { Collection, StateStore } from "../store/index.ts";
 import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
 import { ClaimPrepareError } from "./errors.ts";
+import { assignInterfaceNames } from "./interface-names.ts";
+import { MULTUS_NETWORKS_ANNOTATION, multusInterfaceOwners } from "./multus-networks.ts";
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "./plan.ts";
 
 /** What the inventory knows of a published device, as prepare needs it. */
@@ -44,6 +48,12 @@ export interface DeviceLookup {
 export interface NadSource {
   /** The NetworkAttachmentDefinition's spec.config. */
   config(namespace: string, name: string, signal: AbortSignal): Promise<string>;
+}
+
+/** Reads a pod's annotations: its Multus networks, before its sandbox exists. */
+export interface PodAnnotations {
+  /** The pod `namespace/name` as the API server has it now: its uid (a pod of that name may have replaced the claim's) and annotations. */
+  get(namespace: string, name: string, signal: AbortSignal): Promise<{ uid: string; annotations: Readonly<Record<string, string>> }>;
 }
 
 /** A device that its containers get something for from the host, through CDI. */
@@ -101,6 +111,11 @@ export interface NetworkPreparerOptions {
   store: StateStore;
   /** Runs IPAM plugins for ipamFrom, within the node's IPAM policy. */
   ipam: IpamRunner;
+  /**
+   * Read only for a claim that configures an interface name, to refuse a name the pod's
+   * Multus annotation gives a network. Absent, or when the read fails: the attach checks it.
+   */
+  pods?: PodAnnotations | undefined;
   /** Prepare refuses while this is false: a sandbox started now would miss its interfaces. */
   runtimeConnected: () => boolean;
   logger: Logger;
@@ -143,8 +158,11 @@ export class NetworkPreparer {
     const taken: DevicePlan[] = [];
     const attributes = new Map<string, PreparableDevice["attributes"]>();
     try {
-      for (const result of ours) {
-        const { plan, device } = await this.#prepareDevice(claim, result, what, signal, recordIntent);
+      // Everything that can refuse the claim on its own runs before anything is taken.
+      const planned = ours.map((result) => this.#planDevice(claim, result, what));
+      await this.#checkInterfaceNames(planned.map((p) => p.plan), pod, what, signal);
+      for (const { plan, device, config, where } of planned) {
+        if (config.mode !== "multus" && config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
         taken.push(plan);
         attributes.set(plan.device, device.attributes);
       }
@@ -213,13 +231,12 @@ export class NetworkPreparer {
     await this.#release(claimUid, devices, signal);
   }
 
-  async #prepareDevice(
+  /** The device's plan, from the inventory and the claim alone: nothing is taken and nothing read from outside. */
+  #planDevice(
     claim: ClaimForPrepare,
     result: ClaimForPrepare["results"][number],
     what: string,
-    signal: AbortSignal,
-    recordIntent: () => Promise<void>,
-  ): Promise<{ plan: DevicePlan; device: PreparableDevice }> {
+  ): { plan: DevicePlan; device: PreparableDevice; config: ResolvedNetworkConfig; where: string } {
     const { poolName, driverName } = this.#options;
     const where = `device ${result.device} (request ${result.request})`;
     if (result.pool !== poolName) {
@@ -261,14 +278,51 @@ export class NetworkPreparer {
       cdiDeviceIds: [],
       ...(device.resourceName !== undefined ? { resourceName: device.resourceName } : {}),
     };
-    if (config.mode === "multus") {
-      if (device.resourceName === undefined) {
-        throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device publishes no k8s.cni.cncf.io/resourceName`);
-      }
-      return { plan, device };
+    if (config.mode === "multus" && device.resourceName === undefined) {
+      throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device publishes no k8s.cni.cncf.io/resourceName`);
     }
-    if (config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
-    return { plan, device };
+    return { plan, device, config, where };
+  }
+
+  /**
+   * The attach's naming rule (interface-names.ts), as far as prepare can know the pod: a
+   * configured name that the pod's `k8s.v1.cni.cncf.io/networks` annotation gives a Multus
+   * network (or that two devices of the claim ask for) fails here, where the user sees it
+   * on the claim, rather than on every sandbox attempt. The pod is read only when a device
+   * netclaim attaches configures its name; without one, netclaim picks a free name at attach.
+   */
+  async #checkInterfaceNames(plans: readonly DevicePlan[], pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<void> {
+    const native = plans.filter((p) => p.mode === "native");
+    if (!native.some((p) => p.interface.name !== undefined)) return;
+    const multus = await this.#multusInterfaceOwners(pod, what, signal);
+    const naming = assignInterfaceNames(
+      native.map((p) => ({ claim: what, request: p.request, device: p.device, requestedName: p.interface.name })),
+      multus,
+    );
+    if (naming.ok) return;
+    throw new ClaimPrepareError(
+      "INTERFACE_NAME_TAKEN",
+      what,
+      multus.has(naming.name)
+        ? `${naming.message}, which the pod's ${MULTUS_NETWORKS_ANNOTATION} annotation asks for; rename one of them: the interface.name in the claim's NetworkConfig, ` +
+            `or the Multus network's interface in the annotation ("<network>@<name>", or "interface" in its JSON form), then create the pod again`
+        : `${naming.message}; give each device its own interface.name in the claim's NetworkConfig`,
+    );
+  }
+
+  /** What `multusInterfaceOwners` makes of the pod's annotations now; nothing when they cannot be read (the attach checks then). */
+  async #multusInterfaceOwners(pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<Map<string, string>> {
+    const { pods, logger } = this.#options;
+    if (pods === undefined) return new Map();
+    try {
+      const found = await pods.get(pod.namespace, pod.name, signal);
+      if (found.uid === pod.uid) return multusInterfaceOwners(found.annotations, pod.namespace);
+      logger.info({ claim: what, pod: `${pod.namespace}/${pod.name}`, uid: found.uid }, "the pod the claim is reserved for was replaced; not checking its interface names at prepare");
+    } catch (err) {
+      if (signal.aborted) throw err;
+      logger.warn({ claim: what, pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "cannot read the pod's Multus networks; its interface names are checked when its sandbox starts");
+    }
+    return new Map();
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
  * Pods, through their status subresource only: the agent reads a pod's
- * metadata there and writes annotations there, as Multus does, so its RBAC
- * is pods/status and never pods (whose spec a patch could change). The
+ * metadata there (at prepare, and for the network-status annotation) and
+ * writes annotations there, as Multus does, so its RBAC is pods/status and
+ * never pods (whose spec a patch could change). The
  * metadata read is validated here, at the boundary.
  */
 import { z } from "zod";

@@ -6,6 +6,9 @@
  * installed on the node when this runs must leave these pods alone. 8: a
  * device claimed in mode multus is found by Multus's DRA path and configured
  * by the NetworkAttachmentDefinition's CNI plugin, and the claim reports it.
+ * And a netclaim interface whose configured name is the one the pod's Multus
+ * annotation gives a network fails the claim's prepare (issue 24), before any
+ * sandbox is tried, and the pod runs once one side is renamed.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -17,6 +20,7 @@ import {
   apply,
   busyboxPod,
   createHostVeth,
+  crictl,
   deleteNetwork,
   deleteObjects,
   deletePods,
@@ -175,6 +179,17 @@ const claimStatusSchema = z.object({
   }).optional(),
 });
 
+/** The stand-in NIC `nic` (its wire's other end `peer` stays on the host), published by an agent of its own; the NIC as the host had it. */
+async function publishedNic(cleanup: Cleanup, nic: string, peer: string): Promise<Awaited<ReturnType<typeof hostDevices>>> {
+  const wire = await createNicPair(nic, peer);
+  cleanup.defer(() => wire.remove());
+  const before = await hostDevices([nic]);
+  const agent = await E2eAgent.start({ nicGlob: nic });
+  cleanup.defer(() => agent.remove());
+  await waitForPublished(nic, 1);
+  return before;
+}
+
 describe("a device handed to Multus through its DRA path (acceptance 8)", { timeout: 300_000 }, () => {
   const cleanup = new Cleanup();
   const nic = `${MULTUS_NIC_PREFIX}a`;
@@ -188,13 +203,7 @@ describe("a device handed to Multus through its DRA path (acceptance 8)", { time
 
   before(async () => {
     await node();
-    // One end of the pair is the published stand-in NIC; the other stays on the host.
-    const wire = await createNicPair(nic, `${MULTUS_NIC_PREFIX}b`);
-    cleanup.defer(() => wire.remove());
-    hostBefore = await hostDevices([nic]);
-    const agent = await E2eAgent.start({ nicGlob: nic });
-    cleanup.defer(() => agent.remove());
-    await waitForPublished(nic, 1);
+    hostBefore = await publishedNic(cleanup, nic, `${MULTUS_NIC_PREFIX}b`);
     attributes = await publishedAttributes(nic);
 
     await apply(
@@ -247,5 +256,71 @@ describe("a device handed to Multus through its DRA path (acceptance 8)", { time
   it("puts the device back on the host when the pod is deleted", async () => {
     await deletePods([pod]);
     await eventually("the device back on the host as it was", async () => JSON.stringify(await hostDevices([nic])) === JSON.stringify(hostBefore));
+  });
+});
+
+const CLASH_NIC_PREFIX = "nce2cl";
+
+const eventsSchema = z.object({
+  items: z.array(z.object({ type: z.string(), reason: z.string(), message: z.string().optional() })),
+});
+
+/** The events of one object, as `kubectl get events` has them. */
+async function eventsOf(kind: string, name: string): Promise<{ type: string; reason: string; message: string }[]> {
+  const { items } = await kubectlJson(["get", "events", "--field-selector", `involvedObject.kind=${kind},involvedObject.name=${name}`], eventsSchema);
+  return items.map((e) => ({ type: e.type, reason: e.reason, message: e.message ?? "" }));
+}
+
+describe("a netclaim interface named like the pod's Multus network (issue 24)", { timeout: 300_000 }, () => {
+  const cleanup = new Cleanup();
+  const nic = `${CLASH_NIC_PREFIX}a`;
+  // One name serves the network, the template and the device class; the pods have their own.
+  const [nad, clashing, renamed] = [uniqueName("e2e-clash"), uniqueName("e2e-clash"), uniqueName("e2e-clash-ok")];
+  const [template, deviceClass] = [nad, nad];
+  const range = { subnet: "198.51.100.0/24", rangeStart: "198.51.100.236", rangeEnd: "198.51.100.239" };
+  const fields = claimFields(template);
+  let hostBefore: Awaited<ReturnType<typeof hostDevices>>;
+
+  before(async () => {
+    await node();
+    const master = await createHostVeth(uniqueName("e2ec"));
+    cleanup.defer(() => master.remove());
+    await apply(macvlanNetwork(nad, master.name, range));
+    cleanup.defer(() => deleteNetwork(nad));
+    hostBefore = await publishedNic(cleanup, nic, `${CLASH_NIC_PREFIX}b`);
+    // The claim asks for net1, which Multus gives the first network of the annotation.
+    await apply(deviceClassFor(deviceClass, nic), claimTemplateFor(template, deviceClass, { interface: { name: "net1", addresses: ["198.18.0.10/24"] } }));
+    cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
+    cleanup.defer(() => deleteObjects("resourceclaimtemplates.resource.k8s.io", [template]));
+    cleanup.defer(() => deletePods([clashing, renamed]));
+  });
+  after(() => cleanup.run());
+
+  it("fails the claim's prepare, naming the Multus network and what to rename, and never tries the pod's sandbox", async () => {
+    await apply(busyboxPod({ name: clashing, networks: [nad], spec: fields.spec, container: fields.container }));
+    const clash = new RegExp(`"net1" in the pod: the name is already used by Multus network default/${nad}, .*rename one of them`);
+    let claim = "";
+    await eventually("a NetworkPrepareFailed event on the claim", async () => {
+      claim = (await kubectl(["get", "pod", clashing, "-o", "jsonpath={.status.resourceClaimStatuses[0].resourceClaimName}"])).trim();
+      return claim !== "" && (await eventsOf("ResourceClaim", claim)).some((e) => e.type === "Warning" && e.reason === "NetworkPrepareFailed" && clash.test(e.message));
+    }, 60_000);
+    await eventually("the kubelet's FailedPrepareDynamicResources event on the pod", async () =>
+      (await eventsOf("Pod", clashing)).some((e) => e.reason === "FailedPrepareDynamicResources" && clash.test(e.message)));
+    const pod = await getPod(clashing);
+    assert.equal(pod.status.phase, "Pending");
+    assert.deepEqual((await eventsOf("Pod", clashing)).filter((e) => e.reason === "FailedCreatePodSandBox"), [], "no sandbox was tried");
+    assert.equal((await crictl(["pods", "-q", "--label", `io.kubernetes.pod.uid=${pod.metadata.uid}`])).trim(), "", "the runtime has no sandbox of the pod");
+    assert.deepEqual(await hostDevices([nic]), hostBefore, "the device stayed on the host");
+  });
+
+  it("runs the pod once the Multus network's interface is renamed: netclaim's net1 beside Multus's mx0", async () => {
+    await deletePods([clashing]);
+    await apply(busyboxPod({ name: renamed, networks: [`${nad}@mx0`], spec: fields.spec, container: fields.container }));
+    await waitForPodsReady([renamed]);
+    const net1 = await podInterface(renamed, "net1");
+    assert.equal(net1?.mac, hostBefore[0]?.mac, "net1 is netclaim's device");
+    assert.deepEqual(net1?.addresses, ["198.18.0.10/24"]);
+    assert.equal((await podInterface(renamed, "mx0"))?.kind, "macvlan");
+    assert.equal((await networkStatus(renamed)).find((s) => s.name === `default/${nad}`)?.interface, "mx0");
   });
 });

@@ -141,9 +141,9 @@ spec:
   });
 
   /** A pod with one claim from a fresh template: scheduled, prepared, and a sandbox beside a "Multus" net1. */
-  async function preparedSandbox(name: string, config: object, net1Address: string) {
+  async function preparedSandbox(name: string, config: object, net1Address: string, options: { annotateAfterPrepare?: boolean } = {}) {
     await node.apply(claimTemplate(NS, `sim-${name}`, config, ["data"]));
-    return preparedPod(node, { namespace: NS, nodeName: NODE, podName: `sim-pod-${name}`, template: `sim-${name}`, master: "ncsm0", net1Address });
+    return preparedPod(node, { namespace: NS, nodeName: NODE, podName: `sim-pod-${name}`, template: `sim-${name}`, master: "ncsm0", net1Address, ...options });
   }
 
   /** Waits for our Ready=False condition with `reason` on the claim; returns that device's status. */
@@ -162,10 +162,28 @@ spec:
     });
   }
 
-  it("fails the sandbox, moving nothing, when a configured name is Multus's net1, and says so in status and events", async () => {
+  it("fails prepare when a configured name is the net1 the pod's Multus annotation asks for, and says so on the claim and the pod", async () => {
+    await node.deletePod(NS, "sim-pod-early");
+    await node.apply(claimTemplate(NS, "sim-early", { interface: { name: "net1" } }, ["data"]));
+    await node.apply(pod(NS, NODE, "sim-pod-early", "sim-early"));
+    const { pod: podObject, claim } = await scheduledClaim(node, NS, NODE, "sim-pod-early");
+    const ref = { namespace: NS, name: claim.metadata.name, uid: claim.metadata.uid };
+    const clash = new RegExp(`"net1" in the pod: the name is already used by Multus network ${NS}/${SIM_MULTUS_NETWORK}, .*rename one of them`);
+    const prepared = await node.kubelet.prepare(DRIVER, [ref]);
+    assert.match(prepared.response.claims?.[claim.metadata.uid]?.error ?? "", clash);
+    await waitFor("NetworkPrepareFailed events on the claim and the pod", async () => {
+      const events = await node.c.admin.request<{ items: { reason: string; type: string; message: string; involvedObject: { uid: string } }[] }>("GET", `/api/v1/namespaces/${NS}/events`);
+      const on = (uid: string) => events.items.some((e) => e.involvedObject.uid === uid && e.type === "Warning" && e.reason === "NetworkPrepareFailed" && clash.test(e.message));
+      return on(claim.metadata.uid) && on(podObject.metadata.uid) ? true : undefined;
+    });
+    await node.kubelet.unprepare(DRIVER, [ref]);
+    await node.deletePod(NS, "sim-pod-early");
+  });
+
+  it("fails the sandbox, moving nothing, when a configured name is Multus's net1 that prepare could not know of, and says so in status and events", async () => {
     const hostBefore = (await links()).filter((l) => l.ifname.startsWith("ncsa"));
-    const { podUID, claimName, ref, netns, sandbox } = await preparedSandbox("clash", { interface: { name: "net1" } }, "198.51.100.220/24");
-    // The pod's Multus annotation tells whose net1 it is.
+    const { podUID, claimName, ref, netns, sandbox } = await preparedSandbox("clash", { interface: { name: "net1" } }, "198.51.100.220/24", { annotateAfterPrepare: true });
+    // The pod's Multus annotation, added after prepare, tells whose net1 it is.
     await assert.rejects(node.startPod(sandbox), new RegExp(`"net1" in the pod: the name is already used by Multus network ${NS}/${SIM_MULTUS_NETWORK}`));
     assert.deepEqual((await links(netns)).map((l) => l.ifname).sort(), ["lo", "net1"]);
     assert.deepEqual(normalise((await links()).filter((l) => l.ifname.startsWith("ncsa"))), normalise(hostBefore), "nothing moved");

@@ -111,6 +111,12 @@ export interface PreparedPodOptions {
   /** The "Multus" network's master and the address net1 gets in the pod's namespace. */
   master: string;
   net1Address: string;
+  /**
+   * The pod gets its Multus annotation only after its claim was prepared (the kubelet gives the
+   * runtime the annotations the pod has when its sandbox starts), so only the attach can tell
+   * whose net1 it is.
+   */
+  annotateAfterPrepare?: boolean;
 }
 
 /**
@@ -121,12 +127,18 @@ export interface PreparedPodOptions {
 export async function preparedPod(node: SimNode, options: PreparedPodOptions) {
   const { namespace, nodeName, podName } = options;
   await node.deletePod(namespace, podName);
-  await node.apply(pod(namespace, nodeName, podName, options.template));
+  const manifest = pod(namespace, nodeName, podName, options.template);
+  await node.apply(options.annotateAfterPrepare === true ? manifest.replace(/^ {2}annotations: .*\n/m, "") : manifest);
   const { pod: podObject, claim } = await scheduledClaim(node, namespace, nodeName, podName);
   const ref = { namespace, name: claim.metadata.name, uid: claim.metadata.uid };
   const prepared = await node.kubelet.prepare(DRIVER, [ref]);
   if ((prepared.response.claims?.[claim.metadata.uid]?.error ?? "") !== "") {
     throw new Error(`prepare of ${claim.metadata.name} failed: ${prepared.response.claims?.[claim.metadata.uid]?.error ?? ""}`);
+  }
+  if (options.annotateAfterPrepare === true) {
+    const annotations = { "k8s.v1.cni.cncf.io/networks": SIM_MULTUS_NETWORK };
+    await node.c.admin.request("PATCH", `/api/v1/namespaces/${namespace}/pods/${podName}`, { body: { metadata: { annotations } }, contentType: "application/merge-patch+json" });
+    podObject.metadata.annotations = annotations;
   }
   const netns = await node.podNetns(options.master, options.net1Address);
   // The runtime hands NRI the pod's annotations, as the kubelet gave them in the sandbox config.
