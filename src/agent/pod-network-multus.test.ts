@@ -84,7 +84,7 @@ describe("PodNetwork with a device left to Multus", () => {
       engine: idleEngine,
       netlink,
       status: { setDevice: (_claim, device, state) => reported.push({ device, state }), event: () => undefined },
-      consumers: () => Promise.resolve([POD.uid]),
+      consumers: { ofClaim: () => Promise.resolve([POD.uid]), ofPod: () => Promise.resolve(new Set([CLAIM.name])) },
       rdmaMode: "shared",
       nriPluginName: "netclaim",
       recovery: { retarget: () => Promise.resolve() },

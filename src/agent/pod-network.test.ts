@@ -45,7 +45,7 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
       engine,
       netlink: podLinks,
       status: { setDevice: (_claim, device, state) => statuses.push(`${device}:${state.kind}`), event: () => undefined },
-      consumers: () => Promise.resolve(undefined),
+      consumers: { ofClaim: () => Promise.resolve(undefined), ofPod: () => Promise.resolve(new Set<string>()) },
       rdmaMode: "shared",
       nriPluginName: "netclaim",
       recovery: { retarget: () => Promise.resolve() },

@@ -23,7 +23,7 @@
 import type { Logger } from "pino";
 import { recordNetworkData, type DeviceNetworkData } from "../cdi/index.ts";
 import { assignInterfaceNames, type NamingInput } from "../claims/interface-names.ts";
-import { multusInterfaceOwners } from "../claims/multus-networks.ts";
+import { MULTUS_RENAME_HINT, multusInterfaceOwners } from "../claims/multus-networks.ts";
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimState } from "../dra/index.ts";
@@ -326,7 +326,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       inputs.set({ claim: `${p.claim.claim.namespace}/${p.claim.claim.name}`, request: p.device.request, device: p.device.device, requestedName: p.device.interface.name }, p);
     }
     const naming = assignInterfaceNames([...inputs.keys()], existing);
-    if (!naming.ok) this.#fail(pod, native, naming.message);
+    if (!naming.ok) this.#fail(pod, native, multus.has(naming.name) ? `${naming.message}; ${MULTUS_RENAME_HINT}` : naming.message);
     const plans: AttachmentPlanInput[] = [];
     for (const [input, p] of inputs) {
       const podName = naming.names.get(input) ?? "";

@@ -32,6 +32,10 @@ describe("PodNetwork with a claim two pods share", () => {
   /** status.reservedFor by claim UID, as the API server has it now. */
   let reservedFor: Map<string, string[]>;
   let reads: string[];
+  /** Pods read for the claims they consume, and claim names by UID for those reads. */
+  let podReads: string[];
+  let podReadError: Error | undefined;
+  let claimNames: Map<string, string>;
   let readError: Error | undefined;
   let warnings: { msg: string }[];
   let network: PodNetwork;
@@ -45,6 +49,9 @@ describe("PodNetwork with a claim two pods share", () => {
     events = [];
     reservedFor = new Map();
     reads = [];
+    podReads = [];
+    podReadError = undefined;
+    claimNames = new Map();
     readError = undefined;
     warnings = [];
     network = new PodNetwork({
@@ -55,10 +62,17 @@ describe("PodNetwork with a claim two pods share", () => {
         setDevice: () => undefined,
         event: (target, type, reason, message) => events.push({ kind: target.kind, name: target.name, type, reason, message }),
       },
-      consumers: (ref) => {
-        reads.push(ref.name);
-        if (readError !== undefined) return Promise.reject(readError);
-        return Promise.resolve(reservedFor.get(ref.uid));
+      consumers: {
+        ofClaim: (ref) => {
+          reads.push(ref.name);
+          if (readError !== undefined) return Promise.reject(readError);
+          return Promise.resolve(reservedFor.get(ref.uid));
+        },
+        ofPod: (consumer) => {
+          podReads.push(consumer.name);
+          if (podReadError !== undefined) return Promise.reject(podReadError);
+          return Promise.resolve(new Set([...reservedFor].filter(([, uids]) => uids.includes(consumer.uid)).map(([uid]) => claimNames.get(uid) ?? uid)));
+        },
       },
       rdmaMode: "shared",
       nriPluginName: "netclaim",
@@ -73,6 +87,7 @@ describe("PodNetwork with a claim two pods share", () => {
   });
 
   async function prepare(claim: typeof CLAIM, forPod: PodSandboxInfo, device: string): Promise<void> {
+    claimNames.set(claim.uid, claim.name);
     const stored = plan(claim, forPod, device);
     await claims.markPrepared(claim, { devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: device, cdiDeviceIDs: [] }], plan: stored as unknown as JsonValue });
   }
@@ -164,15 +179,32 @@ describe("PodNetwork with a claim two pods share", () => {
     await network.runPodSandbox(pod("static", { annotations: { "kubernetes.io/config.source": "file" } }), ctx);
     assert.deepEqual(reads, [], "a static pod cannot consume claims");
 
+    assert.deepEqual(podReads, []);
+
     const neighbour = pod("neighbour");
     await network.runPodSandbox(neighbour, ctx);
-    assert.deepEqual(reads, ["shared-nic"], "a pod in the holder's namespace: that claim only");
+    assert.deepEqual(podReads, ["neighbour"], "a pod in the holder's namespace is read once for the claims it consumes");
+    assert.deepEqual(reads, [], "and consumes none of the claims others hold: none is read");
     const container = { id: "c", podSandboxId: neighbour.id, name: "app", state: "created" as const, labels: {}, annotations: {}, pid: 0 };
     await network.createContainer(neighbour, container, ctx);
-    assert.deepEqual(reads, ["shared-nic"], "an admitted sandbox's containers cost nothing");
+    assert.deepEqual([podReads, reads], [["neighbour"], []], "an admitted sandbox's containers cost nothing");
+
+    await network.runPodSandbox(holder, ctx);
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
+    assert.deepEqual(reads, ["shared-nic"], "a pod that consumes a claim another pod holds: that claim is read too");
+  });
+
+  it("reads every claim other pods hold in the namespace when the pod cannot be read", async () => {
+    podReadError = new Error("the server was unable to return a response in the time allotted");
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await network.runPodSandbox(holder, ctx);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
+    assert.deepEqual(reads, ["shared-nic"]);
   });
 
   it("refuses, for the kubelet to retry, when the claim cannot be read", async () => {
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
     readError = new Error("connect ECONNREFUSED 10.96.0.1:443");
     await assert.rejects(
       network.runPodSandbox(second, ctx),

@@ -14,10 +14,13 @@
  * consumers, its devices back on the host), the next of those pods to try
  * takes the claim over and starts with its devices.
  *
- * NRI does not say which claims a pod consumes, so the claim's
- * `status.reservedFor` is read from the API server, and only for the claims
- * that could be shared with the pod: prepared, in the pod's namespace and
- * held by another pod. A pod with none (nearly every pod) costs no request.
+ * NRI does not say which claims a pod consumes, so the API server is asked,
+ * and only when a claim could be shared with the pod (prepared, in the
+ * pod's namespace and held by another pod): the pod is read once for the
+ * claims it consumes, and only a claim among them is read for its
+ * `status.reservedFor`. A pod with no such claim in its namespace costs no
+ * request; one in a namespace where many pods hold claims, one request, not
+ * one per claim.
  * Static pods cannot consume claims and are never checked, so they start
  * whatever the API server does. When a claim cannot be read, the pod is
  * refused (the kubelet retries): it may be one that would start without
@@ -30,11 +33,16 @@ import type { ClaimRef, ClaimState, JsonValue } from "../dra/index.ts";
 import { NriHandlerError, StatusCode, type PodSandboxInfo } from "../nri/index.ts";
 import type { ClaimStatusReporter } from "./status-reporter.ts";
 
-/**
- * The UIDs of the pods a claim is reserved for now (`status.reservedFor`);
- * undefined when no claim with this UID exists any more.
- */
-export type ClaimConsumers = (claim: ClaimRef, signal: AbortSignal) => Promise<readonly string[] | undefined>;
+/** Who consumes what, as the API server has it now. */
+export interface ClaimConsumers {
+  /** The UIDs of the pods a claim is reserved for (`status.reservedFor`); undefined when no claim with this UID exists any more. */
+  ofClaim(claim: ClaimRef, signal: AbortSignal): Promise<readonly string[] | undefined>;
+  /**
+   * The names of the claims a pod consumes (`spec.resourceClaims`, and `status.resourceClaimStatuses` for
+   * those made from templates); undefined when no pod with this UID exists any more.
+   */
+  ofPod(pod: { namespace: string; name: string; uid: string }, signal: AbortSignal): Promise<ReadonlySet<string> | undefined>;
+}
 
 /** Event reasons on the refused pod and on the claim. */
 export const SharedClaimReason = { InUse: "NetworkClaimInUse", HandedOver: "NetworkClaimHandedOver" } as const;
@@ -94,7 +102,8 @@ export class SharedClaims {
     let handedOver = false;
     if (candidates.size > 0) {
       const signal = AbortSignal.any([options.signal, AbortSignal.timeout(READ_BUDGET_MS)]);
-      const list = [...candidates.values()];
+      const consumed = await this.#claimsOf(pod, signal);
+      const list = [...candidates.values()].filter((c) => consumed?.has(c.plan.claim.name) ?? true);
       const consumers = await Promise.all(list.map((c) => this.#consumersOf(pod, c, signal)));
       const shared = list.flatMap((candidate, i) => (consumers[i]?.includes(pod.uid) === true ? [{ candidate, holderStays: consumers[i].includes(candidate.plan.pod.uid) }] : []));
       // Every refusal before any hand-over, so a refused pod takes nothing.
@@ -119,10 +128,20 @@ export class SharedClaims {
     for (const uid of this.#admitted) if (!keep.has(uid)) this.#admitted.delete(uid);
   }
 
+  /** The claims the pod consumes; undefined when the pod cannot be read, and then every candidate claim is read instead. */
+  async #claimsOf(pod: PodSandboxInfo, signal: AbortSignal): Promise<ReadonlySet<string> | undefined> {
+    try {
+      return await this.#options.consumers.ofPod(pod, signal);
+    } catch (err) {
+      this.#options.logger.info({ pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "cannot read which claims the pod consumes; reading the claims other pods hold instead");
+      return undefined;
+    }
+  }
+
   async #consumersOf(pod: PodSandboxInfo, candidate: Candidate, signal: AbortSignal): Promise<readonly string[]> {
     const { claim } = candidate.plan;
     try {
-      return (await this.#options.consumers(claim, signal)) ?? [];
+      return (await this.#options.consumers.ofClaim(claim, signal)) ?? [];
     } catch (err) {
       throw new NriHandlerError(
         StatusCode.UNAVAILABLE,

@@ -24,6 +24,10 @@ interface Selection {
 }
 
 /** Interface name → "Multus network <namespace>/<name>", for the networks a pod's annotations ask for. */
+/** What to do when a claim's interface name is one the pod's Multus annotation gives a network. */
+export const MULTUS_RENAME_HINT =
+  `rename one of them: the interface.name in the claim's NetworkConfig, or the Multus network's interface in the annotation ("<network>@<name>", or "interface" in its JSON form)`;
+
 export function multusInterfaceOwners(annotations: Readonly<Record<string, string>>, podNamespace: string): Map<string, string> {
   const owners = new Map<string, string>();
   const value = annotations[MULTUS_NETWORKS_ANNOTATION]?.trim();

@@ -24,7 +24,7 @@ import type { Collection, StateStore } from "../store/index.ts";
 import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
 import { ClaimPrepareError } from "./errors.ts";
 import { assignInterfaceNames } from "./interface-names.ts";
-import { MULTUS_NETWORKS_ANNOTATION, multusInterfaceOwners } from "./multus-networks.ts";
+import { MULTUS_NETWORKS_ANNOTATION, MULTUS_RENAME_HINT, multusInterfaceOwners } from "./multus-networks.ts";
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "./plan.ts";
 
 /** What the inventory knows of a published device, as prepare needs it. */
@@ -304,8 +304,7 @@ export class NetworkPreparer {
       "INTERFACE_NAME_TAKEN",
       what,
       multus.has(naming.name)
-        ? `${naming.message}, which the pod's ${MULTUS_NETWORKS_ANNOTATION} annotation asks for; rename one of them: the interface.name in the claim's NetworkConfig, ` +
-            `or the Multus network's interface in the annotation ("<network>@<name>", or "interface" in its JSON form), then create the pod again`
+        ? `${naming.message}, which the pod's ${MULTUS_NETWORKS_ANNOTATION} annotation asks for; ${MULTUS_RENAME_HINT}, then create the pod again`
         : `${naming.message}; give each device its own interface.name in the claim's NetworkConfig`,
     );
   }

@@ -1,6 +1,7 @@
 /**
  * Pods, through their status subresource only: the agent reads a pod's
- * metadata there (at prepare, and for the network-status annotation) and
+ * metadata there (at prepare, and for the network-status annotation), the
+ * claims it consumes (when a claim another pod holds could be among them), and
  * writes annotations there, as Multus does, so its RBAC is pods/status and
  * never pods (whose spec a patch could change). The
  * metadata read is validated here, at the boundary.
@@ -28,6 +29,24 @@ function podStatusPath(namespace: string, name: string): string {
 export async function getPodMetadata(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<PodMetadata> {
   const path = podStatusPath(namespace, name);
   return decodeObject(podMetadataSchema, await client.request<unknown>("GET", path, signal ? { signal } : {}), "Pod", path).metadata;
+}
+
+const podClaimsSchema = z.object({
+  metadata: z.object({ uid: z.string().min(1) }),
+  spec: z.object({ resourceClaims: z.array(z.object({ name: z.string(), resourceClaimName: z.string().nullish() })).nullish() }).nullish(),
+  status: z.object({ resourceClaimStatuses: z.array(z.object({ name: z.string(), resourceClaimName: z.string().nullish() })).nullish() }).nullish(),
+});
+
+/**
+ * The names of the ResourceClaims the pod consumes: those its spec names, and those the
+ * control plane made for it from templates (as its status lists them).
+ */
+export async function getPodClaimNames(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<{ uid: string; claims: string[] }> {
+  const path = podStatusPath(namespace, name);
+  const pod = decodeObject(podClaimsSchema, await client.request<unknown>("GET", path, signal ? { signal } : {}), "Pod", path);
+  const named = (pod.spec?.resourceClaims ?? []).flatMap((c) => (c.resourceClaimName ? [c.resourceClaimName] : []));
+  const generated = (pod.status?.resourceClaimStatuses ?? []).flatMap((c) => (c.resourceClaimName ? [c.resourceClaimName] : []));
+  return { uid: pod.metadata.uid, claims: [...named, ...generated] };
 }
 
 /**
