@@ -14,7 +14,7 @@ import { baseRequestName } from "../dra/index.ts";
 import { attachGateDir, attachGatePath } from "../engine/index.ts";
 import { cdiDeviceId, POD_CLAIM_NAME_ANNOTATION, publishClaimMetadata, rdmaCharDevices, removeClaimMetadata, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
-import { getNetworkAttachmentDefinition, getPodClaimNames, getPodMetadata, getResourceClaim, isNotFound, type KubeClient } from "../kube/index.ts";
+import { getNetworkAttachmentDefinition, getPodClaimNames, getPodMetadata, getResourceClaim, unlessNotFound, type KubeClient } from "../kube/index.ts";
 import { toApiDevice } from "../slices/index.ts";
 import { attachmentKey } from "./pod-network.ts";
 import type { ClaimConsumers } from "./shared-claims.ts";
@@ -54,29 +54,17 @@ export function apiClaimSource(client: KubeClient): ClaimSource {
   };
 }
 
-/** The pods a claim is reserved for now, by UID; undefined once the claim (with this UID) is gone. */
+/** Who consumes what, from the API server; undefined once the claim or pod (with that UID) is gone. */
 export function apiClaimConsumers(client: KubeClient): ClaimConsumers {
   return {
     async ofClaim(ref, signal) {
-      let claim;
-      try {
-        claim = await getResourceClaim(client, ref.namespace, ref.name, signal);
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-      if (claim.metadata.uid !== ref.uid) return undefined;
+      const claim = await unlessNotFound(getResourceClaim(client, ref.namespace, ref.name, signal));
+      if (claim?.metadata.uid !== ref.uid) return undefined;
       return (claim.status?.reservedFor ?? []).filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "").map((c) => c.uid);
     },
     async ofPod(pod, signal) {
-      let found;
-      try {
-        found = await getPodClaimNames(client, pod.namespace, pod.name, signal);
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-      return found.uid === pod.uid ? new Set(found.claims) : undefined;
+      const found = await unlessNotFound(getPodClaimNames(client, pod.namespace, pod.name, signal));
+      return found?.uid === pod.uid ? new Set(found.claims) : undefined;
     },
   };
 }

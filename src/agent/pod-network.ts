@@ -34,7 +34,7 @@ import {
   NriHandlerError, REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
 } from "../nri/index.ts";
-import type { AttachActivity } from "./attach-activity.ts";
+import { AttachActivity } from "./attach-activity.ts";
 import type { AttachedInterface } from "./network-status.ts";
 import { findDelegatedInterface, type DelegatedInterface } from "./delegated-interfaces.ts";
 import { SharedClaims, type ClaimConsumers } from "./shared-claims.ts";
@@ -92,9 +92,11 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   #attached: ReadonlySet<string> = new Set();
   readonly #attachedListeners = new Set<() => void>();
   readonly #shared: SharedClaims;
+  readonly #activity: AttachActivity;
 
   constructor(options: PodNetworkOptions) {
     this.#options = options;
+    this.#activity = options.activity ?? new AttachActivity();
     this.#shared = new SharedClaims({
       claims: options.claims,
       consumers: options.consumers,
@@ -147,8 +149,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async runPodSandbox(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
-    const { activity } = this.#options;
-    await (activity === undefined ? this.#startPod(pod, ctx) : activity.track(() => this.#startPod(pod, ctx)));
+    await this.#activity.track(() => this.#startPod(pod, ctx));
   }
 
   async #startPod(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {

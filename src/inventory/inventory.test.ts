@@ -51,6 +51,15 @@ async function settle(inventory: Inventory, scans: number): Promise<void> {
   while (inventory.scans < scans) await new Promise((resolve) => setImmediate(resolve));
 }
 
+/** The host's sysfs at `root` without `eth1` (it moved into a pod), then the scan that sees it so, the `scans`th. */
+async function rescanWithoutEth1(inventory: Inventory, timers: ManualTimers, root: string, fixture: ReturnType<typeof virtioNode>, scans: number): Promise<void> {
+  await rm(root, { recursive: true });
+  await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
+  inventory.requestRescan();
+  timers.fire(10);
+  await settle(inventory, scans);
+}
+
 describe("Inventory", () => {
   it("coalesces a burst of link events into one scan and notifies only on change", async () => {
     const root = await mkdtemp("/tmp/nc-unit-");
@@ -109,11 +118,7 @@ describe("Inventory", () => {
 
     // eth1 moves into a pod: its netdev leaves the host, its report stays.
     attached.add("pci-0000-00-04-0");
-    await rm(root, { recursive: true });
-    await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
-    inventory.requestRescan();
-    timers.fire(10);
-    await settle(inventory, 3);
+    await rescanWithoutEth1(inventory, timers, root, fixture, 3);
     assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
     assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.attached, true);
     await inventory.stop();
@@ -148,11 +153,7 @@ describe("Inventory", () => {
 
     // The other agent journals eth1's attach, then moves it: its netdev leaves this host.
     journaled.add("pci-0000-00-04-0");
-    await rm(root, { recursive: true });
-    await writeSysfsFixture(root, { ...fixture, pci: fixture.pci.filter((f) => f.netdevs[0]?.name !== "eth1") });
-    inventory.requestRescan();
-    timers.fire(10);
-    await settle(inventory, 2);
+    await rescanWithoutEth1(inventory, timers, root, fixture, 2);
     assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"], "never dropped, so the two agents publish the same slice");
     await inventory.stop();
   });

@@ -5,7 +5,7 @@
  */
 export { KubeClient, RequestCounter } from "./client.ts";
 export type { KubeClientOptions, Query, RequestOptions, WatchStream } from "./client.ts";
-export { KubeApiError, isConflict, isGone, isNotFound } from "./errors.ts";
+export { KubeApiError, isConflict, isGone, isNotFound, unlessNotFound } from "./errors.ts";
 export type { KubeErrorCode } from "./errors.ts";
 export { Informer } from "./informer.ts";
 export type { InformerOptions } from "./informer.ts";
