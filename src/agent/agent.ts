@@ -33,7 +33,7 @@ import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
 import { Inventory, netlinkLinkKinds, SysfsRoot } from "../inventory/index.ts";
 import { getServerVersion, KubeClient } from "../kube/index.ts";
-import { linkEventSource } from "../netlink/index.ts";
+import { linkEventSource, linkKindAvailable } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
 import { StateStore } from "../store/index.ts";
@@ -265,6 +265,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
       timeoutMs: config.cni.ipam.timeoutSeconds * 1000,
     }),
     runtimeConnected: () => nri.state === "connected",
+    kernelHasLinkKind: (kind) => linkKindAvailable(engine, kind),
     logger: logger.child({ part: "prepare" }),
   });
   const dra = await DraPlugin.start({

@@ -93,7 +93,7 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
       for (const device of plan.devices) {
         status.setDevice(
           plan.claim,
-          device.device,
+          device,
           device.mode === "multus" ? { kind: "delegated", resourceName: device.resourceName ?? "" } : { kind: "prepared" },
         );
       }
@@ -103,6 +103,7 @@ export function draPreparer(preparer: NetworkPreparer, status: ClaimStatusReport
           poolName: d.pool,
           deviceName: d.device,
           cdiDeviceIDs: d.cdiDeviceIds,
+          ...(d.shareID !== undefined && { shareID: d.shareID }),
         })),
         plan: plan as unknown as JsonValue,
       };
@@ -132,6 +133,7 @@ export function inventoryLookup(snapshot: () => InventorySnapshot): DeviceLookup
         rdma: device.rdma === undefined ? undefined : { device: device.rdma.device, charDevices: device.rdma.charDevices },
         resourceName: report.multusResourceName,
         attributes: toApiDevice(report, driverName).attributes,
+        shared: report.share !== undefined,
       };
     },
   };

@@ -83,7 +83,7 @@ describe("PodNetwork with a device left to Multus", () => {
       claims,
       engine: idleEngine,
       netlink,
-      status: { setDevice: (_claim, device, state) => reported.push({ device, state }), event: () => undefined },
+      status: { setDevice: (_claim, { device }, state) => reported.push({ device, state }), event: () => undefined },
       consumers: { ofClaim: () => Promise.resolve([POD.uid]), ofPod: () => Promise.resolve(new Set([CLAIM.name])) },
       rdmaMode: "shared",
       nriPluginName: "netclaim",

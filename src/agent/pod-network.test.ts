@@ -44,7 +44,7 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
       claims,
       engine,
       netlink: podLinks,
-      status: { setDevice: (_claim, device, state) => statuses.push(`${device}:${state.kind}`), event: () => undefined },
+      status: { setDevice: (_claim, { device }, state) => statuses.push(`${device}:${state.kind}`), event: () => undefined },
       consumers: { ofClaim: () => Promise.resolve(undefined), ofPod: () => Promise.resolve(new Set<string>()) },
       rdmaMode: "shared",
       nriPluginName: "netclaim",

@@ -145,7 +145,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
 
   /** The claim, pod and DRA device of every attachment the prepared claims plan, by journal key (for recovery's reports). */
   async attachmentOwners(): Promise<Map<string, AttachmentOwner>> {
-    return new Map((await this.#preparedPlans()).map((p) => [p.key, { claim: p.claim.claim, pod: p.claim.pod, device: p.device.device }]));
+    return new Map((await this.#preparedPlans()).map((p) => [p.key, { claim: p.claim.claim, pod: p.claim.pod, device: p.device.device, shareID: p.device.shareID }]));
   }
 
   async runPodSandbox(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
@@ -370,7 +370,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       if (found !== undefined && p.device.metadataFile !== undefined) {
         metadata.push({ file: p.device.metadataFile, device: p.device.device, networkData: { interfaceName: found.name, ips: found.addresses, hardwareAddress: found.hardwareAddress } });
       }
-      status.setDevice(p.claim.claim, p.device.device, {
+      status.setDevice(p.claim.claim, p.device, {
         kind: "delegated",
         resourceName: p.device.resourceName ?? "",
         ...(found === undefined ? {} : { interfaceName: found.name, addresses: found.addresses, ...(found.hardwareAddress === undefined ? {} : { hardwareAddress: found.hardwareAddress }) }),
@@ -417,7 +417,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       if (p.device.metadataFile !== undefined) {
         metadata.push({ file: p.device.metadataFile, device: p.device.device, networkData: { interfaceName: result.podName, ips: result.addresses, hardwareAddress: result.mac } });
       }
-      status.setDevice(p.claim.claim, p.device.device, {
+      status.setDevice(p.claim.claim, p.device, {
         kind: "attached",
         interfaceName: result.podName,
         addresses: result.addresses,
@@ -450,7 +450,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     for (const p of planned) {
       const outcome = outcomes.get(p.key);
       if (outcome === "unknown" || outcome === "kept") continue;
-      this.#options.status.setDevice(p.claim.claim, p.device.device, { kind: "prepared" });
+      this.#options.status.setDevice(p.claim.claim, p.device, { kind: "prepared" });
     }
   }
 
@@ -458,7 +458,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const { status } = this.#options;
     const reason = cause === undefined ? "InvalidConfig" : "AttachFailed";
     for (const p of devices) {
-      status.setDevice(p.claim.claim, p.device.device, { kind: "failed", reason, message });
+      status.setDevice(p.claim.claim, p.device, { kind: "failed", reason, message });
       status.event(
         { apiVersion: "resource.k8s.io/v1", kind: "ResourceClaim", namespace: p.claim.claim.namespace, name: p.claim.claim.name, uid: p.claim.claim.uid },
         "Warning",
@@ -530,5 +530,6 @@ function engineplan(p: PlannedDevice, netns: string, podName: string, rdmaMode: 
     routes: device.routes,
     sysctls,
     ...(device.rdma !== undefined ? { rdma: { device: device.rdma.device, mode: rdmaMode } } : {}),
+    ...(device.child !== undefined ? { child: device.child } : {}),
   };
 }

@@ -48,7 +48,7 @@ class RecordingStatus {
   readonly devices: { claim: string; device: string; state: DeviceState }[] = [];
   readonly events: { target: EventTarget; type: string; reason: string; message: string }[] = [];
 
-  setDevice(claim: { name: string }, device: string, state: DeviceState): void {
+  setDevice(claim: { name: string }, { device }: { device: string }, state: DeviceState): void {
     this.devices.push({ claim: claim.name, device, state });
   }
 

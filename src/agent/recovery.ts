@@ -15,7 +15,7 @@
  * next run. Nothing here ever stops the agent.
  */
 import type { Logger } from "pino";
-import { StatusReason } from "../claims/status.ts";
+import { StatusReason, type DeviceSlot } from "../claims/status.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { Attacher, RecoveryResult } from "../engine/index.ts";
 import type { ClaimIdentity, ClaimStatusReporter } from "./status-reporter.ts";
@@ -24,10 +24,9 @@ import type { ClaimIdentity, ClaimStatusReporter } from "./status-reporter.ts";
 export const RECOVERY_INTERVAL_MS = 60_000;
 
 /** The claim, pod and DRA device one journaled attachment belongs to. */
-export interface AttachmentOwner {
+export interface AttachmentOwner extends DeviceSlot {
   claim: ClaimIdentity;
   pod: { namespace: string; name: string; uid: string };
-  device: string;
 }
 
 export interface AttachmentRecoveryOptions {
@@ -161,7 +160,7 @@ export class AttachmentRecovery {
         : `recovering the attachment failed: ${result.error ?? "unknown error"}; netclaim tries again`;
       logger.error({ ...where, outcome: result.outcome, err: result.error }, lost ? "a device vanished from its running pod" : "recovering an attachment failed");
       if (owner === undefined) return;
-      status.setDevice(owner.claim, owner.device, { kind: "failed", reason: lost ? StatusReason.DeviceLost : StatusReason.AttachFailed, message });
+      status.setDevice(owner.claim, owner, { kind: "failed", reason: lost ? StatusReason.DeviceLost : StatusReason.AttachFailed, message });
       status.event({ apiVersion: "v1", kind: "Pod", ...owner.pod }, "Warning", lost ? "NetworkDeviceLost" : "NetworkDeviceAttachFailed", `device ${owner.device}: ${message}`);
       return;
     }
@@ -170,7 +169,7 @@ export class AttachmentRecovery {
     // Attached again after the claim said lost or failed: it says attached again.
     const attached = result.attached;
     if (result.outcome === "attached" && attached !== undefined && owner !== undefined && (previous === "lost" || previous === "failed")) {
-      status.setDevice(owner.claim, owner.device, {
+      status.setDevice(owner.claim, owner, {
         kind: "attached",
         interfaceName: attached.podName,
         addresses: attached.addresses,

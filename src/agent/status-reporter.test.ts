@@ -84,9 +84,9 @@ describe("ClaimStatusReporter", () => {
     const { client, writes } = recordingClient();
     const status = reporter(client, 100);
     status.start();
-    status.setDevice(claim, "eth1", { kind: "prepared" });
+    status.setDevice(claim, { device: "eth1" }, { kind: "prepared" });
     await sleep(10);
-    status.setDevice(claim, "eth1", { kind: "attached", interfaceName: "data0", addresses: ["198.51.100.5/24"], late: false });
+    status.setDevice(claim, { device: "eth1" }, { kind: "attached", interfaceName: "data0", addresses: ["198.51.100.5/24"], late: false });
     assert.equal(writes.length, 0, "nothing is written while changes may still follow");
     await sleep(300);
     assert.equal(writes.length, 1);
@@ -102,7 +102,7 @@ describe("ClaimStatusReporter", () => {
     const { client, writes } = recordingClient();
     const status = reporter(client, 60_000);
     status.start();
-    status.setDevice(claim, "eth1", { kind: "prepared" });
+    status.setDevice(claim, { device: "eth1" }, { kind: "prepared" });
     const started = performance.now();
     await status.close();
     assert.ok(performance.now() - started < 5_000, "close did not wait out the coalescing delay");
@@ -115,7 +115,7 @@ describe("ClaimStatusReporter", () => {
     // A new agent: nothing in memory about this claim, which an earlier agent prepared.
     const status = reporter(api.client, 0, { earlierClaims: () => Promise.resolve([claim]) });
     status.start();
-    status.setDevice(claim, "eth1", { kind: "attached", interfaceName: "nc0", addresses: [], late: false });
+    status.setDevice(claim, { device: "eth1" }, { kind: "attached", interfaceName: "nc0", addresses: [], late: false });
     await status.close();
     assert.deepEqual(
       summary(api.state.devices),
@@ -131,8 +131,8 @@ describe("ClaimStatusReporter", () => {
     const api = claimServer([]);
     const status = reporter(api.client, 0);
     status.start();
-    status.setDevice(claim, "eth1", { kind: "prepared" });
-    status.setDevice(claim, "eth2", { kind: "prepared" });
+    status.setDevice(claim, { device: "eth1" }, { kind: "prepared" });
+    status.setDevice(claim, { device: "eth2" }, { kind: "prepared" });
     await status.close();
     assert.deepEqual(api.requests.map((r) => r.method), ["PATCH"]);
     assert.deepEqual(summary(api.state.devices), ["netclaim.dev/eth1=Prepared", "netclaim.dev/eth2=Prepared"]);
@@ -142,7 +142,7 @@ describe("ClaimStatusReporter", () => {
     const api = claimServer([entry("eth1", "nc0", "2026-01-01T00:00:00Z"), entry("eth2", "nc1", "2026-01-01T00:00:00Z")]);
     const status = reporter(api.client, 0, { earlierClaims: () => Promise.reject(new Error("state record unreadable")) });
     status.start();
-    status.setDevice(claim, "eth2", { kind: "failed", reason: "DeviceLost", message: "gone" });
+    status.setDevice(claim, { device: "eth2" }, { kind: "failed", reason: "DeviceLost", message: "gone" });
     await status.close();
     assert.deepEqual(summary(api.state.devices), ["netclaim.dev/eth1=nc0", "netclaim.dev/eth2=DeviceLost"]);
   });
@@ -161,7 +161,7 @@ describe("ClaimStatusReporter", () => {
     const api = claimServer([entry("eth1", "nc0", "2026-01-01T00:00:00Z")], "another-uid");
     const status = reporter(api.client, 0, { earlierClaims: () => Promise.resolve([claim]) });
     status.start();
-    status.setDevice(claim, "eth1", { kind: "prepared" });
+    status.setDevice(claim, { device: "eth1" }, { kind: "prepared" });
     await status.close();
     assert.deepEqual(api.requests.map((r) => r.method), ["GET"]);
   });

@@ -24,7 +24,7 @@
  * DeviceLost), and writing a guess would overwrite what the claim says.
  */
 import type { Logger } from "pino";
-import { claimStatusApplyBody, deviceStatus, READY_CONDITION, type AllocatedDeviceStatus, type DeviceState } from "../claims/status.ts";
+import { claimStatusApplyBody, deviceStatus, READY_CONDITION, type AllocatedDeviceStatus, type DeviceSlot, type DeviceState } from "../claims/status.ts";
 import { errorMessage } from "../common/errors.ts";
 import {
   applyResourceClaimStatus, createEvent, getResourceClaim, isNotFound,
@@ -83,13 +83,11 @@ export class ClaimStatusReporter {
   }
 
   /** Records the state of one of our devices in a claim; written soon after. */
-  setDevice(claim: ClaimIdentity, device: string, state: DeviceState): void {
+  setDevice(claim: ClaimIdentity, { device, shareID }: DeviceSlot, state: DeviceState): void {
     const pending = this.#pending(claim);
     const previous = pending.devices.get(device);
-    pending.devices.set(
-      device,
-      deviceStatus({ driver: this.#options.driverName, pool: this.#options.poolName, device }, state, { now: new Date(), previous }),
-    );
+    const ref = { driver: this.#options.driverName, pool: this.#options.poolName, device, ...(shareID !== undefined && { shareID }) };
+    pending.devices.set(device, deviceStatus(ref, state, { now: new Date(), previous }));
     pending.dirty = true;
     this.#wake?.();
   }

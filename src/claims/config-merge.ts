@@ -16,12 +16,14 @@
 import {
   familyOf,
   parseNetworkConfig,
+  type ChildConfig,
   type FieldProblem,
   type InterfaceConfig,
   type IpamFromConfig,
   type NetworkConfigDocument,
   type RouteConfig,
 } from "./network-config.ts";
+import { CHILD_MODES } from "../engine/index.ts";
 import { ipEquals, parseCidr, parseIp, prefixContains, type IpAddress } from "../common/ip.ts";
 
 export interface OpaqueConfigEntry {
@@ -39,6 +41,8 @@ export interface ResolvedNetworkConfig {
   };
   routes: RouteConfig[];
   ipamFrom?: IpamFromConfig;
+  /** The child fields the documents set (kind, mode and MAC policy default at prepare, on a shared parent). */
+  child: ChildConfig;
   /** The label of the document that set ipamFrom, so an error about it says where to fix it. */
   ipamFromSetBy?: string;
   /** Where each document came from, in the order applied, for status and events. */
@@ -101,7 +105,7 @@ type Origin = Map<string, string>;
 function mergeDocuments(
   documents: readonly { doc: NetworkConfigDocument; label: string }[],
 ): { ok: true; config: ResolvedNetworkConfig; origin: Origin } | { ok: false; problems: FieldProblem[] } {
-  const config: ResolvedNetworkConfig = { mode: "native", interface: { addresses: [], sysctls: {} }, routes: [], sources: [] };
+  const config: ResolvedNetworkConfig = { mode: "native", interface: { addresses: [], sysctls: {} }, routes: [], child: {}, sources: [] };
   // Which document last set each field, so an error can point at it.
   const origin: Origin = new Map();
   for (const { doc, label } of documents) {
@@ -120,6 +124,10 @@ function mergeDocuments(
       config.interface.addresses = [];
       origin.delete("interface.addresses");
     }
+    const { kind, mode, macPolicy } = doc.child ?? {};
+    if (kind !== undefined) set(origin, "child.kind", label, () => (config.child.kind = kind));
+    if (mode !== undefined) set(origin, "child.mode", label, () => (config.child.mode = mode));
+    if (macPolicy !== undefined) set(origin, "child.macPolicy", label, () => (config.child.macPolicy = macPolicy));
     const iface = doc.interface;
     if (iface === undefined) continue;
     if (iface.addresses !== undefined) {
@@ -177,6 +185,22 @@ function checkResolved(config: ResolvedNetworkConfig, origin: Origin): FieldProb
   }
 
   problems.push(...routeProblems(config.routes, config.ipamFrom === undefined ? config.interface.addresses : undefined, at("routes")));
+  problems.push(...childProblems(config, at));
+  return problems;
+}
+
+function childProblems({ child, interface: iface }: ResolvedNetworkConfig, at: (field: string) => string): FieldProblem[] {
+  const kind = child.kind ?? "macvlan";
+  const modes: readonly string[] = CHILD_MODES[kind];
+  const problems: FieldProblem[] = [];
+  if (child.mode !== undefined && !modes.includes(child.mode)) {
+    problems.push({ field: at("child.mode"), message: `is "${child.mode}", which is not a mode of ${kind}; use one of ${modes.join(", ")}` });
+  }
+  if (kind === "ipvlan") {
+    const why = "an ipvlan child has its parent's MAC address";
+    if (child.macPolicy !== undefined) problems.push({ field: at("child.macPolicy"), message: `cannot be set for child.kind ipvlan: ${why}` });
+    if (iface.hardwareAddress !== undefined) problems.push({ field: at("interface.hardwareAddress"), message: `cannot be set for child.kind ipvlan: ${why}` });
+  }
   return problems;
 }
 

@@ -229,4 +229,24 @@ describe("resolveRequestConfig", () => {
     );
     assert.ok(result.ok);
   });
+
+  it("layers a child field by field: the class's kind, the claim's mode; a mode of the other kind names where it was set", () => {
+    const layered = resolveRequestConfig([classEntry({ child: { kind: "ipvlan" } }), claimEntry({ child: { mode: "l3s" } })], { driverName: DRIVER, request: "nic" });
+    assert.ok(layered.ok, JSON.stringify(layered));
+    assert.deepEqual(layered.config.child, { kind: "ipvlan", mode: "l3s" });
+    const mixed = resolveRequestConfig([classEntry({ child: { kind: "ipvlan" } }), claimEntry({ child: { mode: "bridge" } })], { driverName: DRIVER, request: "nic" });
+    assert.deepEqual(mixed, {
+      ok: false,
+      problems: [{ field: "spec.devices.config[0].opaque.parameters.child.mode", message: 'is "bridge", which is not a mode of ipvlan; use one of l2, l3, l3s' }],
+    });
+  });
+
+  it("refuses a child in mode multus, and an unknown child field", () => {
+    const multus = resolveRequestConfig([claimEntry({ mode: "multus", child: { kind: "macvlan" } })], { driverName: DRIVER, request: "nic" });
+    assert.equal(multus.ok, false);
+    assert.match(JSON.stringify(multus), /child\.kind.*cannot be set in mode \\"multus\\"/);
+    const unknown = resolveRequestConfig([claimEntry({ child: { kind: "macvlan", vlan: 7 } })], { driverName: DRIVER, request: "nic" });
+    assert.equal(unknown.ok, false);
+    assert.match(JSON.stringify(unknown), /child/);
+  });
 });

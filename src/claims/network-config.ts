@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { formatCidr, networkOf, parseCidr, parseIp, type IpFamily } from "../common/ip.ts";
 import { INTERFACE_NAME, SYSCTL_VALUE } from "../common/linux-names.ts";
+import { CHILD_MODES } from "../engine/index.ts";
 
 export const NETWORK_CONFIG_API_VERSION = "netclaim.dev/v1alpha1";
 export const NETWORK_CONFIG_KIND = "NetworkConfig";
@@ -119,6 +120,26 @@ const ipamFromSchema = z.strictObject({
   name: dnsSubdomain,
 });
 
+/**
+ * The interface netclaim makes on a shared parent (a device the agent
+ * publishes with allowMultipleAllocations): created in the pod, deleted with
+ * it. Each field may come from a different document; the merged result is
+ * checked as a whole (config-merge.ts).
+ */
+const childSchema = z.strictObject({
+  /** Default: macvlan. */
+  kind: z.enum(["macvlan", "ipvlan"]).optional(),
+  /** macvlan: bridge (default), private, vepa, passthru; ipvlan: l2 (default), l3, l3s. */
+  mode: z.enum([...CHILD_MODES.macvlan, ...CHILD_MODES.ipvlan]).optional(),
+  /**
+   * macvlan only. stable (default): a MAC derived from the claim and its
+   * request, the same on every attach of the claim (so after a recovery
+   * too); random: the kernel's, new on every attach. interface.hardwareAddress
+   * overrides both.
+   */
+  macPolicy: z.enum(["stable", "random"]).optional(),
+});
+
 export const networkConfigSchema = z.strictObject({
   apiVersion: z.literal(NETWORK_CONFIG_API_VERSION, { error: `must be "${NETWORK_CONFIG_API_VERSION}"` }),
   kind: z.literal(NETWORK_CONFIG_KIND, { error: `must be "${NETWORK_CONFIG_KIND}"` }),
@@ -131,6 +152,7 @@ export const networkConfigSchema = z.strictObject({
   interface: interfaceSchema.optional(),
   routes: z.array(routeSchema).max(MAX_ROUTES).optional(),
   ipamFrom: ipamFromSchema.optional(),
+  child: childSchema.optional(),
 });
 
 /** One validated NetworkConfig document; every field optional so documents can layer. */
@@ -138,6 +160,7 @@ export type NetworkConfigDocument = z.infer<typeof networkConfigSchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
 export type InterfaceConfig = z.infer<typeof interfaceSchema>;
 export type IpamFromConfig = z.infer<typeof ipamFromSchema>;
+export type ChildConfig = z.infer<typeof childSchema>;
 
 export interface FieldProblem {
   /** Dotted path from the document root, e.g. "interface.mtu" or "routes[1].gateway". */

@@ -5,6 +5,7 @@
  * back from disk and may have been written by another agent version.
  */
 import { z } from "zod";
+import { childSchema } from "../engine/index.ts";
 
 const ref = z.object({ namespace: z.string(), name: z.string(), uid: z.string().min(1) });
 
@@ -63,6 +64,10 @@ export const devicePlanSchema = z.object({
   metadataFile: z.string().startsWith("/").optional(),
   /** For mode multus: the resourceName a NetworkAttachmentDefinition must carry. */
   resourceName: z.string().optional(),
+  /** The allocation's share of a device allocated to many claims (a shared parent); absent for a whole device. */
+  shareID: z.string().optional(),
+  /** A shared parent's child made in the pod (the identity names the parent); absent: the device itself moves. */
+  child: childSchema.optional(),
 });
 
 export const claimPlanSchema = z.object({

@@ -19,6 +19,10 @@ const DEVICES: Record<string, PreparableDevice> = {
   "pci-0000-03-00-0": { ifName: "ens3f0", ifIndex: 7, mac: "0c:42:a1:00:00:01", pciAddress: "0000:03:00.0", resourceName: "netclaim.dev/fast" },
   "pci-0000-03-00-1": { ifName: "ens3f1", ifIndex: 8, mac: "0c:42:a1:00:00:02", pciAddress: "0000:03:00.1", attributes: { "netclaim.dev/ifName": { string: "ens3f1" } } },
   "pci-0000-81-00-0": { ifName: "ib0", ifIndex: 9, pciAddress: "0000:81:00.0", rdma: { device: "mlx5_0", charDevices: ["/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0"] } },
+  "pci-0000-5e-00-0": {
+    ifName: "ens5f0", ifIndex: 10, pciAddress: "0000:5e:00.0", shared: true, resourceName: "netclaim.dev/shared",
+    rdma: { device: "mlx5_2", charDevices: ["/dev/infiniband/uverbs2"] },
+  },
 };
 
 class RecordingCdi implements CdiPublisher {
@@ -73,6 +77,7 @@ interface SetupOptions {
   policy?: Partial<IpamPolicy>;
   pluginDirs?: readonly string[];
   pods?: PodAnnotations;
+  kernelKinds?: readonly string[];
 }
 
 async function setup(options: SetupOptions = {}) {
@@ -101,6 +106,7 @@ async function setup(options: SetupOptions = {}) {
       timeoutMs: 10_000,
     }),
     runtimeConnected: () => options.connected ?? true,
+    kernelHasLinkKind: (kind) => Promise.resolve((options.kernelKinds ?? ["macvlan", "ipvlan"]).includes(kind)),
     pods: options.pods,
     logger: pino({ level: "silent" }),
   });
@@ -510,5 +516,76 @@ describe("NetworkPreparer and the pod's Multus networks", () => {
       preparer.prepare(claim(["pci-0000-03-00-1", "pci-0000-81-00-0"], [{ interface: { name: "data0" } }]), signal),
       rejectsWith("INTERFACE_NAME_TAKEN", /"data0" in the pod: the name is already used by device pci-0000-03-00-1 .*; give each device its own interface\.name/),
     );
+  });
+});
+
+describe("shared parents", () => {
+  const SHARED = "pci-0000-5e-00-0";
+  const shared = (config: object[] = [], shareIDs = ["6e0f4c3a-9b1d-4c2e-8f00-000000000001"]): ClaimForPrepare => {
+    const base = claim([SHARED], config);
+    return { ...base, results: base.results.map((r, i) => ({ ...r, shareID: shareIDs[i] })) };
+  };
+
+  it("plans a macvlan child in bridge mode with a stable MAC, keeps the parent as its identity and the allocation's share", async () => {
+    const { preparer } = await setup();
+    const plan = await preparer.prepare(shared([{ interface: { addresses: ["198.51.100.20/24"] } }]), signal);
+    const [device] = plan.devices;
+    assert.ok(device !== undefined);
+    assert.deepEqual(device.child, { kind: "macvlan", mode: "bridge" });
+    assert.equal(device.shareID, "6e0f4c3a-9b1d-4c2e-8f00-000000000001");
+    assert.deepEqual(device.identity, { name: "ens5f0", ifindex: 10, pciAddress: "0000:5e:00.0" });
+    assert.equal(device.rdma, undefined, "a child has no RDMA device of its own");
+    const mac = device.interface.hardwareAddress ?? "";
+    assert.match(mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+    assert.equal(parseInt(mac.slice(0, 2), 16) & 0x03, 0x02, "locally administered unicast");
+    const again = await (await setup()).preparer.prepare(shared([{ interface: { addresses: ["198.51.100.20/24"] } }]), signal);
+    assert.equal(again.devices[0]?.interface.hardwareAddress, mac, "the same claim gets the same MAC");
+    const other = await (await setup()).preparer.prepare({ ...shared(), ref: { namespace: "default", name: "web-1-nic", uid: "claim-uid-2" } }, signal);
+    assert.notEqual(other.devices[0]?.interface.hardwareAddress, mac);
+  });
+
+  it("takes the kind, mode and MAC policy the config asks for, and a configured MAC over the policy", async () => {
+    const { preparer } = await setup();
+    const random = await preparer.prepare(shared([{ child: { mode: "private", macPolicy: "random" } }]), signal);
+    assert.deepEqual(random.devices[0]?.child, { kind: "macvlan", mode: "private" });
+    assert.equal(random.devices[0].interface.hardwareAddress, undefined, "the kernel picks it");
+    const fixed = await (await setup()).preparer.prepare(shared([{ interface: { hardwareAddress: "02:00:5e:00:00:09" } }]), signal);
+    assert.equal(fixed.devices[0]?.interface.hardwareAddress, "02:00:5e:00:00:09");
+    const ipvlan = await (await setup()).preparer.prepare(shared([{ child: { kind: "ipvlan" } }]), signal);
+    assert.deepEqual(ipvlan.devices[0]?.child, { kind: "ipvlan", mode: "l2" });
+    assert.equal(ipvlan.devices[0].interface.hardwareAddress, undefined, "an ipvlan child has its parent's MAC");
+  });
+
+  it("refuses an ipvlan child on a kernel without ipvlan, saying what to ask for instead", async () => {
+    const { preparer } = await setup({ kernelKinds: ["macvlan"] });
+    await assert.rejects(preparer.prepare(shared([{ child: { kind: "ipvlan", mode: "l3" } }]), signal), rejectsWith("CLAIM_INVALID_CONFIG", /asks for an ipvlan child, but this node's kernel has no ipvlan; ask for child\.kind macvlan/));
+  });
+
+  it("refuses a mode of the other kind, and a MAC for an ipvlan child, naming the field", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(preparer.prepare(shared([{ child: { kind: "ipvlan", mode: "bridge" } }]), signal), rejectsWith("CLAIM_INVALID_CONFIG", /child\.mode: is "bridge", which is not a mode of ipvlan; use one of l2, l3, l3s/));
+    await assert.rejects(
+      preparer.prepare(shared([{ child: { kind: "ipvlan" }, interface: { hardwareAddress: "02:00:5e:00:00:09" } }]), signal),
+      rejectsWith("CLAIM_INVALID_CONFIG", /interface\.hardwareAddress: cannot be set for child\.kind ipvlan/),
+    );
+  });
+
+  it("refuses a child asked of a device allocated whole", async () => {
+    const { preparer } = await setup();
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [{ child: { kind: "macvlan" } }]), signal), rejectsWith("CLAIM_INVALID_CONFIG", /sets child, but the device is allocated whole/));
+  });
+
+  it("refuses a shared parent allocated twice to one claim", async () => {
+    const { preparer } = await setup();
+    const twice = shared([], ["6e0f4c3a-9b1d-4c2e-8f00-000000000001", "6e0f4c3a-9b1d-4c2e-8f00-000000000002"]);
+    const base = claim([SHARED, SHARED]);
+    await assert.rejects(preparer.prepare({ ...twice, results: base.results.map((r, i) => ({ ...r, shareID: `share-${i}` })) }, signal), rejectsWith("CLAIM_INVALID_CONFIG", /allocated to both request nic and request nic1/));
+  });
+
+  it("leaves a shared parent in mode multus to the NetworkAttachmentDefinition: no child", async () => {
+    const { preparer } = await setup();
+    const plan = await preparer.prepare(shared([{ mode: "multus" }]), signal);
+    assert.equal(plan.devices[0]?.child, undefined);
+    assert.equal(plan.devices[0]?.resourceName, "netclaim.dev/shared");
   });
 });

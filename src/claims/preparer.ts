@@ -14,11 +14,13 @@
  * the error is returned. IPAM leases are journaled before they are taken, so
  * an unprepare after a crash mid-prepare releases them too.
  */
+import { createHash } from "node:crypto";
 import { access } from "node:fs/promises";
 import { z } from "zod";
 import type { Logger } from "pino";
 import { errorMessage } from "../common/errors.ts";
 import { CniError, type IpamConfig, type IpamLease, type IpamRunner } from "../cni/index.ts";
+import { CHILD_MODES, childSchema, type ChildInterface } from "../engine/index.ts";
 import type { DeviceAttribute } from "../kube/index.ts";
 import type { Collection, StateStore } from "../store/index.ts";
 import { resolveRequestConfig, routeProblems, type ResolvedNetworkConfig } from "./config-merge.ts";
@@ -38,6 +40,8 @@ export interface PreparableDevice {
   resourceName?: string | undefined;
   /** The attributes its ResourceSlice publishes, for its device metadata. */
   attributes?: Readonly<Record<string, DeviceAttribute>> | undefined;
+  /** Published as a shared parent: each claim gets a child of it in its pod, never the device itself. */
+  shared?: boolean | undefined;
 }
 
 export interface DeviceLookup {
@@ -96,7 +100,7 @@ export interface ClaimForPrepare {
   ref: { namespace: string; name: string; uid: string };
   /** The claim's resource.kubernetes.io/pod-claim-name annotation: the pod's name for a claim made from its template. */
   podClaimName?: string | undefined;
-  results: readonly { request: string; driver: string; pool: string; device: string }[];
+  results: readonly { request: string; driver: string; pool: string; device: string; shareID?: string | undefined }[];
   config: readonly { source: "FromClass" | "FromClaim"; requests: readonly string[]; driver: string; parameters: unknown }[];
   reservedFor: readonly { resource: string; apiGroup?: string | undefined; name: string; uid: string }[];
 }
@@ -118,6 +122,8 @@ export interface NetworkPreparerOptions {
   pods?: PodAnnotations | undefined;
   /** Prepare refuses while this is false: a sandbox started now would miss its interfaces. */
   runtimeConnected: () => boolean;
+  /** Whether the node's kernel makes links of a child kind; asked when a claim's child is not macvlan. Absent: the attach finds out. */
+  kernelHasLinkKind?: ((kind: ChildInterface["kind"]) => Promise<boolean>) | undefined;
   logger: Logger;
 }
 
@@ -160,6 +166,8 @@ export class NetworkPreparer {
     try {
       // Everything that can refuse the claim on its own runs before anything is taken.
       const planned = ours.map((result) => this.#planDevice(claim, result, what));
+      refuseRepeatedDevices(planned.map((p) => p.plan), what);
+      await this.#checkChildKinds(planned.map((p) => p.plan), what);
       await this.#checkInterfaceNames(planned.map((p) => p.plan), pod, what, signal);
       for (const { plan, device, config, where } of planned) {
         if (config.mode !== "multus" && config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
@@ -274,14 +282,38 @@ export class NetworkPreparer {
         sysctls: { ...config.interface.sysctls },
       },
       routes: [...config.routes],
-      ...(device.rdma !== undefined ? { rdma: { device: device.rdma.device, charDevices: [...device.rdma.charDevices] } } : {}),
       cdiDeviceIds: [],
       ...(device.resourceName !== undefined ? { resourceName: device.resourceName } : {}),
+      ...(result.shareID !== undefined ? { shareID: result.shareID } : {}),
     };
     if (config.mode === "multus" && device.resourceName === undefined) {
       throw new ClaimPrepareError("CLAIM_INVALID_CONFIG", what, `${where} asks for mode "multus", but the device publishes no k8s.cni.cncf.io/resourceName`);
     }
+    const child = childOf(config, device, `${where}: ${config.sources.join(", ") || "no NetworkConfig"}`, what);
+    if (child !== undefined) {
+      plan.child = child.interface;
+      const mac = config.interface.hardwareAddress ?? (child.macPolicy === "stable" ? stableMac(`${claim.ref.uid}/${result.request}/${result.device}`) : undefined);
+      if (mac !== undefined) plan.interface.hardwareAddress = mac;
+    } else if (device.rdma !== undefined) {
+      // A child has no RDMA device of its own; a whole device takes its own along.
+      plan.rdma = { device: device.rdma.device, charDevices: [...device.rdma.charDevices] };
+    }
     return { plan, device, config, where };
+  }
+
+  /** A child kind the node's kernel lacks fails here, rather than on every sandbox attempt. */
+  async #checkChildKinds(plans: readonly DevicePlan[], what: string): Promise<void> {
+    const { kernelHasLinkKind } = this.#options;
+    if (kernelHasLinkKind === undefined) return;
+    for (const plan of plans) {
+      const kind = plan.child?.kind;
+      if (kind === undefined || kind === "macvlan" || (await kernelHasLinkKind(kind))) continue;
+      throw new ClaimPrepareError(
+        "CLAIM_INVALID_CONFIG",
+        what,
+        `device ${plan.device} (request ${plan.request}) asks for an ${kind} child, but this node's kernel has no ${kind}; ask for child.kind macvlan, or have the node load the ${kind} module`,
+      );
+    }
   }
 
   /**
@@ -420,7 +452,57 @@ export class NetworkPreparer {
   }
 }
 
-/** A netdev can be in one network namespace only, so a claim serves exactly one pod. */
+/**
+ * The child to make of the device, when it is a shared parent attached
+ * natively: the config's kind and mode, or macvlan in bridge mode, with a
+ * stable MAC unless the config asks otherwise. A child asked of a device
+ * allocated whole is refused: moving the device and making a child of it
+ * are different things, and the DeviceClass chose the first.
+ */
+function childOf(config: ResolvedNetworkConfig, device: PreparableDevice, where: string, what: string): { interface: ChildInterface; macPolicy?: "stable" | "random" } | undefined {
+  const asked = config.child;
+  if (device.shared !== true) {
+    if (Object.keys(asked).length === 0) return undefined;
+    throw new ClaimPrepareError(
+      "CLAIM_INVALID_CONFIG",
+      what,
+      `${where} sets child, but the device is allocated whole, not as a shared parent; remove child, or ask for a device of a shared-parent DeviceClass (the agent's device policy publishes a NIC as one with include[].share)`,
+    );
+  }
+  if (config.mode === "multus") return undefined;
+  const kind = asked.kind ?? "macvlan";
+  // The merged config's mode fits its kind (config-merge.ts), so this parse only pairs them for the type.
+  const child = childSchema.parse({ kind, mode: asked.mode ?? CHILD_MODES[kind][0] });
+  return { interface: child, ...(kind === "macvlan" && { macPolicy: asked.macPolicy ?? "stable" }) };
+}
+
+/** A locally administered unicast MAC derived from `seed`: the same on every attach of one claim's child. */
+export function stableMac(seed: string): string {
+  const bytes = createHash("sha256").update(seed).digest().subarray(0, 6);
+  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * A device twice in one claim: only a shared parent can be, allocated to two
+ * of its requests. One pod then gets one child per claim of a parent: the
+ * attachment (and its gate) is the claim's device.
+ */
+function refuseRepeatedDevices(plans: readonly DevicePlan[], what: string): void {
+  const seen = new Map<string, string>();
+  for (const plan of plans) {
+    const first = seen.get(plan.device);
+    if (first !== undefined) {
+      throw new ClaimPrepareError(
+        "CLAIM_INVALID_CONFIG",
+        what,
+        `device ${plan.device} is allocated to both request ${first} and request ${plan.request}; one claim takes one child of a shared parent: ask for the second interface in a claim of its own, or keep the requests apart with a distinctAttribute constraint`,
+      );
+    }
+    seen.set(plan.device, plan.request);
+  }
+}
+
 /** The devices that need a CDI spec: RDMA character devices, or the attach gate of a device netclaim attaches. */
 function cdiDevicesOf(devices: readonly DevicePlan[]): CdiDevice[] {
   // Devices handed to Multus are attached by the runtime's CNI call, which fails the sandbox itself.
@@ -441,6 +523,7 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** A netdev can be in one network namespace only, so a claim serves exactly one pod. */
 function onlyPod(claim: ClaimForPrepare, what: string): ClaimPlan["pod"] {
   const pods = claim.reservedFor.filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "");
   if (pods.length !== 1 || claim.reservedFor.length !== 1) {

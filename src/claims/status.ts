@@ -41,6 +41,14 @@ export interface DeviceRef {
   driver: string;
   pool: string;
   device: string;
+  /** The allocation's share of a device allocated many times (a shared parent): part of the entry's key. */
+  shareID?: string;
+}
+
+/** One of our devices in a claim: its DRA name, and its share when the device is allocated many times. */
+export interface DeviceSlot {
+  device: string;
+  shareID?: string | undefined;
 }
 
 export interface Condition {

@@ -12,7 +12,7 @@
  */
 import { access } from "node:fs/promises";
 import { errorMessage } from "../common/errors.ts";
-import { NetlinkError, type BatchRunner } from "../netlink/index.ts";
+import { linkKindAvailable, NetlinkError, type BatchRunner } from "../netlink/index.ts";
 import { fail, pass, warn, type Check, type CheckResult } from "./check.ts";
 
 export const NETNS_CHECK = "network namespaces";
@@ -27,8 +27,6 @@ export interface KernelCheckOptions {
 }
 
 /** The probe link's name; never created. */
-const PROBE_NAME = "ncdoctor0";
-
 export function kernelChecks(options: KernelCheckOptions): Check[] {
   return [
     { name: NETNS_CHECK, run: () => checkNetns(options.procRoot ?? "/proc") },
@@ -49,21 +47,16 @@ export async function checkNetns(procRoot: string): Promise<CheckResult> {
 
 export async function checkLinkKind(netlink: Pick<BatchRunner, "batchAcross">, kind: "macvlan" | "ipvlan"): Promise<CheckResult> {
   const name = kind === "macvlan" ? MACVLAN_CHECK : IPVLAN_CHECK;
+  let available: boolean;
   try {
-    await netlink.batchAcross([{ netns: undefined, op: { op: "createLink", spec: { kind, name: PROBE_NAME, parentIndex: 0 } } }]);
+    available = await linkKindAvailable(netlink, kind);
   } catch (err) {
-    const errno = err instanceof NetlinkError ? err.errnoName : undefined;
-    if (errno === "ENODEV" || errno === "EINVAL") return pass(name, "the kernel has it");
-    if (errno === "EOPNOTSUPP") {
-      if (kind === "ipvlan") return pass(name, "the kernel has no ipvlan: netclaim does not need it, only Multus networks of type ipvlan would");
-      return warn(name, "the kernel has no macvlan: Multus macvlan networks beside netclaim's interfaces cannot be made", "load the macvlan module (modprobe macvlan) or use a kernel with CONFIG_MACVLAN");
-    }
     return warn(name, `cannot tell: ${errorMessage(err)}`, "run doctor as root in the host's network namespace (the agent's pod)");
   }
-  // Never expected (ifindex 0 is no device), but a link made must not stay.
-  const [link] = (await netlink.batchAcross([{ netns: undefined, op: { op: "getLink", key: { name: PROBE_NAME } } }])) as { index: number }[];
-  if (link !== undefined) await netlink.batchAcross([{ netns: undefined, op: { op: "deleteLink", index: link.index, device: PROBE_NAME } }]);
-  return pass(name, "the kernel has it");
+  if (available) return pass(name, "the kernel has it");
+  // Optional: macvlan is the default child, and the refusal at prepare says what to do.
+  if (kind === "ipvlan") return pass(name, "the kernel has no ipvlan: claims asking for ipvlan children are refused at prepare (macvlan children work), and Multus ipvlan networks cannot be made");
+  return warn(name, "the kernel has no macvlan: shared parents cannot carry macvlan children, and Multus macvlan networks cannot be made", "load the macvlan module (modprobe macvlan) or use a kernel with CONFIG_MACVLAN");
 }
 
 export async function checkRdma(netlink: Pick<BatchRunner, "batchAcross">): Promise<CheckResult> {

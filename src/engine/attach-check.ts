@@ -17,6 +17,8 @@ export interface PreparedAttachment {
   record: JournalRecord;
   onHost?: Link;
   podIndexes?: ReadonlySet<number>;
+  /** For a fresh child: the ifindex it is created at, free in the pod and taken by nothing else of this attach. */
+  childIndex?: number;
 }
 
 /** Validates a plan at the engine's boundary (it may come from disk); ENGINE_PLAN names the field. */
@@ -57,7 +59,7 @@ export async function checkAttach(
     Promise.all(plans.map((p) => journal.get(p.key))),
   ]);
   const podLinks = knownPodLinks ?? (answers[0] as Link[]);
-  const found = answers.slice(podLookup.length) as (LinkState | Link[] | null)[];
+  const found = answers.slice(podLookup.length) as (LinkState | Link | Link[] | null)[];
   const records: PreparedAttachment[] = [];
   const podIndexes = new Set(podLinks.map((l) => l.index));
   const names = new Map<string, AttachmentPlan>();
@@ -79,20 +81,40 @@ export async function checkAttach(
     }
     records.push({ record: { plan, intent: "attach", host: captureHostState(link, addresses, routes) }, onHost: link, podIndexes });
   }
+  assignChildIndexes(records, podIndexes);
   await Promise.all(records.map(({ record }) => journal.put(record.plan.key, record)));
   return records;
 }
 
 /**
+ * Gives each fresh child an ifindex above every index of the pod and of the
+ * devices this attach moves in at their host index, so its creation can be
+ * pinned and ride in the attach's batch like a move. Not when a device
+ * moves unpinned (its host index is taken in the pod): the kernel then
+ * picks its index, which could be any free one, so children are created
+ * unpinned too.
+ */
+function assignChildIndexes(records: PreparedAttachment[], podIndexes: ReadonlySet<number>): void {
+  const fresh = records.filter((r) => r.onHost !== undefined);
+  if (fresh.some((r) => r.record.plan.child === undefined && r.onHost !== undefined && podIndexes.has(r.onHost.index))) return;
+  let next = Math.max(0, ...podIndexes, ...fresh.flatMap((r) => (r.onHost === undefined ? [] : [r.onHost.index]))) + 1;
+  for (const record of fresh) if (record.record.plan.child !== undefined) record.childIndex = next++;
+}
+
+/**
  * The host link the plan names, with its addresses and routes, from the
  * answer to hostLookup(plan): the link's state when the plan gives an
- * ifindex or a name, else a dump of links to find it in first.
+ * ifindex or a name, else a dump of links to find it in first. A child's
+ * parent stays as it is, so only the link itself is read, which identifies it.
  */
-async function resolveHostDevice(runner: StepRunner, plan: AttachmentPlan, lookedUp: LinkState | Link[] | null): Promise<LinkState> {
+async function resolveHostDevice(runner: StepRunner, plan: AttachmentPlan, lookedUp: LinkState | Link | Link[] | null): Promise<LinkState> {
   let state: LinkState | null = null;
   if (Array.isArray(lookedUp)) {
     const found = findPlannedDevice(lookedUp, plan.device);
-    if (found !== undefined) [state] = await runner.call(plan, "resolve", undefined, [{ op: "linkState", key: { index: found.index } }] as const);
+    if (found !== undefined && plan.child !== undefined) state = { link: found, addresses: [], routes: [] };
+    else if (found !== undefined) [state] = await runner.call(plan, "resolve", undefined, [{ op: "linkState", key: { index: found.index } }] as const);
+  } else if (lookedUp !== null && !("link" in lookedUp)) {
+    state = { link: lookedUp, addresses: [], routes: [] };
   } else {
     state = lookedUp;
   }
@@ -102,10 +124,10 @@ async function resolveHostDevice(runner: StepRunner, plan: AttachmentPlan, looke
   return state;
 }
 
-/** The host lookup for a plan: the device's state when the plan names it, else a dump to find it in. */
+/** The host lookup for a plan: the device's state (a child's parent: the link alone) when the plan names it, else a dump to find it in. */
 function hostLookup(plan: AttachmentPlan): Op {
   const { name, ifindex } = plan.device;
-  if (ifindex !== undefined) return { op: "linkState", key: { index: ifindex } };
-  if (name !== undefined) return { op: "linkState", key: { name } };
-  return { op: "listLinks" };
+  const key = ifindex !== undefined ? { index: ifindex } : name !== undefined ? { name } : undefined;
+  if (key === undefined) return { op: "listLinks" };
+  return plan.child === undefined ? { op: "linkState", key } : { op: "getLink", key };
 }

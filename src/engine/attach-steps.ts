@@ -5,12 +5,12 @@
  * A fresh attach, a repeated one and recovery all come through
  * placeInPod, which starts from wherever the device is.
  */
-import { cidrParts, IFA_F_NODAD, networkOf, RT_SCOPE, type Address, type AddressSpec, type Link, type Op, type RouteSpec } from "../netlink/index.ts";
+import { cidrParts, IFA_F_NODAD, networkOf, RT_SCOPE, type Address, type AddressSpec, type Link, type NewLinkSpec, type Op, type RouteSpec } from "../netlink/index.ts";
+import type { PreparedAttachment } from "./attach-check.ts";
 import type { AttachResult } from "./attacher.ts";
 import { fail } from "./errors.ts";
 import { findRecordedDevice } from "./host-state.ts";
-import type { JournalRecord } from "./journal.ts";
-import { parseSysctlKey, type AttachmentPlan } from "./plan.ts";
+import { parseSysctlKey, type AttachmentPlan, type ChildInterface } from "./plan.ts";
 import { lostError } from "./recovery.ts";
 import type { PlannedStep, StepRunner } from "./step-runner.ts";
 
@@ -26,8 +26,8 @@ export interface AttachWork {
 }
 
 /** Runs the attach steps of one device from wherever it is (see placeInPod). */
-export async function attachOne(runner: StepRunner, record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachResult> {
-  const work = await placeInPod(runner, record, onHost, podIndexes);
+export async function attachOne(runner: StepRunner, attachment: PreparedAttachment): Promise<AttachResult> {
+  const work = await placeInPod(runner, attachment);
   const { plan } = work;
   if (plan.rdma?.mode === "exclusive") {
     await runner.runSteps(work.steps);
@@ -39,20 +39,21 @@ export async function attachOne(runner: StepRunner, record: JournalRecord, onHos
 }
 
 /**
- * The kernel work that attaches one device, from wherever it is: `onHost`
- * is the device when the caller just found it on the host (a fresh
- * attach), with the ifindexes in use in the pod; otherwise (recovery, a
- * repeated attach) the device is looked for in the pod first. The move is
- * among the returned steps when its pod-side ifindex can be pinned;
- * otherwise it is made here, as it must be before anything in the pod can
- * name the device.
+ * The kernel work that attaches one device, from wherever it is: with
+ * `onHost`, the device the caller just found on the host (a fresh attach),
+ * and the ifindexes in use in the pod; otherwise (recovery, a repeated
+ * attach) the device is looked for in the pod first. The move (or a
+ * child's creation) is among the returned steps when its pod-side ifindex
+ * can be pinned; otherwise it is made here, as it must be before anything
+ * in the pod can name the device.
  */
-export async function placeInPod(runner: StepRunner, record: JournalRecord, onHost?: Link, podIndexes?: ReadonlySet<number>): Promise<AttachWork> {
+export async function placeInPod(runner: StepRunner, attachment: PreparedAttachment): Promise<AttachWork> {
+  const { record, onHost } = attachment;
   const { plan, host } = record;
   // Held from before the move until the device is back on the host (namespace-pins.ts).
   await runner.pins.pin(plan.key, plan.netns);
   let inPod = onHost === undefined ? await runner.locateInPod(record) : undefined;
-  const move: PlannedStep[] = [];
+  const place: PlannedStep[] = [];
   if (inPod === undefined) {
     let device = onHost;
     if (device === undefined) {
@@ -60,25 +61,16 @@ export async function placeInPod(runner: StepRunner, record: JournalRecord, onHo
       device = findRecordedDevice(hostLinks, host, plan);
     }
     if (device === undefined) throw lostError(record);
-    // Moves, renames and sets MTU and MAC in one request (the kernel
-    // applies the rest of the request in the new namespace), so the host
-    // name never shows in the pod. No separate "set down": the kernel
-    // closes the device as part of the move, and a down costs an RCU grace
-    // period of its own. When the device's ifindex is free in the pod, the
-    // request pins it (IFLA_NEW_IFINDEX): the pod-side index is then known
-    // ahead, and the rest of the attach rides in the same batch.
-    const pin = podIndexes !== undefined && !podIndexes.has(device.index);
-    const update = { netns: plan.netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
-    const moveOp: Op = { op: "setLink", index: device.index, device: device.name, update };
-    if (pin) {
-      move.push({ plan, step: "move", netns: undefined, ops: [moveOp] });
-      inPod = { ...device, ...linkSettings(plan), up: upWithMove(plan) };
+    const placement = plan.child === undefined ? moveInto(plan, device, attachment.podIndexes) : createChild(plan, plan.child, device, attachment.childIndex);
+    if (placement.pinned !== undefined) {
+      place.push({ plan, step: placement.step, netns: undefined, ops: [placement.op] });
+      inPod = placement.pinned;
     } else {
-      runner.step("move", plan);
-      await runner.call(plan, "move", undefined, [moveOp] as const);
-      const [moved] = await runner.call(plan, "move", plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
-      if (moved === null) fail("ENGINE_VERIFY", plan, "move", `device ${device.name} is not in pod ${plan.netns} as ${plan.podName} after the move`);
-      inPod = moved;
+      runner.step(placement.step, plan);
+      await runner.call(plan, placement.step, undefined, [placement.op] as const);
+      const [placed] = await runner.call(plan, placement.step, plan.netns, [{ op: "getLink", key: { name: plan.podName } }] as const);
+      if (placed === null) fail("ENGINE_VERIFY", plan, placement.step, `${plan.podName} is not in pod ${plan.netns} after ${placement.step === "move" ? `moving ${device.name}` : `creating it on ${device.name}`}`);
+      inPod = placed;
     }
   }
   const index = inPod.index;
@@ -102,13 +94,50 @@ export async function placeInPod(runner: StepRunner, record: JournalRecord, onHo
     plan,
     index,
     steps: [
-      ...move,
+      ...place,
       { plan, step: "configure", netns, ops: configure, pipelined },
       { plan, step: "set-up", netns, ops: inPod.up ? [] : [{ op: "setLink", index, device, update: { up: true } }], pipelined },
       { plan, step: "routes", netns, ops: podRoutes(plan, index).map((spec) => ({ op: "addRoute", spec, device })), pipelined },
     ],
     verify: { plan, step: "verify", netns, ops: [{ op: "getLink", key: { index } }, { op: "listAddresses", index }], pipelined },
   };
+}
+
+/** How a device gets into its pod: one request, and the device as it is there when that request pins its ifindex. */
+interface Placement {
+  step: "move" | "create";
+  op: Op;
+  pinned?: Link;
+}
+
+/**
+ * Moves, renames and sets MTU and MAC in one request (the kernel applies
+ * the rest of the request in the new namespace), so the host name never
+ * shows in the pod. No separate "set down": the kernel closes the device
+ * as part of the move, and a down costs an RCU grace period of its own.
+ * When the device's ifindex is free in the pod, the request pins it
+ * (IFLA_NEW_IFINDEX): the pod-side index is then known ahead, and the rest
+ * of the attach rides in the same batch.
+ */
+function moveInto(plan: AttachmentPlan, device: Link, podIndexes: ReadonlySet<number> | undefined): Placement {
+  const pin = podIndexes !== undefined && !podIndexes.has(device.index);
+  const update = { netns: plan.netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
+  const op: Op = { op: "setLink", index: device.index, device: device.name, update };
+  return { step: "move", op, ...(pin && { pinned: { ...device, ...linkSettings(plan), up: upWithMove(plan) } }) };
+}
+
+/**
+ * Creates the child on `parent` straight in the pod, named, with its MTU,
+ * MAC and (without sysctls to set first) up in the same request, at
+ * `index` when the check chose one that is free there.
+ */
+function createChild(plan: AttachmentPlan, child: ChildInterface, parent: Link, index: number | undefined): Placement {
+  const { name, mtu, mac } = linkSettings(plan);
+  const up = upWithMove(plan);
+  const spec: NewLinkSpec = { ...child, name, parentIndex: parent.index, ...(mtu !== undefined && { mtu }), ...(mac !== undefined && { mac }), up, ...(index !== undefined && { index }) };
+  const op: Op = { op: "createLink", spec, into: plan.netns };
+  const pinned: Link | undefined = index === undefined ? undefined : { index, name, mtu: mtu ?? parent.mtu, up, carrier: false, kind: child.kind, ...(mac !== undefined && { mac }) };
+  return { step: "create", op, ...(pinned !== undefined && { pinned }) };
 }
 
 /**

@@ -14,8 +14,8 @@ export interface RdmaOps {
   rdmaSetNetns(index: number, device: string, netns: string): Promise<null>;
 }
 
-export type AttachStep = "move" | "configure" | "set-up" | "routes" | "rdma" | "verify";
-export type DetachStep = "rdma-return" | "move-out" | "restore-link" | "restore-addresses" | "restore-up" | "restore-routes" | "forget";
+export type AttachStep = "move" | "create" | "configure" | "set-up" | "routes" | "rdma" | "verify";
+export type DetachStep = "rdma-return" | "move-out" | "delete-child" | "restore-link" | "restore-addresses" | "restore-up" | "restore-routes" | "forget";
 export type Step = AttachStep | DetachStep;
 
 export interface EngineOptions {

@@ -27,7 +27,7 @@ import { InjectedCrash, rollbackFailed, stepError } from "./errors.ts";
 import { openJournal, type JournalRecord } from "./journal.ts";
 import { KeyLocks } from "./key-locks.ts";
 import { inAnotherSandbox, recoverRecord, retargeted, type RecoverySteps } from "./recovery.ts";
-import { findRecordedDevice } from "./host-state.ts";
+import { findInPod } from "./host-state.ts";
 import { detachOne } from "./restore-steps.ts";
 import { StepRunner } from "./step-runner.ts";
 import type { AttachmentPlan, AttachmentPlanInput } from "./plan.ts";
@@ -59,7 +59,7 @@ export class AttachEngine implements Attacher, PodLinkSource {
     this.#gate = options.gateDir === undefined ? undefined : new AttachGate(options.gateDir);
     this.#recoverySteps = {
       journal: this.#journal,
-      attach: (record) => attachOne(this.#runner, record),
+      attach: (record) => attachOne(this.#runner, { record }),
       restore: async (record) => ((await detachOne(this.#runner, record)) === "restored" ? "restored" : "gone"),
       alive: (netns) => this.#runner.pins.alive(netns),
     };
@@ -142,14 +142,14 @@ export class AttachEngine implements Attacher, PodLinkSource {
       // configuring and verifying: those pods attach device by device.
       if (records.some(({ record }) => record.plan.rdma?.mode === "exclusive")) {
         const results: AttachResult[] = [];
-        for (const { record, onHost, podIndexes } of records) results.push(await attachOne(this.#runner, record, onHost, podIndexes));
+        for (const attachment of records) results.push(await attachOne(this.#runner, attachment));
         for (const { record } of records) this.#settle(record.plan);
         return results;
       }
       // Everything else, every device's move, configuration and read-back,
       // goes to the worker in one batch: one round trip for the whole pod.
       const works: AttachWork[] = [];
-      for (const { record, onHost, podIndexes } of records) works.push(await placeInPod(this.#runner, record, onHost, podIndexes));
+      for (const attachment of records) works.push(await placeInPod(this.#runner, attachment));
       const results = await this.#runner.runSteps(works.flatMap((w) => [...w.steps, w.verify]));
       let offset = 0;
       const attached = works.map((work) => {
@@ -343,7 +343,7 @@ export class AttachEngine implements Attacher, PodLinkSource {
       }
       // A detach that began during the dump may have taken the device out already: not a loss.
       for (const record of records.filter((r) => this.#settled.has(r.plan.key))) {
-        links.set(record.plan.key, findRecordedDevice(podLinks, record.host, record.plan) ?? null);
+        links.set(record.plan.key, findInPod(podLinks, record) ?? null);
       }
     }
     return links;

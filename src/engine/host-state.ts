@@ -3,7 +3,7 @@
  * again by identity after moves, renames and netns teardown.
  */
 import { type Address, type AddressSpec, type Link, type Route, type RouteSpec } from "../netlink/index.ts";
-import type { HostState } from "./journal.ts";
+import type { HostState, JournalRecord } from "./journal.ts";
 import type { AttachmentPlan, DeviceIdentity } from "./plan.ts";
 
 const IFA_PROTO_KERNEL = new Set([1, 2, 3]);
@@ -92,4 +92,17 @@ export function findRecordedDevice(links: readonly Link[], host: HostState, plan
   const candidates = links.filter((l) => l.kind === host.kind && l.mac !== undefined && macs.has(l.mac));
   if (candidates.length <= 1) return candidates[0];
   return candidates.find((l) => l.index === host.ifindex) ?? candidates.find((l) => l.name === plan.podName);
+}
+
+/**
+ * Finds the attachment's interface among a pod's links: the recorded
+ * device (findRecordedDevice), or for a child the link of the child's kind
+ * with its planned MAC, else its pod-side name (a child has no identity
+ * of its own from before the pod).
+ */
+export function findInPod(links: readonly Link[], { plan, host }: JournalRecord): Link | undefined {
+  const { child } = plan;
+  if (child === undefined) return findRecordedDevice(links, host, plan);
+  const ofKind = links.filter((l) => l.kind === child.kind);
+  return (plan.mac === undefined ? undefined : ofKind.find((l) => l.mac === plan.mac)) ?? ofKind.find((l) => l.name === plan.podName);
 }

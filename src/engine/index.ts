@@ -10,6 +10,6 @@ export type { Attacher, AttachResult, AttachStep, BeginOptions, DetachOptions, D
 export { EngineError, InjectedCrash, type EngineErrorCode } from "./errors.ts";
 export { EngineThread, type EngineThreadOptions } from "./thread.ts";
 export type { BatchOpTimes } from "./thread-protocol.ts";
-export { attachmentPlanSchema, type AttachmentPlan, type AttachmentPlanInput, type DeviceIdentity } from "./plan.ts";
+export { attachmentPlanSchema, CHILD_MODES, childSchema, type AttachmentPlan, type AttachmentPlanInput, type ChildInterface, type DeviceIdentity } from "./plan.ts";
 export { attachGateDir, attachGatePath } from "./attach-gate.ts";
 export { openJournal, type JournalRecord } from "./journal.ts";

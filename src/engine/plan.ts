@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { parseCidr, parseIp } from "../common/ip.ts";
 import { INTERFACE_NAME, SYSCTL_VALUE } from "../common/linux-names.ts";
-import type { InterfaceSysctl } from "../netlink/index.ts";
+import { IPVLAN_MODES, MACVLAN_MODES, type InterfaceSysctl } from "../netlink/index.ts";
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const SYSCTL = /^net\.(ipv4|ipv6)\.(conf|neigh)\.(.+)\.([a-z0-9_]+)$/;
@@ -37,6 +37,19 @@ export const routeSchema = z.object({
   metric: z.number().int().min(0).optional(),
 });
 
+/**
+ * A child interface made on a shared parent (the plan's `device`), created
+ * straight in the pod and deleted when the pod goes: the parent itself is
+ * never moved nor changed.
+ */
+export const childSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("macvlan"), mode: z.enum(MACVLAN_MODES) }),
+  z.object({ kind: z.literal("ipvlan"), mode: z.enum(IPVLAN_MODES) }),
+]);
+
+/** The modes of each child kind, the first of each its default. */
+export const CHILD_MODES = { macvlan: ["bridge", ...MACVLAN_MODES.filter((m) => m !== "bridge")], ipvlan: [...IPVLAN_MODES] } as const satisfies Record<ChildInterface["kind"], readonly string[]>;
+
 export const attachmentPlanSchema = z.object({
   /** Stable key of this attachment (claim UID, request, device); the journal key. */
   key: z.string().min(1).max(200),
@@ -55,7 +68,15 @@ export const attachmentPlanSchema = z.object({
    */
   sysctls: z.record(z.string().regex(SYSCTL, "must look like net.ipv4.conf.<podName>.arp_ignore (ipv4|ipv6, conf|neigh)"), z.string().regex(SYSCTL_VALUE)).default({}),
   rdma: z.object({ device: z.string().min(1), mode: z.enum(["shared", "exclusive"]) }).optional(),
+  /** Absent: the device itself moves into the pod. */
+  child: childSchema.optional(),
 }).superRefine((plan, ctx) => {
+  if (plan.child?.kind === "ipvlan" && plan.mac !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["mac"], message: "an ipvlan child has its parent's MAC; it cannot set one" });
+  }
+  if (plan.child !== undefined && plan.rdma !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["rdma"], message: "a child interface has no RDMA device of its own" });
+  }
   for (const key of Object.keys(plan.sysctls)) {
     if (parseSysctlKey(key, plan.podName) === undefined) {
       ctx.addIssue({ code: "custom", path: ["sysctls", key], message: `must name the pod-side interface ${plan.podName}` });
@@ -67,6 +88,7 @@ export type AttachmentPlan = z.infer<typeof attachmentPlanSchema>;
 export type AttachmentPlanInput = z.input<typeof attachmentPlanSchema>;
 export type DeviceIdentity = z.infer<typeof deviceIdentitySchema>;
 export type PlannedRoute = z.infer<typeof routeSchema>;
+export type ChildInterface = z.infer<typeof childSchema>;
 
 /**
  * Splits net.<family>.<table>.<ifname>.<param>, whose interface must be

@@ -23,6 +23,7 @@ const HOST_NETNS = "/proc/self/ns/net";
 export async function detachOne(runner: StepRunner, record: JournalRecord): Promise<DetachOutcome> {
   const { plan, host } = record;
   const inPod = await runner.locateInPod(record);
+  if (plan.child !== undefined) return deleteChild(runner, record, inPod);
   if (inPod !== undefined) {
     if (plan.rdma?.mode === "exclusive") {
       runner.step("rdma-return", plan);
@@ -43,6 +44,26 @@ export async function detachOne(runner: StepRunner, record: JournalRecord): Prom
   runner.step("forget", plan);
   runner.pins.unpin(plan.key);
   return onHost === undefined ? "gone" : "restored";
+}
+
+/**
+ * A child goes with its pod: deleted there when it is still there (a
+ * namespace that is gone took it along). Its parent never left the host and
+ * nothing of it changed, so the host is as recorded either way.
+ */
+async function deleteChild(runner: StepRunner, { plan }: JournalRecord, inPod: Link | undefined): Promise<DetachOutcome> {
+  if (inPod !== undefined) {
+    runner.step("delete-child", plan);
+    try {
+      await runner.call(plan, "delete-child", plan.netns, [{ op: "deleteLink", index: inPod.index, device: inPod.name }] as const);
+    } catch (err) {
+      // Gone meanwhile: its namespace was torn down, or its parent removed.
+      if (!(err instanceof EngineError && err.cause instanceof NetlinkError && err.cause.errnoName === "ENODEV")) throw err;
+    }
+  }
+  runner.step("forget", plan);
+  runner.pins.unpin(plan.key);
+  return "restored";
 }
 
 /**

@@ -10,7 +10,7 @@
 import { NetlinkError, type BatchRunner, type Link, type Op, type PlacedOp } from "../netlink/index.ts";
 import type { RdmaOps, Step } from "./attacher.ts";
 import { fail, stepError } from "./errors.ts";
-import { findRecordedDevice } from "./host-state.ts";
+import { findInPod } from "./host-state.ts";
 import type { JournalRecord } from "./journal.ts";
 import { NamespacePins } from "./namespace-pins.ts";
 import type { AttachmentPlan } from "./plan.ts";
@@ -102,7 +102,7 @@ export class StepRunner {
       if (err instanceof NetlinkError && err.code === "NETLINK_SYSCALL") return undefined;
       throw stepError(record.plan, "locate", err);
     }
-    return findRecordedDevice(links, record.host, record.plan);
+    return findInPod(links, record);
   }
 
   /** Moves `plan`'s RDMA device (exclusive mode) into `netns`; nothing when the plan has none. */

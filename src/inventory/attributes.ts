@@ -7,7 +7,8 @@
  *
  * Limits (resource.k8s.io/v1 validation): at most 32 attributes plus
  * capacities per device, string values at most 64 bytes. A device publishes
- * at most 24 local + 3 standard + 2 Multus attributes.
+ * at most 24 local + 3 standard + 2 Multus attributes; a shared parent adds
+ * `sharedParent` (scan.ts) and 2 capacities (share.ts).
  */
 import type { NetDevice } from "./device.ts";
 
@@ -45,6 +46,7 @@ export const ATTRIBUTE_REFERENCE: Readonly<Record<string, string>> = {
   sriovVfIndex: "index of a VF on its PF, N of virtfnN (int)",
   rdma: "has an RDMA device (bool; dranet: rdma)",
   rdmaDevice: "RDMA device name, mlx5_0 (string; dranet: rdmaDevice)",
+  sharedParent: "published as a shared parent: pods get child interfaces of it, and it has capacities interfaces and bandwidth (bool, only ever true)",
 };
 
 export function deviceAttributes(device: NetDevice): DeviceAttributes {

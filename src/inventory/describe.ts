@@ -20,6 +20,7 @@ export function describeDevices(snapshot: InventorySnapshot, options: DescribeOp
         kind: r.device.kind,
         publish: r.publish,
         reason: r.reason,
+        ...(r.share !== undefined && { share: r.share }),
         attributes: Object.fromEntries([
           ...Object.entries(r.attributes.local).map(([k, v]) => [`${options.driverName}/${k}`, v] as const),
           ...Object.entries(r.attributes.standard).map(([k, v]) => [`${STANDARD_DOMAIN}/${k}`, v] as const),

@@ -16,6 +16,8 @@ export { deviceName, isDnsLabel } from "./names.ts";
 export { devicePolicySchema, deviceSelectorSchema, evaluatePolicy, includeRuleSchema } from "./policy.ts";
 export type { DevicePolicy, DeviceSelector, IncludeRule } from "./policy.ts";
 export { describeDevices } from "./describe.ts";
+export { DEFAULT_BANDWIDTH_STEP, SHARE_CAPACITY, resolveShare, shareSchema } from "./share.ts";
+export type { CapacityRequestPolicy, SharedParent, ShareRule } from "./share.ts";
 export { publishedDevices, scanInventory } from "./scan.ts";
 export type { DeviceReport, InventorySnapshot } from "./scan.ts";
 export { rdmaCharNodes, type RdmaCharNode } from "./rdma-nodes.ts";

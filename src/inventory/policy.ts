@@ -21,6 +21,7 @@ import { z } from "zod";
 import type { AttributeValue, DeviceAttributes } from "./attributes.ts";
 import { globMatches, isExactName } from "./glob.ts";
 import { guardedKindSchema, type GuardedKind } from "./guard.ts";
+import { shareSchema, type ShareRule } from "./share.ts";
 
 const glob = z.string().min(1).max(253);
 
@@ -52,6 +53,11 @@ export const includeRuleSchema = z
      * the k8s.v1.cni.cncf.io/resourceName annotation of the NetworkAttachmentDefinition.
      */
     multusResourceName: z.string().min(1).max(63).optional(),
+    /**
+     * Publishes the devices this rule selects as shared parents: many pods
+     * each get a child interface on them (share.ts), instead of one pod the device.
+     */
+    share: shareSchema.optional(),
   })
   .refine(hasCriteria, {
     error: "an include rule must set ifName, deviceName or attributes (kinds only opts in to kinds; it selects nothing)",
@@ -81,7 +87,7 @@ export interface PolicySubject {
 }
 
 export type PolicyVerdict =
-  | { readonly publish: true; readonly reason: string; readonly multusResourceName: string }
+  | { readonly publish: true; readonly reason: string; readonly multusResourceName: string; readonly share?: ShareRule }
   | { readonly publish: false; readonly reason: string };
 
 export function evaluatePolicy(policy: DevicePolicy, subject: PolicySubject): PolicyVerdict {
@@ -106,6 +112,7 @@ export function evaluatePolicy(policy: DevicePolicy, subject: PolicySubject): Po
     publish: true,
     reason: `selected by policy include[${includedBy}] ${describeSelector(rule)}`,
     multusResourceName: rule.multusResourceName ?? policy.multusResourceName,
+    ...(rule.share !== undefined && { share: rule.share }),
   };
 }
 

@@ -79,6 +79,40 @@ describe("scanInventory", () => {
   });
 });
 
+describe("scanInventory: shared parents", () => {
+  const e810 = (policy: unknown): Promise<Map<string, DeviceReport>> => scan(e810Node(), policy);
+
+  it("reports a device the share rule selects as a shared parent, with its figures, its attribute and why", async () => {
+    const reports = await e810({ include: [{ ifName: "ens2f0", share: { interfaces: 8 } }, { ifName: "ens2f1" }] });
+    const parent = reports.get("ens2f0");
+    assert.equal(parent?.publish, true);
+    assert.deepEqual(parent.share, {
+      interfaces: 8,
+      bandwidth: "25G",
+      bandwidthFrom: "link speed",
+      requestPolicy: { interfaces: { default: "1", validValues: ["1"] }, bandwidth: { default: "3125M", validRange: { min: "1M", step: "1M" } } },
+    });
+    assert.equal(parent.attributes.local.sharedParent, true);
+    assert.equal(parent.reason, 'selected by policy include[0] {"ifName":"ens2f0"}, published as a shared parent: 8 interfaces, bandwidth 25G bit/s (link speed)');
+    const whole = reports.get("ens2f1");
+    assert.equal(whole?.publish, true);
+    assert.equal(whole.share, undefined, "a whole-device NIC has no share");
+    assert.equal("sharedParent" in whole.attributes.local, false);
+  });
+
+  it("reports a link without speed as a parent without bandwidth, and figures that do not fit as not published", async () => {
+    // ens2f1 is down: it reports no speed.
+    const noSpeed = (await e810({ include: [{ ifName: "ens2f1", share: { interfaces: 2 } }] })).get("ens2f1");
+    assert.equal(noSpeed?.publish, true);
+    assert.equal(noSpeed.share?.bandwidth, undefined);
+    assert.match(noSpeed.reason, /no bandwidth capacity \(the link reports no speed and share\.bandwidth is not set\)$/);
+    const tooBig = (await e810({ include: [{ ifName: "ens2f0", share: { interfaces: 2, bandwidthPolicy: { min: "40G" } } }] })).get("ens2f0");
+    assert.equal(tooBig?.publish, false);
+    assert.equal(tooBig.share, undefined);
+    assert.match(tooBig.reason, /^selected by policy include\[0\] .*, not published: .*share\.bandwidthPolicy\.min 40G is more than the bandwidth 25G \(link speed\)/);
+  });
+});
+
 describe("scanInventory: the kind guard", () => {
   const fixture = cniNode();
   const guarded = Object.entries(fixture.guards).filter(([, kinds]) => kinds.length > 0);

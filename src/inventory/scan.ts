@@ -12,6 +12,7 @@ import { guardedKinds } from "./guard.ts";
 import { assignDeviceNames } from "./names.ts";
 import { evaluatePolicy, type DevicePolicy } from "./policy.ts";
 import { defaultRouteInterfaces } from "./routes.ts";
+import { resolveShare, type SharedParent } from "./share.ts";
 import type { SysfsRoot } from "./sysfs.ts";
 
 export interface DeviceReport {
@@ -23,6 +24,8 @@ export interface DeviceReport {
   readonly reason: string;
   /** k8s.cni.cncf.io/resourceName of a published device. */
   readonly multusResourceName?: string;
+  /** Set when the device is published as a shared parent (pods get children of it); absent for a whole-device NIC. */
+  readonly share?: SharedParent;
   /** Kept from an earlier scan because the device is attached to a pod. */
   readonly attached: boolean;
 }
@@ -56,14 +59,17 @@ export function reportDevices(
     if (excluded !== undefined) return { name, device, attributes, publish: false, reason: `never published: ${excluded.reason}`, attached: false };
     const verdict = evaluatePolicy(policy, { ifName: device.ifName, deviceName: name, attributes, guardedKinds: guardedKinds(device, byName) });
     if (!verdict.publish) return { name, device, attributes, publish: false, reason: verdict.reason, attached: false };
+    const published = { name, device, attributes, publish: true, reason: verdict.reason, multusResourceName: verdict.multusResourceName, attached: false };
+    if (verdict.share === undefined) return published;
+    const shared = resolveShare(verdict.share, device);
+    if (shared.parent === undefined) return { name, device, attributes, publish: false, reason: `${verdict.reason}, ${shared.problem}`, attached: false };
     return {
-      name,
-      device,
-      attributes,
-      publish: true,
-      reason: verdict.reason,
-      multusResourceName: verdict.multusResourceName,
-      attached: false,
+      ...published,
+      // DeviceClasses tell shared parents from whole devices by this attribute: unlike
+      // allowMultipleAllocations, CEL knows it on every release (1.34 refuses that field).
+      attributes: { ...attributes, local: { ...attributes.local, sharedParent: true } },
+      reason: `${verdict.reason}, ${shared.note}`,
+      share: shared.parent,
     };
   });
   return reports.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -20,7 +20,9 @@ export {
   replaceResourceSlice,
 } from "./resources.ts";
 export type { ServerVersion } from "./resources.ts";
-export type { Device, DeviceAttribute, DeviceTaint, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
+export type { CapacityRequestPolicy, Device, DeviceAttribute, DeviceCapacity, DeviceTaint, KubeObject, Node, ObjectMeta, OwnerReference, ResourcePool, ResourceSlice, ResourceSliceSpec } from "./types.ts";
+export { formatDecimalQuantity, parseQuantity, quantityKey, wholeQuantity } from "./quantity.ts";
+export type { QuantityValue } from "./quantity.ts";
 export { applyResourceClaimStatus, getResourceClaim, parseResourceClaim, resourceClaimSchema } from "./resource-claims.ts";
 export type { ClaimDeviceStatus, ResourceClaim } from "./resource-claims.ts";
 export { getNetworkAttachmentDefinition } from "./network-attachment-definitions.ts";

@@ -36,9 +36,30 @@ export type DeviceAttribute = { string: string } | { int: number } | { bool: boo
 export interface Device {
   name: string;
   attributes?: Record<string, DeviceAttribute>;
-  capacity?: Record<string, { value: string }>;
+  capacity?: Record<string, DeviceCapacity>;
+  /**
+   * Several claims may be allocated the device at once, each consuming part of its capacity.
+   * Kubernetes 1.36+ (DRAConsumableCapacity; alpha before): older API servers drop the field,
+   * and every capacity's requestPolicy with it.
+   */
+  allowMultipleAllocations?: boolean;
   /** Kubernetes 1.36+ (DRADeviceTaints); older API servers drop the field. */
   taints?: DeviceTaint[];
+}
+
+/** Quantities are strings as the API writes them; compare them by value (quantity.ts). */
+export interface DeviceCapacity {
+  value: string;
+  /** Only with allowMultipleAllocations. */
+  requestPolicy?: CapacityRequestPolicy;
+}
+
+export interface CapacityRequestPolicy {
+  /** What an allocation that asks for none of this capacity consumes. */
+  default?: string;
+  /** At most 10, ascending; exclusive with validRange. */
+  validValues?: string[];
+  validRange?: { min: string; max?: string; step?: string };
 }
 
 export interface DeviceTaint {

@@ -30,7 +30,11 @@ export type Op =
   /** A link with its addresses and the routes configured through it (see LinkState). */
   | { op: "linkState"; key: { index: number } | { name: string } }
   | { op: "setLink"; index: number; device: string; update: LinkUpdate }
-  | { op: "createLink"; spec: NewLinkSpec }
+  /**
+   * With `into` (a namespace path the worker opens), a macvlan or ipvlan
+   * child is created there, its parent named in the batch's namespace.
+   */
+  | { op: "createLink"; spec: NewLinkSpec; into?: string }
   | { op: "deleteLink"; index: number; device: string }
   /** With `index`, only that device's addresses (filtered by the kernel). */
   | { op: "listAddresses"; index?: number }
@@ -273,6 +277,14 @@ export class OpExecutor {
       this.#route(netns).request((seq) => encodeSetLink(seq, op.index, { ...change, netnsFd: fd }), ctx);
       return null;
     }
+    if (op.op === "createLink" && op.into !== undefined) {
+      const ctx = { request: `RTM_NEWLINK create ${op.spec.kind} in ${op.into}`, device: op.spec.name };
+      const { spec } = op;
+      if (spec.kind !== "macvlan" && spec.kind !== "ipvlan") throw new NetlinkError("NETLINK_MALFORMED", `a ${spec.kind} link is created in the batch's namespace, not in another`, ctx);
+      const { fd } = this.#namespace(op.into, ctx);
+      this.#route(netns).request((seq) => encodeNewLink(seq, { ...spec, netnsFd: fd }), ctx);
+      return null;
+    }
     switch (op.op) {
       case "linkState": {
         const socket = this.#route(netns);
@@ -390,6 +402,7 @@ function singleRequest(op: Op): SingleRequest | undefined {
       return changeRequest({ request: `RTM_NEWLINK ${describeUpdate(op.update)}`, device: op.device }, (seq) => encodeSetLink(seq, op.index, change));
     }
     case "createLink":
+      if (op.into !== undefined) return undefined;
       return changeRequest({ request: `RTM_NEWLINK create ${op.spec.kind}`, device: op.spec.name }, (seq) => encodeNewLink(seq, op.spec));
     case "deleteLink":
       return changeRequest({ request: "RTM_DELLINK", device: op.device }, (seq) => encodeDeleteLink(seq, op.index));

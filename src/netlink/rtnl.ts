@@ -111,14 +111,39 @@ export interface Route {
   multipath?: boolean;
 }
 
+export const MACVLAN_MODES = ["private", "vepa", "bridge", "passthru"] as const;
+export const IPVLAN_MODES = ["l2", "l3", "l3s"] as const;
+export type MacvlanMode = (typeof MACVLAN_MODES)[number];
+export type IpvlanMode = (typeof IPVLAN_MODES)[number];
+
+/** What a new child of a parent link may set in the same request that creates it. */
+export interface NewChildSettings {
+  /** The parent's ifindex in the namespace the request is sent in. */
+  parentIndex: number;
+  mtu?: number;
+  mac?: string;
+  /** Created up (IFF_UP), which saves a request when nothing must be set first. */
+  up?: boolean;
+  /**
+   * With `netnsFd`: the ifindex the link must have there (the request's
+   * ifi_index); the create fails with EBUSY when it is taken.
+   */
+  index?: number;
+  /** An open network-namespace descriptor to create the link in, rather than the socket's. */
+  netnsFd?: number;
+}
+
 export type NewLinkSpec =
   | { kind: "veth"; name: string; peerName: string }
   | { kind: "bridge"; name: string }
-  | { kind: "macvlan"; name: string; parentIndex: number; mode?: "bridge" | "private" }
-  /** L2 mode, the kernel's default. */
-  | { kind: "ipvlan"; name: string; parentIndex: number };
+  | ({ kind: "macvlan"; name: string; mode?: MacvlanMode } & NewChildSettings)
+  /** L2 mode by default, as the kernel's. */
+  | ({ kind: "ipvlan"; name: string; mode?: IpvlanMode } & NewChildSettings);
 
-const MACVLAN_MODE = { private: 1, bridge: 4 } as const;
+/** MACVLAN_MODE_* and IPVLAN_MODE_* of <linux/if_link.h>. */
+const MACVLAN_MODE: Record<MacvlanMode, number> = { private: 1, vepa: 2, bridge: 4, passthru: 8 };
+const IPVLAN_MODE: Record<IpvlanMode, number> = { l2: 0, l3: 1, l3s: 2 };
+const IFLA_IPVLAN_MODE = 1;
 
 function ifinfomsg(w: Writer, index: number, flags: number, change: number): Writer {
   return w.u8(0).u8(0).u16(0).i32(index).u32(flags).u32(change);
@@ -155,10 +180,22 @@ export function encodeSetLink(seq: number, index: number, change: LinkChange): U
   return w.join().finish();
 }
 
+/**
+ * RTM_NEWLINK that creates a link. A macvlan or ipvlan child names its
+ * parent in the sending socket's namespace and, with `netnsFd`, is created
+ * straight in another one (a pod's): it never exists on the host, and
+ * name, MTU, MAC and up state ride in the same request.
+ */
 export function encodeNewLink(seq: number, spec: NewLinkSpec): Uint8Array {
   const w = new Writer().message(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq);
-  ifinfomsg(w, 0, 0, 0).attrString(IFLA.IFNAME, spec.name);
-  if (spec.kind === "macvlan" || spec.kind === "ipvlan") w.attrU32(IFLA.LINK, spec.parentIndex);
+  const child = spec.kind === "macvlan" || spec.kind === "ipvlan" ? spec : undefined;
+  ifinfomsg(w, child?.index ?? 0, child?.up === true ? IFF_UP : 0, child?.up === true ? IFF_UP : 0).attrString(IFLA.IFNAME, spec.name);
+  if (child !== undefined) {
+    w.attrU32(IFLA.LINK, child.parentIndex);
+    if (child.netnsFd !== undefined) w.attrU32(IFLA.NET_NS_FD, child.netnsFd);
+    if (child.mtu !== undefined) w.attrU32(IFLA.MTU, child.mtu);
+    if (child.mac !== undefined) w.attrBytes(IFLA.ADDRESS, macToBytes(child.mac));
+  }
   w.nest(IFLA.LINKINFO).attrString(IFLA_INFO.KIND, spec.kind);
   if (spec.kind === "veth") {
     w.nest(IFLA_INFO.DATA).nest(VETH_INFO_PEER);
@@ -166,6 +203,8 @@ export function encodeNewLink(seq: number, spec: NewLinkSpec): Uint8Array {
     w.join().join();
   } else if (spec.kind === "macvlan") {
     w.nest(IFLA_INFO.DATA).attrU32(IFLA_MACVLAN_MODE, MACVLAN_MODE[spec.mode ?? "bridge"]).join();
+  } else if (spec.kind === "ipvlan") {
+    w.nest(IFLA_INFO.DATA).attrU16(IFLA_IPVLAN_MODE, IPVLAN_MODE[spec.mode ?? "l2"]).join();
   }
   return w.join().join().finish();
 }

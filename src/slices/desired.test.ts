@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { chunkDevices, sliceName, toApiDevice } from "./desired.ts";
-import type { DeviceReport, NetDevice } from "../inventory/index.ts";
+import type { DeviceReport, NetDevice, SharedParent } from "../inventory/index.ts";
 
 const device: NetDevice = {
   ifName: "ens1f0v1",
@@ -63,6 +63,40 @@ describe("toApiDevice", () => {
     assert.ok(multusResourceName !== undefined);
     const api = toApiDevice(withoutName, "netclaim.dev");
     assert.equal(api.attributes?.["k8s.cni.cncf.io/deviceID"], undefined);
+  });
+});
+
+describe("toApiDevice: shared parents", () => {
+  const share: SharedParent = {
+    interfaces: 8,
+    bandwidth: "10000M",
+    bandwidthFrom: "share.bandwidth",
+    requestPolicy: { interfaces: { default: "1", validValues: ["1"] }, bandwidth: { default: "1250M", validRange: { min: "1M", step: "1M" } } },
+  };
+  const parent = report({ share, attributes: { local: { ifName: "ens2f0", sharedParent: true }, standard: {} } });
+
+  it("allows multiple allocations and publishes both capacities, unqualified, with their request policies", () => {
+    const api = toApiDevice(parent, "netclaim.dev");
+    assert.equal(api.allowMultipleAllocations, true);
+    assert.deepEqual(api.capacity, {
+      bandwidth: { value: "10000M", requestPolicy: { default: "1250M", validRange: { min: "1M", step: "1M" } } },
+      interfaces: { value: "8", requestPolicy: { default: "1", validValues: ["1"] } },
+    });
+    assert.deepEqual(api.attributes?.["netclaim.dev/sharedParent"], { bool: true });
+  });
+
+  it("publishes the capacities' values alone where the API server keeps no consumable capacity", () => {
+    const api = toApiDevice(parent, "netclaim.dev", [], { consumableCapacity: false });
+    assert.equal("allowMultipleAllocations" in api, false);
+    assert.deepEqual(api.capacity, { bandwidth: { value: "10000M" }, interfaces: { value: "8" } });
+  });
+
+  it("leaves bandwidth out when the parent has no figure, and a whole device has neither field", () => {
+    const noBandwidth: SharedParent = { interfaces: 8, requestPolicy: { interfaces: share.requestPolicy.interfaces } };
+    const api = toApiDevice(report({ share: noBandwidth }), "netclaim.dev");
+    assert.deepEqual(api.capacity, { interfaces: { value: "8", requestPolicy: { default: "1", validValues: ["1"] } } });
+    const whole = toApiDevice(report({}), "netclaim.dev");
+    assert.equal("capacity" in whole || "allowMultipleAllocations" in whole, false);
   });
 });
 

@@ -8,8 +8,8 @@
  * name and a restarted agent recognises its own slices.
  */
 import { createHash } from "node:crypto";
-import { STANDARD_DOMAIN, type AttributeValue, type DeviceReport, type NetDevice } from "../inventory/index.ts";
-import type { Device, DeviceAttribute, DeviceTaint, OwnerReference, ResourceSlice } from "../kube/index.ts";
+import { SHARE_CAPACITY, STANDARD_DOMAIN, type AttributeValue, type CapacityRequestPolicy, type DeviceReport, type NetDevice, type SharedParent } from "../inventory/index.ts";
+import type { Device, DeviceAttribute, DeviceCapacity, DeviceTaint, OwnerReference, ResourceSlice } from "../kube/index.ts";
 
 export const MAX_DEVICES_PER_SLICE = 128;
 /**
@@ -27,8 +27,23 @@ export interface PoolIdentity {
   nodeUID: string;
 }
 
+export interface ApiDeviceOptions {
+  /**
+   * Whether the API server keeps consumable capacity (DRAConsumableCapacity: on from 1.36).
+   * Without it a shared parent is published as a whole device: its capacities' values only,
+   * which such a server keeps, so the publisher converges instead of rewriting what the
+   * server drops.
+   */
+  consumableCapacity: boolean;
+}
+
 /** A published device as the API expects it, with its taints if it has any. */
-export function toApiDevice(report: DeviceReport, driverName: string, taints: readonly DeviceTaint[] = []): Device {
+export function toApiDevice(
+  report: DeviceReport,
+  driverName: string,
+  taints: readonly DeviceTaint[] = [],
+  options: ApiDeviceOptions = { consumableCapacity: true },
+): Device {
   const attributes: Record<string, DeviceAttribute> = {};
   const put = (name: string, value: AttributeValue): void => {
     const attribute = toAttribute(value);
@@ -40,7 +55,35 @@ export function toApiDevice(report: DeviceReport, driverName: string, taints: re
     put(`${MULTUS_DOMAIN}/deviceID`, multusDeviceId(report.device));
     put(`${MULTUS_DOMAIN}/resourceName`, report.multusResourceName);
   }
-  return { name: report.name, attributes: sortKeys(attributes), ...(taints.length > 0 && { taints: [...taints] }) };
+  return {
+    name: report.name,
+    attributes: sortKeys(attributes),
+    ...(report.share !== undefined && sharedParentFields(report.share, options.consumableCapacity)),
+    ...(taints.length > 0 && { taints: [...taints] }),
+  };
+}
+
+/** A shared parent's capacities, each with the request policy the scheduler charges allocations by. */
+function sharedParentFields(share: SharedParent, consumableCapacity: boolean): Pick<Device, "allowMultipleAllocations" | "capacity"> {
+  const capacity = (value: string, policy: CapacityRequestPolicy | undefined): DeviceCapacity => ({
+    value,
+    ...(consumableCapacity && policy !== undefined && { requestPolicy: apiRequestPolicy(policy) }),
+  });
+  return {
+    ...(consumableCapacity && { allowMultipleAllocations: true }),
+    capacity: {
+      ...(share.bandwidth !== undefined && { [SHARE_CAPACITY.bandwidth]: capacity(share.bandwidth, share.requestPolicy.bandwidth) }),
+      [SHARE_CAPACITY.interfaces]: capacity(String(share.interfaces), share.requestPolicy.interfaces),
+    },
+  };
+}
+
+function apiRequestPolicy(policy: CapacityRequestPolicy): NonNullable<DeviceCapacity["requestPolicy"]> {
+  return {
+    default: policy.default,
+    ...(policy.validValues !== undefined && { validValues: [...policy.validValues] }),
+    ...(policy.validRange !== undefined && { validRange: { ...policy.validRange } }),
+  };
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { planSlices } from "./plan.ts";
 import type { PoolIdentity } from "./desired.ts";
-import type { Device, ResourceSlice } from "../kube/index.ts";
+import type { Device, DeviceCapacity, ResourceSlice } from "../kube/index.ts";
 
 const pool: PoolIdentity = { driverName: "netclaim.dev", nodeName: "node-a", nodeUID: "uid-a" };
 const devices = (n: number, tag = ""): Device[] =>
@@ -105,5 +105,35 @@ describe("planSlices with device taints", () => {
     const cleared = planSlices(pool, [{ name: "dev-0000", attributes: {} }], stamped);
     assert.equal(cleared.writes.length, 1, "a taint removed is a write");
     assert.equal(cleared.writes[0]?.spec.devices?.[0]?.taints, undefined);
+  });
+
+  it("takes a shared parent back from the API server in canonical quantities as unchanged, and reverts edits to its capacity", () => {
+    const parent: Device = {
+      name: "pci-0000-5e-00-0",
+      allowMultipleAllocations: true,
+      capacity: {
+        bandwidth: { value: "10000M", requestPolicy: { default: "1250M", validRange: { min: "1000k", step: "1M", max: "2000M" } } },
+        interfaces: { value: "8", requestPolicy: { default: "1", validValues: ["1"] } },
+      },
+    };
+    const state = apply([], planSlices(pool, [parent], []));
+    // As the server stores it: quantities canonical, allowMultipleAllocations and keys in its own order.
+    const canonical = (bandwidth: DeviceCapacity): ResourceSlice[] =>
+      state.map((s) => ({
+        ...s,
+        spec: { ...s.spec, devices: [{ capacity: { interfaces: { requestPolicy: { validValues: ["1"], default: "1" }, value: "8" }, bandwidth }, name: parent.name, allowMultipleAllocations: true }] },
+      }));
+    const stored: DeviceCapacity = { requestPolicy: { validRange: { max: "2G", min: "1M", step: "1M" }, default: "1250M" }, value: "10G" };
+    assert.deepEqual(planSlices(pool, [parent], canonical(stored)).writes, []);
+    for (const edited of [
+      { ...stored, value: "20G" },
+      { ...stored, requestPolicy: { ...stored.requestPolicy, default: "1G" } },
+      { ...stored, requestPolicy: { default: "1250M", validRange: { min: "1M", step: "1M" } } },
+      { value: "10G" },
+    ]) {
+      assert.equal(planSlices(pool, [parent], canonical(edited)).writes.length, 1, JSON.stringify(edited));
+    }
+    const unshared = state.map((s) => ({ ...s, spec: { ...s.spec, devices: [{ ...parent, allowMultipleAllocations: false }] } }));
+    assert.equal(planSlices(pool, [parent], unshared).writes.length, 1, "allowMultipleAllocations taken away");
   });
 });

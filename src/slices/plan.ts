@@ -15,7 +15,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import { chunkDevices, desiredSlice, MAX_DEVICES_PER_SLICE, ownerReference, type PoolIdentity } from "./desired.ts";
-import type { Device, DeviceTaint, ResourceSlice } from "../kube/index.ts";
+import { quantityKey, type Device, type DeviceCapacity, type DeviceTaint, type ResourceSlice } from "../kube/index.ts";
 
 export interface SlicePlan {
   readonly generation: number;
@@ -93,7 +93,7 @@ function matches(desired: ResourceSlice, observed: ResourceSlice | undefined, po
   return owned && isDeepStrictEqual(normalizeSpec(observed.spec), normalizeSpec(desired.spec));
 }
 
-/** The API omits empty lists and maps; treat absent and empty alike. */
+/** The API omits empty lists and maps and false; treat absent and empty alike. */
 function normalizeSpec(spec: ResourceSlice["spec"]): unknown {
   return {
     driver: spec.driver,
@@ -102,10 +102,29 @@ function normalizeSpec(spec: ResourceSlice["spec"]): unknown {
     devices: (spec.devices ?? []).map((d) => ({
       ...d,
       attributes: d.attributes ?? {},
-      capacity: d.capacity ?? {},
+      allowMultipleAllocations: d.allowMultipleAllocations === true,
+      capacity: Object.fromEntries(Object.entries(d.capacity ?? {}).map(([name, capacity]) => [name, normalizeCapacity(capacity)])),
       // The server stamps the time (keepTaintTimes carries it on); an old one drops the field.
       taints: (d.taints ?? []).map(({ timeAdded: _, ...taint }) => ({ value: "", ...taint })),
     })),
     rest: Object.keys(spec).filter((k) => !["driver", "nodeName", "pool", "devices"].includes(k)),
+  };
+}
+
+/** The server writes quantities in its canonical form ("10000M" as "10G"): compare their values. */
+function normalizeCapacity(capacity: DeviceCapacity): unknown {
+  const policy = capacity.requestPolicy;
+  const range = policy?.validRange;
+  const key = (text: string | undefined): string | undefined => (text === undefined ? undefined : quantityKey(text));
+  return {
+    value: quantityKey(capacity.value),
+    requestPolicy:
+      policy === undefined
+        ? undefined
+        : {
+            default: key(policy.default),
+            validValues: (policy.validValues ?? []).map(quantityKey),
+            validRange: range === undefined ? undefined : { min: key(range.min), max: key(range.max), step: key(range.step) },
+          },
   };
 }

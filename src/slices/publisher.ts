@@ -9,7 +9,7 @@
  * periodic reconnects.
  */
 import { planSlices, type SlicePlan } from "./plan.ts";
-import { MAX_DEVICES_PER_SLICE, MAX_DEVICES_PER_SLICE_WITH_TAINTS, toApiDevice, type PoolIdentity } from "./desired.ts";
+import { MAX_DEVICES_PER_SLICE, MAX_DEVICES_PER_SLICE_WITH_TAINTS, toApiDevice, type ApiDeviceOptions, type PoolIdentity } from "./desired.ts";
 import type { DeviceReport, InventorySnapshot } from "../inventory/index.ts";
 import {
   Informer,
@@ -41,7 +41,7 @@ export interface DeviceTaintSource {
   subscribe(listener: () => void): () => void;
 }
 
-export class SlicePublishError extends NetclaimError<"SLICE_NODE" | "SLICE_WRITE" | "SLICE_TAINTS_DROPPED"> {}
+export class SlicePublishError extends NetclaimError<"SLICE_NODE" | "SLICE_WRITE" | "SLICE_TAINTS_DROPPED" | "SLICE_SHARING_DROPPED"> {}
 
 export interface SlicePublisherOptions {
   client: KubeClient;
@@ -74,6 +74,8 @@ export class SlicePublisher {
   #publishedOnce = false;
   /** The API server threw away the taints of a write (its DRADeviceTaints gate is off): publish none. */
   #taintsDropped = false;
+  /** The API server threw away allowMultipleAllocations (its DRAConsumableCapacity gate is off): publish shared parents whole. */
+  #sharingDropped = false;
 
   constructor(options: SlicePublisherOptions) {
     this.#options = options;
@@ -173,7 +175,9 @@ export class SlicePublisher {
     const pool = this.#pool;
     if (pool === undefined) return;
     const taints = this.#options.taints;
-    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, this.#taintsDropped ? undefined : taints?.current());
+    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, this.#taintsDropped ? undefined : taints?.current(), {
+      consumableCapacity: !this.#sharingDropped,
+    });
     const plan = planSlices(pool, devices, this.#informer.list(), taints === undefined ? MAX_DEVICES_PER_SLICE : MAX_DEVICES_PER_SLICE_WITH_TAINTS);
     this.#reconciles++;
     if (plan.writes.length === 0 && plan.deletes.length === 0) {
@@ -198,6 +202,16 @@ export class SlicePublisher {
             new SlicePublishError(
               "SLICE_TAINTS_DROPPED",
               `The API server dropped the device taints written to ResourceSlice ${name}: its DRADeviceTaints feature gate is off. Publishing devices without taints from now on (device health still reaches the kubelet); set deviceTaints.mode to auto or off`,
+            ),
+          );
+        }
+        if (droppedSharing(slice, written)) {
+          this.#sharingDropped = true;
+          this.#dirty = true;
+          this.#options.onError?.(
+            new SlicePublishError(
+              "SLICE_SHARING_DROPPED",
+              `The API server dropped allowMultipleAllocations from the shared parents written to ResourceSlice ${name}: its DRAConsumableCapacity feature gate is off (Kubernetes 1.34 and 1.35 unless enabled). Publishing shared parents as whole devices from now on, one claim each; enable the gate on the API server and scheduler, then restart the agent`,
             ),
           );
         }
@@ -278,10 +292,17 @@ function droppedTaints(sent: ResourceSlice, written: ResourceSlice): boolean {
   return tainted(sent) && !tainted(written);
 }
 
+/** Whether the server kept none of the shared parents a write sent (writing them again would loop). */
+function droppedSharing(sent: ResourceSlice, written: ResourceSlice): boolean {
+  const sharing = (slice: ResourceSlice): boolean => (slice.spec.devices ?? []).some((d) => d.allowMultipleAllocations === true);
+  return sharing(sent) && !sharing(written);
+}
+
 export function publishedApiDevices(
   reports: readonly DeviceReport[],
   driverName: string,
   taints: ReadonlyMap<string, readonly DeviceTaint[]> = new Map(),
+  options?: ApiDeviceOptions,
 ): ReturnType<typeof toApiDevice>[] {
-  return reports.filter((r) => r.publish).map((r) => toApiDevice(r, driverName, taints.get(r.name)));
+  return reports.filter((r) => r.publish).map((r) => toApiDevice(r, driverName, taints.get(r.name), options));
 }

@@ -29,7 +29,7 @@ import { k8sVersions, minorOf } from "../fixtures/k8s-versions.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
 import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
 import { NetlinkClient } from "../../src/netlink/index.ts";
-import { SlicePublisher } from "../../src/slices/index.ts";
+import { SlicePublisher, type SlicePlan } from "../../src/slices/index.ts";
 
 const run = promisify(execFile);
 const repo = new URL("../../", import.meta.url).pathname;
@@ -347,6 +347,8 @@ export async function startAgent(options: {
   root: string;
   policy?: unknown;
   linkEvents?: LinkEventSource;
+  /** Called after each reconcile that wrote something (writes at steady state are a bug). */
+  onPublished?: (plan: SlicePlan) => void;
 }): Promise<RunningAgent> {
   const errors: unknown[] = [];
   // Like the agent, the real root gets the kernel's link kinds (a veth is guarded).
@@ -366,6 +368,7 @@ export async function startAgent(options: {
     nodeName: options.nodeName,
     devices: inventory,
     onError: (err) => errors.push(err),
+    ...(options.onPublished !== undefined && { onPublished: options.onPublished }),
   });
   await publisher.start();
   let stopped: Promise<void> | undefined;

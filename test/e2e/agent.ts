@@ -27,7 +27,7 @@
  * instruction, so nothing restarts it before the test says so.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { parse, parseAllDocuments, stringify as toYaml } from "yaml";
 import { z } from "zod";
@@ -62,6 +62,8 @@ export interface AgentOptions {
    * deploy/components/network-status, or the chart's networkStatus.enabled.
    */
   networkStatus?: boolean;
+  /** Host interfaces (an ifName glob) published as shared parents with this `share` block (docs/devices.md), before `nicGlob`'s. */
+  sharedParents?: { ifName: string; share: Record<string, unknown> };
 }
 
 type Json = Record<string, unknown>;
@@ -214,6 +216,11 @@ export class E2eAgent {
     return (await kubectlJson(["get", "pods", "-n", this.namespace, "-l", AGENT_POD_SELECTOR], agentPodsSchema)).items;
   }
 
+  /** The engine's journal records (one file per attachment); a journal directory that is missing fails the test rather than reading as empty. */
+  async journal(): Promise<string[]> {
+    return (await readdir(join(this.runtimeDir, "attachments"))).filter((n) => n.endsWith(".json"));
+  }
+
   /** The current pod's log (its agent's JSON lines since it started). */
   async logs(): Promise<string> {
     const result = await runCommand((await node()).kubectl, ["--kubeconfig", (await node()).kubeconfig, "logs", "-n", this.namespace, this.pod.metadata.name]);
@@ -317,7 +324,9 @@ export class E2eAgent {
 
   /** Which devices this agent publishes: the stand-in NICs are veths, which the guard keeps back unless a rule opts in. */
   get #devices(): Json {
-    return { include: [{ ifName: this.#options.nicGlob, kinds: ["veth"] }] };
+    const shared = this.#options.sharedParents;
+    const whole = { ifName: this.#options.nicGlob, kinds: ["veth"] };
+    return { include: shared === undefined ? [whole] : [{ ifName: shared.ifName, kinds: ["veth"], share: shared.share }, whole] };
   }
 
   /**

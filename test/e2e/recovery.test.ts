@@ -18,8 +18,6 @@
  *   network".
  */
 import assert from "node:assert/strict";
-import { readdir } from "node:fs/promises";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
 import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
@@ -66,12 +64,6 @@ async function threeNicAgent(
 
 async function onHost(name: string): Promise<boolean> {
   return (await runCommand("ip", ["link", "show", "dev", name])).code === 0;
-}
-
-/** The engine's journal records of `agent` (one file per attachment). */
-/** The journal's records; a journal directory that is missing fails the test rather than reading as empty. */
-async function journal(agent: E2eAgent): Promise<string[]> {
-  return (await readdir(join(agent.runtimeDir, "attachments"))).filter((n) => n.endsWith(".json"));
 }
 
 /** The id of the pod's ready sandbox, if it has one. */
@@ -141,12 +133,12 @@ describe("a device that vanished while its pod runs", { timeout: 600_000 }, () =
     await waitForPodsReady([bystander]);
     assert.equal((await podInterface(bystander))?.mtu, 1300, "another pod still starts with its interface");
 
-    assert.equal((await journal(agent)).length, 2, "the lost attachment is journaled until its pod goes");
+    assert.equal((await agent.journal()).length, 2, "the lost attachment is journaled until its pod goes");
     await deletePods([victim]);
-    await eventually("the lost attachment to be forgotten with its pod", async () => (await journal(agent)).length === 1);
+    await eventually("the lost attachment to be forgotten with its pod", async () => (await agent.journal()).length === 1);
     await deletePods([bystander]);
     await eventually(`${keptNic} back on the host`, () => onHost(keptNic));
-    assert.deepEqual(await journal(agent), []);
+    assert.deepEqual(await agent.journal(), []);
     assert.doesNotMatch(await agent.logs(), /"level":"fatal"|netclaim agent stopping/);
   });
 });
@@ -181,7 +173,7 @@ describe("the agent killed shortly after pods with claims were created", { timeo
       assert.doesNotMatch(await agent.logs(), /late attach failed/);
       await deletePods(pods);
       for (const nic of nics) await eventually(`${nic} back on the host`, () => onHost(nic), 60_000);
-      assert.deepEqual(await journal(agent), [], "nothing left in the journal");
+      assert.deepEqual(await agent.journal(), [], "nothing left in the journal");
     });
   }
 });
@@ -227,6 +219,6 @@ describe("pods whose sandboxes the runtime replaced while the agent was down", {
     for (const pod of pods) assert.equal((await podInterface(pod))?.mtu, 1300, `${pod} keeps dra0 when its old sandbox is removed`);
     await deletePods(pods);
     for (const nic of nics) await eventually(`${nic} back on the host`, () => onHost(nic), 60_000);
-    assert.deepEqual(await journal(agent), [], "nothing left in the journal");
+    assert.deepEqual(await agent.journal(), [], "nothing left in the journal");
   });
 });
