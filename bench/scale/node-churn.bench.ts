@@ -1,0 +1,209 @@
+/**
+ * The agent at scale on one real node (make bench-scale-node): the agent as
+ * its DaemonSet pod from its image, publishing SCALE_NODE_DEVICES stand-in
+ * NICs (default 256: veth pairs, both ends published, as the e2e suite's
+ * NICs), while pods with one netclaim interface each churn for
+ * SCALE_NODE_MINUTES (default 10): SCALE_NODE_PODS of them (default 50)
+ * kept running, the oldest deleted as each new one starts, a few starts at
+ * once. The test node's pod network is a /26, so about 60 pods fit at once,
+ * not the kubelet's 110; every pod of the run is counted.
+ *
+ * Sampled every SAMPLE_SECONDS: the agent's RSS (from /proc, the process the
+ * runtime reports for its container), its prepare and attach histograms
+ * (docs/metrics.md), and the latency of its /readyz endpoint, polled every
+ * 100 ms, which the agent answers on its event loop: a stall of the loop
+ * shows there, on top of this machine's own scheduling noise (the agent
+ * exports no event-loop delay of its own).
+ *
+ * Figures per minute, then: RSS growth from minute 2 to the end (goal < 5%),
+ * prepare and attach p99 (the upper bound of the histogram bucket) and mean
+ * per window, early against late. Ends with one JSON line.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import { KubeConfig } from "@kubernetes/client-node";
+import { KubeClient } from "../../src/kube/index.ts";
+import { agentEndpoint } from "../../test/e2e/agent.ts";
+import { busyboxPod, crictl, node } from "../../test/e2e/harness.ts";
+import { ReadyWatch } from "../podstart/ready-watch.ts";
+import { NetclaimSetup } from "../podstart/variants.ts";
+import { histogram, histogramDelta, histogramPercentile, type Histogram } from "./metrics.ts";
+import { percentile } from "./util.ts";
+
+function positive(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? String(fallback));
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${process.env[name] ?? ""}`);
+  return value;
+}
+const MINUTES = positive("SCALE_NODE_MINUTES", 10);
+const DEVICES = Math.round(positive("SCALE_NODE_DEVICES", 256));
+const PODS = Math.round(positive("SCALE_NODE_PODS", 50));
+const STARTS_AT_ONCE = 4;
+const SAMPLE_SECONDS = 15;
+const READY_TIMEOUT_MS = 180_000;
+const NAMESPACE = "default";
+
+const env = await node();
+const config = new KubeConfig();
+config.loadFromFile(env.kubeconfig);
+const client = await KubeClient.create(config);
+const run = randomBytes(3).toString("hex");
+const labels = { "netclaim.dev/bench": `scale-node-${run}` };
+const netclaim = new NetclaimSetup(DEVICES);
+
+interface Sample {
+  atS: number;
+  rssBytes: number;
+  prepare: Histogram;
+  attach: Histogram;
+  podsStarted: number;
+}
+const samples: Sample[] = [];
+const readyMs: { atS: number; ms: number }[] = [];
+const probeMs: number[] = [];
+const created: string[] = [];
+const live: string[] = [];
+let sequence = 0;
+let stopping = false;
+// A function, not the variable: the churn's end flips it while these loops await.
+const running = (): boolean => !stopping;
+
+const log = (line: string): void => {
+  console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+};
+
+await netclaim.acquire();
+log(`agent up, ${DEVICES} devices published`);
+const pid = await agentPid();
+const watch = await ReadyWatch.open(client, NAMESPACE, `netclaim.dev/bench=scale-node-${run}`);
+const t0 = performance.now();
+const elapsedS = (): number => (performance.now() - t0) / 1000;
+try {
+  const sampler = (async () => {
+    while (running()) {
+      samples.push(await sample());
+      const last = samples.at(-1)!;
+      log(`${Math.round(last.atS)} s: rss ${(last.rssBytes / 2 ** 20).toFixed(1)} MiB, ${last.podsStarted} pods started, ${live.length} running`);
+      await sleep(SAMPLE_SECONDS * 1000);
+    }
+  })();
+  const prober = (async () => {
+    while (running()) {
+      const started = performance.now();
+      await agentEndpoint("/readyz");
+      probeMs.push(performance.now() - started);
+      await sleep(100);
+    }
+  })();
+  const deadline = t0 + MINUTES * 60_000;
+  await Promise.all(
+    Array.from({ length: STARTS_AT_ONCE }, async () => {
+      while (performance.now() < deadline) {
+        if (live.length >= PODS - STARTS_AT_ONCE) {
+          const oldest = live.shift();
+          if (oldest !== undefined) await client.request("DELETE", `/api/v1/namespaces/${NAMESPACE}/pods/${oldest}`);
+        }
+        await startPod();
+      }
+    }),
+  );
+  stopping = true;
+  await Promise.all([sampler, prober]);
+  samples.push(await sample());
+} finally {
+  stopping = true;
+  watch.close();
+  await deleteAll(created);
+  await netclaim.release();
+  client.close();
+}
+
+async function startPod(): Promise<void> {
+  const name = `scale-node-${run}-${String(sequence++).padStart(5, "0")}`;
+  created.push(name);
+  const ready = watch.whenReady(name, READY_TIMEOUT_MS);
+  const requested = performance.now();
+  await client.request("POST", `/api/v1/namespaces/${NAMESPACE}/pods`, { body: busyboxPod({ name, labels, ...netclaim.podFields() }) });
+  readyMs.push({ atS: elapsedS(), ms: (await ready) - requested });
+  live.push(name);
+}
+
+async function sample(): Promise<Sample> {
+  const metrics = (await agentEndpoint("/metrics")).body;
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return {
+    atS: elapsedS(),
+    rssBytes: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? Number.NaN) * 1024,
+    prepare: histogram(metrics, "netclaim_dra_claim_operation_seconds", { operation: "prepare" }),
+    attach: histogram(metrics, "netclaim_engine_operation_seconds", { operation: "attach" }),
+    podsStarted: readyMs.length,
+  };
+}
+
+/** The pid of the agent's container, as the runtime reports it. */
+async function agentPid(): Promise<number> {
+  const ids = (await crictl(["ps", "--namespace", "^netclaim$", "--name", "^agent$", "--state", "running", "-q"])).trim().split("\n").filter(Boolean);
+  if (ids.length !== 1) throw new Error(`expected one running agent container, found ${ids.length}`);
+  const inspected = JSON.parse(await crictl(["inspect", "-o", "json", ids[0]!])) as { info?: { pid?: number } };
+  const found = inspected.info?.pid;
+  if (found === undefined) throw new Error("crictl inspect reports no pid for the agent's container");
+  return found;
+}
+
+async function deleteAll(names: readonly string[]): Promise<void> {
+  for (const name of names) await client.request("DELETE", `/api/v1/namespaces/${NAMESPACE}/pods/${name}`).catch(() => undefined);
+  const deadline = Date.now() + 300_000;
+  while (Date.now() < deadline) {
+    const list = await client.request<{ items: unknown[] }>("GET", `/api/v1/namespaces/${NAMESPACE}/pods`, { query: { labelSelector: `netclaim.dev/bench=scale-node-${run}` } });
+    if (list.items.length === 0) return;
+    await sleep(1000);
+  }
+  throw new Error(`pods of run ${run} still there after 300 s`);
+}
+
+/** The sample nearest to `atS`. */
+function at(atS: number): Sample {
+  return samples.reduce((best, s) => (Math.abs(s.atS - atS) < Math.abs(best.atS - atS) ? s : best));
+}
+
+const first = samples[0]!;
+const minute2 = at(Math.min(120, (MINUTES * 60) / 5));
+const end = samples.at(-1)!;
+const middle = at((minute2.atS + end.atS) / 2);
+const windows = { early: [minute2, middle], late: [middle, end] } as const;
+const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits;
+const figures: Record<string, number | string> = {
+  benchmark: "scale-node",
+  devices: DEVICES,
+  pods_kept_running: PODS,
+  minutes: MINUTES,
+  pods_started: readyMs.length,
+  pod_starts_per_minute: round(readyMs.length / (end.atS / 60)),
+  rss_mib_first: round(first.rssBytes / 2 ** 20),
+  rss_mib_minute2: round(minute2.rssBytes / 2 ** 20),
+  rss_mib_end: round(end.rssBytes / 2 ** 20),
+  rss_growth_pct_minute2_to_end: round(((end.rssBytes - minute2.rssBytes) / minute2.rssBytes) * 100, 2),
+  rss_minute2_at_s: Math.round(minute2.atS),
+};
+for (const [window, [from, to]] of Object.entries(windows)) {
+  for (const operation of ["prepare", "attach"] as const) {
+    const h = histogramDelta(from[operation], to[operation]);
+    figures[`${operation}_${window}_count`] = h.count;
+    figures[`${operation}_${window}_mean_ms`] = round((h.sum / h.count) * 1000, 2);
+    figures[`${operation}_${window}_p99_le_ms`] = histogramPercentile(h, 99) * 1000;
+  }
+  const ready = readyMs.filter((r) => r.atS > from.atS && r.atS <= to.atS).map((r) => r.ms).sort((a, b) => a - b);
+  figures[`pod_ready_${window}_p50_ms`] = round(percentile(ready, 50));
+  figures[`pod_ready_${window}_p99_ms`] = round(percentile(ready, 99));
+}
+const whole = { prepare: histogramDelta(first.prepare, end.prepare), attach: histogramDelta(first.attach, end.attach) };
+figures.prepare_p99_le_ms = histogramPercentile(whole.prepare, 99) * 1000;
+figures.attach_p99_le_ms = histogramPercentile(whole.attach, 99) * 1000;
+const probes = [...probeMs].sort((a, b) => a - b);
+figures.readyz_probes = probes.length;
+figures.readyz_p50_ms = round(percentile(probes, 50), 2);
+figures.readyz_p99_ms = round(percentile(probes, 99), 2);
+figures.readyz_max_ms = round(probes.at(-1) ?? Number.NaN, 2);
+figures.readyz_over_5ms_above_p50 = probes.filter((ms) => ms > percentile(probes, 50) + 5).length;
+console.log(JSON.stringify(figures));
