@@ -236,6 +236,9 @@ describe("HttpEndpoints", () => {
       "netclaim_devices_attached 1",
     ];
     for (const line of expected) assert.ok(lines.has(line), `missing "${line}" in\n${answer.body}`);
+    const rss = /^netclaim_process_resident_memory_bytes (\d+)$/m.exec(answer.body);
+    assert.ok(Number(rss?.[1]) > 0, "the process's resident memory");
+    assert.match(answer.body, /^netclaim_nodejs_eventloop_lag_p99_seconds \d/m, "the event loop's delay");
   });
 
   it("reports no devices and a disconnected NRI before the parts are tracked", async () => {

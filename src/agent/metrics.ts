@@ -6,7 +6,7 @@
  * connection) are read from the parts at scrape time, so nothing has to
  * remember to update them.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { DraMetrics } from "../dra/index.ts";
 import type { Attacher } from "../engine/index.ts";
 import type { KubeApiError } from "../kube/index.ts";
@@ -34,6 +34,8 @@ export class AgentMetrics {
 
   constructor() {
     const registers = [this.registry];
+    // The process's memory and the event loop's delay: what says whether the agent holds steady under churn.
+    collectDefaultMetrics({ register: this.registry, prefix: "netclaim_" });
     this.#engineOperations = new Counter({
       name: "netclaim_engine_operations_total",
       help: "Attaches and detaches of one pod's devices by outcome",

@@ -205,6 +205,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
 
   async removePodSandbox(pod: PodSandboxInfo): Promise<void> {
     this.#shared.forget(pod.uid);
+    // Gone for good: the next Synchronize's list cannot have it either.
+    this.#begunSinceSync.delete(pod.uid);
     await this.#detachPod(pod);
   }
 

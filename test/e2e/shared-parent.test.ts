@@ -29,6 +29,8 @@ import {
   eventually,
   getPod,
   kubectl,
+  macvlanNetwork,
+  deleteNetwork,
   hostDevices,
   kubectlJson,
   node,
@@ -134,6 +136,37 @@ describe("pods sharing one parent NIC through child interfaces", { timeout: 900_
     await deletePods(pods);
     await eventually("the children gone and the parent as it was", async () => JSON.stringify(await parentState()) === JSON.stringify(parentBefore), 60_000);
     assert.deepEqual(await agent.journal(), []);
+  });
+
+  it("hands the parent to Multus in mode multus: a macvlan NetworkAttachmentDefinition on it gives each pod its child", async () => {
+    const pods = consumableCapacity ? [uniqueName("e2e-spm-a"), uniqueName("e2e-spm-b")] : [uniqueName("e2e-spm-a")];
+    const claims = pods.map((pod) => `${pod}-nic`);
+    const nad = uniqueName("e2e-spm");
+    const network = macvlanNetwork(nad, PARENT, { subnet: "198.18.250.0/28", rangeStart: "198.18.250.8", rangeEnd: "198.18.250.12" }) as { metadata: Record<string, unknown> };
+    // Multus's DRA path takes the device of the claim whose resourceName the network names.
+    network.metadata.annotations = { "k8s.v1.cni.cncf.io/resourceName": "netclaim.dev/netdev" };
+    await apply(network);
+    cleanup.defer(() => deleteNetwork(nad));
+    cleanup.defer(() => deleteObjects("resourceclaims.resource.k8s.io", claims));
+    cleanup.defer(() => deletePods(pods));
+    const multusClaim = (name: string): Manifest => {
+      const manifest = childClaim(name, deviceClass, {}) as { spec: { devices: { config: { opaque: { parameters: Record<string, unknown> } }[] } } };
+      const parameters = manifest.spec.devices.config[0]?.opaque.parameters ?? {};
+      delete parameters.interface;
+      parameters.mode = "multus";
+      return manifest;
+    };
+    await apply(...pods.flatMap((pod, i) => [
+      multusClaim(claims[i] ?? ""),
+      busyboxPod({ name: pod, networks: [nad], spec: { resourceClaims: [{ name: "nic", resourceClaimName: claims[i] ?? "" }] }, container: { resources: { claims: [{ name: "nic" }] } } }),
+    ]));
+    await waitForPodsReady(pods, "default", 180);
+    const net1s = await Promise.all(pods.map((pod) => podInterface(pod, "net1")));
+    for (const net1 of net1s) assert.equal(net1?.kind, "macvlan", "Multus made a macvlan child of the parent");
+    if (pods.length > 1) assert.notEqual(net1s[0]?.mac, net1s[1]?.mac);
+    await deletePods(pods);
+    await eventually("the parent as it was", async () => JSON.stringify(await parentState()) === JSON.stringify(parentBefore), 60_000);
+    assert.deepEqual(await agent.journal(), [], "netclaim attached nothing itself");
   });
 
   it("refuses a claim that asks for an ipvlan child on a node whose kernel has none, at prepare, saying what to ask for", async () => {
