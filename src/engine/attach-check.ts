@@ -89,16 +89,20 @@ export async function checkAttach(
 /**
  * Gives each fresh child an ifindex above every index of the pod and of the
  * devices this attach moves in at their host index, so its creation can be
- * pinned and ride in the attach's batch like a move. Not when a device
- * moves unpinned (its host index is taken in the pod): the kernel then
- * picks its index, which could be any free one, so children are created
- * unpinned too.
+ * pinned and ride in the attach's batch like a move. Not when anything of
+ * the attach gets into the pod unpinned: a device whose host index is taken
+ * there, or an attachment journaled before (placed from wherever it is).
+ * The kernel picks those indexes, which could be any free one, so children
+ * are created unpinned too.
  */
 function assignChildIndexes(records: PreparedAttachment[], podIndexes: ReadonlySet<number>): void {
-  const fresh = records.filter((r) => r.onHost !== undefined);
-  if (fresh.some((r) => r.record.plan.child === undefined && r.onHost !== undefined && podIndexes.has(r.onHost.index))) return;
-  let next = Math.max(0, ...podIndexes, ...fresh.flatMap((r) => (r.onHost === undefined ? [] : [r.onHost.index]))) + 1;
-  for (const record of fresh) if (record.record.plan.child !== undefined) record.childIndex = next++;
+  const hostIndexes: number[] = [];
+  for (const { record, onHost } of records) {
+    if (onHost === undefined || (record.plan.child === undefined && podIndexes.has(onHost.index))) return;
+    if (record.plan.child === undefined) hostIndexes.push(onHost.index);
+  }
+  let next = Math.max(0, ...podIndexes, ...hostIndexes) + 1;
+  for (const record of records) if (record.record.plan.child !== undefined) record.childIndex = next++;
 }
 
 /**
