@@ -19,21 +19,16 @@
  * of this run.
  */
 import { randomBytes } from "node:crypto";
-import { KubeConfig } from "@kubernetes/client-node";
-import { KubeClient } from "../../src/kube/index.ts";
 import { createNicPair } from "../../test/e2e/agent.ts";
 import { busyboxPod, containerStartedAt, deletePods, node, type Manifest } from "../../test/e2e/harness.ts";
+import { envCount } from "../env.ts";
+import { kubeClientFrom } from "../kube-client.ts";
 import { NetclaimSetup } from "../podstart/variants.ts";
 import { ReadyWatch } from "../podstart/ready-watch.ts";
 import { BARE_MOVE_ANNOTATION, Observer, WATCH_ANNOTATION, type PodTimes } from "./observer.ts";
 
-function positiveInt(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? String(fallback));
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${process.env[name] ?? ""}`);
-  return value;
-}
-const PODS = positiveInt("NRI_ATTACH_PODS", 20);
-const BURSTS = positiveInt("NRI_ATTACH_BURSTS", 3);
+const PODS = envCount("NRI_ATTACH_PODS", 20);
+const BURSTS = envCount("NRI_ATTACH_BURSTS", 3);
 const BURST = 8;
 const READY_TIMEOUT_MS = 120_000;
 const NAMESPACE = "default";
@@ -41,9 +36,7 @@ const INTERFACE = { name: "data0", mtu: 9000, address: "198.51.100.10/24" };
 const WATCH = `${INTERFACE.name} ${INTERFACE.address} ${String(INTERFACE.mtu)}`;
 
 const env = await node();
-const config = new KubeConfig();
-config.loadFromFile(env.kubeconfig);
-const client = await KubeClient.create(config);
+const client = await kubeClientFrom(env.kubeconfig);
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `nri-attach-${run}` };
 

@@ -12,21 +12,18 @@
  * Ends with one JSON line; ratios compare variants measured in this run.
  */
 import { randomBytes } from "node:crypto";
-import { KubeConfig } from "@kubernetes/client-node";
-import { KubeClient } from "../../src/kube/index.ts";
+import { envCount } from "../env.ts";
+import { kubeClientFrom } from "../kube-client.ts";
 import { containerStartedAt, deletePods, node } from "../../test/e2e/harness.ts";
 import { bothVariant, draVariant, multusVariant, NetclaimSetup, plainVariant, type Variant } from "./variants.ts";
 import { ReadyWatch } from "./ready-watch.ts";
 
-const PODS = Number(process.env.PODSTART_PODS ?? "20");
-if (!Number.isInteger(PODS) || PODS < 1) throw new RangeError(`PODSTART_PODS must be a positive integer, got ${process.env.PODSTART_PODS ?? ""}`);
+const PODS = envCount("PODSTART_PODS", 20);
 const READY_TIMEOUT_MS = 120_000;
 const NAMESPACE = "default";
 
 const env = await node();
-const config = new KubeConfig();
-config.loadFromFile(env.kubeconfig);
-const client = await KubeClient.create(config);
+const client = await kubeClientFrom(env.kubeconfig);
 
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `podstart-${run}` };

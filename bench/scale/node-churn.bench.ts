@@ -22,32 +22,25 @@
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KubeConfig } from "@kubernetes/client-node";
-import { KubeClient } from "../../src/kube/index.ts";
 import { agentEndpoint } from "../../test/e2e/agent.ts";
 import { busyboxPod, crictl, node } from "../../test/e2e/harness.ts";
 import { ReadyWatch } from "../podstart/ready-watch.ts";
+import { envNumber } from "../env.ts";
+import { kubeClientFrom } from "../kube-client.ts";
 import { NetclaimSetup } from "../podstart/variants.ts";
 import { histogram, histogramDelta, histogramPercentile, type Histogram } from "./metrics.ts";
 import { percentile } from "./util.ts";
 
-function positive(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? String(fallback));
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got ${process.env[name] ?? ""}`);
-  return value;
-}
-const MINUTES = positive("SCALE_NODE_MINUTES", 10);
-const DEVICES = Math.round(positive("SCALE_NODE_DEVICES", 256));
-const PODS = Math.round(positive("SCALE_NODE_PODS", 50));
+const MINUTES = envNumber("SCALE_NODE_MINUTES", 10, { integer: false, min: Number.MIN_VALUE });
+const DEVICES = envNumber("SCALE_NODE_DEVICES", 256, { integer: true, min: 1 });
+const PODS = envNumber("SCALE_NODE_PODS", 50, { integer: true, min: 1 });
 const STARTS_AT_ONCE = 4;
 const SAMPLE_SECONDS = 15;
 const READY_TIMEOUT_MS = 180_000;
 const NAMESPACE = "default";
 
 const env = await node();
-const config = new KubeConfig();
-config.loadFromFile(env.kubeconfig);
-const client = await KubeClient.create(config);
+const client = await kubeClientFrom(env.kubeconfig);
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `scale-node-${run}` };
 const netclaim = new NetclaimSetup(DEVICES);

@@ -38,36 +38,27 @@ import { once } from "node:events";
 import { openSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KubeConfig } from "@kubernetes/client-node";
-import { KubeClient, type ResourceSlice } from "../../src/kube/index.ts";
+import type { KubeClient, ResourceSlice } from "../../src/kube/index.ts";
 import { cluster, fixtureRoot, waitFor } from "../../test/api/harness.ts";
+import { envCount, envNumber } from "../env.ts";
+import { kubeClientFrom } from "../kube-client.ts";
 import type { FleetNode, FromFleet, ToFleet } from "./fleet.ts";
 import { apiserverHeapInUse, apiserverRequests, componentUsage, etcdSize, processUsage, requestDelta, type ProcessUsage } from "./metrics.ts";
 import { SHAPES, sriovServer } from "./shapes.ts";
 import { forEachLimit, microTime, percentile } from "./util.ts";
 
-function nonNegativeInt(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? String(fallback));
-  if (!Number.isInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative integer, got ${process.env[name] ?? ""}`);
-  return value;
-}
-function positiveInt(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? String(fallback));
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${process.env[name] ?? ""}`);
-  return value;
-}
-const NODES = positiveInt("SCALE_NODES", 1000);
-const PODS = positiveInt("SCALE_PODS", 500);
+const NODES = envCount("SCALE_NODES", 1000);
+const PODS = envCount("SCALE_PODS", 500);
 // The second scheduler's client rate limit (the shipped default is 50 QPS, burst 100).
-const TUNED_QPS = positiveInt("SCALE_TUNED_QPS", 1000);
-const LARGE_EVERY = positiveInt("SCALE_LARGE_EVERY", 100);
-const STEADY_SECONDS = positiveInt("SCALE_STEADY_SECONDS", 120);
+const TUNED_QPS = envCount("SCALE_TUNED_QPS", 1000);
+const LARGE_EVERY = envCount("SCALE_LARGE_EVERY", 100);
+const STEADY_SECONDS = envCount("SCALE_STEADY_SECONDS", 120);
 // The node lifecycle controller's grace period is 50 s; a kubelet renews every 10 s.
-const LEASE_RENEW_SECONDS = positiveInt("SCALE_LEASE_RENEW_SECONDS", 20);
+const LEASE_RENEW_SECONDS = envCount("SCALE_LEASE_RENEW_SECONDS", 20);
 const CONCURRENCY = 16;
 // Pod writes go over several connections: one client's 8 sockets held plain pods' ungating below the scheduler's pace.
 const POD_CLIENTS = 4;
-const standardShape = { pfs: positiveInt("SCALE_PFS", SHAPES.standard.pfs), vfsPerPf: nonNegativeInt("SCALE_VFS_PER_PF", SHAPES.standard.vfsPerPf) };
+const standardShape = { pfs: envCount("SCALE_PFS", SHAPES.standard.pfs), vfsPerPf: envNumber("SCALE_VFS_PER_PF", SHAPES.standard.vfsPerPf, { integer: true, min: 0 }) };
 const GPUS_PER_NODE = 8;
 const GPU_DRIVER = "gpu.bench.netclaim.dev";
 const POD_LABEL = "netclaim.dev/scale-bench";
@@ -97,11 +88,7 @@ const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 
 clusterSh("down");
 const c = await cluster();
 const podClients = await Promise.all(
-  Array.from({ length: POD_CLIENTS }, async () => {
-    const config = new KubeConfig();
-    config.loadFromFile(c.kubeconfig);
-    return KubeClient.create(config);
-  }),
+  Array.from({ length: POD_CLIENTS }, () => kubeClientFrom(c.kubeconfig)),
 );
 const podClient = (i: number): KubeClient => podClients[i % POD_CLIENTS]!;
 log(`control plane ${c.version} up (${clusterDir})`);

@@ -10,6 +10,7 @@
  * layouts, so every node of a shape publishes the same devices and
  * attributes, and its slices are as large as its own would be.
  */
+import { VM_HOST_DEVICES } from "../../test/fixtures/nodes.ts";
 import type { PciFunctionSpec, SysfsFixture } from "../../test/fixtures/sysfs-tree.ts";
 
 export const ROOTS = [
@@ -46,20 +47,8 @@ export function sriovServer(pfs: number, vfsPerPf: number): SysfsFixture {
       });
     }
   }
-  pci.push({
-    address: "0000:00:03.0",
-    root: "pci0000:00",
-    vendor: "1af4",
-    device: "1041",
-    driver: "virtio-pci",
-    virtio: "virtio0",
-    netdevs: [{ name: "eth0", ifindex: 2, mac: "52:54:00:00:00:01" }],
-  });
-  return {
-    pci,
-    virtual: [{ name: "lo", ifindex: 1, mac: "00:00:00:00:00:00", mtu: 65536, operstate: "unknown", type: 772 }],
-    defaultRoutes: { v4: ["eth0"] },
-  };
+  pci.push(VM_HOST_DEVICES.uplink);
+  return { pci, virtual: [VM_HOST_DEVICES.loopback], defaultRoutes: VM_HOST_DEVICES.defaultRoutes };
 }
 
 function mac(pf: number, index: number): string {

@@ -22,6 +22,7 @@ import {
   listResourceSlices,
   ownSlicesFieldSelector,
   replaceResourceSlice,
+  type Device,
   type DeviceTaint,
   type KubeClient,
   type ResourceSlice,
@@ -160,6 +161,12 @@ export class SlicePublisher {
     } while (this.#isDirty() && !this.#isStopped());
   }
 
+  /** The server keeps a field of ours no more: the slices are written again without it. */
+  #featureDropped(code: "SLICE_TAINTS_DROPPED" | "SLICE_SHARING_DROPPED", message: string): void {
+    this.#dirty = true;
+    this.#options.onError?.(new SlicePublishError(code, message));
+  }
+
   #scheduleRetry(): void {
     if (this.#stopped || this.#retryTimer !== undefined) return;
     const max = this.#options.backoff?.maxMs ?? 30_000;
@@ -194,25 +201,19 @@ export class SlicePublisher {
             ? await createResourceSlice(client, slice, fieldManager)
             : await replaceResourceSlice(client, slice, fieldManager);
         this.#informer.observe(written);
-        if (droppedTaints(slice, written)) {
-          // Writing them again would loop forever: go on without, and say so once.
+        // Writing what the server drops again would loop forever: go on without it, and say so once.
+        if (!this.#taintsDropped && dropped(slice, written, (d) => (d.taints?.length ?? 0) > 0)) {
           this.#taintsDropped = true;
-          this.#dirty = true;
-          this.#options.onError?.(
-            new SlicePublishError(
-              "SLICE_TAINTS_DROPPED",
-              `The API server dropped the device taints written to ResourceSlice ${name}: its DRADeviceTaints feature gate is off. Publishing devices without taints from now on (device health still reaches the kubelet); set deviceTaints.mode to auto or off`,
-            ),
+          this.#featureDropped(
+            "SLICE_TAINTS_DROPPED",
+            `The API server dropped the device taints written to ResourceSlice ${name}: its DRADeviceTaints feature gate is off. Publishing devices without taints from now on (device health still reaches the kubelet); set deviceTaints.mode to auto or off`,
           );
         }
-        if (droppedSharing(slice, written)) {
+        if (!this.#sharingDropped && dropped(slice, written, (d) => d.allowMultipleAllocations === true)) {
           this.#sharingDropped = true;
-          this.#dirty = true;
-          this.#options.onError?.(
-            new SlicePublishError(
-              "SLICE_SHARING_DROPPED",
-              `The API server dropped allowMultipleAllocations from the shared parents written to ResourceSlice ${name}: its DRAConsumableCapacity feature gate is off (Kubernetes 1.34 and 1.35 unless enabled). Publishing shared parents as whole devices from now on, one claim each; enable the gate on the API server and scheduler, then restart the agent`,
-            ),
+          this.#featureDropped(
+            "SLICE_SHARING_DROPPED",
+            `The API server dropped allowMultipleAllocations from the shared parents written to ResourceSlice ${name}: its DRAConsumableCapacity feature gate is off (Kubernetes 1.34 and 1.35 unless enabled). Publishing shared parents as whole devices from now on, one claim each; enable the gate on the API server and scheduler, then restart the agent`,
           );
         }
       } catch (err) {
@@ -287,15 +288,10 @@ export class SlicePublisher {
   }
 }
 
-function droppedTaints(sent: ResourceSlice, written: ResourceSlice): boolean {
-  const tainted = (slice: ResourceSlice): boolean => (slice.spec.devices ?? []).some((d) => (d.taints?.length ?? 0) > 0);
-  return tainted(sent) && !tainted(written);
-}
-
-/** Whether the server kept none of the shared parents a write sent (writing them again would loop). */
-function droppedSharing(sent: ResourceSlice, written: ResourceSlice): boolean {
-  const sharing = (slice: ResourceSlice): boolean => (slice.spec.devices ?? []).some((d) => d.allowMultipleAllocations === true);
-  return sharing(sent) && !sharing(written);
+/** Whether a write sent devices with `field` and the server kept it on none: its feature gate is off. */
+function dropped(sent: ResourceSlice, written: ResourceSlice, field: (device: Device) => boolean): boolean {
+  const has = (slice: ResourceSlice): boolean => (slice.spec.devices ?? []).some(field);
+  return has(sent) && !has(written);
 }
 
 export function publishedApiDevices(
