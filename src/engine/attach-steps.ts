@@ -51,7 +51,7 @@ export async function placeInPod(runner: StepRunner, attachment: PreparedAttachm
   const { record, onHost } = attachment;
   const { plan, host } = record;
   // Held from before the move until the device is back on the host (namespace-pins.ts).
-  await runner.pins.pin(plan.key, plan.netns);
+  runner.pins.pin(plan.key, plan.netns);
   let inPod = onHost === undefined ? await runner.locateInPod(record) : undefined;
   const place: PlannedStep[] = [];
   if (inPod === undefined) {

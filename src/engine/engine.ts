@@ -84,18 +84,18 @@ export class AttachEngine implements Attacher, PodLinkSource {
     }
     const held = new Set(pins.keys());
     for (const key of [...keys].filter((k) => !held.has(k))) {
-      await this.#withRecord(key, async (record) => {
-        if (record !== undefined && record.intent !== "detach") await pins.pin(key, record.plan.netns);
+      await this.#withRecord(key, (record) => {
+        if (record !== undefined && record.intent !== "detach") pins.pin(key, record.plan.netns);
       });
     }
   }
 
   /** Runs `work` on `key`'s record, read under its lock; nothing when another call holds the key. */
-  async #withRecord(key: string, work: (record: JournalRecord | undefined) => void | Promise<void>): Promise<void> {
+  async #withRecord(key: string, work: (record: JournalRecord | undefined) => void): Promise<void> {
     const release = this.#locks.tryAcquire(key);
     if (release === undefined) return;
     try {
-      await work(await this.#journal.get(key));
+      work(await this.#journal.get(key));
     } finally {
       release();
     }
@@ -184,7 +184,7 @@ export class AttachEngine implements Attacher, PodLinkSource {
       for (const key of sorted) {
         const record = await this.#journal.get(key);
         if (record === undefined) out.set(key, "unknown");
-        else if (options.sandbox !== undefined && (await inAnotherSandbox(record, options.sandbox.netns, this.#recoverySteps.alive))) out.set(key, "kept");
+        else if (options.sandbox !== undefined && inAnotherSandbox(record, options.sandbox.netns, this.#recoverySteps.alive)) out.set(key, "kept");
         else records.push({ ...record, intent: "detach" });
       }
       // All intents are durable before the first device moves.
@@ -243,7 +243,7 @@ export class AttachEngine implements Attacher, PodLinkSource {
    */
   async retarget(targets: ReadonlyMap<string, string>): Promise<Map<string, RecoveryResult>> {
     return this.#recoverEach([...targets.keys()], async (record) => {
-      const moved = await retargeted(record, targets.get(record.plan.key), this.#recoverySteps.alive);
+      const moved = retargeted(record, targets.get(record.plan.key), this.#recoverySteps.alive);
       if (moved !== undefined) await this.#journal.put(moved.plan.key, moved);
       return moved;
     });

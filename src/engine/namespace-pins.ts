@@ -15,11 +15,15 @@
  * (AttachEngine.adopt: during a rolling update two agents attach, and the
  * old one's holds end with it). A pod stopped while no agent held its
  * namespace is left to finding its device by identity (restore-steps.ts).
+ *
+ * Synchronous: the engine runs on a thread of its own, where opening a
+ * namespace file (microseconds) costs less than the thread-pool round trip
+ * an asynchronous open would add to every attach.
  */
-import { access, open, type FileHandle } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
 
 interface Pin {
-  readonly handle: FileHandle;
+  readonly fd: number;
   /** The attachments whose devices are in this namespace. */
   readonly keys: Set<string>;
 }
@@ -33,26 +37,19 @@ export class NamespacePins {
    * held before). False when the namespace cannot be opened: the caller's
    * own steps then fail on it with the kernel's error.
    */
-  async pin(key: string, netns: string): Promise<boolean> {
+  pin(key: string, netns: string): boolean {
     if (this.#pathOf.get(key) === netns) return true;
     this.unpin(key);
     let pin = this.#byPath.get(netns);
     if (pin === undefined) {
-      let handle: FileHandle;
+      let fd: number;
       try {
-        handle = await open(netns, "r");
+        fd = openSync(netns, "r");
       } catch {
         return false;
       }
-      // Another pin of the same path may have landed while this one opened.
-      const raced = this.#byPath.get(netns);
-      if (raced === undefined) {
-        pin = { handle, keys: new Set() };
-        this.#byPath.set(netns, pin);
-      } else {
-        await handle.close();
-        pin = raced;
-      }
+      pin = { fd, keys: new Set() };
+      this.#byPath.set(netns, pin);
     }
     pin.keys.add(key);
     this.#pathOf.set(key, netns);
@@ -79,8 +76,11 @@ export class NamespacePins {
     pin.keys.delete(key);
     if (pin.keys.size > 0) return;
     this.#byPath.delete(netns);
-    // Closing a namespace file cannot fail in a way anyone could act on.
-    pin.handle.close().catch(() => undefined);
+    try {
+      closeSync(pin.fd);
+    } catch {
+      // Closing a namespace file cannot fail in a way anyone could act on.
+    }
   }
 
   /**
@@ -90,17 +90,11 @@ export class NamespacePins {
    */
   resolve(netns: string): string {
     const pin = this.#byPath.get(netns);
-    return pin === undefined ? netns : `/proc/self/fd/${String(pin.handle.fd)}`;
+    return pin === undefined ? netns : `/proc/self/fd/${String(pin.fd)}`;
   }
 
   /** Whether the namespace at `netns` is alive: held here, or still at its path. */
-  async alive(netns: string): Promise<boolean> {
-    if (this.#byPath.has(netns)) return true;
-    try {
-      await access(netns);
-      return true;
-    } catch {
-      return false;
-    }
+  alive(netns: string): boolean {
+    return this.#byPath.has(netns) || existsSync(netns);
   }
 }

@@ -24,7 +24,7 @@ export interface RecoverySteps {
   /** Puts the device back on the host when it is in the pod or already back there. */
   restore(record: JournalRecord): Promise<"restored" | "gone">;
   /** Whether a pod namespace is alive (NamespacePins.alive). */
-  alive: (netns: string) => Promise<boolean>;
+  alive: (netns: string) => boolean;
 }
 
 /** Moves one record toward its intent (see RecoveryOutcome); throws only for a step that failed. */
@@ -35,7 +35,7 @@ export async function recoverRecord(record: JournalRecord, steps: RecoverySteps)
     await steps.journal.delete(key);
     return { outcome };
   }
-  if (await steps.alive(netns)) {
+  if (steps.alive(netns)) {
     if (record.intent === "lost") return { outcome: "lost", error: lostError(record).message };
     try {
       return { outcome: "attached", attached: await steps.attach(record) };
@@ -63,8 +63,8 @@ export async function recoverRecord(record: JournalRecord, steps: RecoverySteps)
  * The record pointed at `netns`, the namespace its pod runs in now, when
  * the one it names is gone (undefined when there is nothing to point).
  */
-export async function retargeted(record: JournalRecord, netns: string | undefined, alive: RecoverySteps["alive"]): Promise<JournalRecord | undefined> {
-  if (netns === undefined || netns === record.plan.netns || record.intent === "detach" || (await alive(record.plan.netns))) return undefined;
+export function retargeted(record: JournalRecord, netns: string | undefined, alive: RecoverySteps["alive"]): JournalRecord | undefined {
+  if (netns === undefined || netns === record.plan.netns || record.intent === "detach" || alive(record.plan.netns)) return undefined;
   return { ...record, plan: { ...record.plan, netns }, intent: "attach" };
 }
 
@@ -75,6 +75,6 @@ export function lostError({ plan, host }: JournalRecord): EngineError {
 }
 
 /** Whether the record's device went into a live sandbox other than the one in `sandboxNetns` (one the runtime replaced it with). */
-export async function inAnotherSandbox(record: JournalRecord, sandboxNetns: string | undefined, alive: RecoverySteps["alive"]): Promise<boolean> {
-  return record.plan.netns !== sandboxNetns && (await alive(record.plan.netns));
+export function inAnotherSandbox(record: JournalRecord, sandboxNetns: string | undefined, alive: RecoverySteps["alive"]): boolean {
+  return record.plan.netns !== sandboxNetns && alive(record.plan.netns);
 }
