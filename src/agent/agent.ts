@@ -147,6 +147,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     status,
     logger: logger.child({ part: "recovery" }),
     onRecovered: () => podNetwork.refreshAttached(),
+    onReattached: (attached) => podNetwork.recordReattached(attached),
   });
   // Opt-in: without it the agent never reads or writes a pod.
   const networkStatus = config.networkStatus.enabled

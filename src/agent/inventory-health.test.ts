@@ -164,6 +164,7 @@ describe("InventoryHealth", () => {
       status: { setDevice: () => undefined, event: () => undefined },
       logger: pino({ level: "silent" }),
       onRecovered: () => Promise.resolve(),
+      onReattached: () => Promise.resolve(),
     });
     const snapshot: InventorySnapshot = { reports: [report("eth0", { operState: "up" }), report("eth1", { attached: true })] };
     const source = new InventoryHealth({ current: () => snapshot, subscribe: () => () => undefined }, POOL, findings);

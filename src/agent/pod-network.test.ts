@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { pino } from "pino";
+import { decodeDeviceMetadata, publishClaimMetadata } from "../cdi/index.ts";
 import { ClaimState, type JsonValue } from "../dra/index.ts";
 import { NriHandlerError, StatusCode, type HandlerContext } from "../nri/index.ts";
 import { StateStore } from "../store/index.ts";
-import { PodNetwork } from "./pod-network.ts";
+import { attachmentKey, PodNetwork } from "./pod-network.ts";
 import { FakeEngine, pod, podLinks, singleDevicePlan } from "./testdata/pod-network-fakes.ts";
 import { settled } from "../common/testdata/settled.ts";
 
@@ -27,16 +28,20 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
   let dir: string;
+  let metadataFile: string;
   let engine: FakeEngine;
   let statuses: string[];
   let network: PodNetwork;
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "netclaim-podnet-"));
+    const published = await publishClaimMetadata({ dir: join(dir, "metadata"), specDir: join(dir, "cdi") }, "netclaim.dev", CLAIM, [{ request: "nic", pool: "worker-1", name: "eth7" }]);
+    metadataFile = published.get("eth7")?.file ?? "";
     const claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
+    const plan = singleDevicePlan(CLAIM, web, "eth7");
     await claims.markPrepared(CLAIM, {
       devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: "eth7", cdiDeviceIDs: [] }],
-      plan: singleDevicePlan(CLAIM, web, "eth7") as unknown as JsonValue,
+      plan: { ...plan, devices: plan.devices.map((d) => ({ ...d, metadataFile })) } as unknown as JsonValue,
     });
     engine = new FakeEngine();
     statuses = [];
@@ -84,5 +89,13 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
     await network.createContainer(web, container, ctx);
     assert.equal(engine.begun.length, 3, "the kubelet's retry of the container attaches again");
     assert.ok(statuses.includes("eth7:attached"));
+  });
+  it("writes what recovery attached again into the device's metadata file", async () => {
+    const networkData = (): Promise<unknown> => readFile(metadataFile, "utf8").then((text) => decodeDeviceMetadata(text, metadataFile).devices[0]?.networkData);
+    assert.equal(await networkData(), undefined, "prepare writes no interface");
+    await network.recordReattached([{ key: attachmentKey(CLAIM.uid, "eth7"), podName: "data0", ifindex: 9, mac: "02:00:00:00:00:07", addresses: ["198.51.100.7/24"] }]);
+    assert.deepEqual(await networkData(), { interfaceName: "data0", ips: ["198.51.100.7/24"], hardwareAddress: "02:00:00:00:00:07" });
+    await network.recordReattached([{ key: attachmentKey("another-claim", "eth7"), podName: "data9", ifindex: 9, mac: undefined, addresses: [] }]);
+    assert.equal(((await networkData()) as { interfaceName: string }).interfaceName, "data0", "an attachment of no prepared claim writes nothing");
   });
 });

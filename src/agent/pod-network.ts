@@ -148,6 +148,17 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     return new Map((await this.#preparedPlans()).map((p) => [p.key, { claim: p.claim.claim, pod: p.claim.pod, device: p.device.device, shareID: p.device.shareID }]));
   }
 
+  /**
+   * Writes the interfaces recovery attached again into their devices' metadata
+   * files: an agent killed between an attach and that write, or a child made
+   * again in its pod, would leave the containers reading none or an old one.
+   */
+  async recordReattached(attached: readonly AttachResult[]): Promise<void> {
+    if (attached.length === 0) return;
+    const byKey = new Map((await this.#preparedPlans()).map((p) => [p.key, p]));
+    await recordMetadata(attached.flatMap((result) => attachedNetworkData(byKey.get(result.key), result)), this.#options.logger);
+  }
+
   async runPodSandbox(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
     await this.#activity.track(() => this.#startPod(pod, ctx));
   }
@@ -416,9 +427,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     for (const result of results) {
       const p = byKey.get(result.key);
       if (p === undefined) continue;
-      if (p.device.metadataFile !== undefined) {
-        metadata.push({ file: p.device.metadataFile, device: p.device.device, networkData: { interfaceName: result.podName, ips: result.addresses, hardwareAddress: result.mac } });
-      }
+      metadata.push(...attachedNetworkData(p, result));
       status.setDevice(p.claim.claim, p.device, {
         kind: "attached",
         interfaceName: result.podName,
@@ -510,6 +519,13 @@ async function recordMetadata(entries: readonly DeviceNetworkData[], log: Logger
   } catch (err) {
     log.error({ err: errorMessage(err) }, "cannot write the pod's interfaces into its device metadata files");
   }
+}
+
+/** What a device's metadata file says of its interface once attached; nothing for a device without one. */
+function attachedNetworkData(p: PlannedDevice | undefined, result: AttachResult): DeviceNetworkData[] {
+  const file = p?.device.metadataFile;
+  if (p === undefined || file === undefined) return [];
+  return [{ file, device: p.device.device, networkData: { interfaceName: result.podName, ips: result.addresses, hardwareAddress: result.mac } }];
 }
 
 /** The engine's attachment plan for one device. */

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { pino } from "pino";
 import type { DeviceState } from "../claims/status.ts";
-import type { RecoveryResult } from "../engine/index.ts";
+import type { AttachResult, RecoveryResult } from "../engine/index.ts";
 import type { EventTarget } from "../kube/index.ts";
 import { AttachmentRecovery, type AttachmentOwner } from "./recovery.ts";
 
@@ -57,8 +57,9 @@ class RecordingStatus {
   }
 }
 
-function recovery(engine: ScriptedEngine, status: RecordingStatus): { recovery: AttachmentRecovery; refreshed: () => number } {
+function recovery(engine: ScriptedEngine, status: RecordingStatus): { recovery: AttachmentRecovery; refreshed: () => number; reattached: AttachResult[][] } {
   let refreshes = 0;
+  const reattached: AttachResult[][] = [];
   const r = new AttachmentRecovery({
     engine,
     owners: () => Promise.resolve(new Map([[KEY, owner]])),
@@ -68,8 +69,12 @@ function recovery(engine: ScriptedEngine, status: RecordingStatus): { recovery: 
       refreshes += 1;
       return Promise.resolve();
     },
+    onReattached: (attached) => {
+      reattached.push([...attached]);
+      return Promise.resolve();
+    },
   });
-  return { recovery: r, refreshed: () => refreshes };
+  return { recovery: r, refreshed: () => refreshes, reattached };
 }
 
 describe("AttachmentRecovery", () => {
@@ -110,6 +115,21 @@ describe("AttachmentRecovery", () => {
     await r.run();
     await r.run();
     assert.deepEqual(status.devices.map((d) => d.state.kind), ["failed", "attached"], "attached is reported once, after the failure, and not on every run");
+  });
+
+  it("hands every attachment a run put in its pod to onReattached, on every run and after a retarget, whatever the claim was told", async () => {
+    const result = { key: KEY, podName: "net1", ifindex: 7, mac: "02:00:00:00:00:01", addresses: ["198.51.100.5/24"] };
+    const engine = new ScriptedEngine([new Map([[KEY, { outcome: "attached", attached: result }], ["claim-2:eth2", { outcome: "restored" }]]), new Map([[KEY, LOST]])]);
+    const status = new RecordingStatus();
+    const { recovery: r, reattached } = recovery(engine, status);
+    await r.run();
+    assert.deepEqual(reattached, [[result]]);
+    assert.equal(status.devices.length, 0, "an attach recovery finished is no news to the claim");
+    await r.run();
+    assert.deepEqual(reattached, [[result], []], "a lost device has no interface to write");
+    engine.retargeted = new Map([[KEY, { outcome: "attached", attached: { ...result, podName: "net2" } }]]);
+    await r.retarget(new Map([[KEY, "/run/netns/new"]]));
+    assert.deepEqual(reattached.at(-1), [{ ...result, podName: "net2" }]);
   });
 
   it("reports nothing on the claim for an unplaced device until the runtime says where its pod runs, then what the engine found there", async () => {

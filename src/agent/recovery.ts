@@ -17,7 +17,7 @@
 import type { Logger } from "pino";
 import { StatusReason, type DeviceSlot } from "../claims/status.ts";
 import { errorMessage } from "../common/errors.ts";
-import type { Attacher, RecoveryResult } from "../engine/index.ts";
+import type { Attacher, AttachResult, RecoveryResult } from "../engine/index.ts";
 import type { ClaimIdentity, ClaimStatusReporter } from "./status-reporter.ts";
 
 /** How often recovery runs when nothing else asks for it. */
@@ -37,6 +37,8 @@ export interface AttachmentRecoveryOptions {
   logger: Logger;
   /** Called after every run: which devices sit in pods may have changed. */
   onRecovered: () => Promise<void>;
+  /** Called with the attachments a run put (back) in their pods: what the containers read of them is rewritten. */
+  onReattached: (attached: readonly AttachResult[]) => Promise<void>;
   intervalMs?: number;
 }
 
@@ -126,10 +128,12 @@ export class AttachmentRecovery {
 
   async #reportChanges(results: ReadonlyMap<string, RecoveryResult>): Promise<void> {
     const changed = [...results].filter(([key, result]) => this.#changed(key, result));
-    if (changed.length === 0) return;
-    const owners = await this.#options.owners();
-    for (const [key, result] of changed) this.#report(key, result, owners.get(key));
-    this.#options.logger.info({ recovered: Object.fromEntries(changed.map(([key, result]) => [key, result.outcome])) }, "recovered journaled attachments");
+    if (changed.length > 0) {
+      const owners = await this.#options.owners();
+      for (const [key, result] of changed) this.#report(key, result, owners.get(key));
+      this.#options.logger.info({ recovered: Object.fromEntries(changed.map(([key, result]) => [key, result.outcome])) }, "recovered journaled attachments");
+    }
+    await this.#options.onReattached([...results.values()].flatMap((result) => (result.outcome === "attached" && result.attached !== undefined ? [result.attached] : [])));
   }
 
   /**
