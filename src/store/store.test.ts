@@ -88,6 +88,26 @@ describe("StateStore", () => {
     await assert.rejects(claims.get("a"), { code: "STORE_CORRUPT" });
   });
 
+  it("validates a file read again only when its text changed, another writer's change included, and hands out records no reader can change", async () => {
+    const store = await tempStore();
+    const claims = store.collection("claims", Record);
+    const other = store.collection("claims", Record);
+    await claims.put("a", { generation: 1, payload: "one" });
+    const first = await claims.get("a");
+    assert.equal(await claims.get("a"), first, "unchanged text: the record decoded before");
+    assert.ok(Object.isFrozen(first));
+    assert.throws(() => {
+      (first as { generation: number }).generation = 2;
+    }, TypeError);
+    await other.put("a", { generation: 2, payload: "one" });
+    assert.deepEqual(await claims.get("a"), { generation: 2, payload: "one" }, "a write through another collection (or process) is read");
+    await writeFile(join(store.dir, "claims", "a.json"), '{"generation":"x"}');
+    await assert.rejects(claims.get("a"), { code: "STORE_CORRUPT" });
+    await other.delete("a");
+    assert.equal(await claims.get("a"), undefined);
+    assert.deepEqual(await claims.list(), []);
+  });
+
   it("rejects bad collection names and empty keys", async () => {
     const store = await tempStore();
     assert.throws(() => store.collection("../x", Record), RangeError);
