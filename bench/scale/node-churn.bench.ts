@@ -9,15 +9,23 @@
  * not the kubelet's 110; every pod of the run is counted.
  *
  * Sampled every SAMPLE_SECONDS: the agent's RSS (from /proc, the process the
- * runtime reports for its container), its prepare and attach histograms
- * (docs/metrics.md), and the latency of its /readyz endpoint, polled every
- * 100 ms, which the agent answers on its event loop: a stall of the loop
- * shows there, on top of this machine's own scheduling noise (the agent
- * exports no event-loop delay of its own).
+ * runtime reports for its container), its V8 heap (used and reserved) and
+ * external memory, the longest event-loop delay since the sample before, its
+ * prepare and attach histograms (docs/metrics.md), and the latency of its
+ * /readyz endpoint, polled every 100 ms, which the agent answers on its
+ * event loop: a stall of the loop shows there, on top of this machine's own
+ * scheduling noise and the bench's own client.
  *
- * Figures per minute, then: RSS growth from minute 2 to the end (goal < 5%),
- * prepare and attach p99 (the upper bound of the histogram bucket) and mean
- * per window, early against late. Ends with one JSON line.
+ * The event-loop figure is prom-client's (monitorEventLoopDelay at 10 ms
+ * resolution, reset at each scrape, which only this bench makes): each value
+ * is the time between two of its 10 ms ticks, so a value less 10 ms is at
+ * most the longest stall in that window (a stall that ends before a tick
+ * was due shows less).
+ *
+ * Figures per minute, then: RSS growth from minute 2 to the end (goal < 5%)
+ * beside the heap's, prepare and attach p99 (the upper bound of the
+ * histogram bucket) and mean per window, early against late. Ends with one
+ * JSON line.
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -28,7 +36,7 @@ import { ReadyWatch } from "../podstart/ready-watch.ts";
 import { envNumber } from "../env.ts";
 import { kubeClientFrom } from "../kube-client.ts";
 import { NetclaimSetup } from "../podstart/variants.ts";
-import { histogram, histogramDelta, histogramPercentile, type Histogram } from "./metrics.ts";
+import { histogram, histogramDelta, histogramPercentile, parsePrometheus, type Histogram } from "./metrics.ts";
 import { percentile } from "./util.ts";
 
 const MINUTES = envNumber("SCALE_NODE_MINUTES", 10, { integer: false, min: Number.MIN_VALUE });
@@ -48,6 +56,11 @@ const netclaim = new NetclaimSetup(DEVICES);
 interface Sample {
   atS: number;
   rssBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  /** The longest time between two ticks of the agent's 10 ms event-loop monitor since the sample before. */
+  loopLagMaxS: number;
   prepare: Histogram;
   attach: Histogram;
   podsStarted: number;
@@ -77,7 +90,8 @@ try {
     while (running()) {
       samples.push(await sample());
       const last = samples.at(-1)!;
-      log(`${Math.round(last.atS)} s: rss ${(last.rssBytes / 2 ** 20).toFixed(1)} MiB, ${last.podsStarted} pods started, ${live.length} running`);
+      const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
+      log(`${Math.round(last.atS)} s: rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms, ${last.podsStarted} pods started, ${live.length} running`);
       await sleep(SAMPLE_SECONDS * 1000);
     }
   })();
@@ -125,9 +139,15 @@ async function startPod(): Promise<void> {
 async function sample(): Promise<Sample> {
   const metrics = (await agentEndpoint("/metrics")).body;
   const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const gauges = parsePrometheus(metrics);
+  const gauge = (name: string): number => gauges.find((g) => g.name === name)?.value ?? Number.NaN;
   return {
     atS: elapsedS(),
     rssBytes: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? Number.NaN) * 1024,
+    heapUsedBytes: gauge("netclaim_nodejs_heap_size_used_bytes"),
+    heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
+    externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
+    loopLagMaxS: gauge("netclaim_nodejs_eventloop_lag_max_seconds"),
     prepare: histogram(metrics, "netclaim_dra_claim_operation_seconds", { operation: "prepare" }),
     attach: histogram(metrics, "netclaim_engine_operation_seconds", { operation: "attach" }),
     podsStarted: readyMs.length,
@@ -178,6 +198,14 @@ const figures: Record<string, number | string> = {
   rss_mib_end: round(end.rssBytes / 2 ** 20),
   rss_growth_pct_minute2_to_end: round(((end.rssBytes - minute2.rssBytes) / minute2.rssBytes) * 100, 2),
   rss_minute2_at_s: Math.round(minute2.atS),
+  heap_used_mib_minute2: round(minute2.heapUsedBytes / 2 ** 20),
+  heap_used_mib_end: round(end.heapUsedBytes / 2 ** 20),
+  heap_total_mib_minute2: round(minute2.heapTotalBytes / 2 ** 20),
+  heap_total_mib_end: round(end.heapTotalBytes / 2 ** 20),
+  external_mib_minute2: round(minute2.externalBytes / 2 ** 20),
+  external_mib_end: round(end.externalBytes / 2 ** 20),
+  // The first sample's window holds the agent's start (publishing, recovery), not the churn.
+  event_loop_lag_max_ms: round(Math.max(...samples.slice(1).map((s) => s.loopLagMaxS)) * 1000, 2),
 };
 for (const [window, [from, to]] of Object.entries(windows)) {
   for (const operation of ["prepare", "attach"] as const) {
