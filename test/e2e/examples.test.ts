@@ -28,6 +28,12 @@
  *   host-local's lease directory is this run's alone.
  * Names stay as written: the namespace makes them unique.
  *
+ * shared-parent.yaml runs with its own DeviceClass (netclaim-shared), which
+ * selects the shared parents the agent here publishes: one host veth of its
+ * own (SHARED_PARENT), marked by the share rule the example's header shows. On
+ * a release without consumable capacity (before 1.36) the parent holds one
+ * claim at a time, so one replica runs and the others stay Pending.
+ *
  * RDMA: this node's kernel has no RDMA devices (no rdma_rxe, no
  * /sys/class/infiniband) and netclaim finds RDMA only on PCI functions, so no
  * device here has `rdma: true`. rdma-nic.yaml is checked twice: as written, its
@@ -41,6 +47,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile, rm } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
+import { k8sVersions, minorOf } from "../fixtures/k8s-versions.ts";
 import { createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "./agent.ts";
 import {
   BUSYBOX_IMAGE,
@@ -58,6 +65,7 @@ import {
   netnsInterfaces,
   networkStatus,
   node,
+  podCanPing,
   podSandbox,
   runCommand,
   uniqueName,
@@ -69,6 +77,11 @@ const EXAMPLES = new URL("../../examples/", import.meta.url).pathname;
 const NIC_PREFIX = "nce2x";
 /** Two veth pairs: four stand-in NICs, as many as the examples use at once (two) and spare. */
 const NICS = ["a", "b", "c", "d"].map((letter) => `${NIC_PREFIX}${letter}`);
+/** The shared parent: outside NIC_PREFIX, so the stand-ins' DeviceClass never selects it. */
+const SHARED_PARENT = "nce2ysp";
+/** Examples run with their own DeviceClasses, which select what the agent publishes for them; their checks wait for their pods. */
+const AS_WRITTEN = new Set(["shared-parent.yaml"]);
+const consumableCapacity = minorOf(k8sVersions().current) >= 36;
 
 type Json = Record<string, unknown>;
 
@@ -233,6 +246,19 @@ async function podLink(pod: string, namespace: string, name: string, mtu?: numbe
   return link;
 }
 
+/** The one pod of `pods` that runs, once one is Ready and the others are unschedulable; fails if more run. */
+async function onlyOneRuns(pods: readonly string[], namespace: string): Promise<string[]> {
+  let ready: string[] = [];
+  await eventually("one replica Ready and the others unschedulable", async () => {
+    const conditions = await Promise.all(pods.map(async (pod) => (await getPod(pod, namespace)).status.conditions ?? []));
+    ready = pods.filter((_, i) => conditions[i]?.some((c) => c.type === "Ready" && c.status === "True"));
+    const unschedulable = conditions.filter((c) => c.some((x) => x.type === "PodScheduled" && x.status === "False" && x.reason === "Unschedulable"));
+    assert.ok(ready.length <= 1, `a parent without consumable capacity holds one claim at a time, but ${ready.join(", ")} run`);
+    return ready.length === 1 && unschedulable.length === pods.length - 1;
+  }, 120_000);
+  return ready;
+}
+
 /** Whether the IPv4 `address` is between `first` and `last` (same /24). */
 function inRange(address: string, first: string, last: string): boolean {
   const host = (ip: string) => Number(ip.split(".")[3]);
@@ -244,7 +270,7 @@ describe("examples/: each manifest on the real node, adapted only where the node
   const cleanup = new Cleanup();
   let standInMacs: Set<string | undefined>;
   let hostBefore: string;
-  const backOnHost = () => eventually("the stand-in NICs back on the host as they were", async () => JSON.stringify(await hostDevices(NICS)) === hostBefore, 60_000);
+  const backOnHost = () => eventually("the stand-in NICs and the shared parent on the host as they were", async () => JSON.stringify(await hostDevices([...NICS, SHARED_PARENT])) === hostBefore, 60_000);
 
   before(async () => {
     await node();
@@ -254,16 +280,19 @@ describe("examples/: each manifest on the real node, adapted only where the node
     }
     const master = await createHostVeth(uniqueName("e2em"));
     cleanup.defer(() => master.remove());
-    const agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*` });
+    const parent = await createHostVeth(SHARED_PARENT);
+    cleanup.defer(() => parent.remove());
+    // The rule shared-parent.yaml's header shows.
+    const agent = await E2eAgent.start({ nicGlob: `${NIC_PREFIX}*`, sharedParents: { ifName: SHARED_PARENT, share: { interfaces: 8, bandwidth: "10G" } } });
     cleanup.defer(() => agent.remove());
     const deviceClass = uniqueName("e2e-examples");
     await apply(deviceClassFor(deviceClass, NIC_PREFIX));
     cleanup.defer(() => deleteObjects("deviceclasses.resource.k8s.io", [deviceClass], ""));
     target = { deviceClass, master: master.name };
     await waitForPublished(NIC_PREFIX, NICS.length);
-    const devices = await hostDevices(NICS);
-    hostBefore = JSON.stringify(devices);
-    standInMacs = new Set(devices.map((d) => d.mac));
+    await waitForPublished(SHARED_PARENT, 1);
+    hostBefore = JSON.stringify(await hostDevices([...NICS, SHARED_PARENT]));
+    standInMacs = new Set((await hostDevices(NICS)).map((d) => d.mac));
   });
   after(() => cleanup.run());
 
@@ -320,6 +349,24 @@ describe("examples/: each manifest on the real node, adapted only where the node
       const reported = () => kubectl(["get", "resourceclaim", "-n", namespace, claim, "-o", "jsonpath={.status.devices[0].conditions[?(@.type==\"Ready\")].reason} {.status.devices[0].networkData.interfaceName}"]);
       await eventually("the claim's status to report net1 as DelegatedToMultus", async () => (await reported()).trim() === "DelegatedToMultus net1");
     },
+    "shared-parent.yaml": async ({ namespace, pods }) => {
+      assert.equal(pods.length, 3, "three replicas");
+      const running = consumableCapacity ? pods : await onlyOneRuns(pods, namespace);
+      if (consumableCapacity) await waitForPodsReady(pods, namespace);
+      const addresses: string[] = [];
+      for (const pod of running) {
+        const data0 = await podLink(pod, namespace, "data0", 1500);
+        assert.equal(data0.kind, "macvlan", `${pod}'s data0 is a child of the parent`);
+        assert.ok(!standInMacs.has(data0.mac), `${pod}'s data0 has a MAC of its own`);
+        assert.equal(data0.addresses.length, 1, `${pod}'s data0 has one address: ${data0.addresses.join(", ")}`);
+        const [address = ""] = data0.addresses;
+        assert.ok(inRange(addressOnly(address), "198.51.100.150", "198.51.100.169"), `${pod}'s data0 address ${address} is from shared-pool`);
+        addresses.push(addressOnly(address));
+      }
+      assert.equal(new Set(addresses).size, addresses.length, "each replica has its own address");
+      const [first = "", second] = running;
+      if (second !== undefined) assert.ok(await podCanPing(first, addresses[1] ?? "", { namespace }), "the replicas reach one another through the parent (bridge mode)");
+    },
     "rdma-nic.yaml": async ({ namespace, pods: [pod = ""] }) => {
       const data0 = await podLink(pod, namespace, "data0", 9000);
       assert.ok(standInMacs.has(data0.mac), "data0 is a stand-in NIC");
@@ -329,7 +376,7 @@ describe("examples/: each manifest on the real node, adapted only where the node
 
   for (const [file, check] of Object.entries(CHECKS)) {
     it(`${file}: its pods get the interfaces it promises, and the devices return to the host`, async () => {
-      const run = await runExample(file, target.deviceClass);
+      const run = AS_WRITTEN.has(file) ? await runExample(file, undefined, false) : await runExample(file, target.deviceClass);
       try {
         await check(run);
       } finally {
