@@ -90,6 +90,7 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
     assert.equal(engine.begun.length, 3, "the kubelet's retry of the container attaches again");
     assert.ok(statuses.includes("eth7:attached"));
   });
+
   it("writes what recovery attached again into the device's metadata file", async () => {
     const networkData = (): Promise<unknown> => readFile(metadataFile, "utf8").then((text) => decodeDeviceMetadata(text, metadataFile).devices[0]?.networkData);
     assert.equal(await networkData(), undefined, "prepare writes no interface");
