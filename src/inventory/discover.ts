@@ -57,11 +57,11 @@ async function readLinkKinds(source: LinkKindSource): Promise<LinkKinds> {
 }
 
 /**
- * Devices read at once. Most of a device's reads are synchronous (sysfs.ts),
- * and the devices started together run theirs back to back before the event
- * loop gets a turn: a few at a time keep that turn short (a PCI device's reads
- * take about 0.3 ms). Only the reads that wait for RTNL overlap, on libuv's 4
- * threads.
+ * Devices read at once. Most of a device's reads are synchronous (sysfs.ts):
+ * the devices started together run their synchronous reads back to back
+ * before the event loop gets a turn, so few keep that short (a PCI device's
+ * reads take about 0.3 ms). Only the reads waiting on RTNL overlap, on
+ * libuv's 4 threads.
  */
 const SCAN_CONCURRENCY = 4;
 

@@ -7,8 +7,8 @@
  *
  * Reads are synchronous: a sysfs attribute is made by the kernel on the spot
  * in microseconds, while an asynchronous read costs four thread-pool round
- * trips and a FileHandle (a scan of 262 veths took 130-170 ms of CPU that
- * way, 65-70 ms with synchronous reads). The exception is the few
+ * trips and a FileHandle (a scan of 262 veths took 210 ms of the event loop's
+ * CPU that way, about a fifth of it synchronously). The exception is the few
  * attributes whose read waits for the RTNL lock (RTNL_ATTRIBUTES), which a
  * device moving between namespaces holds for milliseconds: those go to the
  * thread pool, and give the event loop a turn once per device.
