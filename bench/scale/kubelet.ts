@@ -147,19 +147,19 @@ export class KubeletStandIn {
       ours.push(claim);
     }
     const now = new Date().toISOString();
-    await this.#admin.request("PATCH", `/api/v1/namespaces/${namespace}/pods/${name}/status`, {
-      contentType: "application/strategic-merge-patch+json",
-      body: {
-        status: {
-          phase: "Running",
-          startTime: now,
-          conditions: ["Initialized", "ContainersReady", "Ready"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
-          containerStatuses: [{ name: "c", image: "registry.invalid/pause:bench", imageID: "", ready: true, restartCount: 0, started: true, state: { running: { startedAt: now } } }],
-        },
-      },
+    await this.#patchStatus(namespace, name, {
+      phase: "Running",
+      startTime: now,
+      conditions: ["Initialized", "ContainersReady", "Ready"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
+      containerStatuses: [{ name: "c", image: "registry.invalid/pause:bench", imageID: "", ready: true, restartCount: 0, started: true, state: { running: { startedAt: now } } }],
     });
     this.started++;
     return ours;
+  }
+
+  /** What the kubelet writes of a pod's phase, conditions and containers (a strategic merge patch of its status). */
+  async #patchStatus(namespace: string, name: string, status: Record<string, unknown>): Promise<void> {
+    await this.#admin.request("PATCH", `/api/v1/namespaces/${namespace}/pods/${name}/status`, { contentType: "application/strategic-merge-patch+json", body: { status } });
   }
 
   async #finishPod(pod: BenchPod, nodeName: string, claims: readonly ResourceClaim[]): Promise<void> {
@@ -170,15 +170,10 @@ export class KubeletStandIn {
       if (agent !== undefined) await applyResourceClaimStatus(agent, claimStatusApplyBody(claim.metadata, none), DRIVER);
     }
     const now = new Date().toISOString();
-    await this.#admin.request("PATCH", `/api/v1/namespaces/${namespace}/pods/${name}/status`, {
-      contentType: "application/strategic-merge-patch+json",
-      body: {
-        status: {
-          phase: "Succeeded",
-          conditions: ["ContainersReady", "Ready"].map((type) => ({ type, status: "False", reason: "PodCompleted", lastTransitionTime: now })),
-          containerStatuses: [{ name: "c", image: "registry.invalid/pause:bench", imageID: "", ready: false, restartCount: 0, started: false, state: { terminated: { exitCode: 0, reason: "Completed", finishedAt: now } } }],
-        },
-      },
+    await this.#patchStatus(namespace, name, {
+      phase: "Succeeded",
+      conditions: ["ContainersReady", "Ready"].map((type) => ({ type, status: "False", reason: "PodCompleted", lastTransitionTime: now })),
+      containerStatuses: [{ name: "c", image: "registry.invalid/pause:bench", imageID: "", ready: false, restartCount: 0, started: false, state: { terminated: { exitCode: 0, reason: "Completed", finishedAt: now } } }],
     });
     await this.#admin.request("DELETE", `/api/v1/namespaces/${namespace}/pods/${name}`, {
       body: { apiVersion: "v1", kind: "DeleteOptions", gracePeriodSeconds: 0, preconditions: { uid } },
