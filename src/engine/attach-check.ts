@@ -46,6 +46,28 @@ export async function checkAttach(
   if (netns === undefined || first === undefined) return [];
   const other = plans.find((p) => p.netns !== netns);
   if (other !== undefined) fail("ENGINE_PLAN", other, "check-names", `all plans of one attach must target one pod, not both ${netns} and ${other.netns}`);
+  // Held from here on (namespace-pins.ts), so that every request of the
+  // attach reaches the pod through one descriptor: opening a namespace and a
+  // socket in it costs more than most requests. Let go if the check fails.
+  const newlyHeld = plans.filter((p) => !runner.pins.holds(p.key));
+  for (const plan of newlyHeld) runner.pins.pin(plan.key, plan.netns);
+  try {
+    return await checkHeld(runner, journal, plans, knownPodLinks);
+  } catch (err) {
+    for (const plan of newlyHeld) runner.pins.unpin(plan.key);
+    throw err;
+  }
+}
+
+async function checkHeld(
+  runner: StepRunner,
+  journal: Collection<JournalRecord>,
+  plans: readonly AttachmentPlan[],
+  knownPodLinks: readonly Link[] | undefined,
+): Promise<PreparedAttachment[]> {
+  const first = plans[0];
+  if (first === undefined) return [];
+  const netns = runner.pins.resolve(first.netns);
   // One round trip lists the pod's links (unless the caller did) and
   // looks up every planned device on the host, while the journal is read.
   const podLookup: PlacedOp[] = knownPodLinks === undefined ? [{ netns, op: { op: "listLinks" } }] : [];

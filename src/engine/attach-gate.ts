@@ -46,8 +46,14 @@ export class AttachGate {
   open(key: string, podName: string): void {
     const file = attachGatePath(this.#dir, key);
     const temp = `${file}.tmp`;
-    mkdirSync(this.#dir, { recursive: true, mode: 0o755 });
-    writeFileSync(temp, `${podName}\n`, { mode: 0o444 });
+    try {
+      writeFileSync(temp, `${podName}\n`, { mode: 0o444 });
+    } catch (err) {
+      // The directory is made by the first gate, and again if someone removed it.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      mkdirSync(this.#dir, { recursive: true, mode: 0o755 });
+      writeFileSync(temp, `${podName}\n`, { mode: 0o444 });
+    }
     renameSync(temp, file);
   }
 

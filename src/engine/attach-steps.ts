@@ -61,7 +61,9 @@ export async function placeInPod(runner: StepRunner, attachment: PreparedAttachm
       device = findRecordedDevice(hostLinks, host, plan);
     }
     if (device === undefined) throw lostError(record);
-    const placement = plan.child === undefined ? moveInto(plan, device, attachment.podIndexes) : createChild(plan, plan.child, device, attachment.childIndex);
+    // Into the pod through the held descriptor, which the steps that follow use too.
+    const target = runner.pins.resolve(plan.netns);
+    const placement = plan.child === undefined ? moveInto(plan, target, device, attachment.podIndexes) : createChild(plan, target, plan.child, device, attachment.childIndex);
     if (placement.pinned !== undefined) {
       place.push({ plan, step: placement.step, netns: undefined, ops: [placement.op] });
       inPod = placement.pinned;
@@ -117,11 +119,12 @@ interface Placement {
  * as part of the move, and a down costs an RCU grace period of its own.
  * When the device's ifindex is free in the pod, the request pins it
  * (IFLA_NEW_IFINDEX): the pod-side index is then known ahead, and the rest
- * of the attach rides in the same batch.
+ * of the attach rides in the same batch. `netns` is the pod's namespace as
+ * the pins reach it.
  */
-function moveInto(plan: AttachmentPlan, device: Link, podIndexes: ReadonlySet<number> | undefined): Placement {
+function moveInto(plan: AttachmentPlan, netns: string, device: Link, podIndexes: ReadonlySet<number> | undefined): Placement {
   const pin = podIndexes !== undefined && !podIndexes.has(device.index);
-  const update = { netns: plan.netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
+  const update = { netns, ...linkSettings(plan), ...(upWithMove(plan) && { up: true }), ...(pin && { newIfindex: device.index }) };
   const op: Op = { op: "setLink", index: device.index, device: device.name, update };
   return { step: "move", op, ...(pin && { pinned: { ...device, ...linkSettings(plan), up: upWithMove(plan) } }) };
 }
@@ -129,13 +132,14 @@ function moveInto(plan: AttachmentPlan, device: Link, podIndexes: ReadonlySet<nu
 /**
  * Creates the child on `parent` straight in the pod, named, with its MTU,
  * MAC and (without sysctls to set first) up in the same request, at
- * `index` when the check chose one that is free there.
+ * `index` when the check chose one that is free there. `netns` is the
+ * pod's namespace as the pins reach it.
  */
-function createChild(plan: AttachmentPlan, child: ChildInterface, parent: Link, index: number | undefined): Placement {
+function createChild(plan: AttachmentPlan, netns: string, child: ChildInterface, parent: Link, index: number | undefined): Placement {
   const { name, mtu, mac } = linkSettings(plan);
   const up = upWithMove(plan);
   const spec: NewLinkSpec = { ...child, name, parentIndex: parent.index, ...(mtu !== undefined && { mtu }), ...(mac !== undefined && { mac }), up, ...(index !== undefined && { index }) };
-  const op: Op = { op: "createLink", spec, into: plan.netns };
+  const op: Op = { op: "createLink", spec, into: netns };
   const pinned: Link | undefined = index === undefined ? undefined : { index, name, mtu: mtu ?? parent.mtu, up, carrier: false, kind: child.kind, ...(mac !== undefined && { mac }) };
   return { step: "create", op, ...(pinned !== undefined && { pinned }) };
 }

@@ -56,6 +56,11 @@ export class NamespacePins {
     return true;
   }
 
+  /** Whether attachment `key` holds a namespace. */
+  holds(key: string): boolean {
+    return this.#pathOf.has(key);
+  }
+
   /** The attachments whose namespaces are held. */
   keys(): IterableIterator<string> {
     return this.#pathOf.keys();

@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   AttachEngine, EngineError, EngineThread, InjectedCrash, type AttachmentPlanInput, type RecoveryOutcome, type RecoveryResult, type Step,
 } from "../../src/engine/index.ts";
@@ -242,7 +243,7 @@ describe("attach engine on the real kernel", () => {
     });
   });
 
-  it("rejects a pod-side name that already exists in the pod before anything moves", async () => {
+  it("rejects a pod-side name that already exists in the pod before anything moves, and does not keep holding the pod's namespace", async () => {
     await withSetup(async (nic, netns) => {
       ip("-n", netns.name, "link", "add", "net1", "type", "veth", "peer", "name", "nctest-mpeer");
       const hostBefore = hostSnapshot(nic);
@@ -256,6 +257,10 @@ describe("attach engine on the real kernel", () => {
       });
       assert.deepEqual(hostSnapshot(nic), hostBefore);
       assert.deepEqual(await engine.attachments(), []);
+      // The check held the namespace from its first lookup; the netlink thread lets go of its own once idle.
+      const namespace = statSync(netns.path);
+      for (let wait = 0; wait < 100 && holdsNamespace(namespace); wait++) await sleep(10);
+      assert.equal(holdsNamespace(namespace), false, "a failed check lets the pod's namespace go");
     });
   });
 
