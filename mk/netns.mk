@@ -11,3 +11,11 @@ bench-attach: deps
 	node bench/attach/attach.bench.ts
 
 BENCHMARKS += bench-attach
+
+# The scan a link event asks for against a full scan, on a host with as many
+# links as a busy node (veths).
+.PHONY: bench-inventory-scan
+bench-inventory-scan: deps
+	node bench/inventory/scan.bench.ts
+
+BENCHMARKS += bench-inventory-scan

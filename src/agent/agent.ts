@@ -183,8 +183,9 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     memory.stop();
     await memory.flush();
   });
+  // Which devices are in pods changed: no link to read again (the moves' own events name them).
   podNetwork.onAttachedChange(() => {
-    inventory.requestRescan();
+    inventory.requestRescan([]);
   });
 
   // Device health, for the kubelet and for the devices' taints: the host's links, and the links

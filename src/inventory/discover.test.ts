@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { discoverNetDevices, type DiscoveryOptions } from "./discover.ts";
 import { SysfsRoot } from "./sysfs.ts";
@@ -87,6 +88,60 @@ describe("discoverNetDevices", () => {
       dummy0: "dummy",
     });
     assert.deepEqual(kinds(await discover(fixture)), { eth1: undefined, cni0: "bridge", veth1a2b3c4d: undefined, dummy0: undefined });
+  });
+
+  describe("from an earlier discovery", () => {
+    /** A fixture tree, its full discovery, and a way to change one attribute file of it. */
+    async function earlierTree(fixture: SysfsFixture): Promise<{ sysfs: SysfsRoot; devices: NetDevice[]; set: (path: string, value: string) => Promise<void> }> {
+      const root = await mkdtemp("/tmp/nc-unit-");
+      roots.push(root);
+      await writeSysfsFixture(root, fixture);
+      const sysfs = new SysfsRoot(root);
+      return { sysfs, devices: await discoverNetDevices(sysfs), set: (path, value) => writeFile(join(root, path), `${value}\n`) };
+    }
+    /** Each device by name; a link found twice fails the test. */
+    const byName = (devices: readonly NetDevice[]): Map<string, NetDevice> => {
+      const map = new Map(devices.map((d) => [d.ifName, d]));
+      assert.equal(map.size, devices.length, `a link is listed twice: ${devices.map((d) => d.ifName).join(", ")}`);
+      return map;
+    };
+
+    it("reads the links named as changed and takes the others as they were, until a full discovery", async () => {
+      const { sysfs, devices, set } = await earlierTree(virtioNode());
+      await set("/sys/class/net/eth1/mtu", "9000");
+      await set("/sys/class/net/Storage_Net/mtu", "1400");
+      const next = byName(await discoverNetDevices(sysfs, { earlier: { devices, changed: new Set(["eth1"]) } }));
+      assert.equal(next.get("eth1")?.mtu, 9000, "named: read again");
+      assert.equal(next.get("Storage_Net")?.mtu, 9000, "not named: taken from the earlier discovery");
+      assert.equal(next.get("Storage_Net"), byName(devices).get("Storage_Net"));
+      assert.deepEqual([...next.keys()], devices.map((d) => d.ifName), "the same devices, in the same order");
+      assert.equal((await discoverNetDevices(sysfs)).find((d) => d.ifName === "Storage_Net")?.mtu, 1400);
+    });
+
+    it("reads a link it has not seen and a link whose kind changed, and drops one that is gone", async () => {
+      const fixture = virtioNode();
+      const { sysfs, devices } = await earlierTree({ ...fixture, virtual: fixture.virtual.filter((d) => d.name !== "dummy0") });
+      const root = sysfs.root;
+      await rm(root, { recursive: true });
+      // dummy0 is new; Storage_Net is gone; cni0 was recorded as another kind than the kernel's.
+      await writeSysfsFixture(root, { ...fixture, virtual: fixture.virtual.filter((d) => d.name !== "Storage_Net") });
+      const earlier = devices.map((d) => (d.ifName === "cni0" ? { ...d, kind: "vxlan", mtu: 1 } : d));
+      const next = byName(await discoverNetDevices(sysfs, { linkKinds: fixtureLinkKinds(fixture), earlier: { devices: earlier, changed: new Set() } }));
+      assert.equal(next.get("dummy0")?.kind, "dummy");
+      assert.equal(next.has("Storage_Net"), false);
+      assert.equal(next.get("cni0")?.kind, "bridge");
+      assert.equal(next.get("cni0")?.mtu, 1450);
+    });
+
+    it("reads a PF again when one of its VFs changed, came or went (its VF count)", async () => {
+      const { sysfs, devices, set } = await earlierTree(connectxNode());
+      await set("/sys/bus/pci/devices/0000:3b:00.0/sriov_numvfs", "3");
+      const unrelated = byName(await discoverNetDevices(sysfs, { earlier: { devices, changed: new Set(["ens1f1np1"]) } }));
+      assert.deepEqual(unrelated.get("ens1f0np0")?.pci?.sriov, { totalVfs: 8, numVfs: 4 }, "nothing named touches the PF");
+      const viaVf = byName(await discoverNetDevices(sysfs, { earlier: { devices, changed: new Set(["ens1f0v3"]) } }));
+      assert.deepEqual(viaVf.get("ens1f0np0")?.pci?.sriov, { totalVfs: 8, numVfs: 3 });
+      assert.equal(viaVf.get("ens1f1np1"), byName(devices).get("ens1f1np1"), "the other port's PF is taken as it was");
+    });
   });
 
   it("fails clearly when the root has no /sys/class/net", async () => {

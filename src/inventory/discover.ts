@@ -16,6 +16,21 @@ export class DiscoveryError extends NetclaimError<"DISCOVERY_NO_SYSFS" | "DISCOV
 export interface DiscoveryOptions {
   /** The kernel's link kinds (netlink on a node); without it, kinds come from what sysfs shows. */
   linkKinds?: LinkKindSource;
+  /** An earlier discovery to take unchanged devices from, instead of reading them again. */
+  earlier?: EarlierDiscovery;
+}
+
+/**
+ * What an earlier discovery found, and which links changed since (their
+ * link events named them). A device in it that is still listed, under the
+ * same kind, and not named is taken as it was; one named, or new, is read.
+ * Only what a link event follows can be trusted this way: a periodic full
+ * discovery catches the rest (an RDMA device registered later, a PF's VF
+ * count; for the latter, a VF that comes or goes has its PF read too).
+ */
+export interface EarlierDiscovery {
+  readonly devices: readonly NetDevice[];
+  readonly changed: ReadonlySet<string>;
 }
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
@@ -43,7 +58,28 @@ export async function discoverNetDevices(sysfs: SysfsRoot, options: DiscoveryOpt
   // Read after the listing, so every listed link that still exists is in it.
   const kinds = options.linkKinds === undefined ? undefined : await readLinkKinds(options.linkKinds);
   const vfIndexes = new VfIndexes(sysfs);
-  const devices = await mapLimited(names, SCAN_CONCURRENCY, (name) => readNetDevice(sysfs, name, vfIndexes, kinds));
+  const read = (list: readonly string[]): Promise<(NetDevice | undefined)[]> => mapLimited(list, SCAN_CONCURRENCY, (name) => readNetDevice(sysfs, name, vfIndexes, kinds));
+  const { earlier } = options;
+  if (earlier === undefined) return present(await read(names));
+  const before = new Map(earlier.devices.map((d) => [d.ifName, d]));
+  const keep = new Map<string, NetDevice>();
+  const stale: string[] = [];
+  for (const name of names) {
+    const device = before.get(name);
+    if (device !== undefined && !earlier.changed.has(name) && (kinds === undefined || (kinds.has(name) && kinds.get(name) === device.kind))) keep.set(name, device);
+    else stale.push(name);
+  }
+  const fresh = present(await read(stale));
+  // A VF that came, went or changed changes its PF's facts (its VF count).
+  const gone = earlier.devices.filter((d) => !keep.has(d.ifName));
+  const pfs = new Set([...fresh, ...gone].flatMap((d) => (d.pci?.vf === undefined ? [] : [d.pci.vf.pfAddress])));
+  const pfNames = [...keep.values()].filter((d) => d.pci !== undefined && pfs.has(d.pci.address)).map((d) => d.ifName);
+  for (const name of pfNames) keep.delete(name);
+  const devices = [...keep.values(), ...fresh, ...present(await read(pfNames))];
+  return devices.sort((a, b) => (a.ifName < b.ifName ? -1 : a.ifName > b.ifName ? 1 : 0));
+}
+
+function present(devices: readonly (NetDevice | undefined)[]): NetDevice[] {
   return devices.filter((d): d is NetDevice => d !== undefined);
 }
 

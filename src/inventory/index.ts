@@ -8,7 +8,7 @@ export { ATTRIBUTE_REFERENCE, STANDARD_DOMAIN, deviceAttributes } from "./attrib
 export type { AttributeValue, DeviceAttributes } from "./attributes.ts";
 export type { NetDevice, PciFacts, RdmaFacts } from "./device.ts";
 export { DiscoveryError, discoverNetDevices } from "./discover.ts";
-export type { DiscoveryOptions } from "./discover.ts";
+export type { DiscoveryOptions, EarlierDiscovery } from "./discover.ts";
 export { Inventory } from "./inventory.ts";
 export { netlinkLinkKinds, type LinkKinds, type LinkKindSource } from "./link-kinds.ts";
 export type { AttachedDevices, InventoryOptions, LinkEventSource, SnapshotListener, Timers } from "./inventory.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { Inventory, type LinkEventSource, type Timers } from "./inventory.ts";
 import { devicePolicySchema } from "./policy.ts";
@@ -33,8 +34,8 @@ class ManualTimers implements Timers {
 }
 
 class ManualLinks implements LinkEventSource {
-  onChange: (() => void) | undefined;
-  start(onChange: () => void): void {
+  onChange: ((links?: readonly string[]) => void) | undefined;
+  start(onChange: (links?: readonly string[]) => void): void {
     this.onChange = onChange;
   }
   stop(): void {
@@ -88,6 +89,61 @@ describe("Inventory", () => {
     assert.equal(links.onChange, undefined);
     inventory.requestRescan();
     assert.equal(timers.fire(10), 0, "a stopped inventory schedules nothing");
+  });
+
+  it("reads only the links that events named, and everything when events were lost, after a failed scan or on request", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    await writeSysfsFixture(root, fixture);
+    const timers = new ManualTimers();
+    const links = new ManualLinks();
+    let kindsFail = false;
+    const fixtureKinds = fixtureLinkKinds(fixture);
+    const errors: unknown[] = [];
+    const inventory = new Inventory({
+      root,
+      policy: devicePolicySchema.parse(undefined),
+      linkKinds: () => (kindsFail ? Promise.reject(new Error("netlink is down")) : fixtureKinds()),
+      linkEvents: links,
+      timers,
+      debounceMs: 10,
+      onError: (err) => errors.push(err),
+    });
+    await inventory.start();
+    let scans = 1;
+    const scan = async (trigger: () => void): Promise<void> => {
+      trigger();
+      timers.fire(10);
+      await settle(inventory, ++scans);
+    };
+    const mtus = async (eth1: number, storage: number): Promise<void> => {
+      await writeFile(join(root, "sys/class/net/eth1/mtu"), `${eth1}\n`);
+      await writeFile(join(root, "sys/class/net/Storage_Net/mtu"), `${storage}\n`);
+    };
+    const mtu = (ifName: string): number | undefined => inventory.current().reports.find((r) => r.device.ifName === ifName)?.device.mtu;
+
+    await mtus(9000, 1400);
+    await scan(() => links.onChange?.(["eth1"]));
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [9000, 9000], "only eth1 was named");
+    await scan(() => links.onChange?.());
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [9000, 1400], "events were lost: everything is read");
+
+    await mtus(1280, 1300);
+    await scan(() => { inventory.requestRescan([]); });
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [9000, 1400], "no link named");
+    kindsFail = true;
+    links.onChange?.(["eth1"]);
+    timers.fire(10);
+    while (errors.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    kindsFail = false;
+    await scan(() => { inventory.requestRescan([]); });
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [1280, 1300], "after a failed scan everything is read");
+
+    await mtus(1500, 1500);
+    await scan(() => { inventory.requestRescan(); });
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [1500, 1500], "a request without links reads everything");
+    await inventory.stop();
   });
 
   it("reports a device that appeared, and keeps attached devices published", async () => {

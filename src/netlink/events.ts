@@ -43,17 +43,18 @@ export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError
 }
 
 /**
- * The shape the inventory consumes (start/stop, "something changed"):
- * every link event, every overflow, and the subscription becoming live
- * (which covers changes between the first scan and the subscription)
- * trigger `onChange`.
+ * The shape the inventory consumes (start/stop, what changed): a link event
+ * names its link; an overflow and the subscription becoming live (which
+ * covers changes between the first scan and the subscription) name none,
+ * since any link may have changed.
  */
-export function linkEventSource(): { start(onChange: () => void): void; stop(): void } {
+export function linkEventSource(): { start(onChange: (links?: readonly string[]) => void): void; stop(): void } {
   let sub: LinkSubscription | undefined;
   return {
     start(onChange) {
-      sub ??= subscribeLinkEvents(() => {
-        onChange();
+      sub ??= subscribeLinkEvents((event) => {
+        if (event.kind === "new" || event.kind === "delete") onChange([event.link.name]);
+        else onChange();
       });
     },
     stop() {
