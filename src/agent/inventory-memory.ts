@@ -35,11 +35,18 @@ export async function loadInventoryMemory(store: StateStore, logger: Logger): Pr
   }
 }
 
-/** Saves the inventory's known devices on every new snapshot; writes are serialized and the latest wins. */
-export function rememberInventory(inventory: Inventory, store: StateStore, logger: Logger): { flush(): Promise<void>; stop(): void } {
+/**
+ * Saves the inventory's known devices at the start and on every new snapshot
+ * that changed them (the file holds hundreds of devices, and is flushed to
+ * disk); writes are serialized and the latest wins.
+ */
+export function rememberInventory(inventory: Pick<Inventory, "known" | "knownRevision" | "subscribe">, store: StateStore, logger: Logger): { flush(): Promise<void>; stop(): void } {
   const collection = store.collection("inventory", snapshotSchema);
   let chain: Promise<void> = Promise.resolve();
+  let savedRevision = -1;
   const save = (): void => {
+    if (inventory.knownRevision === savedRevision) return;
+    savedRevision = inventory.knownRevision;
     const reports = inventory.known();
     chain = chain
       .then(() => collection.put(KEY, { reports }))

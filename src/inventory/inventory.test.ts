@@ -180,6 +180,32 @@ describe("Inventory", () => {
     await inventory.stop();
   });
 
+  it("counts a change of the known devices, not a device moving into a pod", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    await writeSysfsFixture(root, fixture);
+    const timers = new ManualTimers();
+    const attached = new Set<string>();
+    const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), linkKinds: fixtureLinkKinds(fixture), timers, debounceMs: 10, attached: { attachedDevices: () => attached } });
+    const snapshots: InventorySnapshot[] = [];
+    inventory.subscribe((snapshot) => snapshots.push(snapshot));
+    await inventory.start();
+    const first = inventory.knownRevision;
+
+    attached.add("pci-0000-00-04-0");
+    await rescanWithoutEth1(inventory, timers, root, fixture, 2);
+    assert.equal(snapshots.length, 2, "a new snapshot: eth1 is now in a pod");
+    assert.equal(inventory.knownRevision, first, "its known report is as it was");
+
+    await writeFile(join(root, "sys/class/net/Storage_Net/mtu"), "1400\n");
+    inventory.requestRescan(["Storage_Net"]);
+    timers.fire(10);
+    await settle(inventory, 3);
+    assert.equal(inventory.knownRevision, first + 1);
+    await inventory.stop();
+  });
+
   it("reads which devices are in pods again before each scan, so a device another agent moved stays published", async () => {
     const root = await mkdtemp("/tmp/nc-unit-");
     roots.push(root);

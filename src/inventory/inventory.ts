@@ -102,6 +102,7 @@ export class Inventory {
   #changed: Set<string> | "all" = "all";
   /** The last published report of every device seen, for devices that then moved into pods. */
   readonly #known = new Map<string, DeviceReport>();
+  #knownRevision = 0;
   #timer: unknown;
   #resyncTimer: unknown;
   #scanning: Promise<void> | undefined;
@@ -152,6 +153,15 @@ export class Inventory {
   /** The last published report of every device seen (what the agent saves across restarts). */
   known(): DeviceReport[] {
     return [...this.#known.values()];
+  }
+
+  /**
+   * Counts the changes of known(). Most new snapshots leave it as it was (a
+   * device moved into a pod or back changes only its `attached`), and a
+   * caller that saves it need not write it again for those.
+   */
+  get knownRevision(): number {
+    return this.#knownRevision;
   }
 
   /** Number of completed scans (observability and tests). */
@@ -222,10 +232,14 @@ export class Inventory {
       ]);
       this.#discovered = scanned.reports.map((r) => r.device);
       const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
-      for (const report of scanned.reports) if (report.publish) this.#known.set(report.name, report);
+      const published = scanned.reports.filter((r) => r.publish);
+      const knownBefore = new Map(this.#known);
+      for (const report of published) this.#known.set(report.name, report);
       const next: InventorySnapshot = { reports: carryAttached(scanned.reports, [...this.#known.values()], attached) };
       this.#scans++;
+      // An unchanged snapshot has every published report as it was, so known() too.
       if (isDeepStrictEqual(next, this.#snapshot)) return;
+      if (published.some((r) => !isDeepStrictEqual(knownBefore.get(r.name), r))) this.#knownRevision++;
       this.#snapshot = next;
       for (const listener of this.#listeners) {
         try {
