@@ -146,6 +146,47 @@ describe("Inventory", () => {
     await inventory.stop();
   });
 
+  it("after a scan, reads only the links events named while it ran", async () => {
+    const root = await mkdtemp("/tmp/nc-unit-");
+    roots.push(root);
+    const fixture = virtioNode();
+    await writeSysfsFixture(root, fixture);
+    const timers = new ManualTimers();
+    const links = new ManualLinks();
+    const fixtureKinds = fixtureLinkKinds(fixture);
+    const kindsWait: { until?: Promise<void> } = {};
+    const inventory = new Inventory({
+      root,
+      policy: devicePolicySchema.parse(undefined),
+      linkKinds: async () => {
+        await kindsWait.until;
+        return fixtureKinds();
+      },
+      linkEvents: links,
+      timers,
+      debounceMs: 10,
+    });
+    await inventory.start();
+    await writeFile(join(root, "sys/class/net/eth1/mtu"), "9000\n");
+    await writeFile(join(root, "sys/class/net/Storage_Net/mtu"), "1400\n");
+    let release: () => void = () => undefined;
+    kindsWait.until = new Promise((resolve) => {
+      release = resolve;
+    });
+    links.onChange?.(["dummy0"]);
+    timers.fire(10);
+    // The scan waits for the link kinds; an event arrives meanwhile.
+    links.onChange?.(["eth1"]);
+    timers.fire(10);
+    release();
+    await settle(inventory, 2);
+    while (timers.fire(10) === 0) await new Promise((resolve) => setImmediate(resolve));
+    await settle(inventory, 3);
+    const mtu = (ifName: string): number | undefined => inventory.current().reports.find((r) => r.device.ifName === ifName)?.device.mtu;
+    assert.deepEqual([mtu("eth1"), mtu("Storage_Net")], [9000, 9000]);
+    await inventory.stop();
+  });
+
   it("reports a device that appeared, and keeps attached devices published", async () => {
     const root = await mkdtemp("/tmp/nc-unit-");
     roots.push(root);

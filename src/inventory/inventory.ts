@@ -213,7 +213,8 @@ export class Inventory {
       .finally(() => {
         if (this.#again) {
           this.#again = false;
-          this.requestRescan();
+          // What the triggers since named is already pending.
+          this.requestRescan([]);
         }
       });
   }
