@@ -22,6 +22,12 @@
  * most the longest stall in that window (a stall that ends before a tick
  * was due shows less).
  *
+ * Also sampled, from /proc: the agent's CPU time (every thread), and its
+ * main thread's time on a CPU, time waiting in the run queue for one, and
+ * how often it was switched in (schedstat). A stall of the event loop is
+ * either the loop's own work or the thread waiting for a CPU; on a 2-core
+ * machine that runs the whole cluster, the wait is most of it.
+ *
  * Figures per minute, then: RSS growth from minute 2 to the end (goal < 5%)
  * beside the heap's, prepare and attach p99 (the upper bound of the
  * histogram bucket) and mean per window, early against late. Ends with one
@@ -64,6 +70,12 @@ interface Sample {
   prepare: Histogram;
   attach: Histogram;
   podsStarted: number;
+  /** CPU time of every thread of the agent (utime + stime). */
+  cpuS: number;
+  /** The main thread's schedstat: on a CPU, waiting for one, times switched in. */
+  mainRunS: number;
+  mainWaitS: number;
+  mainSwitches: number;
 }
 const samples: Sample[] = [];
 const readyMs: { atS: number; ms: number }[] = [];
@@ -91,7 +103,7 @@ try {
       samples.push(await sample());
       const last = samples.at(-1)!;
       const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
-      log(`${Math.round(last.atS)} s: rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms, ${last.podsStarted} pods started, ${live.length} running`);
+      log(`${Math.round(last.atS)} s: cpu ${last.cpuS.toFixed(1)} s (main ${last.mainRunS.toFixed(1)}, waited ${last.mainWaitS.toFixed(1)}), rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms, ${last.podsStarted} pods started, ${live.length} running`);
       await sleep(SAMPLE_SECONDS * 1000);
     }
   })();
@@ -138,12 +150,15 @@ async function startPod(): Promise<void> {
 
 async function sample(): Promise<Sample> {
   const metrics = (await agentEndpoint("/metrics")).body;
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const [status, stat, schedstat] = await Promise.all([`/proc/${pid}/status`, `/proc/${pid}/stat`, `/proc/${pid}/task/${pid}/schedstat`].map((f) => readFile(f, "utf8")));
+  // After the command's closing parenthesis: state is field 3, utime and stime fields 14 and 15, in ticks of 1/100 s.
+  const statFields = (stat ?? "").slice((stat ?? "").lastIndexOf(")") + 2).split(" ");
+  const [runNs, waitNs, switches] = (schedstat ?? "").trim().split(" ").map(Number);
   const gauges = parsePrometheus(metrics);
   const gauge = (name: string): number => gauges.find((g) => g.name === name)?.value ?? Number.NaN;
   return {
     atS: elapsedS(),
-    rssBytes: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? Number.NaN) * 1024,
+    rssBytes: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status ?? "")?.[1] ?? Number.NaN) * 1024,
     heapUsedBytes: gauge("netclaim_nodejs_heap_size_used_bytes"),
     heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
     externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
@@ -151,6 +166,10 @@ async function sample(): Promise<Sample> {
     prepare: histogram(metrics, "netclaim_dra_claim_operation_seconds", { operation: "prepare" }),
     attach: histogram(metrics, "netclaim_engine_operation_seconds", { operation: "attach" }),
     podsStarted: readyMs.length,
+    cpuS: (Number(statFields[11]) + Number(statFields[12])) / 100,
+    mainRunS: (runNs ?? Number.NaN) / 1e9,
+    mainWaitS: (waitNs ?? Number.NaN) / 1e9,
+    mainSwitches: switches ?? Number.NaN,
   };
 }
 
@@ -214,6 +233,13 @@ for (const [window, [from, to]] of Object.entries(windows)) {
     figures[`${operation}_${window}_mean_ms`] = round((h.sum / h.count) * 1000, 2);
     figures[`${operation}_${window}_p99_le_ms`] = histogramPercentile(h, 99) * 1000;
   }
+  const pods = to.podsStarted - from.podsStarted;
+  const seconds = to.atS - from.atS;
+  figures[`agent_cpu_ms_per_pod_${window}`] = round(((to.cpuS - from.cpuS) * 1000) / pods, 1);
+  figures[`main_thread_cpu_ms_per_pod_${window}`] = round(((to.mainRunS - from.mainRunS) * 1000) / pods, 1);
+  figures[`main_thread_cpu_share_${window}`] = round((to.mainRunS - from.mainRunS) / seconds, 3);
+  figures[`main_thread_runqueue_wait_share_${window}`] = round((to.mainWaitS - from.mainWaitS) / seconds, 3);
+  figures[`main_thread_switches_per_s_${window}`] = Math.round((to.mainSwitches - from.mainSwitches) / seconds);
   const ready = readyMs.filter((r) => r.atS > from.atS && r.atS <= to.atS).map((r) => r.ms).sort((a, b) => a - b);
   figures[`pod_ready_${window}_p50_ms`] = round(percentile(ready, 50));
   figures[`pod_ready_${window}_p99_ms`] = round(percentile(ready, 99));
