@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -63,6 +63,20 @@ describe("rememberInventory", () => {
     inventory.announce();
     await memory.flush();
     assert.equal(await mtu(), 9000);
+
+    // A write that failed is made again at the next snapshot, even one that changed nothing.
+    const stateDir = join(dir, "inventory");
+    await rm(stateDir, { recursive: true });
+    await writeFile(stateDir, "not a directory");
+    inventory.knownRevision = 3;
+    inventory.reports = [report("nic0", 1400)];
+    inventory.announce();
+    await memory.flush();
+    await rm(stateDir);
+    await mkdir(stateDir);
+    inventory.announce();
+    await memory.flush();
+    assert.equal(await mtu(), 1400);
     memory.stop();
   });
 });

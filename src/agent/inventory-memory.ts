@@ -51,6 +51,8 @@ export function rememberInventory(inventory: Pick<Inventory, "known" | "knownRev
     chain = chain
       .then(() => collection.put(KEY, { reports }))
       .catch((err: unknown) => {
+        // Unsaved: the next snapshot tries again, changed or not.
+        savedRevision = -1;
         logger.warn({ err: errorMessage(err) }, "cannot save the inventory snapshot");
       });
   };

@@ -22,7 +22,7 @@ import { errorMessage } from "../common/errors.ts";
 
 /**
  * Something that reports link changes (netlink RTM_NEWLINK/DELLINK, or
- * a test double). Only "something changed" matters: the scan reads the rest.
+ * a test double): which links changed, not how; the scan reads the rest.
  */
 export interface LinkEventSource {
   /** `onChange` gets the names of the links that changed, or nothing when any may have (events were lost). */
