@@ -233,17 +233,28 @@ describe("Inventory", () => {
     inventory.subscribe((snapshot) => snapshots.push(snapshot));
     await inventory.start();
     const first = inventory.knownRevision;
+    const published = inventory.publishedRevision;
 
     attached.add("pci-0000-00-04-0");
     await rescanWithoutEth1(inventory, timers, root, fixture, 2);
     assert.equal(snapshots.length, 2, "a new snapshot: eth1 is now in a pod");
     assert.equal(inventory.knownRevision, first, "its known report is as it was");
+    assert.equal(inventory.publishedRevision, published, "and it is published as it was");
 
     await writeFile(join(root, "sys/class/net/Storage_Net/mtu"), "1400\n");
     inventory.requestRescan(["Storage_Net"]);
     timers.fire(10);
     await settle(inventory, 3);
     assert.equal(inventory.knownRevision, first + 1);
+    assert.equal(inventory.publishedRevision, published + 1);
+
+    // eth1 leaves its pod and then the node: no longer published, though its known report stays.
+    attached.delete("pci-0000-00-04-0");
+    inventory.requestRescan([]);
+    timers.fire(10);
+    await settle(inventory, 4);
+    assert.equal(inventory.knownRevision, first + 1);
+    assert.equal(inventory.publishedRevision, published + 2);
     await inventory.stop();
   });
 

@@ -103,6 +103,9 @@ export class Inventory {
   /** The last published report of every device seen, for devices that then moved into pods. */
   readonly #known = new Map<string, DeviceReport>();
   #knownRevision = 0;
+  #publishedRevision = 0;
+  /** The names of the devices the snapshot publishes, as of the last change of publishedRevision. */
+  #publishedNames = "";
   #timer: unknown;
   #resyncTimer: unknown;
   #scanning: Promise<void> | undefined;
@@ -162,6 +165,16 @@ export class Inventory {
    */
   get knownRevision(): number {
     return this.#knownRevision;
+  }
+
+  /**
+   * Counts the changes of what the snapshot publishes: the published devices'
+   * names and reports, but not whether they are in pods (a device that moves
+   * into a pod stays published as it was), so the slice publisher need not
+   * plan its slices again for a pod that starts or stops.
+   */
+  get publishedRevision(): number {
+    return this.#publishedRevision;
   }
 
   /** Number of completed scans (observability and tests). */
@@ -240,7 +253,15 @@ export class Inventory {
       this.#scans++;
       // An unchanged snapshot has every published report as it was, so known() too.
       if (isDeepStrictEqual(next, this.#snapshot)) return;
-      if (published.some((r) => !isDeepStrictEqual(knownBefore.get(r.name), r))) this.#knownRevision++;
+      const knownChanged = published.some((r) => !isDeepStrictEqual(knownBefore.get(r.name), r));
+      if (knownChanged) this.#knownRevision++;
+      // Every published report of the snapshot is a known one (a device in a pod: a copy
+      // marked attached), so unchanged known reports under the same names publish the same.
+      const publishedNames = next.reports.filter((r) => r.publish).map((r) => r.name).join("\n");
+      if (knownChanged || publishedNames !== this.#publishedNames) {
+        this.#publishedRevision++;
+        this.#publishedNames = publishedNames;
+      }
       this.#snapshot = next;
       for (const listener of this.#listeners) {
         try {

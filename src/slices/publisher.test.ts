@@ -103,6 +103,43 @@ describe("SlicePublisher.publishedOnce", () => {
     assert.equal(publisher.publishedOnce, true);
   });
 
+  it("does not plan again for a snapshot that publishes what the slices already hold", async () => {
+    let revision = 1;
+    let reads = 0;
+    const listeners: ((snapshot: InventorySnapshot) => void)[] = [];
+    const devices = {
+      current: (): InventorySnapshot => {
+        reads++;
+        return { reports: [] };
+      },
+      subscribe: (listener: (snapshot: InventorySnapshot) => void) => {
+        listeners.push(listener);
+        return () => undefined;
+      },
+      get publishedRevision(): number {
+        return revision;
+      },
+    };
+    const announce = async (): Promise<void> => {
+      const before = publisher?.reconciles ?? 0;
+      for (const listener of listeners) listener({ reports: [] });
+      await until(() => (publisher?.reconciles ?? 0) > before);
+    };
+    publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices });
+    await publisher.start();
+    assert.equal(api.created, 1);
+    // The first snapshot after the write is planned: the slices are as written.
+    await announce();
+    const planned = reads;
+    await announce();
+    await announce();
+    assert.equal(reads, planned, "the same revision, the same slices: no plan");
+    revision = 2;
+    await announce();
+    assert.equal(reads, planned + 1, "a new revision is planned");
+    assert.equal(api.created, 1);
+  });
+
   it("does not hold while writing fails, and holds after the retry that succeeds", async () => {
     api.failCreates = 1;
     const errors: unknown[] = [];

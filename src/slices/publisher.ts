@@ -33,6 +33,12 @@ import { NetclaimError } from "../common/errors.ts";
 export interface DeviceSource {
   current(): InventorySnapshot;
   subscribe(listener: (snapshot: InventorySnapshot) => void): () => void;
+  /**
+   * Changes whenever what current() publishes changes (Inventory's does). With
+   * it, a new snapshot that publishes the same is not planned again; without,
+   * every snapshot is.
+   */
+  readonly publishedRevision?: number;
 }
 
 /** The taints of published devices (the agent's device-taints.ts). */
@@ -77,6 +83,11 @@ export class SlicePublisher {
   #taintsDropped = false;
   /** The API server threw away allowMultipleAllocations (its DRAConsumableCapacity gate is off): publish shared parents whole. */
   #sharingDropped = false;
+  /** Changes seen of the slices and of the taints, for #inputs. */
+  #slicesChanged = 0;
+  #taintsChanged = 0;
+  /** What the last reconcile that found nothing to write planned from (#inputs); undefined: plan again. */
+  #settledOn: string | undefined;
 
   constructor(options: SlicePublisherOptions) {
     this.#options = options;
@@ -86,6 +97,7 @@ export class SlicePublisher {
       fieldSelector: ownSlicesFieldSelector(options.nodeName, options.driverName),
       ...(options.watchTimeoutSeconds !== undefined ? { timeoutSeconds: options.watchTimeoutSeconds } : {}),
       onChange: () => {
+        this.#slicesChanged++;
         this.#kick();
       },
       ...(options.onError !== undefined ? { onError: options.onError } : {}),
@@ -101,7 +113,11 @@ export class SlicePublisher {
     const kick = (): void => {
       this.#kick();
     };
-    this.#unsubscribe = [this.#options.devices.subscribe(kick), ...(this.#options.taints === undefined ? [] : [this.#options.taints.subscribe(kick)])];
+    const taintsKick = (): void => {
+      this.#taintsChanged++;
+      this.#kick();
+    };
+    this.#unsubscribe = [this.#options.devices.subscribe(kick), ...(this.#options.taints === undefined ? [] : [this.#options.taints.subscribe(taintsKick)])];
     this.#informer.start();
     await this.#informer.synced();
     await this.#reconcileNow();
@@ -178,9 +194,27 @@ export class SlicePublisher {
     }, delay);
   }
 
+  /**
+   * What a plan is made from, as far as it can change: undefined when the
+   * device source cannot tell its changes. Equal to #settledOn, the slices
+   * are known to match already, and planning them again (every device
+   * converted and compared, some milliseconds for hundreds) is skipped.
+   */
+  #inputs(): string | undefined {
+    const revision = this.#options.devices.publishedRevision;
+    if (revision === undefined) return undefined;
+    return [revision, this.#slicesChanged, this.#taintsChanged, this.#taintsDropped, this.#sharingDropped].join(",");
+  }
+
   async #reconcile(): Promise<void> {
     const pool = this.#pool;
     if (pool === undefined) return;
+    const inputs = this.#inputs();
+    if (inputs !== undefined && inputs === this.#settledOn) {
+      this.#reconciles++;
+      return;
+    }
+    this.#settledOn = undefined;
     const taints = this.#options.taints;
     const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, this.#taintsDropped ? undefined : taints?.current(), {
       consumableCapacity: !this.#sharingDropped,
@@ -189,6 +223,7 @@ export class SlicePublisher {
     this.#reconciles++;
     if (plan.writes.length === 0 && plan.deletes.length === 0) {
       this.#publishedOnce = true;
+      this.#settledOn = inputs;
       return;
     }
     const fieldManager = this.#options.fieldManager ?? "netclaim";
