@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import { KubeConfig } from "@kubernetes/client-node";
 import type { InventorySnapshot } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
+import type { DeviceTaint } from "../kube/index.ts";
 import { SlicePublisher } from "./publisher.ts";
 
 const NODE = "worker-1";
@@ -125,7 +126,22 @@ describe("SlicePublisher.publishedOnce", () => {
       for (const listener of listeners) listener({ reports: [] });
       await until(() => (publisher?.reconciles ?? 0) > before);
     };
-    publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices });
+    // The taints' source tells of every health change; only a change of the taints counts.
+    let taintMap = new Map<string, DeviceTaint[]>();
+    const taintListeners: (() => void)[] = [];
+    const taints = {
+      current: () => taintMap,
+      subscribe: (listener: () => void) => {
+        taintListeners.push(listener);
+        return () => undefined;
+      },
+    };
+    const healthChanged = async (): Promise<void> => {
+      const before = publisher?.reconciles ?? 0;
+      for (const listener of taintListeners) listener();
+      await until(() => (publisher?.reconciles ?? 0) > before);
+    };
+    publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices, taints });
     await publisher.start();
     assert.equal(api.created, 1);
     // The first snapshot after the write is planned: the slices are as written.
@@ -137,6 +153,11 @@ describe("SlicePublisher.publishedOnce", () => {
     revision = 2;
     await announce();
     assert.equal(reads, planned + 1, "a new revision is planned");
+    await healthChanged();
+    assert.equal(reads, planned + 1, "the same taints: no plan");
+    taintMap = new Map([["nic0", [{ key: "netclaim.dev/unhealthy", value: "down", effect: "NoSchedule" }]]]);
+    await healthChanged();
+    assert.equal(reads, planned + 2, "new taints are planned");
     assert.equal(api.created, 1);
   });
 

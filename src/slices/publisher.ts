@@ -83,9 +83,8 @@ export class SlicePublisher {
   #taintsDropped = false;
   /** The API server threw away allowMultipleAllocations (its DRAConsumableCapacity gate is off): publish shared parents whole. */
   #sharingDropped = false;
-  /** Changes seen of the slices and of the taints, for #inputs. */
+  /** Changes seen of the slices, for #inputs. */
   #slicesChanged = 0;
-  #taintsChanged = 0;
   /** What the last reconcile that found nothing to write planned from (#inputs); undefined: plan again. */
   #settledOn: string | undefined;
 
@@ -113,11 +112,7 @@ export class SlicePublisher {
     const kick = (): void => {
       this.#kick();
     };
-    const taintsKick = (): void => {
-      this.#taintsChanged++;
-      this.#kick();
-    };
-    this.#unsubscribe = [this.#options.devices.subscribe(kick), ...(this.#options.taints === undefined ? [] : [this.#options.taints.subscribe(taintsKick)])];
+    this.#unsubscribe = [this.#options.devices.subscribe(kick), ...(this.#options.taints === undefined ? [] : [this.#options.taints.subscribe(kick)])];
     this.#informer.start();
     await this.#informer.synced();
     await this.#reconcileNow();
@@ -200,26 +195,28 @@ export class SlicePublisher {
    * are known to match already, and planning them again (every device
    * converted and compared, some milliseconds for hundreds) is skipped.
    */
-  #inputs(): string | undefined {
+  #inputs(taints: ReadonlyMap<string, readonly DeviceTaint[]> | undefined): string | undefined {
     const revision = this.#options.devices.publishedRevision;
     if (revision === undefined) return undefined;
-    return [revision, this.#slicesChanged, this.#taintsChanged, this.#taintsDropped, this.#sharingDropped].join(",");
+    // The taints' source tells of every change of device health, most of which taint nothing:
+    // what counts is the taints themselves (few: only unhealthy devices have one).
+    return JSON.stringify([revision, this.#slicesChanged, this.#taintsDropped, this.#sharingDropped, taints === undefined ? [] : [...taints]]);
   }
 
   async #reconcile(): Promise<void> {
     const pool = this.#pool;
     if (pool === undefined) return;
-    const inputs = this.#inputs();
+    const taints = this.#taintsDropped ? undefined : this.#options.taints?.current();
+    const inputs = this.#inputs(taints);
     if (inputs !== undefined && inputs === this.#settledOn) {
       this.#reconciles++;
       return;
     }
     this.#settledOn = undefined;
-    const taints = this.#options.taints;
-    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, this.#taintsDropped ? undefined : taints?.current(), {
+    const devices = publishedApiDevices(this.#options.devices.current().reports, pool.driverName, taints, {
       consumableCapacity: !this.#sharingDropped,
     });
-    const plan = planSlices(pool, devices, this.#informer.list(), taints === undefined ? MAX_DEVICES_PER_SLICE : MAX_DEVICES_PER_SLICE_WITH_TAINTS);
+    const plan = planSlices(pool, devices, this.#informer.list(), this.#options.taints === undefined ? MAX_DEVICES_PER_SLICE : MAX_DEVICES_PER_SLICE_WITH_TAINTS);
     this.#reconciles++;
     if (plan.writes.length === 0 && plan.deletes.length === 0) {
       this.#publishedOnce = true;
