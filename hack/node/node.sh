@@ -204,12 +204,16 @@ prepare_dirs() {
 }
 
 write_containerd_config() {
+  # A copy under $dir, not the checkout's file: a later run from another checkout reuses
+  # this node, and `restart runtime` reads the configuration again, after this checkout
+  # may be gone (CI clones, runs and deletes one).
+  cp "$repo/deploy/node-setup/containerd/nri-default-validator.toml" "$dir/nri-default-validator.toml"
   cat > "$dir/containerd.toml" <<TOML
 version = 4
 root = "$runtime_root"
 state = "$dir/run/containerd"
 # NRI's default validator, as deploy/node-setup ships it for nodes.
-imports = ["$repo/deploy/node-setup/containerd/nri-default-validator.toml"]
+imports = ["$dir/nri-default-validator.toml"]
 [plugins.'io.containerd.server.v1.grpc']
   address = "$runtime_sock"
 [plugins.'io.containerd.server.v1.ttrpc']
