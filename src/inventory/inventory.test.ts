@@ -48,6 +48,15 @@ after(async () => {
   for (const root of roots) await rm(root, { recursive: true, force: true });
 });
 
+/** The virtio node's sysfs tree in a fresh directory, removed after the tests. */
+async function virtioTree(): Promise<{ root: string; fixture: ReturnType<typeof virtioNode> }> {
+  const root = await mkdtemp("/tmp/nc-unit-");
+  roots.push(root);
+  const fixture = virtioNode();
+  await writeSysfsFixture(root, fixture);
+  return { root, fixture };
+}
+
 async function settle(inventory: Inventory, scans: number): Promise<void> {
   while (inventory.scans < scans) await new Promise((resolve) => setImmediate(resolve));
 }
@@ -92,10 +101,7 @@ describe("Inventory", () => {
   });
 
   it("reads only the links that events named, and everything when events were lost, after a failed scan or on request", async () => {
-    const root = await mkdtemp("/tmp/nc-unit-");
-    roots.push(root);
-    const fixture = virtioNode();
-    await writeSysfsFixture(root, fixture);
+    const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
     const links = new ManualLinks();
     let kindsFail = false;
@@ -147,10 +153,7 @@ describe("Inventory", () => {
   });
 
   it("after a scan, reads only the links events named while it ran", async () => {
-    const root = await mkdtemp("/tmp/nc-unit-");
-    roots.push(root);
-    const fixture = virtioNode();
-    await writeSysfsFixture(root, fixture);
+    const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
     const links = new ManualLinks();
     const fixtureKinds = fixtureLinkKinds(fixture);
@@ -222,10 +225,7 @@ describe("Inventory", () => {
   });
 
   it("counts a change of the known devices, not a device moving into a pod", async () => {
-    const root = await mkdtemp("/tmp/nc-unit-");
-    roots.push(root);
-    const fixture = virtioNode();
-    await writeSysfsFixture(root, fixture);
+    const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
     const attached = new Set<string>();
     const inventory = new Inventory({ root, policy: devicePolicySchema.parse(undefined), linkKinds: fixtureLinkKinds(fixture), timers, debounceMs: 10, attached: { attachedDevices: () => attached } });
@@ -259,10 +259,7 @@ describe("Inventory", () => {
   });
 
   it("reads which devices are in pods again before each scan, so a device another agent moved stays published", async () => {
-    const root = await mkdtemp("/tmp/nc-unit-");
-    roots.push(root);
-    const fixture = virtioNode();
-    await writeSysfsFixture(root, fixture);
+    const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
     // What the shared journal says; this agent's own view catches up only when asked.
     const journaled = new Set<string>();
