@@ -164,12 +164,13 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   }
 
   async #startPod(pod: PodSandboxInfo, ctx: HandlerContext): Promise<void> {
+    const since = performance.now();
     const plans = await this.#preparedPlans();
     // Whether the pod also consumes a claim another pod holds is the API server's to say
     // (shared-claims.ts): asked while the pod's own devices attach, not before them.
     const admission = this.#shared.admit(pod, () => Promise.resolve(plans), { signal: ctx.signal });
     admission.catch(() => undefined);
-    let begun = await this.#beginAttach(pod, { late: false, plans });
+    let begun = await this.#beginAttach(pod, { late: false, plans, since });
     this.#track(pod, begun);
     let handedOver: boolean;
     try {
@@ -310,8 +311,9 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
    * the runtime's to see at once), and returns the rest of the work, which
    * reports status when it ends; undefined when there is nothing to attach.
    */
-  async #beginAttach(pod: PodSandboxInfo, options: { late: boolean; plans?: readonly PlannedDevice[] }): Promise<BegunAttach | undefined> {
+  async #beginAttach(pod: PodSandboxInfo, options: BeginOptions): Promise<BegunAttach | undefined> {
     const { engine, netlink, logger } = this.#options;
+    const since = options.since ?? performance.now();
     this.#begunSinceSync.add(pod.uid);
     const planned = (options.plans ?? (await this.#preparedPlans())).filter((p) => p.claim.pod.uid === pod.uid);
     if (planned.length === 0) return undefined;
@@ -355,7 +357,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       await this.refreshAttached();
       this.#fail(pod, native, errorMessage(err), err);
     }
-    const done = this.#finishAttach(pod, native, begun.done, options, log);
+    const done = this.#finishAttach(pod, native, begun.done, { late: options.late, since, checked: performance.now() }, log);
     // Awaited by CreateContainer, StopPodSandbox or re-synchronization; a failure is reported where it happens.
     done.catch(() => undefined);
     return { done };
@@ -411,18 +413,20 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     }
   }
 
-  async #finishAttach(pod: PodSandboxInfo, native: readonly PlannedDevice[], done: Promise<AttachResult[]>, options: { late: boolean }, log: Logger): Promise<void> {
+  async #finishAttach(pod: PodSandboxInfo, native: readonly PlannedDevice[], done: Promise<AttachResult[]>, options: FinishOptions, log: Logger): Promise<void> {
     const { status } = this.#options;
     let results: AttachResult[];
+    let attached = Number.NaN;
     try {
       results = await done;
+      attached = performance.now();
     } catch (err) {
       this.#fail(pod, native, errorMessage(err), err);
     } finally {
       await this.refreshAttached();
     }
     const byKey = new Map(native.map((p) => [p.key, p]));
-    const attached: AttachedInterface[] = [];
+    const interfaces: AttachedInterface[] = [];
     const metadata: DeviceNetworkData[] = [];
     for (const result of results) {
       const p = byKey.get(result.key);
@@ -435,12 +439,14 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
         ...(result.mac !== undefined ? { hardwareAddress: result.mac } : {}),
         late: options.late,
       });
-      attached.push({ claim: p.claim.claim, request: p.device.request, interfaceName: result.podName, addresses: result.addresses, mac: result.mac, mtu: p.device.interface.mtu });
+      interfaces.push({ claim: p.claim.claim, request: p.device.request, interfaceName: result.podName, addresses: result.addresses, mac: result.mac, mtu: p.device.interface.mtu });
     }
     // CreateContainer awaits this attach, so the pod's first container already reads its interfaces in the files.
     await recordMetadata(metadata, log);
-    this.#options.networkStatus?.report(pod, attached);
-    log.info({ interfaces: results.map((r) => r.podName), late: options.late }, "attached netclaim interfaces");
+    this.#options.networkStatus?.report(pod, interfaces);
+    const ms = (at: number) => Math.round((at - options.since) * 100) / 100;
+    // Where a slow pod start spent its time (docs/troubleshooting.md): until the devices were checked and journaled, and until they were configured in the pod.
+    log.info({ interfaces: results.map((r) => r.podName), late: options.late, ms: { checked: ms(options.checked), attached: ms(attached) } }, "attached netclaim interfaces");
   }
 
   /**
@@ -497,6 +503,22 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     }
     return out;
   }
+}
+
+interface BeginOptions {
+  /** Attached on re-synchronization, after the pod's sandbox started without this agent. */
+  late: boolean;
+  /** The prepared devices, when the caller has just read them. */
+  plans?: readonly PlannedDevice[];
+  /** When the pod's start reached the agent (performance.now()), for the timings logged. */
+  since?: number;
+}
+
+interface FinishOptions {
+  late: boolean;
+  since: number;
+  /** When the engine had checked and journaled the devices. */
+  checked: number;
 }
 
 /** One attach made of two begun one after the other (a claim handed over after the pod's own). */
