@@ -9,7 +9,7 @@ import { ClaimState, type JsonValue } from "../dra/index.ts";
 import { NriHandlerError, StatusCode, type HandlerContext } from "../nri/index.ts";
 import { StateStore } from "../store/index.ts";
 import { attachmentKey, PodNetwork } from "./pod-network.ts";
-import { FakeEngine, pod, podLinks, singleDevicePlan } from "./testdata/pod-network-fakes.ts";
+import { FakeEngine, pod, podLinksOf, POD_LINKS, singleDevicePlan } from "./testdata/pod-network-fakes.ts";
 import { settled } from "../common/testdata/settled.ts";
 
 const CLAIM = { namespace: "team-a", name: "nic", uid: "claim-nic" };
@@ -29,26 +29,36 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
   let dir: string;
   let metadataFile: string;
+  let claims: ClaimState;
   let engine: FakeEngine;
   let statuses: string[];
   let network: PodNetwork;
+
+  /** Prepares the claim's eth7 for web, its pod-side name `data0` unless `interfaceName` says otherwise (null: netclaim's choice). */
+  async function prepare(interfaceName: string | null = "data0"): Promise<void> {
+    const plan = singleDevicePlan(CLAIM, web, "eth7");
+    const devices = plan.devices.map((d) => {
+      const { addresses, sysctls } = d.interface;
+      return { ...d, metadataFile, interface: interfaceName === null ? { addresses, sysctls } : { name: interfaceName, addresses, sysctls } };
+    });
+    await claims.markPrepared(CLAIM, {
+      devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: "eth7", cdiDeviceIDs: [] }],
+      plan: { ...plan, devices } as unknown as JsonValue,
+    });
+  }
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), "netclaim-podnet-"));
     const published = await publishClaimMetadata({ dir: join(dir, "metadata"), specDir: join(dir, "cdi") }, "netclaim.dev", CLAIM, [{ request: "nic", pool: "worker-1", name: "eth7" }]);
     metadataFile = published.get("eth7")?.file ?? "";
-    const claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
-    const plan = singleDevicePlan(CLAIM, web, "eth7");
-    await claims.markPrepared(CLAIM, {
-      devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: "eth7", cdiDeviceIDs: [] }],
-      plan: { ...plan, devices: plan.devices.map((d) => ({ ...d, metadataFile })) } as unknown as JsonValue,
-    });
+    claims = new ClaimState(await StateStore.open(dir), "netclaim.dev");
+    await prepare();
     engine = new FakeEngine();
     statuses = [];
     network = new PodNetwork({
       claims,
       engine,
-      netlink: podLinks,
+      netlink: podLinksOf(engine),
       status: { setDevice: (_claim, { device }, state) => statuses.push(`${device}:${state.kind}`), event: () => undefined },
       consumers: { ofClaim: () => Promise.resolve(undefined), ofPod: () => Promise.resolve(new Set<string>()) },
       rdmaMode: "shared",
@@ -72,6 +82,38 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
     kernel.resolve();
     await created;
     assert.ok(statuses.includes("eth7:attached"));
+  });
+
+  it("begins a new sandbox's attach without reading its links or journal first: names against the Multus annotation, checked by the engine", async () => {
+    await network.runPodSandbox(web, ctx);
+    assert.deepEqual(engine.begun.map((plans) => plans.map((p) => p.podName)), [["data0"]]);
+    assert.equal(engine.toldPodLinks, 0, "the engine's check listed the pod's links itself");
+    assert.equal(engine.attachedAsked, 0);
+    await network.createContainer(web, container, ctx);
+    assert.ok(statuses.includes("eth7:attached"));
+  });
+
+  it("names the device again against the pod's links when the engine finds the guessed name taken", async () => {
+    await prepare(null);
+    // nc0 is in the pod although no Multus network promised it: netclaim's first choice collides.
+    engine.podLinks = [...POD_LINKS, { name: "nc0", index: 3 } as (typeof POD_LINKS)[number]];
+    await network.runPodSandbox(web, ctx);
+    assert.deepEqual(engine.begun.map((plans) => plans.map((p) => p.podName)), [["nc0"], ["nc1"]]);
+    assert.equal(engine.toldPodLinks, 1, "the second attempt names against the links read");
+    await network.createContainer(web, container, ctx);
+    assert.deepEqual(statuses.filter((s) => s.endsWith("failed")), []);
+    assert.ok(statuses.includes("eth7:attached"));
+  });
+
+  it("fails the sandbox with the naming error when the name asked for is taken in the pod", async () => {
+    engine.podLinks = [...POD_LINKS, { name: "data0", index: 3 } as (typeof POD_LINKS)[number]];
+    await assert.rejects(network.runPodSandbox(web, ctx), (err: unknown) => {
+      assert.ok(err instanceof NriHandlerError);
+      assert.match(err.message, /data0.*an interface already in the pod/);
+      return true;
+    });
+    assert.equal(engine.begun.length, 1, "only the guess reached the engine");
+    assert.ok(statuses.includes("eth7:failed"));
   });
 
   it("fails the first container, not the sandbox, when the kernel work fails, and attaches again for the next", async () => {

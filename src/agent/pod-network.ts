@@ -27,9 +27,9 @@ import { MULTUS_RENAME_HINT, multusInterfaceOwners } from "../claims/multus-netw
 import { parseClaimPlan, type ClaimPlan, type DevicePlan } from "../claims/plan.ts";
 import { errorMessage } from "../common/errors.ts";
 import type { ClaimState } from "../dra/index.ts";
-import type { Attacher, AttachmentPlanInput, AttachResult } from "../engine/index.ts";
+import { EngineError, type Attacher, type AttachmentPlanInput, type AttachResult } from "../engine/index.ts";
 import type { AttachedDevices } from "../inventory/index.ts";
-import type { BatchRunner } from "../netlink/index.ts";
+import type { BatchRunner, Link } from "../netlink/index.ts";
 import {
   NriHandlerError, REQUIRED_PLUGINS_ANNOTATION, requiredPlugins, StatusCode,
   type ContainerAdjustmentSpec, type ContainerInfo, type HandlerContext, type NriHandlers, type PodSandboxInfo, type SynchronizedState,
@@ -170,7 +170,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     // (shared-claims.ts): asked while the pod's own devices attach, not before them.
     const admission = this.#shared.admit(pod, () => Promise.resolve(plans), { signal: ctx.signal });
     admission.catch(() => undefined);
-    let begun = await this.#beginAttach(pod, { late: false, plans, since });
+    let begun = await this.#beginAttach(pod, { late: false, plans, since, fresh: true });
     this.#track(pod, begun);
     let handedOver: boolean;
     try {
@@ -323,26 +323,54 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const candidates = planned.filter((p) => p.device.mode === "native");
     if (candidates.length === 0) return undefined;
     const netns = pod.netnsPath;
+    // Who has each name already, as far as the pod's Multus annotation tells.
+    const multus = multusInterfaceOwners(pod.annotations, pod.namespace);
+    const attach = { pod, netns, multus, log, late: options.late, since };
+    if (options.fresh === true && netns !== undefined) {
+      // A sandbox that has just started holds none of the pod's devices, and
+      // the names its interfaces take from the runtime (eth0) and Multus
+      // (those of its annotation) are known: the attach begins on names chosen
+      // against the annotation's, and the engine's check, which lists the
+      // pod's links anyway, catches a name taken after all. Only then are the
+      // links read here and the names chosen again: one round trip to the
+      // engine's thread before the first device moves, not two (docs/engine.md).
+      this.#warnIfUnguarded(pod, log);
+      const begun = await this.#begin(candidates, { ...attach, netns, existing: multus, podLinks: undefined });
+      if (begun !== undefined) return begun;
+    }
     // The pod's links and which devices are in it already: two questions to the engine's thread, asked at once.
     const podLinksRead = netns === undefined ? undefined : netlink.batch(netns, [{ op: "listLinks" }] as const);
     podLinksRead?.catch(() => undefined);
     const already = new Set(await engine.attached(candidates.map((p) => p.key)));
     const native = candidates.filter((p) => !already.has(p.key));
     if (native.length === 0) return undefined;
-    if (!options.late) this.#warnIfUnguarded(pod, log);
+    if (!options.late && options.fresh !== true) this.#warnIfUnguarded(pod, log);
     if (netns === undefined || podLinksRead === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
     const [podLinks] = await podLinksRead;
-    // Who has each name already, as far as the pod's Multus annotation tells.
-    const multus = multusInterfaceOwners(pod.annotations, pod.namespace);
     const existing = new Map(podLinks.map((link) => [link.name, multus.get(link.name) ?? "an interface already in the pod"]));
+    return this.#begin(native, { ...attach, netns, existing, podLinks });
+  }
+
+  /**
+   * Names the devices against `existing` and begins their attach. Without
+   * `podLinks` the names are a guess (see #beginAttach): a guess that fails,
+   * whether the naming or the engine's check of the names, is undefined,
+   * not an error.
+   */
+  async #begin(native: readonly PlannedDevice[], attach: AttachNaming): Promise<BegunAttach | undefined> {
+    const { pod, netns, multus, existing, podLinks } = attach;
+    const guess = podLinks === undefined;
     const inputs = new Map<NamingInput, PlannedDevice>();
     for (const p of native) {
       inputs.set({ claim: `${p.claim.claim.namespace}/${p.claim.claim.name}`, request: p.device.request, device: p.device.device, requestedName: p.device.interface.name }, p);
     }
     const naming = assignInterfaceNames([...inputs.keys()], existing);
-    if (!naming.ok) this.#fail(pod, native, multus.has(naming.name) ? `${naming.message}; ${MULTUS_RENAME_HINT}` : naming.message);
+    if (!naming.ok) {
+      if (guess) return undefined;
+      this.#fail(pod, native, multus.has(naming.name) ? `${naming.message}; ${MULTUS_RENAME_HINT}` : naming.message);
+    }
     const plans: AttachmentPlanInput[] = [];
     for (const [input, p] of inputs) {
       const podName = naming.names.get(input) ?? "";
@@ -352,12 +380,13 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     this.#markAttaching(native.map((p) => p.device.device));
     let begun: { done: Promise<AttachResult[]> };
     try {
-      begun = await engine.begin(plans, { podLinks });
+      begun = await this.#options.engine.begin(plans, podLinks === undefined ? {} : { podLinks });
     } catch (err) {
       await this.refreshAttached();
+      if (guess && err instanceof EngineError && err.code === "ENGINE_NAME_COLLISION") return undefined;
       this.#fail(pod, native, errorMessage(err), err);
     }
-    const done = this.#finishAttach(pod, native, begun.done, { late: options.late, since, checked: performance.now() }, log);
+    const done = this.#finishAttach(pod, native, begun.done, { late: attach.late, since: attach.since, checked: performance.now() }, attach.log);
     // Awaited by CreateContainer, StopPodSandbox or re-synchronization; a failure is reported where it happens.
     done.catch(() => undefined);
     return { done };
@@ -512,6 +541,22 @@ interface BeginOptions {
   plans?: readonly PlannedDevice[];
   /** When the pod's start reached the agent (performance.now()), for the timings logged. */
   since?: number;
+  /** At RunPodSandbox: the sandbox has just started, so none of the pod's devices is in it yet. */
+  fresh?: boolean;
+}
+
+interface AttachNaming {
+  pod: PodSandboxInfo;
+  netns: string;
+  /** The names the pod's Multus annotation gives, and to which network. */
+  multus: ReadonlyMap<string, string>;
+  /** The names taken in the pod, and by what. */
+  existing: ReadonlyMap<string, string>;
+  /** The pod's links as read; undefined when `existing` is a guess. */
+  podLinks: readonly Link[] | undefined;
+  log: Logger;
+  late: boolean;
+  since: number;
 }
 
 interface FinishOptions {

@@ -10,7 +10,7 @@ import { NriHandlerError, StatusCode, type HandlerContext, type PodSandboxInfo }
 import { StateStore } from "../store/index.ts";
 import { PodNetwork } from "./pod-network.ts";
 import { SharedClaimReason } from "./shared-claims.ts";
-import { FakeEngine, pod, podLinks, singleDevicePlan as plan } from "./testdata/pod-network-fakes.ts";
+import { FakeEngine, pod, podLinksOf, singleDevicePlan as plan } from "./testdata/pod-network-fakes.ts";
 
 const NS = "team-a";
 const ctx: HandlerContext = { signal: new AbortController().signal };
@@ -57,7 +57,7 @@ describe("PodNetwork with a claim two pods share", () => {
     network = new PodNetwork({
       claims,
       engine,
-      netlink: podLinks,
+      netlink: podLinksOf(engine),
       status: {
         setDevice: () => undefined,
         event: (target, type, reason, message) => events.push({ kind: target.kind, name: target.name, type, reason, message }),

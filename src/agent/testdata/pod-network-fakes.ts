@@ -4,8 +4,8 @@
  * decide when (and whether) an attach's kernel work ends.
  */
 import type { ClaimPlan } from "../../claims/plan.ts";
-import type { Attacher, AttachmentPlanInput, AttachResult, DetachOutcome, RecoveryResult } from "../../engine/index.ts";
-import type { BatchRunner } from "../../netlink/index.ts";
+import { EngineError, type Attacher, type AttachmentPlanInput, type AttachResult, type DetachOutcome, type RecoveryResult } from "../../engine/index.ts";
+import type { BatchRunner, Link } from "../../netlink/index.ts";
 import type { PodSandboxInfo } from "../../nri/index.ts";
 
 export function pod(name: string, options: { namespace?: string; annotations?: Record<string, string> } = {}): PodSandboxInfo {
@@ -42,18 +42,35 @@ export function singleDevicePlan(claim: { namespace: string; name: string; uid: 
   };
 }
 
+/** The links of every pod's namespace: lo and eth0. */
+export const POD_LINKS: readonly Link[] = [
+  { name: "lo", index: 1 },
+  { name: "eth0", index: 2 },
+] as Link[];
+
 /**
  * The engine's side: attachments journaled by key, begun into a namespace, restored by detach.
  * Each attach's kernel work ends when `kernelWork` settles (at once unless a test says otherwise);
- * a failed one is rolled back.
+ * a failed one is rolled back. Its check refuses a pod-side name `podLinks` has, as the engine's does.
  */
 export class FakeEngine implements Attacher {
   readonly journal = new Map<string, string>();
   readonly begun: AttachmentPlanInput[][] = [];
+  /** How many times begin was told the pod's links (read by the caller) rather than reading them itself. */
+  toldPodLinks = 0;
+  attachedAsked = 0;
+  podLinks: readonly Link[] = POD_LINKS;
   kernelWork: () => Promise<void> = () => Promise.resolve();
 
-  begin(inputs: readonly AttachmentPlanInput[]): Promise<{ done: Promise<AttachResult[]> }> {
+  begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
     this.begun.push([...inputs]);
+    if (options.podLinks !== undefined) this.toldPodLinks++;
+    const links = options.podLinks ?? this.podLinks;
+    const taken = inputs.find((i) => links.some((l) => l.name === i.podName));
+    if (taken !== undefined) {
+      const where = { attachment: taken.key, device: taken.device.name ?? "", step: "check-names" };
+      return Promise.reject(new EngineError("ENGINE_NAME_COLLISION", where, `pod ${taken.netns} already has an interface named ${taken.podName}`));
+    }
     for (const input of inputs) this.journal.set(input.key, input.netns);
     const results = inputs.map((i) => ({ key: i.key, podName: i.podName, ifindex: 7, mac: undefined, addresses: [...(i.addresses ?? [])] }));
     // A failed attach is rolled back, as the engine does: its keys leave the journal.
@@ -83,12 +100,16 @@ export class FakeEngine implements Attacher {
     return Promise.resolve([...this.journal.keys()]);
   }
   attached(keys?: readonly string[]): Promise<string[]> {
+    this.attachedAsked++;
     return Promise.resolve([...this.journal.keys()].filter((key) => keys?.includes(key) ?? true));
   }
 }
 
-export const podLinks: BatchRunner = {
-  batch: (() => Promise.resolve([[{ name: "lo", index: 1 }, { name: "eth0", index: 2 }]])) as unknown as BatchRunner["batch"],
-  batchAcross: () => Promise.reject(new Error("not used")),
-};
+/** A netlink runner that answers a listing of the pod's links with the engine's `podLinks`. */
+export function podLinksOf(engine: FakeEngine): BatchRunner {
+  return {
+    batch: (() => Promise.resolve([engine.podLinks])) as unknown as BatchRunner["batch"],
+    batchAcross: () => Promise.reject(new Error("not used")),
+  };
+}
 
