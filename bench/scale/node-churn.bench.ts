@@ -20,7 +20,10 @@
  * resolution, reset at each scrape, which only this bench makes): each value
  * is the time between two of its 10 ms ticks, so a value less 10 ms is at
  * most the longest stall in that window (a stall that ends before a tick
- * was due shows less).
+ * was due shows less). Beside it, the agent's own
+ * netclaim_event_loop_busy_max_seconds: the main thread's CPU time between
+ * two ticks of its 10 ms timer, which leaves out the time the thread waited
+ * for a CPU; the goal of no stall over 5 ms is the agent's to meet there.
  *
  * Also sampled, from /proc: the agent's CPU time (every thread), and its
  * main thread's time on a CPU, time waiting in the run queue for one, and
@@ -67,6 +70,8 @@ interface Sample {
   externalBytes: number;
   /** The longest time between two ticks of the agent's 10 ms event-loop monitor since the sample before. */
   loopLagMaxS: number;
+  /** The main thread's longest CPU time between two of the agent's 10 ms ticks since the sample before: its own work, without waiting for a CPU. */
+  loopBusyMaxS: number;
   prepare: Histogram;
   attach: Histogram;
   podsStarted: number;
@@ -103,7 +108,7 @@ try {
       samples.push(await sample());
       const last = samples.at(-1)!;
       const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
-      log(`${Math.round(last.atS)} s: cpu ${last.cpuS.toFixed(1)} s (main ${last.mainRunS.toFixed(1)}, waited ${last.mainWaitS.toFixed(1)}), rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms, ${last.podsStarted} pods started, ${live.length} running`);
+      log(`${Math.round(last.atS)} s: cpu ${last.cpuS.toFixed(1)} s (main ${last.mainRunS.toFixed(1)}, waited ${last.mainWaitS.toFixed(1)}), rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms (busy ${(last.loopBusyMaxS * 1000).toFixed(1)}), ${last.podsStarted} pods started, ${live.length} running`);
       await sleep(SAMPLE_SECONDS * 1000);
     }
   })();
@@ -163,6 +168,7 @@ async function sample(): Promise<Sample> {
     heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
     externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
     loopLagMaxS: gauge("netclaim_nodejs_eventloop_lag_max_seconds"),
+    loopBusyMaxS: gauge("netclaim_event_loop_busy_max_seconds"),
     prepare: histogram(metrics, "netclaim_dra_claim_operation_seconds", { operation: "prepare" }),
     attach: histogram(metrics, "netclaim_engine_operation_seconds", { operation: "attach" }),
     podsStarted: readyMs.length,
@@ -225,6 +231,9 @@ const figures: Record<string, number | string> = {
   external_mib_end: round(end.externalBytes / 2 ** 20),
   // The first sample's window holds the agent's start (publishing, recovery), not the churn.
   event_loop_lag_max_ms: round(Math.max(...samples.slice(1).map((s) => s.loopLagMaxS)) * 1000, 2),
+  event_loop_busy_max_ms: round(Math.max(...samples.slice(1).map((s) => s.loopBusyMaxS)) * 1000, 2),
+  // The goal is no stall of the agent's own over 5 ms: in how many sample windows was there one.
+  event_loop_busy_windows_over_5ms: `${String(samples.slice(1).filter((s) => s.loopBusyMaxS > 0.005).length)}/${String(samples.length - 1)}`,
 };
 for (const [window, [from, to]] of Object.entries(windows)) {
   for (const operation of ["prepare", "attach"] as const) {

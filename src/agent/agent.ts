@@ -45,6 +45,7 @@ import { DeviceTaints, deviceTaintsEnabled } from "./device-taints.ts";
 import { InventoryHealth, RecoveryFindings } from "./inventory-health.ts";
 import { loadInventoryMemory, rememberInventory } from "./inventory-memory.ts";
 import { AttachActivity } from "./attach-activity.ts";
+import { EventLoopBusy } from "./event-loop-busy.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { NetworkStatusWriter } from "./network-status-writer.ts";
 import { PodLinkWatch } from "./pod-links.ts";
@@ -75,6 +76,11 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   }
   await using stack = new AsyncDisposableStack();
   const metrics = new AgentMetrics();
+  const loopBusy = EventLoopBusy.start();
+  stack.defer(() => {
+    loopBusy.stop();
+  });
+  metrics.trackEventLoop(loopBusy);
   const readiness = new Readiness();
 
   const store = await StateStore.open(config.stateDir);

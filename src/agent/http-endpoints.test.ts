@@ -7,9 +7,11 @@ import { join } from "node:path";
 import { after, afterEach, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { pino } from "pino";
+import { burnCpu } from "../common/testdata/burn-cpu.ts";
 import type { Attacher, AttachResult } from "../engine/index.ts";
 import { KubeApiError } from "../kube/index.ts";
 import type { NriConnectionState } from "../nri/index.ts";
+import { EventLoopBusy } from "./event-loop-busy.ts";
 import { HttpEndpoints, HttpEndpointsError } from "./http-endpoints.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { probeSocketPath, READINESS_CONDITIONS, Readiness, unanswered, type LivenessCheck } from "./probes.ts";
@@ -211,8 +213,12 @@ describe("HttpEndpoints", () => {
     metrics.kubeRequestFailed(new KubeApiError("KUBE_TRANSPORT", { method: "GET", path: "/api/v1/nodes/n", status: 0, reason: "", message: "ECONNREFUSED" }));
     metrics.trackNri(() => "connected");
     metrics.trackDevices({ published: () => 4, prepared: () => Promise.resolve(2), attached: () => 1 });
+    const loopBusy = EventLoopBusy.start();
+    metrics.trackEventLoop(loopBusy);
+    burnCpu(30);
 
     const answer = await get(endpoints, "/metrics");
+    loopBusy.stop();
     assert.equal(answer.status, 200);
     assert.match(answer.contentType ?? "", /^text\/plain; version=0\.0\.4/);
     const lines = new Set(answer.body.split("\n"));
@@ -239,12 +245,15 @@ describe("HttpEndpoints", () => {
     const rss = /^netclaim_process_resident_memory_bytes (\d+)$/m.exec(answer.body);
     assert.ok(Number(rss?.[1]) > 0, "the process's resident memory");
     assert.match(answer.body, /^netclaim_nodejs_eventloop_lag_p99_seconds \d/m, "the event loop's delay");
+    const busy = /^netclaim_event_loop_busy_max_seconds (\S+)$/m.exec(answer.body);
+    assert.ok(Number(busy?.[1]) >= 0.03, `the 30 ms of CPU the test held the event loop for, in\n${answer.body}`);
   });
 
   it("reports no devices and a disconnected NRI before the parts are tracked", async () => {
     const endpoints = await serve({});
     const body = (await get(endpoints, "/metrics")).body;
     assert.match(body, /^netclaim_devices_published 0$/m);
+    assert.match(body, /^netclaim_event_loop_busy_max_seconds 0$/m);
     assert.match(body, /^netclaim_nri_connection_state\{state="disconnected"\} 1$/m);
   });
 

@@ -11,6 +11,7 @@ import { DraMetrics } from "../dra/index.ts";
 import type { Attacher } from "../engine/index.ts";
 import type { KubeApiError } from "../kube/index.ts";
 import type { NriConnectionState } from "../nri/index.ts";
+import type { EventLoopBusy } from "./event-loop-busy.ts";
 
 export type EngineOperation = "attach" | "detach";
 
@@ -31,6 +32,7 @@ export class AgentMetrics {
   readonly #kubeErrors: Counter<"method" | "code">;
   #nriState: (() => NriConnectionState) | undefined;
   #devices: DeviceCounts | undefined;
+  #loopBusy: EventLoopBusy | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -78,6 +80,15 @@ export class AgentMetrics {
         },
       });
     };
+    const loopBusy = (): EventLoopBusy | undefined => this.#loopBusy;
+    new Gauge({
+      name: "netclaim_event_loop_busy_max_seconds",
+      help: "The main thread's longest CPU time between two ticks of a 10 ms timer since the last scrape: how long the agent's own work held its event loop, without the time it waited for a CPU",
+      registers,
+      collect() {
+        this.set(loopBusy()?.takeMax() ?? 0);
+      },
+    });
     deviceGauge("netclaim_devices_published", "Devices in this node's ResourceSlices as last observed", (counts) => counts.published());
     deviceGauge("netclaim_devices_prepared", "Devices of prepared claims", (counts) => counts.prepared());
     deviceGauge("netclaim_devices_attached", "Devices in a pod's network namespace, or on their way there", (counts) => counts.attached());
@@ -91,6 +102,11 @@ export class AgentMetrics {
   /** Reports the device gauges from `counts` from now on; 0 until then. */
   trackDevices(counts: DeviceCounts): void {
     this.#devices = counts;
+  }
+
+  /** Reports the event loop's longest busy stretch from `busy` from now on; 0 until then. */
+  trackEventLoop(busy: EventLoopBusy): void {
+    this.#loopBusy = busy;
   }
 
   /** For KubeClient's onError. */
