@@ -49,7 +49,7 @@ const LINK_TYPES: Readonly<Record<number, string>> = {
 export async function discoverNetDevices(sysfs: SysfsRoot, options: DiscoveryOptions = {}): Promise<NetDevice[]> {
   let names: string[];
   try {
-    names = await sysfs.listRequired("/sys/class/net");
+    names = sysfs.listRequired("/sys/class/net");
   } catch (err) {
     throw new DiscoveryError("DISCOVERY_NO_SYSFS", `Cannot list network devices in ${sysfs.path("/sys/class/net")}`, {
       cause: err,
@@ -122,24 +122,24 @@ async function readNetDevice(
   // change's link event brings a rescan; until then its kind is unknown.
   if (kinds !== undefined && !kinds.has(ifName)) return undefined;
   const dir = `/sys/class/net/${ifName}`;
-  const [resolved, ifIndex, mac, mtu, operState, type, speed, master, devPort, entries] = await Promise.all([
-    sysfs.resolve(dir),
+  const resolved = sysfs.resolve(dir);
+  const master = sysfs.linkName(`${dir}/master`);
+  const entries = sysfs.list(dir);
+  const [ifIndex, mac, mtu, operState, type, speed, devPort] = await Promise.all([
     sysfs.int(`${dir}/ifindex`),
     sysfs.text(`${dir}/address`),
     sysfs.int(`${dir}/mtu`),
     sysfs.text(`${dir}/operstate`),
     sysfs.int(`${dir}/type`),
     sysfs.int(`${dir}/speed`),
-    sysfs.linkName(`${dir}/master`),
     sysfs.int(`${dir}/dev_port`),
-    sysfs.list(dir),
   ]);
   // A link that vanished between readdir and here is simply not there any more.
   if (resolved === undefined || ifIndex === undefined) return undefined;
   const kind = kinds === undefined ? await kindFromSysfs(sysfs, ifName, { entries, arphrd: type }) : kinds.get(ifName);
   const pciAddress = nearestPciAddress(resolved);
   const pci = pciAddress === undefined ? undefined : await readPciFacts(sysfs, pciAddress, resolved, vfIndexes);
-  const netDriver = pci === undefined ? undefined : await sysfs.linkName(`${dir}/device/driver`);
+  const netDriver = pci === undefined ? undefined : sysfs.linkName(`${dir}/device/driver`);
   const rdma = pciAddress === undefined ? undefined : await readRdmaFacts(sysfs, pciAddress);
   return {
     ifName,
@@ -173,20 +173,19 @@ function pcieRootOf(devicePath: string): string | undefined {
 
 async function readPciFacts(sysfs: SysfsRoot, address: string, netdevPath: string, vfIndexes: VfIndexes): Promise<PciFacts> {
   const dir = `/sys/bus/pci/devices/${address}`;
-  const [vendor, device, subVendor, subDevice, driver, numa, totalVfs, numVfs, pfAddress, devicePath] =
-    await Promise.all([
-      sysfs.text(`${dir}/vendor`),
-      sysfs.text(`${dir}/device`),
-      sysfs.text(`${dir}/subsystem_vendor`),
-      sysfs.text(`${dir}/subsystem_device`),
-      sysfs.linkName(`${dir}/driver`),
-      sysfs.int(`${dir}/numa_node`),
-      sysfs.int(`${dir}/sriov_totalvfs`),
-      sysfs.int(`${dir}/sriov_numvfs`),
-      sysfs.linkName(`${dir}/physfn`),
-      sysfs.resolve(dir),
-    ]);
-  const vf = pfAddress === undefined ? undefined : (await vfIndexes.of(pfAddress)).get(address);
+  const driver = sysfs.linkName(`${dir}/driver`);
+  const pfAddress = sysfs.linkName(`${dir}/physfn`);
+  const devicePath = sysfs.resolve(dir);
+  const [vendor, device, subVendor, subDevice, numa, totalVfs, numVfs] = await Promise.all([
+    sysfs.text(`${dir}/vendor`),
+    sysfs.text(`${dir}/device`),
+    sysfs.text(`${dir}/subsystem_vendor`),
+    sysfs.text(`${dir}/subsystem_device`),
+    sysfs.int(`${dir}/numa_node`),
+    sysfs.int(`${dir}/sriov_totalvfs`),
+    sysfs.int(`${dir}/sriov_numvfs`),
+  ]);
+  const vf = pfAddress === undefined ? undefined : vfIndexes.of(pfAddress).get(address);
   const pcieRoot = pcieRootOf(devicePath ?? netdevPath);
   return {
     address,
@@ -214,13 +213,13 @@ function hexId(raw: string | undefined): string {
  */
 class VfIndexes {
   readonly #sysfs: SysfsRoot;
-  readonly #byPf = new Map<string, Promise<Map<string, number>>>();
+  readonly #byPf = new Map<string, Map<string, number>>();
 
   constructor(sysfs: SysfsRoot) {
     this.#sysfs = sysfs;
   }
 
-  async of(pfAddress: string): Promise<Map<string, number>> {
+  of(pfAddress: string): Map<string, number> {
     let indexes = this.#byPf.get(pfAddress);
     if (indexes === undefined) {
       indexes = this.#read(pfAddress);
@@ -229,10 +228,10 @@ class VfIndexes {
     return indexes;
   }
 
-  async #read(pfAddress: string): Promise<Map<string, number>> {
+  #read(pfAddress: string): Map<string, number> {
     const pfDir = `/sys/bus/pci/devices/${pfAddress}`;
-    const links = (await this.#sysfs.list(pfDir)).filter((entry) => /^virtfn\d+$/.test(entry));
-    const targets = await Promise.all(links.map((entry) => this.#sysfs.linkName(`${pfDir}/${entry}`)));
+    const links = this.#sysfs.list(pfDir).filter((entry) => /^virtfn\d+$/.test(entry));
+    const targets = links.map((entry) => this.#sysfs.linkName(`${pfDir}/${entry}`));
     const indexes = new Map<string, number>();
     links.forEach((entry, i) => {
       const target = targets[i];
@@ -249,7 +248,7 @@ class VfIndexes {
  */
 async function readRdmaFacts(sysfs: SysfsRoot, address: string): Promise<RdmaFacts | undefined> {
   const dir = `/sys/bus/pci/devices/${address}`;
-  const [ibDevice] = await sysfs.list(`${dir}/infiniband`);
+  const [ibDevice] = sysfs.list(`${dir}/infiniband`);
   if (ibDevice === undefined) return undefined;
   const nodes = await rdmaCharNodes(sysfs, ibDevice, dir);
   return { device: ibDevice, charDevices: nodes.map((n) => `/dev/infiniband/${n.name}`).sort() };

@@ -29,7 +29,7 @@ const RDMA_CM: RdmaCharNode = { name: "rdma_cm", sysfsDir: "/sys/class/misc/rdma
 export async function rdmaCharNodes(sysfs: SysfsRoot, ibdev: string, under = "/sys/class"): Promise<RdmaCharNode[]> {
   const nodes: RdmaCharNode[] = [];
   for (const cls of ["infiniband_verbs", "infiniband_mad"]) {
-    for (const name of await sysfs.list(`${under}/${cls}`)) {
+    for (const name of sysfs.list(`${under}/${cls}`)) {
       const sysfsDir = `${under}/${cls}/${name}`;
       if ((await sysfs.text(`${sysfsDir}/ibdev`)) === ibdev) nodes.push({ name, sysfsDir });
     }

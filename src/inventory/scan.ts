@@ -44,6 +44,23 @@ export async function scanInventory(sysfs: SysfsRoot, policy: DevicePolicy, opti
   return { reports: reportDevices(devices, uplinks, policy) };
 }
 
+/**
+ * Each device's attributes, made once per device: a scan that link events
+ * asked for keeps every other device's NetDevice from the scan before, so
+ * their attributes are the same objects as before too, and comparing the new
+ * snapshot with the old one stops at them.
+ */
+const attributesByDevice = new WeakMap<NetDevice, DeviceAttributes>();
+
+function attributesOf(device: NetDevice): DeviceAttributes {
+  let attributes = attributesByDevice.get(device);
+  if (attributes === undefined) {
+    attributes = deviceAttributes(device);
+    attributesByDevice.set(device, attributes);
+  }
+  return attributes;
+}
+
 export function reportDevices(
   devices: readonly NetDevice[],
   uplinks: ReadonlySet<string>,
@@ -54,7 +71,7 @@ export function reportDevices(
   const byName = new Map(devices.map((d) => [d.ifName, d]));
   const reports = devices.map((device): DeviceReport => {
     const name = names.get(device) ?? device.ifName;
-    const attributes = deviceAttributes(device);
+    const attributes = attributesOf(device);
     const excluded = ineligible.get(device.ifName);
     if (excluded !== undefined) return { name, device, attributes, publish: false, reason: `never published: ${excluded.reason}`, attached: false };
     const verdict = evaluatePolicy(policy, { ifName: device.ifName, deviceName: name, attributes, guardedKinds: guardedKinds(device, byName) });
