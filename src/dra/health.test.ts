@@ -35,6 +35,19 @@ describe("serveHealthStream", () => {
     assert.deepEqual(sent, [["eth0=HEALTHY"], ["eth0=UNHEALTHY", "eth1=UNKNOWN"]]);
   });
 
+  it("serveHealthStream sends nothing for a change that leaves every device's health as sent", async () => {
+    const source = new MutableDeviceHealthSource([eth0("healthy")]);
+    const sent = await collect(source, 60_000, (s) => s.length === 2, () => {
+      setImmediate(() => {
+        source.set([eth0("healthy")]);
+        setImmediate(() => {
+          source.set([eth0("unhealthy")]);
+        });
+      });
+    });
+    assert.deepEqual(sent, [["eth0=HEALTHY"], ["eth0=UNHEALTHY"]]);
+  });
+
   it("serveHealthStream re-sends the list periodically without changes", async () => {
     const source = new MutableDeviceHealthSource([eth0("healthy")]);
     const sent = await collect(source, 5, (s) => s.length === 4);

@@ -47,8 +47,10 @@ type WatchResponse = MessageInitShape<typeof NodeWatchResourcesResponseSchema>;
 
 /**
  * Serves one NodeWatchResources stream until `signal` aborts: sends the full
- * list now, after every change (changes in a burst coalesce into one
- * message), and every `resendMs`.
+ * list now, after every change that changes a device's health (changes in a
+ * burst coalesce into one message; most changes of the source, such as a
+ * device moving into a pod, change no device's health and send nothing), and
+ * every `resendMs`.
  */
 export async function serveHealthStream(
   source: DeviceHealthSource,
@@ -60,14 +62,23 @@ export async function serveHealthStream(
   const subscription = source.onChange(() => {
     changed.abort();
   });
+  let sent: string | undefined;
+  let resend = true;
   try {
     while (!signal.aborted) {
       const wake = changed;
-      await stream.send(healthMessage(source.devices()));
+      const devices = source.devices();
+      const current = JSON.stringify(devices);
+      if (resend || current !== sent) {
+        await stream.send(healthMessage(devices));
+        sent = current;
+      }
       try {
         await sleep(resendMs, undefined, { signal: AbortSignal.any([signal, wake.signal]) });
+        resend = true;
       } catch {
-        // Woken by a change (loop and send) or by the end of the stream (loop exits).
+        // Woken by a change (loop, and send what changed) or by the end of the stream (loop exits).
+        resend = false;
       }
       if (wake.signal.aborted) changed = new AbortController();
     }
