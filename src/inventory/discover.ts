@@ -93,9 +93,10 @@ async function readLinkKinds(source: LinkKindSource): Promise<LinkKinds> {
 }
 
 /**
- * Devices read at once. Each costs about 25 small reads; reading a thousand
- * at once queues 25k operations and grows the process by ~150 MiB of I/O
- * buffers for no gain in speed (libuv has 4 threads).
+ * Devices read at once. Most of a device's reads are synchronous (sysfs.ts);
+ * the few left to the thread pool (speed, a PF's sriov_numvfs, uevent) may
+ * wait for a kernel lock, and reading a thousand devices at once would queue
+ * thousands of them for no gain in speed (libuv has 4 threads).
  */
 const SCAN_CONCURRENCY = 16;
 

@@ -7,9 +7,9 @@
  *
  * Most reads are synchronous: the kernel makes a sysfs attribute on the spot
  * in microseconds, while an asynchronous read costs four thread-pool round
- * trips, a FileHandle and as many wake-ups of the event loop (a scan of 262
- * veths took about 210 ms of the event loop's CPU that way, and under pod
- * churn the main thread was seen switched in 2500 times a second). Directory
+ * trips, a FileHandle and as many wake-ups of the event loop (a full scan of
+ * 262 veths: 144 ms of CPU that way, 62 ms with these reads synchronous, in
+ * make bench-inventory-scan). Directory
  * listings, symlinks and the attributes in SYNC_ATTRIBUTES are read on the
  * event loop. Every other attribute goes to the thread pool, since its read
  * may wait for a lock another task holds for long: `speed`, `duplex` and the
@@ -75,7 +75,7 @@ export class SysfsRoot {
   /** The resolved path, as seen from inside the root ("/sys/devices/pci0000:3a/..."). */
   resolve(inside: string): string | undefined {
     try {
-      // The native realpath(3): one system call per symlink, where Node's own resolves a path component by component.
+      // realpath(3) itself: Node's own walks the path in JavaScript, a system call and some garbage per component.
       this.#rootReal ??= realpathSync.native(this.root);
       return `/${relative(this.#rootReal, realpathSync.native(this.path(inside))).split(sep).join("/")}`;
     } catch {
