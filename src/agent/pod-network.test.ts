@@ -9,7 +9,7 @@ import { ClaimState, type JsonValue } from "../dra/index.ts";
 import { NriHandlerError, StatusCode, type HandlerContext } from "../nri/index.ts";
 import { StateStore } from "../store/index.ts";
 import { attachmentKey, PodNetwork } from "./pod-network.ts";
-import { FakeEngine, pod, podLinksOf, POD_LINKS, singleDevicePlan } from "./testdata/pod-network-fakes.ts";
+import { FakeEngine, pod, podLink, podLinksOf, POD_LINKS, singleDevicePlan } from "./testdata/pod-network-fakes.ts";
 import { settled } from "../common/testdata/settled.ts";
 
 const CLAIM = { namespace: "team-a", name: "nic", uid: "claim-nic" };
@@ -96,7 +96,7 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
   it("names the device again against the pod's links when the engine finds the guessed name taken", async () => {
     await prepare(null);
     // nc0 is in the pod although no Multus network promised it: netclaim's first choice collides.
-    engine.podLinks = [...POD_LINKS, { name: "nc0", index: 3 } as (typeof POD_LINKS)[number]];
+    engine.podLinks = [...POD_LINKS, podLink("nc0", 3)];
     await network.runPodSandbox(web, ctx);
     assert.deepEqual(engine.begun.map((plans) => plans.map((p) => p.podName)), [["nc0"], ["nc1"]]);
     assert.equal(engine.toldPodLinks, 1, "the second attempt names against the links read");
@@ -106,7 +106,7 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
   });
 
   it("fails the sandbox with the naming error when the name asked for is taken in the pod", async () => {
-    engine.podLinks = [...POD_LINKS, { name: "data0", index: 3 } as (typeof POD_LINKS)[number]];
+    engine.podLinks = [...POD_LINKS, podLink("data0", 3)];
     await assert.rejects(network.runPodSandbox(web, ctx), (err: unknown) => {
       assert.ok(err instanceof NriHandlerError);
       assert.match(err.message, /data0.*an interface already in the pod/);

@@ -42,11 +42,13 @@ export function singleDevicePlan(claim: { namespace: string; name: string; uid: 
   };
 }
 
+/** A link in a pod's namespace, with only what naming looks at. */
+export function podLink(name: string, index: number): Link {
+  return { name, index } as Link;
+}
+
 /** The links of every pod's namespace: lo and eth0. */
-export const POD_LINKS: readonly Link[] = [
-  { name: "lo", index: 1 },
-  { name: "eth0", index: 2 },
-] as Link[];
+export const POD_LINKS: readonly Link[] = [podLink("lo", 1), podLink("eth0", 2)];
 
 /**
  * The engine's side: attachments journaled by key, begun into a namespace, restored by detach.
