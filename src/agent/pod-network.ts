@@ -326,7 +326,8 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     // Who has each name already, as far as the pod's Multus annotation tells.
     const multus = multusInterfaceOwners(pod.annotations, pod.namespace);
     const attach = { pod, netns, multus, log, late: options.late, since };
-    if (options.fresh === true && netns !== undefined) {
+    const guessing = options.fresh === true && netns !== undefined;
+    if (guessing) {
       // A sandbox that has just started holds none of the pod's devices, and
       // the names its interfaces take from the runtime (eth0) and Multus
       // (those of its annotation) are known: the attach begins on names chosen
@@ -344,7 +345,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     const already = new Set(await engine.attached(candidates.map((p) => p.key)));
     const native = candidates.filter((p) => !already.has(p.key));
     if (native.length === 0) return undefined;
-    if (!options.late && options.fresh !== true) this.#warnIfUnguarded(pod, log);
+    if (!options.late && !guessing) this.#warnIfUnguarded(pod, log);
     if (netns === undefined || podLinksRead === undefined) {
       this.#fail(pod, native, "the pod uses the host network, so there is no pod network namespace to move its netclaim devices into");
     }
