@@ -458,15 +458,12 @@ function podsWith(annotations: Record<string, string>, options: { uid?: string; 
 describe("NetworkPreparer and the pod's Multus networks", () => {
   const NET1 = { interface: { name: "net1" } };
 
-  it("refuses an interface name that the pod's Multus annotation gives a network, saying what to rename, and takes nothing", async () => {
+  it("refuses an interface name that the pod's Multus annotation gives a network, saying what to rename, and leaves nothing behind", async () => {
     // Multus names the first network of the list net1.
     const pods = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" });
-    const { preparer, cdi } = await setup({ pods });
-    let intents = 0;
-    const prepared = preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal, () => {
-      intents++;
-      return Promise.resolve();
-    });
+    const cdi = new MetadataCdi();
+    const { preparer } = await setup({ pods, cdi });
+    const prepared = preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
     await assert.rejects(
       prepared,
       rejectsWith(
@@ -475,8 +472,38 @@ describe("NetworkPreparer and the pod's Multus networks", () => {
       ),
     );
     assert.deepEqual(pods.reads, ["default/web-0"]);
+    assert.equal(cdi.metadata.length, 1, "the pod was read beside the files' writes");
+    assert.equal(cdi.written.size, 0, "a refused claim's files are removed");
+  });
+
+  it("reads the pod while the claim's files are written, not before: the read is a round trip on the pod's start", async () => {
+    let answer: (() => void) | undefined;
+    const pods: PodAnnotations = {
+      get: () => new Promise((resolve) => (answer = () => { resolve({ uid: POD.uid, annotations: {} }); })),
+    };
+    const cdi = new MetadataCdi();
+    const { preparer } = await setup({ pods, cdi });
+    let settled = false;
+    const prepared = preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal).finally(() => (settled = true));
+    for (let turn = 0; turn < 100 && cdi.metadata.length === 0; turn++) await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(cdi.metadata.length, 1, "the files are written while the pod is read");
+    assert.ok(answer !== undefined, "the pod is being read");
+    assert.equal(settled, false, "the prepare waits for the pod's answer");
+    answer();
+    assert.equal((await prepared).devices[0]?.interface.name, "net1");
+  });
+
+  it("takes no address lease before the names are checked", async () => {
+    const pods = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" });
+    const { preparer } = await setup({ pods, nads: { "default/pool": await twoAddressNad() } });
+    const leasing = { ...NET1, ipamFrom: { name: "pool" } };
+    let intents = 0;
+    const recordIntent = () => {
+      intents++;
+      return Promise.resolve();
+    };
+    await assert.rejects(preparer.prepare(claim(["pci-0000-03-00-1"], [leasing]), signal, recordIntent), rejectsWith("INTERFACE_NAME_TAKEN", /Multus network default\/demo-macvlan/));
     assert.equal(intents, 0, "nothing was taken");
-    assert.equal(cdi.written.size, 0);
   });
 
   it("counts Multus's default names as Multus does, and honours the names the annotation gives", async () => {

@@ -164,13 +164,19 @@ export class NetworkPreparer {
     const taken: DevicePlan[] = [];
     const attributes = new Map<string, PreparableDevice["attributes"]>();
     try {
-      // Everything that can refuse the claim on its own runs before anything is taken.
+      // Everything that can refuse the claim on its own runs before anything is taken,
+      // except the interface names' check against the pod's Multus annotation: that one
+      // reads the pod from the API server, a round trip on every pod start's path, so it
+      // runs beside the files' writes (a refusal removes them, like any failed prepare).
+      // Address leases wait for it: another claim could be refused the address meanwhile.
       const planned = ours.map((result) => this.#planDevice(claim, result, what));
       refuseRepeatedDevices(planned.map((p) => p.plan), what);
       await this.#checkChildKinds(planned.map((p) => p.plan), what);
-      await this.#checkInterfaceNames(planned.map((p) => p.plan), pod, what, signal);
+      const names = this.#checkInterfaceNames(planned.map((p) => p.plan), pod, what, signal);
+      names.catch(() => undefined);
+      if (planned.some(({ config }) => leasesAddresses(config))) await names;
       for (const { plan, device, config, where } of planned) {
-        if (config.mode !== "multus" && config.ipamFrom !== undefined) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
+        if (leasesAddresses(config)) await this.#leaseAddresses(claim, config, plan, what, where, signal, recordIntent);
         taken.push(plan);
         attributes.set(plan.device, device.attributes);
       }
@@ -197,6 +203,7 @@ export class NetworkPreparer {
           if (entry.cdiDeviceId !== undefined) device.cdiDeviceIds.push(entry.cdiDeviceId);
         }
       }
+      await names;
     } catch (err) {
       await this.#release(claim.ref.uid, taken, signal).catch((releaseErr: unknown) => {
         this.#options.logger.error({ claim: what, err: releaseErr }, "releasing after a failed prepare failed");
@@ -481,6 +488,11 @@ export function stableMac(seed: string): string {
   const bytes = createHash("sha256").update(seed).digest().subarray(0, 6);
   bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Whether attaching the device takes addresses from an IPAM plugin at prepare (ipamFrom, not through Multus). */
+function leasesAddresses(config: ResolvedNetworkConfig): boolean {
+  return config.mode !== "multus" && config.ipamFrom !== undefined;
 }
 
 /**
