@@ -56,8 +56,11 @@ describe("ClaimService", () => {
   let registry: Registry;
   let service: ClaimService;
   let logLines: string[];
+  /** Holds every read of a claim until it resolves. */
+  let readGate: Promise<void> | undefined;
 
   beforeEach(async () => {
+    readGate = undefined;
     dir = await mkdtemp("/tmp/nc-dra-svc-");
     const store = await StateStore.open(join(dir, "state"));
     state = new ClaimState(store, DRIVER);
@@ -66,7 +69,13 @@ describe("ClaimService", () => {
     logLines = [];
     service = new ClaimService({
       driver: DRIVER,
-      source: { get: (r) => (r.uid.startsWith("missing") ? Promise.reject(new Error("not found")) : Promise.resolve(content(r.uid))) },
+      source: {
+        get: async (r) => {
+          await readGate;
+          if (r.uid.startsWith("missing")) throw new Error("not found");
+          return content(r.uid);
+        },
+      },
       preparer,
       state,
       locks: new ClaimLocks(join(dir, "locks")),
@@ -131,19 +140,20 @@ describe("ClaimService", () => {
     assert.equal((await state.get(ref("a")))?.state, "prepared");
   });
 
-  it("writes the preparing intent only for a prepare that takes something outside the agent", async () => {
+  it("writes the preparing intent while the claim is read, so that its fsync is off the pod's start, and forgets it when the read fails", async () => {
     preparer.takesSomething = new Set(["takes"]);
     let release = (): void => undefined;
-    preparer.gate = new Promise((resolve) => (release = resolve));
-    const both = Promise.all([service.prepareClaim(ref("pure"), never), service.prepareClaim(ref("takes"), never)]);
-    while (preparer.calls.length < 2) await new Promise((resolve) => setImmediate(resolve));
-    // Both are inside prepare now: a crash here must leave a trace of the one that takes something only.
-    assert.equal(await state.get(ref("pure")), undefined);
-    assert.equal((await state.get(ref("takes")))?.state, "preparing");
+    readGate = new Promise((resolve) => (release = resolve));
+    const takes = service.prepareClaim(ref("takes"), never);
+    const missing = assert.rejects(service.prepareClaim(ref("missing"), never), /cannot read the claim: not found/);
+    for (let turn = 0; turn < 100 && (await state.list()).length < 2; turn++) await new Promise((resolve) => setTimeout(resolve, 1));
+    // Both claims are still being read: a crash here leaves a trace that a later prepare rolls back.
+    assert.deepEqual((await state.list()).map((r) => [r.claim.uid, r.state]).sort(), [["missing", "preparing"], ["takes", "preparing"]]);
+    assert.deepEqual(preparer.calls, []);
     release();
-    await both;
-    assert.equal((await state.get(ref("pure")))?.state, "prepared");
-    assert.equal((await state.get(ref("takes")))?.state, "prepared");
+    await takes;
+    await missing;
+    assert.deepEqual((await state.list()).map((r) => [r.claim.uid, r.state]), [["takes", "prepared"]]);
   });
 
   it("logs how long each phase of a prepare took, so a slow one shows where the time went", async () => {

@@ -193,27 +193,38 @@ export class ClaimService {
       return { value: record.devices, noop: true };
     }
 
-    progress.enter("reading the claim");
-    const driverView = await this.#read(claim, signal);
-
     // The intent is on disk already when an interrupted prepare is rolled
-    // back; otherwise it is written only if the preparer is about to take
-    // something, and once.
-    let intent: Promise<void> | undefined;
-    if (record?.state === "preparing") {
+    // back; otherwise it is written while the claim is read, so that its
+    // fsync costs the pod's start nothing, and forgotten if the read fails.
+    // Every write of the claim's record waits for it: a late rename would
+    // bring back what a later write replaced.
+    const interrupted = record?.state === "preparing";
+    const intent = interrupted ? Promise.resolve() : state.markPreparing(claim);
+    intent.catch(() => undefined);
+
+    progress.enter("reading the claim");
+    let driverView;
+    try {
+      driverView = await this.#read(claim, signal);
+    } catch (err) {
+      if (!interrupted) await this.#forgetIntent(claim, intent, log);
+      throw err;
+    }
+
+    if (interrupted) {
       progress.enter("rolling back an interrupted prepare");
       log.info("an earlier prepare did not finish: rolling it back first");
       await this.#callPreparer("CLAIM_PREPARE", claim, "cannot roll back an interrupted prepare", () => preparer.unprepare(claim, undefined, { signal }));
-      intent = Promise.resolve();
     }
-    const recordIntent = (): Promise<void> => (intent ??= state.markPreparing(claim));
 
     progress.enter("preparing");
     let prepared;
     try {
-      prepared = await preparer.prepare(driverView, { signal, recordIntent });
+      prepared = await preparer.prepare(driverView, { signal, recordIntent: () => intent });
+      await intent;
     } catch (err) {
       progress.enter("rolling back a failed prepare");
+      await intent.catch(() => undefined);
       await this.#rollBack(claim, log, signal);
       throw new ClaimError("CLAIM_PREPARE", claim, `cannot prepare: ${errorMessage(err)}`, { cause: err });
     }
@@ -265,6 +276,16 @@ export class ClaimService {
    * the intent record goes. If the release fails too, the record stays so a
    * later prepare or unprepare retries it.
    */
+  /** Removes the intent written for a prepare that never reached the preparer; one left behind only makes the next prepare roll back nothing. */
+  async #forgetIntent(claim: ClaimRef, intent: Promise<void>, log: Logger): Promise<void> {
+    try {
+      await intent;
+      await this.#options.state.forget(claim);
+    } catch (err) {
+      log.warn({ err }, "cannot remove the intent of a prepare that did not start; the next prepare or unprepare of the claim removes it");
+    }
+  }
+
   async #rollBack(claim: ClaimRef, log: Logger, signal: AbortSignal): Promise<void> {
     try {
       await this.#options.preparer.unprepare(claim, undefined, { signal });

@@ -96,10 +96,10 @@ export interface PreparedClaim {
 export interface ClaimPreparer {
   /**
    * Prepares a claim. Before taking anything outside the agent's own state
-   * (an IPAM lease, a file), `recordIntent` must be awaited: it durably notes
-   * that this prepare may leave something behind, so that after a crash the
-   * next prepare rolls back first. A prepare that takes nothing need not call
-   * it, and then costs no write (an fsync) until its result is saved.
+   * (an IPAM lease, a file), `recordIntent` must be awaited: it resolves once
+   * the note that this prepare may leave something behind is durable, so that
+   * after a crash the next prepare rolls back first. The note is written
+   * while the claim is read, so awaiting it rarely waits.
    */
   prepare(claim: DriverClaim, options: { signal: AbortSignal; recordIntent: () => Promise<void> }): Promise<PreparedClaim>;
   /**
