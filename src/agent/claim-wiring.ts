@@ -179,8 +179,8 @@ export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoo
       }
       return ids;
     },
-    writeMetadata(claim, driverName, devices) {
-      return publishClaimMetadata(metadata, driverName, claim, devices);
+    writeMetadata(claim, driverName, devices, options) {
+      return publishClaimMetadata(metadata, driverName, claim, devices, options);
     },
     async remove(claimUid) {
       await removeClaimMetadata(metadata, claimUid);

@@ -6,8 +6,8 @@
  * - the device's attach gate (engine/attach-gate.ts), bind-mounted
  *   read-only, so the container cannot be created before the device is in
  *   its pod.
- * One spec file per device, written to a temporary name, fsynced and
- * renamed, so a runtime reading the CDI directory never sees half a spec.
+ * One spec file per device, written to a temporary name and renamed, so a
+ * runtime reading the CDI directory never sees half a spec.
  *
  * Specs are written when the kubelet prepares a claim (claims/preparer.ts,
  * wired by agent/claim-wiring.ts), not when the engine attaches: this
@@ -16,7 +16,7 @@
  * still are). It never needs the gate's location: the caller passes the
  * host path, from engine's attachGatePath.
  */
-import { access, mkdir, open, rename, rm } from "node:fs/promises";
+import { access, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { EngineError } from "../engine/index.ts";
 import { rdmaCharNodes, type RdmaCharNode, type SysfsRoot } from "../inventory/index.ts";
@@ -103,22 +103,20 @@ export async function writeCdiSpec(specDir: string, name: string, edits: CdiDevi
 }
 
 /**
- * Writes `content` to a temporary name beside `file`, fsyncs and renames it,
- * so a reader (a runtime scanning its CDI directory) sees the old file or the
- * new one, never half of one. Creates the directory: the runtime's CDI
- * directory is on a tmpfs, and after a reboot it may not exist yet.
+ * Writes `content` to a temporary name beside `file` and renames it, so a
+ * reader (a runtime scanning its CDI directory) sees the old file or the
+ * new one, never half of one, whenever the agent dies. No fsync: these files
+ * belong to this boot (the runtime's CDI directory and the agent's runtime
+ * directory are on a tmpfs), and the kubelet's prepare after a reboot writes
+ * them again (claims/preparer.ts restore); an fsync would add milliseconds to
+ * every pod start where they are on a disk. Creates the directory: after a
+ * reboot it may not exist yet.
  */
 export async function writeFileAtomically(file: string, content: string): Promise<void> {
   const temp = `${file}.tmp-${process.pid}`;
   try {
     await mkdir(dirname(file), { recursive: true, mode: 0o755 });
-    const handle = await open(temp, "w", 0o644);
-    try {
-      await handle.writeFile(content);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeFile(temp, content, { mode: 0o644 });
     await rename(temp, file);
   } catch (err) {
     await rm(temp, { force: true });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -147,6 +147,27 @@ describe("updateNetworkData", () => {
     assert.deepEqual(read.devices.map((d) => d.networkData), [NETWORK, undefined]);
     assert.equal(text, encodeDeviceMetadata({ ...read }));
     assert.equal(text.split('"generation": 2').length, 3, "both versions say generation 2");
+  });
+
+  it("with keepIntact, keeps a file that reads back and writes again one a power cut left empty, and every CDI spec", async () => {
+    const { where, file } = await published();
+    await updateNetworkData(file, new Map([["eth1", NETWORK]]));
+    const rdma = await publishClaimMetadata(where, DRIVER, FROM_TEMPLATE, [{ request: "rdma", pool: "node-1", name: "ib0" }]);
+    const rdmaFile = rdma.get("ib0")?.file ?? "";
+    await writeFile(rdmaFile, ""); // an unsynced write after a power cut
+    await rm(where.specDir, { recursive: true });
+    const devices = [
+      { request: "nic/fast", pool: "node-1", name: "eth1", attributes: ATTRIBUTES },
+      { request: "nic/fast", pool: "node-1", name: "eth2" },
+      { request: "rdma", pool: "node-1", name: "ib0" },
+    ];
+    const again = await publishClaimMetadata(where, DRIVER, FROM_TEMPLATE, devices, { keepIntact: true });
+    assert.deepEqual([...again.keys()], ["eth1", "eth2", "ib0"]);
+    const kept = decodeDeviceMetadata(await readFile(file, "utf8"), file);
+    assert.equal(kept.generation, 2, "the file with the pod's interface is kept");
+    assert.deepEqual(kept.devices[0]?.networkData, NETWORK);
+    assert.equal(decodeDeviceMetadata(await readFile(rdmaFile, "utf8"), rdmaFile).generation, 1, "the empty file is written again");
+    assert.equal((await readdir(where.specDir)).length, 2, "both CDI specs are written again");
   });
 
   it("writes nothing when the data is what the file holds, and shrinks the file when it is shorter", async () => {

@@ -23,7 +23,9 @@
  * renamed (no container mounts it yet), and updated by updateNetworkData once
  * the interface is in the pod, generation + 1, in place: a container's bind
  * mount holds the inode it was created with, and a rename would leave it on
- * the old file.
+ * the old file. Neither is fsynced: the file belongs to this boot, and the
+ * prepare after a reboot writes it again unless it is there and reads back
+ * (publishClaimMetadata's keepIntact).
  *
  * On the host, under a directory the runtime sees at the same path as the
  * agent (the agent's runtimeDir): <dir>/<claim uid>/<request>/<driver>-metadata.json;
@@ -181,13 +183,17 @@ export interface PublishedDevice {
  * `devices`, and says for each device (by name) its file and, on the first
  * device of each request, the CDI device ID to answer the kubelet with: the
  * kubelet gives a request's CDI devices to every container that uses the
- * request, so one per request is enough, as the library does it.
+ * request, so one per request is enough, as the library does it. With
+ * `keepIntact` (a prepared claim's files written again after a reboot), a
+ * file that is there and reads back is left as it is: it may hold the pod's
+ * networkData.
  */
 export async function publishClaimMetadata(
   location: MetadataLocation,
   driver: string,
   claim: MetadataClaim,
   devices: readonly RequestDevice[],
+  options: { keepIntact?: boolean } = {},
 ): Promise<Map<string, PublishedDevice>> {
   const byRequest = new Map<string, RequestDevice[]>();
   for (const device of devices) {
@@ -222,7 +228,7 @@ export async function publishClaimMetadata(
     };
     const specFile = join(location.specDir, `${driver}-metadata_${claim.uid}_${base}.json`);
     try {
-      await writeFileAtomically(file, text);
+      if (options.keepIntact !== true || !(await readsBack(file))) await writeFileAtomically(file, text);
       await writeFileAtomically(specFile, `${JSON.stringify(spec, null, 2)}\n`);
     } catch (err) {
       throw new DeviceMetadataError(`${describeClaim(claim)}, request ${request}: cannot write its device metadata: ${(err as Error).message}`, { cause: err });
@@ -232,6 +238,16 @@ export async function publishClaimMetadata(
     }
   }
   return out;
+}
+
+/** Whether the metadata file is there and decodes: one an unsynced write left empty or torn after a power cut does not. */
+async function readsBack(file: string): Promise<boolean> {
+  try {
+    decodeDeviceMetadata(await readFile(file, "utf8"), file);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Updates of one file in this process, one after the other. */
@@ -277,7 +293,6 @@ async function rewrite(file: string, networkData: ReadonlyMap<string, NetworkDat
     try {
       await handle.writeFile(bytes);
       await handle.truncate(bytes.length);
-      await handle.sync();
     } finally {
       await handle.close();
     }

@@ -1,6 +1,6 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { pino } from "pino";
@@ -48,8 +48,7 @@ class MetadataCdi extends RecordingCdi {
     super();
     this.dir = dir;
   }
-  async writeMetadata(claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }, driverName: string, devices: readonly MetadataDeviceInput[]) {
-    this.metadata.push({ claim, driverName, devices: [...devices] });
+  async writeMetadata(claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined }, driverName: string, devices: readonly MetadataDeviceInput[], options: { keepIntact?: boolean } = {}) {
     const seen = new Set<string>();
     const files = new Map(devices.map((d) => {
       const base = d.request.split("/")[0] ?? "";
@@ -57,14 +56,24 @@ class MetadataCdi extends RecordingCdi {
       seen.add(base);
       return [d.name, { file: join(this.dir, claim.uid, base, "netclaim.dev-metadata.json"), ...(first && { cdiDeviceId: `netclaim.dev/metadata=${claim.uid}_${base}` }) }] as const;
     }));
+    // Here a file reads back when it is there.
+    const written: MetadataDeviceInput[] = [];
+    for (const device of devices) {
+      if (options.keepIntact !== true || !(await isThere(files.get(device.name)?.file ?? ""))) written.push(device);
+    }
+    if (written.length > 0) this.metadata.push({ claim, driverName, devices: written });
     if (this.dir !== "/run/netclaim/device-metadata") {
-      for (const { file } of files.values()) {
+      for (const file of new Set(written.map((d) => files.get(d.name)?.file ?? ""))) {
         await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, devices.filter((d) => files.get(d.name)?.file === file).map((d) => d.name).join(","));
+        await writeFile(file, written.filter((d) => files.get(d.name)?.file === file).map((d) => d.name).join(","));
       }
     }
     return files;
   }
+}
+
+async function isThere(file: string): Promise<boolean> {
+  return access(file).then(() => true, () => false);
 }
 
 /** host-local pools live in temporary directories here, so the policy allows the temporary directory. */

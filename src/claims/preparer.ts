@@ -15,7 +15,6 @@
  * an unprepare after a crash mid-prepare releases them too.
  */
 import { createHash } from "node:crypto";
-import { access } from "node:fs/promises";
 import { z } from "zod";
 import type { Logger } from "pino";
 import { errorMessage } from "../common/errors.ts";
@@ -85,12 +84,14 @@ export interface CdiPublisher {
   /**
    * Writes the device metadata (KEP-5304) of each request and the CDI spec
    * that mounts it; says per DRA device name its file and, on the first
-   * device of each request, the CDI device id. Absent: no metadata.
+   * device of each request, the CDI device id. With `keepIntact`, a file
+   * that is there and reads back is kept. Absent: no metadata.
    */
   writeMetadata?(
     claim: ClaimForPrepare["ref"] & { podClaimName?: string | undefined },
     driverName: string,
     devices: readonly MetadataDeviceInput[],
+    options?: { keepIntact?: boolean },
   ): Promise<Map<string, { file: string; cdiDeviceId?: string }>>;
   /** Removes every spec written for the claim, and its metadata. */
   remove(claimUid: string): Promise<void>;
@@ -217,9 +218,10 @@ export class NetworkPreparer {
    * Writes again the files a prepared claim's containers need that live on a
    * tmpfs and so go with a reboot, which the kubelet's re-prepare then finds
    * missing: the CDI specs (same names, same ids; rewriting an intact one
-   * changes nothing) and a device metadata file that is gone (generation 1,
-   * as at prepare: the attach that follows adds the pod's interface). A
-   * metadata file still there is left alone: it may hold that interface.
+   * changes nothing) and a device metadata file that is gone or does not
+   * read back (generation 1, as at prepare: the attach that follows adds the
+   * pod's interface). A metadata file that reads back is left alone: it may
+   * hold that interface.
    */
   async restore(value: unknown, what: string): Promise<void> {
     const plan = parseClaimPlan(value, what);
@@ -227,16 +229,13 @@ export class NetworkPreparer {
     const cdiDevices = cdiDevicesOf(plan.devices);
     if (cdiDevices.length > 0) await cdi.write(plan.claim.uid, cdiDevices);
     if (cdi.writeMetadata === undefined) return;
-    const files = new Set(plan.devices.flatMap((d) => (d.metadataFile === undefined ? [] : [d.metadataFile])));
-    const missing = new Set<string>();
-    for (const file of files) if (!(await exists(file))) missing.add(file);
-    if (missing.size === 0) return;
-    // A file describes every device of its request: write it for all of them.
-    const devices = plan.devices.filter((d) => d.metadataFile !== undefined && missing.has(d.metadataFile));
+    const devices = plan.devices.filter((d) => d.metadataFile !== undefined);
+    if (devices.length === 0) return;
     await cdi.writeMetadata(
       { ...plan.claim, podClaimName: plan.podClaimName },
       driverName,
       devices.map((d) => metadataInput(d, this.#options.devices.find(d.device, driverName)?.attributes)),
+      { keepIntact: true },
     );
   }
 
@@ -523,16 +522,6 @@ function cdiDevicesOf(devices: readonly DevicePlan[]): CdiDevice[] {
 
 function metadataInput(device: DevicePlan, attributes: PreparableDevice["attributes"]): MetadataDeviceInput {
   return { request: device.request, pool: device.pool, name: device.device, attributes };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw err;
-  }
 }
 
 /** A netdev can be in one network namespace only, so a claim serves exactly one pod. */
