@@ -171,7 +171,7 @@ export function cdiPublisher(specDir: string, runtimeDir: string, roots: RdmaRoo
       const ids = new Map<string, string>();
       for (const device of devices) {
         const name = `${claimUid}-${device.name}`;
-        await writeCdiSpec(specDir, name, {
+        writeCdiSpec(specDir, name, {
           charDevices: device.rdmaDevice === undefined ? [] : await rdmaCharDevices(device.rdmaDevice, roots),
           ...(device.gated && { gate: { hostPath: attachGatePath(gateDir, attachmentKey(claimUid, device.name)), device: device.name } }),
         });

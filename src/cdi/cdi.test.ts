@@ -59,7 +59,7 @@ describe("CDI specs", () => {
     const specDir = join(root, "cdi");
     await mkdir(specDir);
     const charDevices = await rdmaCharDevices("mlx5_1", { sysfs: new SysfsRoot(root), dev: join(root, "dev") });
-    const file = await writeCdiSpec(specDir, "claim-1234-nic0", { charDevices });
+    const file = writeCdiSpec(specDir, "claim-1234-nic0", { charDevices });
     assert.deepEqual(await readdir(specDir), ["netclaim.dev-device_claim-1234-nic0.json"]);
     const spec = JSON.parse(await readFile(file, "utf8")) as { kind: string; devices: { name: string; containerEdits: { deviceNodes: { path: string }[]; mounts?: unknown } }[] };
     assert.equal(spec.kind, "netclaim.dev/device");
@@ -75,7 +75,7 @@ describe("CDI specs", () => {
 
   it("mounts a gated device's attach gate read-only under /run/netclaim/devices, with no device nodes when it has no RDMA", async () => {
     const specDir = join(root, "cdi-gated");
-    const file = await writeCdiSpec(specDir, "claim-1234-nic1", { charDevices: [], gate: { hostPath: "/run/netclaim/attach-gates/claim-1234:nic1", device: "nic1" } });
+    const file = writeCdiSpec(specDir, "claim-1234-nic1", { charDevices: [], gate: { hostPath: "/run/netclaim/attach-gates/claim-1234:nic1", device: "nic1" } });
     const spec = JSON.parse(await readFile(file, "utf8")) as { devices: { containerEdits: Record<string, unknown> }[] };
     assert.deepEqual(spec.devices[0]?.containerEdits, {
       mounts: [{ hostPath: "/run/netclaim/attach-gates/claim-1234:nic1", containerPath: "/run/netclaim/devices/nic1", type: "bind", options: ["bind", "ro", "nosuid", "nodev", "noexec"] }],

@@ -228,8 +228,8 @@ export async function publishClaimMetadata(
     };
     const specFile = join(location.specDir, `${driver}-metadata_${claim.uid}_${base}.json`);
     try {
-      if (options.keepIntact !== true || !(await readsBack(file))) await writeFileAtomically(file, text);
-      await writeFileAtomically(specFile, `${JSON.stringify(spec, null, 2)}\n`);
+      if (options.keepIntact !== true || !(await readsBack(file))) writeFileAtomically(file, text);
+      writeFileAtomically(specFile, `${JSON.stringify(spec, null, 2)}\n`);
     } catch (err) {
       throw new DeviceMetadataError(`${describeClaim(claim)}, request ${request}: cannot write its device metadata: ${(err as Error).message}`, { cause: err });
     }
