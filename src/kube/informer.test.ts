@@ -89,6 +89,28 @@ describe("Informer", () => {
     kube.close();
   });
 
+  it("tells of no change for the event of a write the caller observed, and of every other", async () => {
+    lists = [listOf("10", object("a", "10"))];
+    watches = [events({ type: "MODIFIED", object: object("a", "11") }, { type: "MODIFIED", object: object("a", "12") }, { type: "ADDED", object: object("b", "13") }), hang];
+    const kube = await client();
+    const changes: string[] = [];
+    const informer: Informer<KubeObject> = new Informer<KubeObject>(kube, {
+      path: "/apis/x/v1/things",
+      onChange: () => changes.push(informer.list().map((o) => `${o.metadata.name ?? ""}@${o.metadata.resourceVersion ?? ""}`).join(",")),
+    });
+    // The caller wrote a@11 and put the answer into the cache before the watch told of it.
+    informer.start();
+    try {
+      await informer.synced();
+      informer.observe(object("a", "11"));
+      await until(() => changes.length >= 3);
+      assert.deepEqual(changes, ["a@10", "a@12", "a@12,b@13"]);
+    } finally {
+      await informer.stop();
+      kube.close();
+    }
+  });
+
   it("keeps restarting with backoff through any error, then serves the cache", async () => {
     seen.length = 0;
     lists = [status(500), status(403), listOf("5", object("a", "5")), listOf("6", object("a", "6"), object("b", "6"))];

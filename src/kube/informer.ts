@@ -190,6 +190,9 @@ export class Informer<T extends KubeObject> {
     switch (event.type) {
       case "ADDED":
       case "MODIFIED":
+        // The event of a write the caller made and observed: the cache holds it already, and a
+        // caller that plans from every change (the slice publisher) would plan again for nothing.
+        if (rv !== undefined && object.metadata.name !== undefined && this.#cache.get(object.metadata.name)?.metadata.resourceVersion === rv) break;
         this.#put(object);
         this.#options.onChange();
         break;
