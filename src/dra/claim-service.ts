@@ -271,11 +271,6 @@ export class ClaimService {
     return { ref: claim, ...view };
   }
 
-  /**
-   * Undoes a prepare that failed: the preparer releases what it may hold and
-   * the intent record goes. If the release fails too, the record stays so a
-   * later prepare or unprepare retries it.
-   */
   /** Removes the intent written for a prepare that never reached the preparer; one left behind only makes the next prepare roll back nothing. */
   async #forgetIntent(claim: ClaimRef, intent: Promise<void>, log: Logger): Promise<void> {
     try {
@@ -286,6 +281,11 @@ export class ClaimService {
     }
   }
 
+  /**
+   * Undoes a prepare that failed: the preparer releases what it may hold and
+   * the intent record goes. If the release fails too, the record stays so a
+   * later prepare or unprepare retries it.
+   */
   async #rollBack(claim: ClaimRef, log: Logger, signal: AbortSignal): Promise<void> {
     try {
       await this.#options.preparer.unprepare(claim, undefined, { signal });
