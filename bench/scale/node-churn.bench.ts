@@ -9,7 +9,8 @@
  * not the kubelet's 110; every pod of the run is counted.
  *
  * Sampled every SAMPLE_SECONDS: the agent's RSS (from /proc, the process the
- * runtime reports for its container), its V8 heap (used and reserved) and
+ * runtime reports for its container; anonymous and file-backed apart), its
+ * main thread's and its engine thread's V8 heaps (used and reserved) and
  * external memory, the longest event-loop delay since the sample before, its
  * prepare and attach histograms (docs/metrics.md), and the latency of its
  * /readyz endpoint, polled every 100 ms, which the agent answers on its
@@ -65,8 +66,14 @@ const netclaim = new NetclaimSetup(DEVICES);
 interface Sample {
   atS: number;
   rssBytes: number;
+  /** Of rssBytes, anonymous memory (heaps, malloc) and mapped files (code). */
+  rssAnonBytes: number;
+  rssFileBytes: number;
   heapUsedBytes: number;
   heapTotalBytes: number;
+  /** The engine thread's own V8 heap, which the heap figures above leave out. */
+  engineHeapUsedBytes: number;
+  engineHeapTotalBytes: number;
   externalBytes: number;
   /** The longest time between two ticks of the agent's 10 ms event-loop monitor since the sample before. */
   loopLagMaxS: number;
@@ -160,12 +167,18 @@ async function sample(): Promise<Sample> {
   const statFields = (stat ?? "").slice((stat ?? "").lastIndexOf(")") + 2).split(" ");
   const [runNs, waitNs, switches] = (schedstat ?? "").trim().split(" ").map(Number);
   const gauges = parsePrometheus(metrics);
-  const gauge = (name: string): number => gauges.find((g) => g.name === name)?.value ?? Number.NaN;
+  const gauge = (name: string, labels: Record<string, string> = {}): number =>
+    gauges.find((g) => g.name === name && Object.entries(labels).every(([k, v]) => g.labels[k] === v))?.value ?? Number.NaN;
+  const statusKiB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(status ?? "")?.[1] ?? Number.NaN);
   return {
     atS: elapsedS(),
-    rssBytes: Number(/^VmRSS:\s+(\d+) kB$/m.exec(status ?? "")?.[1] ?? Number.NaN) * 1024,
+    rssBytes: statusKiB("VmRSS") * 1024,
+    rssAnonBytes: statusKiB("RssAnon") * 1024,
+    rssFileBytes: statusKiB("RssFile") * 1024,
     heapUsedBytes: gauge("netclaim_nodejs_heap_size_used_bytes"),
     heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
+    engineHeapUsedBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "used" }),
+    engineHeapTotalBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "total" }),
     externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
     loopLagMaxS: gauge("netclaim_nodejs_eventloop_lag_max_seconds"),
     loopBusyMaxS: gauge("netclaim_event_loop_busy_max_seconds"),
@@ -223,6 +236,14 @@ const figures: Record<string, number | string> = {
   rss_mib_end: round(end.rssBytes / 2 ** 20),
   rss_growth_pct_minute2_to_end: round(((end.rssBytes - minute2.rssBytes) / minute2.rssBytes) * 100, 2),
   rss_minute2_at_s: Math.round(minute2.atS),
+  rss_anon_mib_minute2: round(minute2.rssAnonBytes / 2 ** 20),
+  rss_anon_mib_end: round(end.rssAnonBytes / 2 ** 20),
+  rss_file_mib_minute2: round(minute2.rssFileBytes / 2 ** 20),
+  rss_file_mib_end: round(end.rssFileBytes / 2 ** 20),
+  engine_heap_used_mib_minute2: round(minute2.engineHeapUsedBytes / 2 ** 20),
+  engine_heap_used_mib_end: round(end.engineHeapUsedBytes / 2 ** 20),
+  engine_heap_total_mib_minute2: round(minute2.engineHeapTotalBytes / 2 ** 20),
+  engine_heap_total_mib_end: round(end.engineHeapTotalBytes / 2 ** 20),
   heap_used_mib_minute2: round(minute2.heapUsedBytes / 2 ** 20),
   heap_used_mib_end: round(end.heapUsedBytes / 2 ** 20),
   heap_total_mib_minute2: round(minute2.heapTotalBytes / 2 ** 20),

@@ -103,6 +103,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart", nice: ENGINE_THREAD_NICE });
   stack.defer(() => engine.close());
   await engine.start();
+  metrics.trackEngineHeap(() => engine.heapStatistics());
   if (engine.niceRefused !== undefined) {
     logger.warn(
       { nice: ENGINE_THREAD_NICE, errno: engine.niceRefused },

@@ -6,6 +6,7 @@
  * connection) are read from the parts at scrape time, so nothing has to
  * remember to update them.
  */
+import type { HeapInfo } from "node:v8";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { DraMetrics } from "../dra/index.ts";
 import type { Attacher } from "../engine/index.ts";
@@ -14,6 +15,9 @@ import type { NriConnectionState } from "../nri/index.ts";
 import type { EventLoopBusy } from "./event-loop-busy.ts";
 
 export type EngineOperation = "attach" | "detach";
+
+/** What the engine-thread gauge reads of v8's heap statistics. */
+export type EngineHeap = Pick<HeapInfo, "used_heap_size" | "total_heap_size">;
 
 const NRI_STATES: readonly NriConnectionState[] = ["disconnected", "connected", "closed"];
 
@@ -33,6 +37,7 @@ export class AgentMetrics {
   #nriState: (() => NriConnectionState) | undefined;
   #devices: DeviceCounts | undefined;
   #loopBusy: EventLoopBusy | undefined;
+  #engineHeap: (() => Promise<EngineHeap | undefined>) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -89,6 +94,18 @@ export class AgentMetrics {
         this.set(loopBusy()?.takeMax() ?? 0);
       },
     });
+    const engineHeap = (): Promise<EngineHeap | undefined> => this.#engineHeap?.() ?? Promise.resolve(undefined);
+    new Gauge({
+      name: "netclaim_engine_thread_heap_bytes",
+      help: "The V8 heap of the engine's thread, which netclaim_nodejs_heap_* leave out: used, and total (reserved)",
+      labelNames: ["kind"],
+      registers,
+      async collect() {
+        const heap = await engineHeap();
+        this.set({ kind: "used" }, heap?.used_heap_size ?? 0);
+        this.set({ kind: "total" }, heap?.total_heap_size ?? 0);
+      },
+    });
     deviceGauge("netclaim_devices_published", "Devices in this node's ResourceSlices as last observed", (counts) => counts.published());
     deviceGauge("netclaim_devices_prepared", "Devices of prepared claims", (counts) => counts.prepared());
     deviceGauge("netclaim_devices_attached", "Devices in a pod's network namespace, or on their way there", (counts) => counts.attached());
@@ -107,6 +124,11 @@ export class AgentMetrics {
   /** Reports the event loop's longest busy stretch from `busy` from now on; 0 until then. */
   trackEventLoop(busy: EventLoopBusy): void {
     this.#loopBusy = busy;
+  }
+
+  /** Reports the engine thread's heap from `heap` from now on; 0 until then and while no thread runs. */
+  trackEngineHeap(heap: () => Promise<EngineHeap | undefined>): void {
+    this.#engineHeap = heap;
   }
 
   /** For KubeClient's onError. */

@@ -13,6 +13,7 @@
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import type { HeapInfo } from "node:v8";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
@@ -132,6 +133,21 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
   /** The operation times of the batches run since the last call, oldest first; none unless `recordOpTimes`. */
   takeOpTimes(): Promise<BatchOpTimes[]> {
     return this.#call({ call: "takeOpTimes" }) as Promise<BatchOpTimes[]>;
+  }
+
+  /**
+   * The V8 heap of the engine's thread, an isolate of its own that the
+   * process's heap figures leave out; undefined while no thread runs.
+   */
+  async heapStatistics(): Promise<HeapInfo | undefined> {
+    const worker = this.#worker;
+    if (worker === undefined) return undefined;
+    try {
+      return await worker.getHeapStatistics();
+    } catch {
+      // It stopped meanwhile: the next call starts a new one.
+      return undefined;
+    }
   }
 
   /** Stops the thread; calls in flight fail. A later call starts a new one. */

@@ -774,6 +774,16 @@ describe("attach engine on its own thread", () => {
     });
   });
 
+  it("reports its thread's own heap while the thread runs, and none once it stopped", async () => {
+    const own = new EngineThread({ dir: journalDir.dir });
+    assert.equal(await own.heapStatistics(), undefined, "no thread before start");
+    await own.start();
+    const heap = await own.heapStatistics();
+    assert.ok(heap !== undefined && heap.used_heap_size > 0 && heap.total_heap_size >= heap.used_heap_size, `a heap of its own: ${JSON.stringify(heap)}`);
+    await own.close();
+    assert.equal(await own.heapStatistics(), undefined, "none once closed");
+  });
+
   it("fails start when its thread cannot open the journal, naming the directory", async () => {
     const broken = new EngineThread({ dir: "/proc/version/netclaim" });
     try {
