@@ -99,12 +99,15 @@ describe("Informer", () => {
       onChange: () => changes.push(informer.list().map((o) => `${o.metadata.name ?? ""}@${o.metadata.resourceVersion ?? ""}`).join(",")),
     });
     // The caller wrote a@11 and put the answer into the cache before the watch told of it.
+    seen.length = 0;
     informer.start();
     try {
       await informer.synced();
       informer.observe(object("a", "11"));
       await until(() => changes.length >= 3);
       assert.deepEqual(changes, ["a@10", "a@12", "a@12,b@13"]);
+      // Its next watch takes the hanging step, not one of the next test's.
+      await until(() => seen.filter((request) => request.startsWith("watch")).length >= 2);
     } finally {
       await informer.stop();
       kube.close();
