@@ -494,7 +494,8 @@ describe("NetworkPreparer and the pod's Multus networks", () => {
     const { preparer } = await setup({ pods, cdi });
     let settled = false;
     const prepared = preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal).finally(() => (settled = true));
-    for (let turn = 0; turn < 100 && cdi.metadata.length === 0; turn++) await new Promise((resolve) => setImmediate(resolve));
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && cdi.metadata.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     assert.equal(cdi.metadata.length, 1, "the files are written while the pod is read");
     assert.ok(answer !== undefined, "the pod is being read");
     assert.equal(settled, false, "the prepare waits for the pod's answer");

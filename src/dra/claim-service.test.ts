@@ -146,7 +146,9 @@ describe("ClaimService", () => {
     readGate = new Promise((resolve) => (release = resolve));
     const takes = service.prepareClaim(ref("takes"), never);
     const missing = assert.rejects(service.prepareClaim(ref("missing"), never), /cannot read the claim: not found/);
-    for (let turn = 0; turn < 100 && (await state.list()).length < 2; turn++) await new Promise((resolve) => setTimeout(resolve, 1));
+    // Each intent is fsynced: on a busy machine that can take a while, and the claims' reads wait meanwhile.
+    const until = Date.now() + 10_000;
+    while (Date.now() < until && (await state.list()).length < 2) await new Promise((resolve) => setTimeout(resolve, 5));
     // Both claims are still being read: a crash here leaves a trace that a later prepare rolls back.
     assert.deepEqual((await state.list()).map((r) => [r.claim.uid, r.state]).sort(), [["missing", "preparing"], ["takes", "preparing"]]);
     assert.deepEqual(preparer.calls, []);
