@@ -18,10 +18,14 @@ close_inherited_fds() {
 # background with stdin from /dev/null, stdout and stderr appended to
 # <logfile> and no other descriptor, and writes its pid to <pidfile>. The
 # command is exec'd (prefix it with setsid, nohup or env as needed), so the
-# pid is the daemon's own.
+# pid is the daemon's own. It runs in / rather than the caller's directory:
+# CI deletes its checkout while the daemons it started live on, and a CRI-O
+# whose working directory is gone has every exec fail in conmon ("Failed to
+# get working directory"), exec probes included. Paths given to it must
+# therefore be absolute.
 start_daemon() {
   local pidfile=$1 logfile=$2
   shift 2
-  (close_inherited_fds; exec "$@" </dev/null >>"$logfile" 2>&1) &
+  (close_inherited_fds; cd /; exec "$@" </dev/null >>"$logfile" 2>&1) &
   echo $! >"$pidfile"
 }

@@ -78,6 +78,8 @@ describe("hack/lib/fds.sh start_daemon", () => {
     const open = (await readdir(`/proc/${pid}/fd`)).map(Number).sort((a, b) => a - b);
     assert.deepEqual(open, [0, 1, 2]);
     assert.equal(await readlink(`/proc/${pid}/fd/0`), "/dev/null");
+    // Not the caller's directory, which may be a checkout deleted while the daemon lives.
+    assert.equal(await readlink(`/proc/${pid}/cwd`), "/");
   });
 
   it("leaves a lock on a descriptor the starter took itself free (node.sh's fd 9), through setsid and env as node.sh starts containerd and the kubelet", async () => {
