@@ -299,9 +299,15 @@ export class E2eAgent {
     this.#pod = await this.waitForReadyPod();
   }
 
-  /** Uninstalls as docs/install.md says (`kubectl delete -k` of the overlay, or `helm uninstall`), waiting until all is gone. */
+  /**
+   * Uninstalls as docs/install.md says: the DaemonSet first, until its pod is gone (the stopping
+   * agent keeps the permissions its last writes need), then `kubectl delete -k` of the overlay or
+   * `helm uninstall`, waiting until all is gone.
+   */
   async uninstall(): Promise<void> {
     if (this.#installed) {
+      await kubectl(["delete", "daemonset", AGENT_DAEMONSET, "-n", this.namespace, "--ignore-not-found", "--cascade=foreground", "--wait", "--timeout", "180s"]);
+      await eventually("the agent's pod gone", async () => (await this.pods()).length === 0, 120_000);
       if (this.#options.installer !== "helm") {
         await this.#deleteOverlay();
       } else {
@@ -475,6 +481,33 @@ export async function createNicPair(a: string, b: string): Promise<{ remove(): P
       await runCommand("ip", ["link", "delete", a]);
     },
   };
+}
+
+/**
+ * Stand-in NICs for the benches: veths whose far ends wait in a namespace of their own,
+ * `wires`, so that a NIC moving into a pod changes no other host link, as a physical NIC or
+ * a VF moving changes no other device. (A veth pair's two host ends would: the peer's
+ * operstate follows its end, so the peer's slice is written again at every pod start.)
+ * remove() deletes the namespace, and with it every pair.
+ */
+export async function createStandInNics(names: readonly string[], wires: string): Promise<{ remove(): Promise<void> }> {
+  await runCommand("ip", ["netns", "delete", wires]);
+  const added = await runCommand("ip", ["netns", "add", wires]);
+  if (added.code !== 0) throw new Error(`cannot create the namespace ${wires} for stand-in NICs: ${added.stderr}`);
+  const remove = async (): Promise<void> => {
+    await runCommand("ip", ["netns", "delete", wires]);
+  };
+  try {
+    for (const name of names) {
+      await runCommand("ip", ["link", "delete", name]);
+      const made = await runCommand("ip", ["link", "add", name, "type", "veth", "peer", "name", `${name}w`, "netns", wires]);
+      if (made.code !== 0) throw new Error(`cannot create stand-in NIC ${name}: ${made.stderr}`);
+    }
+  } catch (error) {
+    await remove();
+    throw error;
+  }
+  return { remove };
 }
 
 /** A DeviceClass for this driver's devices whose host interface name starts with `prefix`. */
