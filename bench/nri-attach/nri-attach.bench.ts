@@ -19,7 +19,7 @@
  * of this run.
  */
 import { randomBytes } from "node:crypto";
-import { createNicPair } from "../../test/e2e/agent.ts";
+import { createStandInNics } from "../../test/e2e/agent.ts";
 import { busyboxPod, containerStartedAt, deletePods, node, type Manifest } from "../../test/e2e/harness.ts";
 import { envCount } from "../env.ts";
 import { kubeClientFrom } from "../kube-client.ts";
@@ -42,8 +42,8 @@ const labels = { "netclaim.dev/bench": `nri-attach-${run}` };
 
 // netclaim's devices: a burst's 8 plus room for the ones still going back to the host.
 const netclaim = new NetclaimSetup(BURST + 4, { interface: { name: INTERFACE.name, mtu: INTERFACE.mtu, addresses: [INTERFACE.address] } });
-// The bare kind's devices: one end of a veth pair each, out of the agent's reach (its glob is ncb*).
-const bareDevices = Array.from({ length: BURST }, (_, i) => `ncx${String(i).padStart(3, "0")}a`);
+// The bare kind's devices: stand-in NICs like netclaim's, out of the agent's reach (its glob is ncb*).
+const bareDevices = Array.from({ length: BURST }, (_, i) => `ncx${String(i).padStart(3, "0")}`);
 let nextBare = 0;
 
 type Kind = "plain" | "bare" | "netclaim";
@@ -62,7 +62,7 @@ interface Sample extends PodTimes {
 const samples = new Map<string, Sample[]>();
 const record = (series: string, sample: Sample) => samples.set(series, [...(samples.get(series) ?? []), sample]);
 
-const pairs: { remove(): Promise<void> }[] = [];
+let bareNics: { remove(): Promise<void> } | undefined;
 const created = new Set<string>();
 const observer = await Observer.start(env.nriSocket);
 const watch = await ReadyWatch.open(client, NAMESPACE, `netclaim.dev/bench=nri-attach-${run}`);
@@ -91,7 +91,7 @@ async function stop(names: readonly string[]): Promise<void> {
 }
 
 try {
-  for (const device of bareDevices) pairs.push(await createNicPair(device, device.replace(/a$/, "b")));
+  bareNics = await createStandInNics(bareDevices, "ncx-wires");
   await netclaim.acquire();
   for (let round = -1; round < PODS; round++) {
     for (const kind of ["plain", "bare", "netclaim"] as const) {
@@ -113,7 +113,7 @@ try {
   await deletePods([...created], NAMESPACE);
   observer.stop();
   await netclaim.release();
-  for (const pair of pairs) await pair.remove();
+  await bareNics?.remove();
   client.close();
 }
 

@@ -3,7 +3,7 @@
  * its networks once (setup), then describes each measured pod; teardown runs
  * after its pods are gone.
  */
-import { claimFields, claimTemplateFor, createNicPair, deviceClassFor, E2eAgent, waitForPublished } from "../../test/e2e/agent.ts";
+import { claimFields, claimTemplateFor, createStandInNics, deviceClassFor, E2eAgent, waitForPublished } from "../../test/e2e/agent.ts";
 import {
   apply,
   busyboxPod,
@@ -54,15 +54,15 @@ export function multusVariant(pods: number): Variant {
 }
 
 /**
- * netclaim on the node: one agent publishing `devices` stand-in NICs (veth
- * pairs, both ends published), a DeviceClass and a claim template that names
+ * netclaim on the node: one agent publishing `devices` stand-in NICs (veths
+ * whose far ends wait in a namespace of their own), a DeviceClass and a claim template that names
  * the interface. Shared by the "dra" and "both" variants; since each pod is
  * deleted once measured, a few devices serve the whole run.
  */
 export class NetclaimSetup {
   readonly deviceClass = uniqueName("bench-netclaim");
   readonly template = uniqueName("bench-nic");
-  readonly #pairs: { remove(): Promise<void> }[] = [];
+  #nics: { remove(): Promise<void> } | undefined;
   #agent: E2eAgent | undefined;
   #refs = 0;
 
@@ -77,11 +77,9 @@ export class NetclaimSetup {
 
   async acquire(): Promise<void> {
     if (this.#refs++ > 0) return;
-    for (let i = 0; i < Math.ceil(this.devices / 2); i++) {
-      const pair = `ncb${String(i).padStart(3, "0")}`;
-      this.#pairs.push(await createNicPair(`${pair}a`, `${pair}b`));
-    }
-    this.#agent = await E2eAgent.start({ nicGlob: "ncb[0-9][0-9][0-9][ab]" });
+    const names = Array.from({ length: this.devices }, (_, i) => `ncb${String(i).padStart(3, "0")}`);
+    this.#nics = await createStandInNics(names, "ncb-wires");
+    this.#agent = await E2eAgent.start({ nicGlob: "ncb[0-9][0-9][0-9]" });
     await apply(deviceClassFor(this.deviceClass, "ncb"), claimTemplateFor(this.template, this.deviceClass, this.config));
     await waitForPublished("ncb", this.devices);
   }
@@ -96,7 +94,7 @@ export class NetclaimSetup {
     await deleteObjects("resourceclaimtemplates.resource.k8s.io", [this.template]);
     await deleteObjects("deviceclasses.resource.k8s.io", [this.deviceClass], "");
     await this.#agent?.remove();
-    for (const pair of this.#pairs) await pair.remove();
+    await this.#nics?.remove();
   }
 }
 

@@ -1,12 +1,13 @@
 /**
  * The agent at scale on one real node (make bench-scale-node): the agent as
  * its DaemonSet pod from its image, publishing SCALE_NODE_DEVICES stand-in
- * NICs (default 256: veth pairs, both ends published, as the e2e suite's
- * NICs), while pods with one netclaim interface each churn for
- * SCALE_NODE_MINUTES (default 10): SCALE_NODE_PODS of them (default 50)
- * kept running, the oldest deleted as each new one starts, a few starts at
- * once. The test node's pod network is a /26, so about 60 pods fit at once,
- * not the kubelet's 110; every pod of the run is counted.
+ * NICs (default 256: veths whose far ends wait in a namespace of their own,
+ * so that a NIC moving into a pod changes no other host link), while pods
+ * with one netclaim interface each churn for SCALE_NODE_MINUTES (default
+ * 10): SCALE_NODE_PODS of them (default 50) kept running, the oldest
+ * deleted as each new one starts, a few starts at once. The test node's
+ * pod network is a /26, so about 60 pods fit at once, not the kubelet's
+ * 110; every pod of the run is counted.
  *
  * Sampled every SAMPLE_SECONDS: the agent's RSS (from /proc, the process the
  * runtime reports for its container; anonymous and file-backed apart), its
@@ -71,6 +72,8 @@ interface Sample {
   rssFileBytes: number;
   heapUsedBytes: number;
   heapTotalBytes: number;
+  /** Of heapTotalBytes, the young generation (V8's new space), which V8 grows with the allocation rate. */
+  heapNewTotalBytes: number;
   /** The engine thread's own V8 heap, which the heap figures above leave out. */
   engineHeapUsedBytes: number;
   engineHeapTotalBytes: number;
@@ -177,6 +180,7 @@ async function sample(): Promise<Sample> {
     rssFileBytes: statusKiB("RssFile") * 1024,
     heapUsedBytes: gauge("netclaim_nodejs_heap_size_used_bytes"),
     heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
+    heapNewTotalBytes: gauge("netclaim_nodejs_heap_space_size_total_bytes", { space: "new" }),
     engineHeapUsedBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "used" }),
     engineHeapTotalBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "total" }),
     externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
@@ -248,6 +252,8 @@ const figures: Record<string, number | string> = {
   heap_used_mib_end: round(end.heapUsedBytes / 2 ** 20),
   heap_total_mib_minute2: round(minute2.heapTotalBytes / 2 ** 20),
   heap_total_mib_end: round(end.heapTotalBytes / 2 ** 20),
+  heap_new_total_mib_minute2: round(minute2.heapNewTotalBytes / 2 ** 20),
+  heap_new_total_mib_end: round(end.heapNewTotalBytes / 2 ** 20),
   external_mib_minute2: round(minute2.externalBytes / 2 ** 20),
   external_mib_end: round(end.externalBytes / 2 ** 20),
   // The first sample's window holds the agent's start (publishing, recovery), not the churn.
