@@ -488,7 +488,8 @@ export async function createNicPair(a: string, b: string): Promise<{ remove(): P
  * `wires`, so that a NIC moving into a pod changes no other host link, as a physical NIC or
  * a VF moving changes no other device. (A veth pair's two host ends would: the peer's
  * operstate follows its end, so the peer's slice is written again at every pod start.)
- * remove() deletes the namespace, and with it every pair.
+ * The far ends are up, so a NIC up in its pod has a carrier. remove() deletes the
+ * namespace, and with it every pair.
  */
 export async function createStandInNics(names: readonly string[], wires: string): Promise<{ remove(): Promise<void> }> {
   await runCommand("ip", ["netns", "delete", wires]);
@@ -502,6 +503,10 @@ export async function createStandInNics(names: readonly string[], wires: string)
       await runCommand("ip", ["link", "delete", name]);
       const made = await runCommand("ip", ["link", "add", name, "type", "veth", "peer", "name", `${name}w`, "netns", wires]);
       if (made.code !== 0) throw new Error(`cannot create stand-in NIC ${name}: ${made.stderr}`);
+      // The far end up, as a switch port is: a NIC set up in its pod then has a carrier, and
+      // is not reported (and tainted) as down for as long as the pod runs.
+      const up = await runCommand("ip", ["-n", wires, "link", "set", `${name}w`, "up"]);
+      if (up.code !== 0) throw new Error(`cannot set the far end of stand-in NIC ${name} up: ${up.stderr}`);
     }
   } catch (error) {
     await remove();
