@@ -84,6 +84,21 @@ describe("PodNetwork's RunPodSandbox and the attach's kernel work", () => {
     assert.ok(statuses.includes("eth7:attached"));
   });
 
+  it("counts a device as in its pod from the start of its attach, when the journal is read again before it lists the device", async () => {
+    const check = deferred();
+    engine.checkWork = () => check.promise;
+    const sandbox = network.runPodSandbox(web, ctx);
+    while (engine.begun.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    // Another pod's attach or detach ends meanwhile and reads the journal again: eth7 is not in it yet.
+    await network.refreshAttached();
+    assert.ok(network.attachedDevices().has("eth7"), "eth7 may leave the host any moment: a host scan must not drop it");
+    check.resolve();
+    await sandbox;
+    await network.createContainer(web, container, ctx);
+    assert.ok(network.attachedDevices().has("eth7"), "attached, the journal lists it");
+    assert.ok(statuses.includes("eth7:attached"));
+  });
+
   it("begins a new sandbox's attach without reading its links or journal first: names against the Multus annotation, checked by the engine", async () => {
     await network.runPodSandbox(web, ctx);
     assert.deepEqual(engine.begun.map((plans) => plans.map((p) => p.podName)), [["data0"]]);

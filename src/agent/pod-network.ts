@@ -90,6 +90,12 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
   readonly #attaching = new Map<string, Promise<void>>();
   /** DRA device names inside pods, for the inventory (it keeps publishing them as they were). */
   #attached: ReadonlySet<string> = new Set();
+  /**
+   * Devices of attaches begun and not yet settled, with how many: the journal may not list
+   * them yet when another pod's attach or detach reads it again, and they leave the host
+   * meanwhile.
+   */
+  readonly #moving = new Map<string, number>();
   readonly #attachedListeners = new Set<() => void>();
   readonly #shared: SharedClaims;
   readonly #activity: AttachActivity;
@@ -119,6 +125,21 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     this.#attached = new Set([...this.#attached, ...devices]);
   }
 
+  #beginMoving(devices: readonly string[]): void {
+    for (const device of devices) this.#moving.set(device, (this.#moving.get(device) ?? 0) + 1);
+    this.#markAttaching(devices);
+  }
+
+  /** Ends what #beginMoving began and reads the journal again: from now on it says where the devices are. */
+  async #endMoving(devices: readonly string[]): Promise<void> {
+    for (const device of devices) {
+      const count = (this.#moving.get(device) ?? 0) - 1;
+      if (count > 0) this.#moving.set(device, count);
+      else this.#moving.delete(device);
+    }
+    await this.refreshAttached();
+  }
+
   /**
    * Counts the devices of a claim left to Multus as in a pod from its prepare on: Multus's CNI
    * plugin moves them there before the runtime tells netclaim of the pod, and a host scan
@@ -130,13 +151,14 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
 
   /**
    * Re-reads which devices sit in pods, where host scans cannot see them: those the engine
-   * attached, and those of prepared claims left to Multus.
+   * attached, those of prepared claims left to Multus, and those whose attach is under way.
    */
   async refreshAttached(): Promise<void> {
     const [keys, plans] = await Promise.all([this.#options.engine.attachments(), this.#preparedPlans()]);
     const next = new Set([
       ...keys.map((key) => key.slice(key.lastIndexOf(":") + 1)),
       ...plans.filter((p) => p.device.mode === "multus").map((p) => p.device.device),
+      ...this.#moving.keys(),
     ]);
     const changed = next.size !== this.#attached.size || [...next].some((d) => !this.#attached.has(d));
     this.#attached = next;
@@ -378,12 +400,13 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
       plans.push(engineplan(p, netns, podName, this.#options.rdmaMode));
     }
     // Moving devices vanish from host scans: count them as attached from now on.
-    this.#markAttaching(native.map((p) => p.device.device));
+    const moving = native.map((p) => p.device.device);
+    this.#beginMoving(moving);
     let begun: { done: Promise<AttachResult[]> };
     try {
       begun = await this.#options.engine.begin(plans, podLinks === undefined ? {} : { podLinks });
     } catch (err) {
-      await this.refreshAttached();
+      await this.#endMoving(moving);
       if (guess && err instanceof EngineError && err.code === "ENGINE_NAME_COLLISION") return undefined;
       this.#fail(pod, native, errorMessage(err), err);
     }
@@ -453,7 +476,7 @@ export class PodNetwork implements NriHandlers, AttachedDevices {
     } catch (err) {
       this.#fail(pod, native, errorMessage(err), err);
     } finally {
-      await this.refreshAttached();
+      await this.#endMoving(native.map((p) => p.device.device));
     }
     const byKey = new Map(native.map((p) => [p.key, p]));
     const interfaces: AttachedInterface[] = [];

@@ -289,6 +289,37 @@ describe("Inventory", () => {
     await inventory.stop();
   });
 
+  it("keeps a device published that leaves its pod while the links are read: attached before the reads, on the host after them", async () => {
+    const { root, fixture } = await virtioTree();
+    const timers = new ManualTimers();
+    // eth1 is in a pod when the scan begins; its detach ends (journal record gone) before the
+    // scan reads the journal, but after it read the links: in neither place, by those reads.
+    let known: ReadonlySet<string> = new Set();
+    const inventory = new Inventory({
+      root,
+      policy: devicePolicySchema.parse(undefined),
+      linkKinds: fixtureLinkKinds(fixture),
+      timers,
+      debounceMs: 10,
+      attached: {
+        attachedDevices: () => known,
+        refreshAttached: () => {
+          known = new Set();
+          return Promise.resolve();
+        },
+      },
+    });
+    await inventory.start();
+    const snapshots: InventorySnapshot[] = [];
+    inventory.subscribe((snapshot) => snapshots.push(snapshot));
+    const publishedRevision = inventory.publishedRevision;
+    known = new Set(["pci-0000-00-04-0"]);
+    await rescanWithoutEth1(inventory, timers, root, fixture, 2);
+    assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.publish, true, "still published");
+    assert.equal(inventory.publishedRevision, publishedRevision, "so its slice is not written again");
+    await inventory.stop();
+  });
+
   it("keeps an attached device published after a scan missed it, and across a restart through `previous`", async () => {
     const root = await mkdtemp("/tmp/nc-unit-");
     roots.push(root);

@@ -238,6 +238,10 @@ export class Inventory {
     const run = (async () => {
       const { linkKinds } = this.#options;
       const earlier = changed === "all" ? undefined : { devices: this.#discovered, changed };
+      // A device that comes back from a pod while the links are read may be read as gone from
+      // the host and, by the time the attached devices are read again, as out of its pod too:
+      // counted as attached if it was before the reads or after them, it stays published.
+      const attachedBefore = [...(this.#options.attached?.attachedDevices() ?? [])];
       const [scanned] = await Promise.all([
         scanInventory(this.#sysfs, this.#options.policy, { ...(linkKinds !== undefined && { linkKinds }), ...(earlier !== undefined && { earlier }) }),
         this.#options.attached?.refreshAttached?.().catch((err: unknown) => {
@@ -245,7 +249,7 @@ export class Inventory {
         }),
       ]);
       this.#discovered = scanned.reports.map((r) => r.device);
-      const attached = this.#options.attached?.attachedDevices() ?? new Set<string>();
+      const attached = new Set([...attachedBefore, ...(this.#options.attached?.attachedDevices() ?? [])]);
       const published = scanned.reports.filter((r) => r.publish);
       const knownBefore = new Map(this.#known);
       for (const report of published) this.#known.set(report.name, report);

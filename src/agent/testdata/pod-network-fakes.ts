@@ -63,15 +63,18 @@ export class FakeEngine implements Attacher {
   attachedAsked = 0;
   podLinks: readonly Link[] = POD_LINKS;
   kernelWork: () => Promise<void> = () => Promise.resolve();
+  /** The check before the journal write ends when this settles (at once unless a test says otherwise). */
+  checkWork: () => Promise<void> = () => Promise.resolve();
 
-  begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
+  async begin(inputs: readonly AttachmentPlanInput[], options: { podLinks?: readonly Link[] } = {}): Promise<{ done: Promise<AttachResult[]> }> {
     this.begun.push([...inputs]);
     if (options.podLinks !== undefined) this.toldPodLinks++;
+    await this.checkWork();
     const links = options.podLinks ?? this.podLinks;
     const taken = inputs.find((i) => links.some((l) => l.name === i.podName));
     if (taken !== undefined) {
       const where = { attachment: taken.key, device: taken.device.name ?? "", step: "check-names" };
-      return Promise.reject(new EngineError("ENGINE_NAME_COLLISION", where, `pod ${taken.netns} already has an interface named ${taken.podName}`));
+      throw new EngineError("ENGINE_NAME_COLLISION", where, `pod ${taken.netns} already has an interface named ${taken.podName}`);
     }
     for (const input of inputs) this.journal.set(input.key, input.netns);
     const results = inputs.map((i) => ({ key: i.key, podName: i.podName, ifindex: 7, mac: undefined, addresses: [...(i.addresses ?? [])] }));
@@ -83,7 +86,7 @@ export class FakeEngine implements Attacher {
         throw err;
       },
     );
-    return Promise.resolve({ done });
+    return { done };
   }
   attach(): Promise<AttachResult[]> {
     return Promise.reject(new Error("not used"));
