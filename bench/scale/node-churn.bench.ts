@@ -77,6 +77,9 @@ interface Sample {
   /** The engine thread's own V8 heap, which the heap figures above leave out. */
   engineHeapUsedBytes: number;
   engineHeapTotalBytes: number;
+  /** The link-events thread's, likewise. */
+  linkEventsHeapUsedBytes: number;
+  linkEventsHeapTotalBytes: number;
   externalBytes: number;
   /** The longest time between two ticks of the agent's 10 ms event-loop monitor since the sample before. */
   loopLagMaxS: number;
@@ -181,8 +184,10 @@ async function sample(): Promise<Sample> {
     heapUsedBytes: gauge("netclaim_nodejs_heap_size_used_bytes"),
     heapTotalBytes: gauge("netclaim_nodejs_heap_size_total_bytes"),
     heapNewTotalBytes: gauge("netclaim_nodejs_heap_space_size_total_bytes", { space: "new" }),
-    engineHeapUsedBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "used" }),
-    engineHeapTotalBytes: gauge("netclaim_engine_thread_heap_bytes", { kind: "total" }),
+    engineHeapUsedBytes: gauge("netclaim_thread_heap_bytes", { thread: "engine", kind: "used" }),
+    engineHeapTotalBytes: gauge("netclaim_thread_heap_bytes", { thread: "engine", kind: "total" }),
+    linkEventsHeapUsedBytes: gauge("netclaim_thread_heap_bytes", { thread: "link-events", kind: "used" }),
+    linkEventsHeapTotalBytes: gauge("netclaim_thread_heap_bytes", { thread: "link-events", kind: "total" }),
     externalBytes: gauge("netclaim_nodejs_external_memory_bytes"),
     loopLagMaxS: gauge("netclaim_nodejs_eventloop_lag_max_seconds"),
     loopBusyMaxS: gauge("netclaim_event_loop_busy_max_seconds"),
@@ -248,6 +253,10 @@ const figures: Record<string, number | string> = {
   engine_heap_used_mib_end: round(end.engineHeapUsedBytes / 2 ** 20),
   engine_heap_total_mib_minute2: round(minute2.engineHeapTotalBytes / 2 ** 20),
   engine_heap_total_mib_end: round(end.engineHeapTotalBytes / 2 ** 20),
+  link_events_heap_used_mib_minute2: round(minute2.linkEventsHeapUsedBytes / 2 ** 20),
+  link_events_heap_used_mib_end: round(end.linkEventsHeapUsedBytes / 2 ** 20),
+  link_events_heap_total_mib_minute2: round(minute2.linkEventsHeapTotalBytes / 2 ** 20),
+  link_events_heap_total_mib_end: round(end.linkEventsHeapTotalBytes / 2 ** 20),
   heap_used_mib_minute2: round(minute2.heapUsedBytes / 2 ** 20),
   heap_used_mib_end: round(end.heapUsedBytes / 2 ** 20),
   heap_total_mib_minute2: round(minute2.heapTotalBytes / 2 ** 20),

@@ -103,7 +103,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const engine = new EngineThread({ dir: config.runtimeDir, durability: "restart", nice: ENGINE_THREAD_NICE });
   stack.defer(() => engine.close());
   await engine.start();
-  metrics.trackEngineHeap(() => engine.heapStatistics());
+  metrics.trackThreadHeap("engine", () => engine.heapStatistics());
   if (engine.niceRefused !== undefined) {
     logger.warn(
       { nice: ENGINE_THREAD_NICE, errno: engine.niceRefused },
@@ -169,13 +169,15 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   recovery.start();
   stack.defer(() => recovery.close());
 
+  const linkEvents = linkEventSource();
+  metrics.trackThreadHeap("link-events", () => linkEvents.heapStatistics());
   const inventory = new Inventory({
     previous: await loadInventoryMemory(store, logger),
     root: config.inventory.root,
     policy: config.devices,
     // Netlink sees the agent's namespace, which /sys shows only at the real root.
     ...(config.inventory.root === "/" ? { linkKinds: netlinkLinkKinds(engine) } : {}),
-    linkEvents: linkEventSource(),
+    linkEvents,
     attached: podNetwork,
     resyncMs: config.inventory.resyncSeconds * 1000,
     quiet: () => activity.quiet(),

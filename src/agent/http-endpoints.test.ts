@@ -215,7 +215,8 @@ describe("HttpEndpoints", () => {
     metrics.trackDevices({ published: () => 4, prepared: () => Promise.resolve(2), attached: () => 1 });
     const loopBusy = EventLoopBusy.start();
     metrics.trackEventLoop(loopBusy);
-    metrics.trackEngineHeap(() => Promise.resolve({ used_heap_size: 3_000_000, total_heap_size: 5_000_000 }));
+    metrics.trackThreadHeap("engine", () => Promise.resolve({ used_heap_size: 3_000_000, total_heap_size: 5_000_000 }));
+    metrics.trackThreadHeap("link-events", () => Promise.resolve({ used_heap_size: 1_000_000, total_heap_size: 2_000_000 }));
     burnCpu(30);
 
     const answer = await get(endpoints, "/metrics");
@@ -241,8 +242,10 @@ describe("HttpEndpoints", () => {
       "netclaim_devices_published 4",
       "netclaim_devices_prepared 2",
       "netclaim_devices_attached 1",
-      'netclaim_engine_thread_heap_bytes{kind="used"} 3000000',
-      'netclaim_engine_thread_heap_bytes{kind="total"} 5000000',
+      'netclaim_thread_heap_bytes{thread="engine",kind="used"} 3000000',
+      'netclaim_thread_heap_bytes{thread="engine",kind="total"} 5000000',
+      'netclaim_thread_heap_bytes{thread="link-events",kind="used"} 1000000',
+      'netclaim_thread_heap_bytes{thread="link-events",kind="total"} 2000000',
     ];
     for (const line of expected) assert.ok(lines.has(line), `missing "${line}" in\n${answer.body}`);
     const rss = /^netclaim_process_resident_memory_bytes (\d+)$/m.exec(answer.body);
@@ -257,7 +260,7 @@ describe("HttpEndpoints", () => {
     const body = (await get(endpoints, "/metrics")).body;
     assert.match(body, /^netclaim_devices_published 0$/m);
     assert.match(body, /^netclaim_event_loop_busy_max_seconds 0$/m);
-    assert.match(body, /^netclaim_engine_thread_heap_bytes\{kind="total"\} 0$/m);
+    assert.match(body, /^netclaim_thread_heap_bytes\{thread="engine",kind="total"\} 0$/m);
     assert.match(body, /^netclaim_nri_connection_state\{state="disconnected"\} 1$/m);
   });
 

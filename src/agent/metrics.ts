@@ -16,8 +16,11 @@ import type { EventLoopBusy } from "./event-loop-busy.ts";
 
 export type EngineOperation = "attach" | "detach";
 
-/** What the engine-thread gauge reads of v8's heap statistics. */
-export type EngineHeap = Pick<HeapInfo, "used_heap_size" | "total_heap_size">;
+/** What the thread heap gauge reads of v8's heap statistics. */
+export type ThreadHeap = Pick<HeapInfo, "used_heap_size" | "total_heap_size">;
+
+/** The agent's long-lived worker threads, each with a V8 heap of its own. */
+export type AgentThread = "engine" | "link-events";
 
 const NRI_STATES: readonly NriConnectionState[] = ["disconnected", "connected", "closed"];
 
@@ -37,7 +40,7 @@ export class AgentMetrics {
   #nriState: (() => NriConnectionState) | undefined;
   #devices: DeviceCounts | undefined;
   #loopBusy: EventLoopBusy | undefined;
-  #engineHeap: (() => Promise<EngineHeap | undefined>) | undefined;
+  readonly #threadHeaps = new Map<AgentThread, () => Promise<ThreadHeap | undefined>>();
 
   constructor() {
     const registers = [this.registry];
@@ -94,16 +97,19 @@ export class AgentMetrics {
         this.set(loopBusy()?.takeMax() ?? 0);
       },
     });
-    const engineHeap = (): Promise<EngineHeap | undefined> => this.#engineHeap?.() ?? Promise.resolve(undefined);
+    const threadHeaps = this.#threadHeaps;
     new Gauge({
-      name: "netclaim_engine_thread_heap_bytes",
-      help: "The V8 heap of the engine's thread, which netclaim_nodejs_heap_* leave out: used, and total (reserved)",
-      labelNames: ["kind"],
+      name: "netclaim_thread_heap_bytes",
+      help: "The V8 heap of each of the agent's worker threads, which netclaim_nodejs_heap_* leave out: used, and total (reserved)",
+      labelNames: ["thread", "kind"],
       registers,
       async collect() {
-        const heap = await engineHeap();
-        this.set({ kind: "used" }, heap?.used_heap_size ?? 0);
-        this.set({ kind: "total" }, heap?.total_heap_size ?? 0);
+        const threads: readonly AgentThread[] = ["engine", "link-events"];
+        const heaps = await Promise.all(threads.map((thread) => threadHeaps.get(thread)?.() ?? Promise.resolve(undefined)));
+        for (const [i, thread] of threads.entries()) {
+          this.set({ thread, kind: "used" }, heaps[i]?.used_heap_size ?? 0);
+          this.set({ thread, kind: "total" }, heaps[i]?.total_heap_size ?? 0);
+        }
       },
     });
     deviceGauge("netclaim_devices_published", "Devices in this node's ResourceSlices as last observed", (counts) => counts.published());
@@ -126,9 +132,9 @@ export class AgentMetrics {
     this.#loopBusy = busy;
   }
 
-  /** Reports the engine thread's heap from `heap` from now on; 0 until then and while no thread runs. */
-  trackEngineHeap(heap: () => Promise<EngineHeap | undefined>): void {
-    this.#engineHeap = heap;
+  /** Reports `thread`'s heap from `heap` from now on; 0 until then and while the thread does not run. */
+  trackThreadHeap(thread: AgentThread, heap: () => Promise<ThreadHeap | undefined>): void {
+    this.#threadHeaps.set(thread, heap);
   }
 
   /** For KubeClient's onError. */

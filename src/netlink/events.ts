@@ -4,6 +4,7 @@
  * callback runs on the main thread.
  */
 import { extname } from "node:path";
+import type { HeapInfo } from "node:v8";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Link } from "./rtnl.ts";
@@ -20,6 +21,8 @@ export type LinkEvent =
 export interface LinkSubscription {
   /** Resolves once the subscription's thread has stopped. */
   close(): Promise<void>;
+  /** The V8 heap of the subscription's thread; undefined once it stopped. */
+  heapStatistics(): Promise<HeapInfo | undefined>;
 }
 
 /**
@@ -39,6 +42,7 @@ export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError
       closing = true;
       await worker.terminate();
     },
+    heapStatistics: () => worker.getHeapStatistics().catch(() => undefined),
   };
 }
 
@@ -48,7 +52,11 @@ export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError
  * covers changes between the first scan and the subscription) name none,
  * since any link may have changed.
  */
-export function linkEventSource(): { start(onChange: (links?: readonly string[]) => void): void; stop(): void } {
+export function linkEventSource(): {
+  start(onChange: (links?: readonly string[]) => void): void;
+  stop(): void;
+  heapStatistics(): Promise<HeapInfo | undefined>;
+} {
   let sub: LinkSubscription | undefined;
   return {
     start(onChange) {
@@ -61,5 +69,6 @@ export function linkEventSource(): { start(onChange: (links?: readonly string[])
       void sub?.close();
       sub = undefined;
     },
+    heapStatistics: () => sub?.heapStatistics() ?? Promise.resolve(undefined),
   };
 }

@@ -186,8 +186,11 @@ describe("netlink on the real kernel", () => {
       await created;
       removeLink(nic);
       await seen((e) => e.kind === "delete" && e.link.name === nic);
+      const heap = await sub.heapStatistics();
+      assert.ok(heap !== undefined && heap.used_heap_size > 0 && heap.total_heap_size >= heap.used_heap_size, `its thread's own heap: ${JSON.stringify(heap)}`);
     } finally {
       await sub.close();
     }
+    assert.equal(await sub.heapStatistics(), undefined, "no heap once the thread stopped");
   });
 });
