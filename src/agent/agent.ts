@@ -37,7 +37,7 @@ import { linkEventSource, linkKindAvailable } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
 import { StateStore } from "../store/index.ts";
-import { apiClaimConsumers, apiClaimSource, apiNadSource, apiPodAnnotations, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
+import { apiClaimConsumers, apiClaimSource, apiNadSource, apiPodSource, cdiPublisher, draPreparer, inventoryLookup } from "./claim-wiring.ts";
 import type { AgentConfig } from "./config.ts";
 import { AgentConfigError } from "./config.ts";
 import { HttpEndpoints } from "./http-endpoints.ts";
@@ -266,7 +266,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
     poolName: nodeName,
     devices: inventoryLookup(() => inventory.current()),
     nads: apiNadSource(client),
-    pods: apiPodAnnotations(client),
+    pods: apiPodSource(client),
     cdi: cdiPublisher(config.cdi.specDir, config.runtimeDir, { sysfs: new SysfsRoot(config.inventory.root), dev: join(config.inventory.root, "dev") }),
     store,
     ipam: new IpamRunner({

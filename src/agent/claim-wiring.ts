@@ -5,7 +5,7 @@
  */
 import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource, PodAnnotations } from "../claims/preparer.ts";
+import type { NetworkPreparer, CdiPublisher, DeviceLookup, NadSource, PodSource } from "../claims/preparer.ts";
 import type { ClaimPlan } from "../claims/plan.ts";
 import { ClaimPrepareError } from "../claims/errors.ts";
 import { errorMessage } from "../common/errors.ts";
@@ -14,7 +14,7 @@ import { baseRequestName } from "../dra/index.ts";
 import { attachGateDir, attachGatePath } from "../engine/index.ts";
 import { cdiDeviceId, POD_CLAIM_NAME_ANNOTATION, publishClaimMetadata, rdmaCharDevices, removeClaimMetadata, writeCdiSpec, type RdmaRoots } from "../cdi/index.ts";
 import type { InventorySnapshot } from "../inventory/index.ts";
-import { getNetworkAttachmentDefinition, getPodClaimNames, getPodMetadata, getResourceClaim, unlessNotFound, type KubeClient } from "../kube/index.ts";
+import { getNetworkAttachmentDefinition, getPodWithClaims, getResourceClaim, unlessNotFound, type KubeClient } from "../kube/index.ts";
 import { toApiDevice } from "../slices/index.ts";
 import { attachmentKey } from "./pod-network.ts";
 import type { ClaimConsumers } from "./shared-claims.ts";
@@ -63,7 +63,7 @@ export function apiClaimConsumers(client: KubeClient): ClaimConsumers {
       return (claim.status?.reservedFor ?? []).filter((c) => c.resource === "pods" && (c.apiGroup ?? "") === "").map((c) => c.uid);
     },
     async ofPod(pod, signal) {
-      const found = await unlessNotFound(getPodClaimNames(client, pod.namespace, pod.name, signal));
+      const found = await unlessNotFound(getPodWithClaims(client, pod.namespace, pod.name, signal));
       return found?.uid === pod.uid ? new Set(found.claims) : undefined;
     },
   };
@@ -147,12 +147,12 @@ export function apiNadSource(client: KubeClient): NadSource {
   };
 }
 
-/** A pod's annotations, read through pods/status as the network-status writer reads them. */
-export function apiPodAnnotations(client: KubeClient): PodAnnotations {
+/** A pod's annotations and the claims it consumes, read through pods/status as the network-status writer reads it. */
+export function apiPodSource(client: KubeClient): PodSource {
   return {
     async get(namespace, name, signal) {
-      const pod = await getPodMetadata(client, namespace, name, signal);
-      return { uid: pod.uid, annotations: pod.annotations ?? {} };
+      const pod = await getPodWithClaims(client, namespace, name, signal);
+      return { uid: pod.uid, annotations: pod.annotations ?? {}, claims: pod.claims };
     },
   };
 }

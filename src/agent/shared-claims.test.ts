@@ -86,9 +86,10 @@ describe("PodNetwork with a claim two pods share", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function prepare(claim: typeof CLAIM, forPod: PodSandboxInfo, device: string): Promise<void> {
+  /** `podClaims`: the claims of the pod a prepare that read it recorded. */
+  async function prepare(claim: typeof CLAIM, forPod: PodSandboxInfo, device: string, podClaims?: string[]): Promise<void> {
     claimNames.set(claim.uid, claim.name);
-    const stored = plan(claim, forPod, device);
+    const stored = { ...plan(claim, forPod, device), ...(podClaims !== undefined && { podClaims }) };
     await claims.markPrepared(claim, { devices: [{ requestNames: ["nic"], poolName: "worker-1", deviceName: device, cdiDeviceIDs: [] }], plan: stored as unknown as JsonValue });
   }
 
@@ -193,6 +194,29 @@ describe("PodNetwork with a claim two pods share", () => {
     reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
     await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
     assert.deepEqual(reads, ["shared-nic"], "a pod that consumes a claim another pod holds: that claim is read too");
+  });
+
+  it("takes the claims a pod consumes from its own claim's plan where the prepare recorded them, and reads no pod", async () => {
+    await network.runPodSandbox(holder, ctx);
+    const neighbour = pod("neighbour");
+    await prepare({ namespace: "team-a", name: "neighbour-nic", uid: "claim-neighbour" }, neighbour, "eth8", ["neighbour-nic"]);
+    await network.runPodSandbox(neighbour, ctx);
+    assert.deepEqual([podReads, reads], [[], []], "it consumes none of the claims others hold, as its plan says");
+
+    await prepare({ namespace: "team-a", name: "second-nic", uid: "claim-second" }, second, "eth9", ["second-nic", CLAIM.name]);
+    reservedFor.set(CLAIM.uid, [holder.uid, second.uid]);
+    await assert.rejects(network.runPodSandbox(second, ctx), refusal(StatusCode.FAILED_PRECONDITION, /in use by pod team-a\/holder/));
+    assert.deepEqual([podReads, reads], [[], [CLAIM.name]], "the shared claim, which its plan names, is read; the pod is not");
+  });
+
+  it("hands a claim over without the claims its previous holder consumed", async () => {
+    await prepare(CLAIM, holder, "eth7", [CLAIM.name, "holder-extra"]);
+    reservedFor.set(CLAIM.uid, [second.uid]);
+    await network.runPodSandbox(second, ctx);
+    const record = await claims.get(CLAIM);
+    const stored = record?.state === "prepared" ? (record.plan as unknown as ClaimPlan) : undefined;
+    assert.equal(stored?.pod.uid, second.uid);
+    assert.equal(stored.podClaims, undefined, "the holder's claims are not the new pod's");
   });
 
   it("reads every claim other pods hold in the namespace when the pod cannot be read", async () => {

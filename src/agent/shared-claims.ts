@@ -17,8 +17,9 @@
  * NRI does not say which claims a pod consumes, so the API server is asked,
  * and only when a claim could be shared with the pod (prepared, in the
  * pod's namespace and held by another pod): the pod is read once for the
- * claims it consumes, and only a claim among them is read for its
- * `status.reservedFor`. A pod with no such claim in its namespace costs no
+ * claims it consumes (unless the prepare of one of its own claims read it
+ * already, to check interface names, and recorded them in the plan), and
+ * only a claim among them is read for its `status.reservedFor`. A pod with no such claim in its namespace costs no
  * request; one in a namespace where many pods hold claims, one request, not
  * one per claim.
  * Static pods cannot consume claims and are never checked, so they start
@@ -93,7 +94,9 @@ export class SharedClaims {
     const source = pod.annotations[CONFIG_SOURCE];
     if (source !== undefined && source !== "api") return false;
     const candidates = new Map<string, Candidate>();
+    let recorded: ReadonlySet<string> | undefined;
     for (const p of await prepared()) {
+      if (p.claim.pod.uid === pod.uid && p.claim.podClaims !== undefined) recorded = new Set(p.claim.podClaims);
       if (p.claim.pod.uid === pod.uid || p.claim.claim.namespace !== pod.namespace) continue;
       const candidate = candidates.get(p.claim.claim.uid) ?? { plan: p.claim, keys: [] };
       candidate.keys.push(p.key);
@@ -102,7 +105,7 @@ export class SharedClaims {
     let handedOver = false;
     if (candidates.size > 0) {
       const signal = AbortSignal.any([options.signal, AbortSignal.timeout(READ_BUDGET_MS)]);
-      const consumed = await this.#claimsOf(pod, signal);
+      const consumed = recorded ?? (await this.#claimsOf(pod, signal));
       const list = [...candidates.values()].filter((c) => consumed?.has(c.plan.claim.name) ?? true);
       const consumers = await Promise.all(list.map((c) => this.#consumersOf(pod, c, signal)));
       const shared = list.flatMap((candidate, i) => (consumers[i]?.includes(pod.uid) === true ? [{ candidate, holderStays: consumers[i].includes(candidate.plan.pod.uid) }] : []));
@@ -188,8 +191,11 @@ export class SharedClaims {
       const plan = parseClaimPlan(stored, `claim ${claim.namespace}/${claim.name}`);
       // Another pod took it over meanwhile: leave it, and check again on the kubelet's retry.
       if (plan.pod.uid !== from.uid) return undefined;
-      // The stored plan as it is (fields a newer agent wrote included), but for its pod.
-      return { ...(stored as Record<string, JsonValue>), pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid } };
+      // The stored plan as it is (fields a newer agent wrote included), but for its pod, and
+      // without the claims the previous one consumed.
+      const kept: Record<string, JsonValue> = { ...(stored as Record<string, JsonValue>) };
+      delete kept["podClaims"];
+      return { ...kept, pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid } };
     }, { signal });
     if (updated === undefined) {
       throw new NriHandlerError(

@@ -77,6 +77,11 @@ export const claimPlanSchema = z.object({
   podClaimName: z.string().optional(),
   /** The one pod the claim is reserved for. */
   pod: ref,
+  /**
+   * The names of the claims that pod consumes, where the prepare read the pod (to check
+   * interface names): the check for claims another pod holds then needs no read of its own.
+   */
+  podClaims: z.array(z.string()).optional(),
   devices: z.array(devicePlanSchema),
 });
 

@@ -7,7 +7,7 @@ import { pino } from "pino";
 import { z } from "zod";
 import { IpamRunner, type IpamPolicy } from "../cni/index.ts";
 import { StateStore } from "../store/index.ts";
-import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type MetadataDeviceInput, type PodAnnotations, type PreparableDevice } from "./preparer.ts";
+import { NetworkPreparer, type CdiDevice, type CdiPublisher, type ClaimForPrepare, type MetadataDeviceInput, type PodSource, type PreparableDevice } from "./preparer.ts";
 import { rejectsWith } from "../../test/fixtures/assertions.ts";
 
 const DRIVER = "netclaim.dev";
@@ -85,7 +85,7 @@ interface SetupOptions {
   nads?: Record<string, string>;
   policy?: Partial<IpamPolicy>;
   pluginDirs?: readonly string[];
-  pods?: PodAnnotations;
+  pods?: PodSource;
   kernelKinds?: readonly string[];
 }
 
@@ -451,15 +451,15 @@ describe("NetworkPreparer and the node's IPAM policy", () => {
   });
 });
 
-/** A pod reader that answers with `annotations` for POD (or `error`), and counts its reads. */
-function podsWith(annotations: Record<string, string>, options: { uid?: string; error?: Error } = {}): PodAnnotations & { reads: string[] } {
+/** A pod reader that answers with `annotations` (and `claims`) for POD, or `error`, and counts its reads. */
+function podsWith(annotations: Record<string, string>, options: { uid?: string; error?: Error; claims?: string[] } = {}): PodSource & { reads: string[] } {
   const reads: string[] = [];
   return {
     reads,
     get(namespace, name) {
       reads.push(`${namespace}/${name}`);
       if (options.error !== undefined) return Promise.reject(options.error);
-      return Promise.resolve({ uid: options.uid ?? POD.uid, annotations });
+      return Promise.resolve({ uid: options.uid ?? POD.uid, annotations, claims: options.claims ?? [] });
     },
   };
 }
@@ -487,8 +487,8 @@ describe("NetworkPreparer and the pod's Multus networks", () => {
 
   it("reads the pod while the claim's files are written, not before: the read is a round trip on the pod's start", async () => {
     let answer: (() => void) | undefined;
-    const pods: PodAnnotations = {
-      get: () => new Promise((resolve) => (answer = () => { resolve({ uid: POD.uid, annotations: {} }); })),
+    const pods: PodSource = {
+      get: () => new Promise((resolve) => (answer = () => { resolve({ uid: POD.uid, annotations: {}, claims: [] }); })),
     };
     const cdi = new MetadataCdi();
     const { preparer } = await setup({ pods, cdi });
@@ -533,18 +533,29 @@ describe("NetworkPreparer and the pod's Multus networks", () => {
   it("reads the pod only when a device netclaim attaches configures its name", async () => {
     const pods = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" });
     const { preparer } = await setup({ pods });
-    await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { mtu: 9000 } }]), signal);
-    await preparer.prepare(claim(["pci-0000-03-00-0"], [{ mode: "multus" }]), signal);
+    const plans = [
+      await preparer.prepare(claim(["pci-0000-03-00-1"], [{ interface: { mtu: 9000 } }]), signal),
+      await preparer.prepare(claim(["pci-0000-03-00-0"], [{ mode: "multus" }]), signal),
+    ];
     assert.deepEqual(pods.reads, []);
+    assert.deepEqual(plans.map((p) => p.podClaims), [undefined, undefined], "no claims of the pod recorded without a read");
   });
 
-  it("leaves the check to the attach when the pod cannot be read or was replaced", async () => {
+  it("records the claims the pod consumes from the read, so the check for claims another pod holds need not read it again", async () => {
+    const pods = podsWith({}, { claims: ["web-0-nic", "shared-uplink"] });
+    const plan = await (await setup({ pods })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+    assert.deepEqual(plan.podClaims, ["web-0-nic", "shared-uplink"]);
+  });
+
+  it("leaves the check to the attach when the pod cannot be read or was replaced, and records none of its claims", async () => {
     const failing = podsWith({}, { error: new Error('pods "web-0" is forbidden') });
     const plan = await (await setup({ pods: failing })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
     assert.equal(plan.devices[0]?.interface.name, "net1");
+    assert.equal(plan.podClaims, undefined);
     assert.deepEqual(failing.reads, ["default/web-0"]);
-    const replaced = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" }, { uid: "pod-uid-2" });
-    await (await setup({ pods: replaced })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+    const replaced = podsWith({ "k8s.v1.cni.cncf.io/networks": "demo-macvlan" }, { uid: "pod-uid-2", claims: ["other"] });
+    const ofReplaced = await (await setup({ pods: replaced })).preparer.prepare(claim(["pci-0000-03-00-1"], [NET1]), signal);
+    assert.equal(ofReplaced.podClaims, undefined, "the claims of the pod that replaced it are not its own");
   });
 
   it("refuses two devices of the claim that ask for the same name, without a Multus network", async () => {

@@ -54,9 +54,12 @@ export interface NadSource {
 }
 
 /** Reads a pod's annotations: its Multus networks, before its sandbox exists. */
-export interface PodAnnotations {
-  /** The pod `namespace/name` as the API server has it now: its uid (a pod of that name may have replaced the claim's) and annotations. */
-  get(namespace: string, name: string, signal: AbortSignal): Promise<{ uid: string; annotations: Readonly<Record<string, string>> }>;
+export interface PodSource {
+  /**
+   * The pod `namespace/name` as the API server has it now: its uid (a pod of that name may
+   * have replaced the claim's), annotations, and the names of the claims it consumes.
+   */
+  get(namespace: string, name: string, signal: AbortSignal): Promise<{ uid: string; annotations: Readonly<Record<string, string>>; claims: readonly string[] }>;
 }
 
 /** A device that its containers get something for from the host, through CDI. */
@@ -120,7 +123,7 @@ export interface NetworkPreparerOptions {
    * Read only for a claim that configures an interface name, to refuse a name the pod's
    * Multus annotation gives a network. Absent, or when the read fails: the attach checks it.
    */
-  pods?: PodAnnotations | undefined;
+  pods?: PodSource | undefined;
   /** Prepare refuses while this is false: a sandbox started now would miss its interfaces. */
   runtimeConnected: () => boolean;
   /** Whether the node's kernel makes links of a child kind; asked when a claim's child is not macvlan. Absent: the attach finds out. */
@@ -164,6 +167,7 @@ export class NetworkPreparer {
 
     const taken: DevicePlan[] = [];
     const attributes = new Map<string, PreparableDevice["attributes"]>();
+    let podClaims: readonly string[] | undefined;
     try {
       // Everything that can refuse the claim on its own runs before anything is taken,
       // except the interface names' check against the pod's Multus annotation: that one
@@ -204,14 +208,21 @@ export class NetworkPreparer {
           if (entry.cdiDeviceId !== undefined) device.cdiDeviceIds.push(entry.cdiDeviceId);
         }
       }
-      await names;
+      podClaims = await names;
     } catch (err) {
       await this.#release(claim.ref.uid, taken, signal).catch((releaseErr: unknown) => {
         this.#options.logger.error({ claim: what, err: releaseErr }, "releasing after a failed prepare failed");
       });
       throw err;
     }
-    return { version: 1, claim: claim.ref, ...(claim.podClaimName !== undefined && { podClaimName: claim.podClaimName }), pod, devices: taken };
+    return {
+      version: 1,
+      claim: claim.ref,
+      ...(claim.podClaimName !== undefined && { podClaimName: claim.podClaimName }),
+      pod,
+      ...(podClaims !== undefined && { podClaims: [...podClaims] }),
+      devices: taken,
+    };
   }
 
   /**
@@ -329,15 +340,17 @@ export class NetworkPreparer {
    * on the claim, rather than on every sandbox attempt. The pod is read only when a device
    * netclaim attaches configures its name; without one, netclaim picks a free name at attach.
    */
-  async #checkInterfaceNames(plans: readonly DevicePlan[], pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<void> {
+  /** Resolves with the claims the pod consumes when it read the pod for the check. */
+  async #checkInterfaceNames(plans: readonly DevicePlan[], pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<readonly string[] | undefined> {
     const native = plans.filter((p) => p.mode === "native");
-    if (!native.some((p) => p.interface.name !== undefined)) return;
-    const multus = await this.#multusInterfaceOwners(pod, what, signal);
+    if (!native.some((p) => p.interface.name !== undefined)) return undefined;
+    const read = await this.#readPod(pod, what, signal);
+    const multus = read === undefined ? new Map<string, string>() : multusInterfaceOwners(read.annotations, pod.namespace);
     const naming = assignInterfaceNames(
       native.map((p) => ({ claim: what, request: p.request, device: p.device, requestedName: p.interface.name })),
       multus,
     );
-    if (naming.ok) return;
+    if (naming.ok) return read?.claims;
     throw new ClaimPrepareError(
       "INTERFACE_NAME_TAKEN",
       what,
@@ -347,19 +360,19 @@ export class NetworkPreparer {
     );
   }
 
-  /** What `multusInterfaceOwners` makes of the pod's annotations now; nothing when they cannot be read (the attach checks then). */
-  async #multusInterfaceOwners(pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<Map<string, string>> {
+  /** The claim's pod as the API server has it now; undefined when it cannot be read or was replaced (the attach checks the names then). */
+  async #readPod(pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<{ annotations: Readonly<Record<string, string>>; claims: readonly string[] } | undefined> {
     const { pods, logger } = this.#options;
-    if (pods === undefined) return new Map();
+    if (pods === undefined) return undefined;
     try {
       const found = await pods.get(pod.namespace, pod.name, signal);
-      if (found.uid === pod.uid) return multusInterfaceOwners(found.annotations, pod.namespace);
+      if (found.uid === pod.uid) return found;
       logger.info({ claim: what, pod: `${pod.namespace}/${pod.name}`, uid: found.uid }, "the pod the claim is reserved for was replaced; not checking its interface names at prepare");
     } catch (err) {
       if (signal.aborted) throw err;
       logger.warn({ claim: what, pod: `${pod.namespace}/${pod.name}`, err: errorMessage(err) }, "cannot read the pod's Multus networks; its interface names are checked when its sandbox starts");
     }
-    return new Map();
+    return undefined;
   }
 
   /**

@@ -27,7 +27,7 @@ export { applyResourceClaimStatus, getResourceClaim, parseResourceClaim, resourc
 export type { ClaimDeviceStatus, ResourceClaim } from "./resource-claims.ts";
 export { getNetworkAttachmentDefinition } from "./network-attachment-definitions.ts";
 export type { NetworkAttachmentDefinition } from "./network-attachment-definitions.ts";
-export { getPodClaimNames, getPodMetadata, patchPodAnnotations } from "./pods.ts";
+export { getPodMetadata, getPodWithClaims, patchPodAnnotations } from "./pods.ts";
 export type { PodMetadata } from "./pods.ts";
 export { createEvent } from "./events.ts";
 export type { EventTarget } from "./events.ts";

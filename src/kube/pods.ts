@@ -31,22 +31,22 @@ export async function getPodMetadata(client: KubeClient, namespace: string, name
   return decodeObject(podMetadataSchema, await client.request<unknown>("GET", path, signal ? { signal } : {}), "Pod", path).metadata;
 }
 
-const podClaimsSchema = z.object({
-  metadata: z.object({ uid: z.string().min(1) }),
+const podClaimsSchema = podMetadataSchema.extend({
   spec: z.object({ resourceClaims: z.array(z.object({ name: z.string(), resourceClaimName: z.string().nullish() })).nullish() }).nullish(),
   status: z.object({ resourceClaimStatuses: z.array(z.object({ name: z.string(), resourceClaimName: z.string().nullish() })).nullish() }).nullish(),
 });
 
 /**
- * The names of the ResourceClaims the pod consumes: those its spec names, and those the
- * control plane made for it from templates (as its status lists them).
+ * The pod's metadata and the names of the ResourceClaims it consumes, from one read: those
+ * its spec names, and those the control plane made for it from templates (as its status
+ * lists them, which it does before the pod can be scheduled).
  */
-export async function getPodClaimNames(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<{ uid: string; claims: string[] }> {
+export async function getPodWithClaims(client: KubeClient, namespace: string, name: string, signal?: AbortSignal): Promise<PodMetadata & { claims: string[] }> {
   const path = podStatusPath(namespace, name);
   const pod = decodeObject(podClaimsSchema, await client.request<unknown>("GET", path, signal ? { signal } : {}), "Pod", path);
   const named = (pod.spec?.resourceClaims ?? []).flatMap((c) => (c.resourceClaimName ? [c.resourceClaimName] : []));
   const generated = (pod.status?.resourceClaimStatuses ?? []).flatMap((c) => (c.resourceClaimName ? [c.resourceClaimName] : []));
-  return { uid: pod.metadata.uid, claims: [...named, ...generated] };
+  return { ...pod.metadata, claims: [...named, ...generated] };
 }
 
 /**
