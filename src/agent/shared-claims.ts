@@ -19,9 +19,9 @@
  * pod's namespace and held by another pod): the pod is read once for the
  * claims it consumes (unless the prepare of one of its own claims read it
  * already, to check interface names, and recorded them in the plan), and
- * only a claim among them is read for its `status.reservedFor`. A pod with no such claim in its namespace costs no
- * request; one in a namespace where many pods hold claims, one request, not
- * one per claim.
+ * only a claim among them is read for its `status.reservedFor`. A pod with
+ * no such claim in its namespace costs no request; one in a namespace where
+ * many pods hold claims, one request, not one per claim.
  * Static pods cannot consume claims and are never checked, so they start
  * whatever the API server does. When a claim cannot be read, the pod is
  * refused (the kubelet retries): it may be one that would start without

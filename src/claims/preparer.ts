@@ -53,7 +53,7 @@ export interface NadSource {
   config(namespace: string, name: string, signal: AbortSignal): Promise<string>;
 }
 
-/** Reads a pod's annotations: its Multus networks, before its sandbox exists. */
+/** Reads the claim's pod before its sandbox exists: its Multus networks, and the claims it consumes. */
 export interface PodSource {
   /**
    * The pod `namespace/name` as the API server has it now: its uid (a pod of that name may
@@ -339,8 +339,8 @@ export class NetworkPreparer {
    * network (or that two devices of the claim ask for) fails here, where the user sees it
    * on the claim, rather than on every sandbox attempt. The pod is read only when a device
    * netclaim attaches configures its name; without one, netclaim picks a free name at attach.
+   * Resolves with the claims the pod consumes when it read the pod.
    */
-  /** Resolves with the claims the pod consumes when it read the pod for the check. */
   async #checkInterfaceNames(plans: readonly DevicePlan[], pod: ClaimPlan["pod"], what: string, signal: AbortSignal): Promise<readonly string[] | undefined> {
     const native = plans.filter((p) => p.mode === "native");
     if (!native.some((p) => p.interface.name !== undefined)) return undefined;
