@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { Inventory, type LinkEventSource, type Timers } from "./inventory.ts";
+import { Inventory, type AttachedDevices, type LinkEventSource, type Timers } from "./inventory.ts";
 import { devicePolicySchema } from "./policy.ts";
 import type { InventorySnapshot } from "./scan.ts";
 import { virtioNode } from "../../test/fixtures/nodes.ts";
@@ -68,6 +68,25 @@ async function rescanWithoutEth1(inventory: Inventory, timers: ManualTimers, roo
   inventory.requestRescan();
   timers.fire(10);
   await settle(inventory, scans);
+}
+
+/** An agent's view of the attach journal the node's agents share: what it last read (`known`), read again from `journaled` when asked. */
+class JournalView implements AttachedDevices {
+  readonly journaled = new Set<string>();
+  known: ReadonlySet<string> = new Set();
+
+  attachedDevices(): ReadonlySet<string> {
+    return this.known;
+  }
+
+  refreshAttached(): Promise<void> {
+    this.known = new Set(this.journaled);
+    return Promise.resolve();
+  }
+}
+
+function journalInventory(root: string, fixture: ReturnType<typeof virtioNode>, timers: ManualTimers, view: JournalView): Inventory {
+  return new Inventory({ root, policy: devicePolicySchema.parse(undefined), linkKinds: fixtureLinkKinds(fixture), timers, debounceMs: 10, attached: view });
 }
 
 describe("Inventory", () => {
@@ -261,29 +280,14 @@ describe("Inventory", () => {
   it("reads which devices are in pods again before each scan, so a device another agent moved stays published", async () => {
     const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
-    // What the shared journal says; this agent's own view catches up only when asked.
-    const journaled = new Set<string>();
-    let known: ReadonlySet<string> = new Set();
-    const inventory = new Inventory({
-      root,
-      policy: devicePolicySchema.parse(undefined),
-      linkKinds: fixtureLinkKinds(fixture),
-      timers,
-      debounceMs: 10,
-      attached: {
-        attachedDevices: () => known,
-        refreshAttached: () => {
-          known = new Set(journaled);
-          return Promise.resolve();
-        },
-      },
-    });
+    const view = new JournalView();
+    const inventory = journalInventory(root, fixture, timers, view);
     await inventory.start();
     const names = (): string[] => inventory.current().reports.filter((r) => r.publish).map((r) => r.name);
     assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"]);
 
     // The other agent journals eth1's attach, then moves it: its netdev leaves this host.
-    journaled.add("pci-0000-00-04-0");
+    view.journaled.add("pci-0000-00-04-0");
     await rescanWithoutEth1(inventory, timers, root, fixture, 2);
     assert.deepEqual(names(), ["net-kn2g64tbm5sv6ttfoq", "pci-0000-00-04-0"], "never dropped, so the two agents publish the same slice");
     await inventory.stop();
@@ -292,28 +296,13 @@ describe("Inventory", () => {
   it("keeps a device published that leaves its pod while the links are read: attached before the reads, on the host after them", async () => {
     const { root, fixture } = await virtioTree();
     const timers = new ManualTimers();
+    const view = new JournalView();
+    const inventory = journalInventory(root, fixture, timers, view);
+    await inventory.start();
+    const publishedRevision = inventory.publishedRevision;
     // eth1 is in a pod when the scan begins; its detach ends (journal record gone) before the
     // scan reads the journal, but after it read the links: in neither place, by those reads.
-    let known: ReadonlySet<string> = new Set();
-    const inventory = new Inventory({
-      root,
-      policy: devicePolicySchema.parse(undefined),
-      linkKinds: fixtureLinkKinds(fixture),
-      timers,
-      debounceMs: 10,
-      attached: {
-        attachedDevices: () => known,
-        refreshAttached: () => {
-          known = new Set();
-          return Promise.resolve();
-        },
-      },
-    });
-    await inventory.start();
-    const snapshots: InventorySnapshot[] = [];
-    inventory.subscribe((snapshot) => snapshots.push(snapshot));
-    const publishedRevision = inventory.publishedRevision;
-    known = new Set(["pci-0000-00-04-0"]);
+    view.known = new Set(["pci-0000-00-04-0"]);
     await rescanWithoutEth1(inventory, timers, root, fixture, 2);
     assert.equal(inventory.current().reports.find((r) => r.name === "pci-0000-00-04-0")?.publish, true, "still published");
     assert.equal(inventory.publishedRevision, publishedRevision, "so its slice is not written again");
