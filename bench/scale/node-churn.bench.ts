@@ -48,6 +48,7 @@ import { envNumber } from "../env.ts";
 import { kubeClientFrom } from "../kube-client.ts";
 import { NetclaimSetup } from "../podstart/variants.ts";
 import { histogram, histogramDelta, histogramPercentile, parsePrometheus, type Histogram } from "./metrics.ts";
+import { parseSmaps, smapsGrowth, type Mapping } from "./smaps.ts";
 import { percentile } from "./util.ts";
 
 const MINUTES = envNumber("SCALE_NODE_MINUTES", 10, { integer: false, min: Number.MIN_VALUE });
@@ -56,6 +57,8 @@ const PODS = envNumber("SCALE_NODE_PODS", 50, { integer: true, min: 1 });
 const STARTS_AT_ONCE = 4;
 const SAMPLE_SECONDS = 15;
 const READY_TIMEOUT_MS = 180_000;
+/** "Minute 2": where the growth is measured from (earlier in a shorter run). */
+const MINUTE2_AT_S = Math.min(120, (MINUTES * 60) / 5);
 const NAMESPACE = "default";
 
 const env = await node();
@@ -96,6 +99,9 @@ interface Sample {
   mainSwitches: number;
 }
 const samples: Sample[] = [];
+/** The agent's mappings at minute 2, to tell where anonymous memory grew by the end. */
+let smapsAtMinute2: Mapping[] | undefined;
+let smapsAtEnd: Mapping[];
 const readyMs: { atS: number; ms: number }[] = [];
 const probeMs: number[] = [];
 const created: string[] = [];
@@ -120,6 +126,7 @@ try {
     while (running()) {
       samples.push(await sample());
       const last = samples.at(-1)!;
+      if (smapsAtMinute2 === undefined && last.atS >= MINUTE2_AT_S) smapsAtMinute2 = parseSmaps(await readFile(`/proc/${pid}/smaps`, "utf8"));
       const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
       log(`${Math.round(last.atS)} s: cpu ${last.cpuS.toFixed(1)} s (main ${last.mainRunS.toFixed(1)}, waited ${last.mainWaitS.toFixed(1)}), rss ${mib(last.rssBytes)} MiB, heap ${mib(last.heapUsedBytes)}/${mib(last.heapTotalBytes)} MiB, external ${mib(last.externalBytes)} MiB, loop lag max ${(last.loopLagMaxS * 1000).toFixed(1)} ms (busy ${(last.loopBusyMaxS * 1000).toFixed(1)}), ${last.podsStarted} pods started, ${live.length} running`);
       await sleep(SAMPLE_SECONDS * 1000);
@@ -148,6 +155,7 @@ try {
   stopping = true;
   await Promise.all([sampler, prober]);
   samples.push(await sample());
+  smapsAtEnd = parseSmaps(await readFile(`/proc/${pid}/smaps`, "utf8"));
 } finally {
   stopping = true;
   watch.close();
@@ -228,10 +236,12 @@ function at(atS: number): Sample {
 }
 
 const first = samples[0]!;
-const minute2 = at(Math.min(120, (MINUTES * 60) / 5));
+const minute2 = at(MINUTE2_AT_S);
 const end = samples.at(-1)!;
 const middle = at((minute2.atS + end.atS) / 2);
 const windows = { early: [minute2, middle], late: [middle, end] } as const;
+const anonGrowth = smapsGrowth(smapsAtMinute2 ?? [], smapsAtEnd);
+for (const m of anonGrowth.largest) log(`anonymous memory, minute 2 to end: ${m.kind} ${m.address} (${m.sizeKiB} KiB ${m.perms} ${m.name}) ${m.beforeKiB} -> ${m.afterKiB} KiB`);
 const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 10 ** digits;
 const figures: Record<string, number | string> = {
   benchmark: "scale-node",
@@ -265,6 +275,8 @@ const figures: Record<string, number | string> = {
   heap_new_total_mib_end: round(end.heapNewTotalBytes / 2 ** 20),
   external_mib_minute2: round(minute2.externalBytes / 2 ** 20),
   external_mib_end: round(end.externalBytes / 2 ** 20),
+  // From the process's mappings (bench/scale/smaps.ts): where the anonymous memory grew.
+  ...Object.fromEntries(Object.entries(anonGrowth.byKind).map(([kind, kib]) => [`anon_growth_mib_${kind.replaceAll("-", "_")}`, round(kib / 1024, 2)])),
   // The first sample's window holds the agent's start (publishing, recovery), not the churn.
   event_loop_lag_max_ms: round(Math.max(...samples.slice(1).map((s) => s.loopLagMaxS)) * 1000, 2),
   event_loop_busy_max_ms: round(Math.max(...samples.slice(1).map((s) => s.loopBusyMaxS)) * 1000, 2),
