@@ -173,12 +173,13 @@ umoci repack --image "$layout:$tag" --history.created="$created" \
 # The runtime configuration. ENTRYPOINT is the CLI, so the DaemonSet's
 # `args: ["agent", "--config", ...]` become its arguments. created is the
 # source date, not the build time; no history entry for the config
-# change (its time would be the build's).
+# change (its time would be the build's). MALLOC_ARENA_MAX: see docs/image.md.
 umoci config --image "$layout:$tag" --no-history \
   --created="$created" --os=linux --architecture="$deb_arch" \
   --config.entrypoint=/usr/local/bin/netclaim \
   --config.workingdir=/ \
   --config.env=PATH=/usr/local/bin:/usr/bin:/bin \
+  --config.env=MALLOC_ARENA_MAX=2 \
   --config.label=org.opencontainers.image.title=netclaim \
   --config.label=org.opencontainers.image.version="$version" \
   --config.label=org.opencontainers.image.licenses=Apache-2.0 \
