@@ -5,6 +5,7 @@
  * back from disk and may have been written by another agent version.
  */
 import { z } from "zod";
+import { deepFreeze } from "../common/deep-freeze.ts";
 import { childSchema } from "../engine/index.ts";
 
 const ref = z.object({ namespace: z.string(), name: z.string(), uid: z.string().min(1) });
@@ -89,9 +90,24 @@ export type DevicePlan = z.infer<typeof devicePlanSchema>;
 export type ClaimPlan = z.infer<typeof claimPlanSchema>;
 export type IpamLeaseRecord = z.infer<typeof ipamLeaseSchema>;
 
+/**
+ * Plans already parsed, by the stored value they came from. The state store hands out
+ * frozen records, decoded again only when their file changed, and every pod start and
+ * detach reads every prepared claim's plan: parsing each again cost about 4% of the main
+ * thread's work under pod churn, and more in garbage (docs/scale.md). A frozen value cannot
+ * change, so its parse stands; the plan returned is frozen too, being shared.
+ */
+const parsedPlans = new WeakMap<object, ClaimPlan>();
+
 export function parseClaimPlan(value: unknown, where: string): ClaimPlan {
+  const frozen = typeof value === "object" && value !== null && Object.isFrozen(value) ? value : undefined;
+  const known = frozen && parsedPlans.get(frozen);
+  if (known) return known;
   const parsed = claimPlanSchema.safeParse(value);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    if (frozen) parsedPlans.set(frozen, deepFreeze(parsed.data));
+    return parsed.data;
+  }
   const issue = parsed.error.issues[0];
   throw new TypeError(`Cannot use the stored plan of ${where}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
 }

@@ -33,6 +33,7 @@ import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync 
 import { mkdir, open, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ZodType } from "zod";
+import { deepFreeze } from "../common/deep-freeze.ts";
 import { NetclaimError } from "../common/errors.ts";
 
 export type StoreErrorCode = "STORE_IO" | "STORE_CORRUPT" | "STORE_KEY";
@@ -323,13 +324,4 @@ async function forgetEarlierBoots(dir: string, bootIdFile: string): Promise<void
 
 function isNotFound(err: unknown): boolean {
   return typeof err === "object" && err !== null && "code" in err && err.code === "ENOENT";
-}
-
-/** `value` and everything in it made read-only (records are plain JSON data). */
-function deepFreeze<V>(value: V): V {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    for (const inner of Object.values(value)) deepFreeze(inner);
-    Object.freeze(value);
-  }
-  return value;
 }
