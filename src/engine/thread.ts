@@ -12,9 +12,8 @@
  */
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Worker } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 import type { HeapInfo } from "node:v8";
-import { startLongLivedWorker } from "../common/long-lived-worker.ts";
 import { onWorkerStop } from "../common/worker-exit.ts";
 import { batchIn, type BatchRunner, type Link, type Op, type PlacedOp, type Results } from "../netlink/index.ts";
 import type { Durability } from "../store/index.ts";
@@ -179,7 +178,7 @@ export class EngineThread implements Attacher, BatchRunner, PodLinkSource {
   #ensureWorker(): Worker {
     if (this.#worker !== undefined) return this.#worker;
     const data: EngineThreadData = { dir: this.#options.dir, durability: this.#options.durability ?? "restart", recordOpTimes: this.#options.recordOpTimes ?? false, nice: this.#options.nice };
-    const worker = startLongLivedWorker(WORKER_URL, { workerData: data });
+    const worker = new Worker(WORKER_URL, { workerData: data });
     worker.unref();
     let ready: () => void = () => undefined;
     let startFailed: (err: Error) => void = () => undefined;

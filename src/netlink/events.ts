@@ -6,7 +6,7 @@
 import { extname } from "node:path";
 import type { HeapInfo } from "node:v8";
 import { fileURLToPath } from "node:url";
-import { startLongLivedWorker } from "../common/long-lived-worker.ts";
+import { Worker } from "node:worker_threads";
 import type { Link } from "./rtnl.ts";
 
 const WORKER_URL = new URL(`./events-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
@@ -30,7 +30,7 @@ export interface LinkSubscription {
  * until closed. `onError` hears of a failed subscription (the thread ended).
  */
 export function subscribeLinkEvents(onEvent: (event: LinkEvent) => void, onError: (err: Error) => void = () => undefined): LinkSubscription {
-  const worker = startLongLivedWorker(WORKER_URL);
+  const worker = new Worker(WORKER_URL);
   worker.unref();
   let closing = false;
   worker.on("message", onEvent);
