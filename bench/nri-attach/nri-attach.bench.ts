@@ -36,7 +36,7 @@ const INTERFACE = { name: "data0", mtu: 9000, address: "198.51.100.10/24" };
 const WATCH = `${INTERFACE.name} ${INTERFACE.address} ${String(INTERFACE.mtu)}`;
 
 const env = await node();
-const client = await kubeClientFrom(env.kubeconfig);
+const client = kubeClientFrom(env.kubeconfig);
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `nri-attach-${run}` };
 

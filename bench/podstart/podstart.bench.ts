@@ -23,7 +23,7 @@ const READY_TIMEOUT_MS = 120_000;
 const NAMESPACE = "default";
 
 const env = await node();
-const client = await kubeClientFrom(env.kubeconfig);
+const client = kubeClientFrom(env.kubeconfig);
 
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `podstart-${run}` };

@@ -74,7 +74,7 @@ async function identify(leaseRenewSeconds: number, podLabel: string): Promise<vo
     tokens.set(node.name, await agentToken(c, node.name));
   });
   renewLeases(nodes.map((n) => n.name), leaseRenewSeconds);
-  kubelet = new KubeletStandIn(c.admin, podLabel, async (nodeName) => tokenClient(c, tokens.get(nodeName) ?? ""), noteError);
+  kubelet = new KubeletStandIn(c.admin, podLabel, (nodeName) => tokenClient(c, tokens.get(nodeName) ?? ""), noteError);
   kubelet.start();
   send({ type: "identified", ms: performance.now() - started, errors });
 }
@@ -87,7 +87,7 @@ async function publish(): Promise<void> {
   }
   const started = performance.now();
   await forEachLimit(nodes, 16, async (node) => {
-    const client = await tokenClient(c, tokens.get(node.name) ?? "");
+    const client = tokenClient(c, tokens.get(node.name) ?? "");
     const publisher = new SlicePublisher({ client, driverName: "netclaim.dev", nodeName: node.name, devices: inventories.get(node.root)!, onError: noteError });
     publishers.push({ publisher, client });
     await publisher.start();

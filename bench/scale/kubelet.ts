@@ -41,8 +41,8 @@ interface PodState {
 export class KubeletStandIn {
   readonly #admin: KubeClient;
   readonly #labelSelector: string;
-  readonly #agentClient: (nodeName: string) => Promise<KubeClient>;
-  readonly #agentClients = new Map<string, Promise<KubeClient>>();
+  readonly #agentClient: (nodeName: string) => KubeClient;
+  readonly #agentClients = new Map<string, KubeClient>();
   readonly #onError: (err: unknown) => void;
   readonly #pods = new Map<string, PodState>();
   readonly #controller = new AbortController();
@@ -53,7 +53,7 @@ export class KubeletStandIn {
   started = 0;
   finished = 0;
 
-  constructor(admin: KubeClient, labelSelector: string, agentClient: (nodeName: string) => Promise<KubeClient>, onError: (err: unknown) => void) {
+  constructor(admin: KubeClient, labelSelector: string, agentClient: (nodeName: string) => KubeClient, onError: (err: unknown) => void) {
     this.#admin = admin;
     this.#labelSelector = labelSelector;
     this.#agentClient = agentClient;
@@ -68,7 +68,7 @@ export class KubeletStandIn {
     this.#controller.abort();
     this.#stream?.close();
     await this.#loop;
-    for (const client of this.#agentClients.values()) (await client).close();
+    for (const client of this.#agentClients.values()) client.close();
   }
 
   async #run(): Promise<void> {
@@ -135,7 +135,7 @@ export class KubeletStandIn {
     const ours: ResourceClaim[] = [];
     for (const claimName of claimNames) {
       await this.#admin.request("GET", `/apis/resource.k8s.io/v1/namespaces/${namespace}/resourceclaims/${claimName}`);
-      const agent = await this.#agent(nodeName);
+      const agent = this.#agent(nodeName);
       const claim = await getResourceClaim(agent, namespace, claimName);
       const devices = ourDevices(claim, nodeName);
       if (devices.length === 0) continue;
@@ -164,7 +164,7 @@ export class KubeletStandIn {
 
   async #finishPod(pod: BenchPod, nodeName: string, claims: readonly ResourceClaim[]): Promise<void> {
     const { namespace, name, uid } = pod.metadata;
-    const agent = claims.length > 0 ? await this.#agent(nodeName) : undefined;
+    const agent = claims.length > 0 ? this.#agent(nodeName) : undefined;
     for (const claim of claims) {
       const none: AllocatedDeviceStatus[] = [];
       if (agent !== undefined) await applyResourceClaimStatus(agent, claimStatusApplyBody(claim.metadata, none), DRIVER);
@@ -181,7 +181,7 @@ export class KubeletStandIn {
     this.finished++;
   }
 
-  #agent(nodeName: string): Promise<KubeClient> {
+  #agent(nodeName: string): KubeClient {
     let client = this.#agentClients.get(nodeName);
     if (client === undefined) this.#agentClients.set(nodeName, (client = this.#agentClient(nodeName)));
     return client;

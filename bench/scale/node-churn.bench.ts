@@ -62,7 +62,7 @@ const MINUTE2_AT_S = Math.min(120, (MINUTES * 60) / 5);
 const NAMESPACE = "default";
 
 const env = await node();
-const client = await kubeClientFrom(env.kubeconfig);
+const client = kubeClientFrom(env.kubeconfig);
 const run = randomBytes(3).toString("hex");
 const labels = { "netclaim.dev/bench": `scale-node-${run}` };
 const netclaim = new NetclaimSetup(DEVICES);

@@ -87,9 +87,7 @@ const round = (n: number, digits = 1): number => Math.round(n * 10 ** digits) / 
 
 clusterSh("down");
 const c = await cluster();
-const podClients = await Promise.all(
-  Array.from({ length: POD_CLIENTS }, () => kubeClientFrom(c.kubeconfig)),
-);
+const podClients = Array.from({ length: POD_CLIENTS }, () => kubeClientFrom(c.kubeconfig));
 const podClient = (i: number): KubeClient => podClients[i % POD_CLIENTS]!;
 log(`control plane ${c.version} up (${clusterDir})`);
 

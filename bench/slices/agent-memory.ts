@@ -4,22 +4,15 @@
  * the benchmark's own harness: prints one JSON line after the pool is
  * published. Inputs come from the environment (see slices.bench.ts).
  */
-import { KubeConfig } from "@kubernetes/client-node";
 import { Inventory, devicePolicySchema } from "../../src/inventory/index.ts";
-import { KubeClient } from "../../src/kube/index.ts";
+import { KubeClient, kubeconfigCredentials, withToken } from "../../src/kube/index.ts";
 import { SlicePublisher } from "../../src/slices/index.ts";
 
 const { BENCH_ROOT, BENCH_NODE, BENCH_TOKEN, BENCH_KUBECONFIG } = process.env;
 if (BENCH_ROOT === undefined || BENCH_NODE === undefined || BENCH_TOKEN === undefined || BENCH_KUBECONFIG === undefined) {
   throw new Error("agent-memory: BENCH_ROOT, BENCH_NODE, BENCH_TOKEN and BENCH_KUBECONFIG are required");
 }
-const admin = new KubeConfig();
-admin.loadFromFile(BENCH_KUBECONFIG);
-const cluster = admin.getCurrentCluster();
-if (cluster === null) throw new Error("agent-memory: kubeconfig has no cluster");
-const config = new KubeConfig();
-config.loadFromClusterAndUser(cluster, { name: "netclaim-agent", token: BENCH_TOKEN });
-const client = await KubeClient.create(config);
+const client = KubeClient.create(withToken(kubeconfigCredentials(BENCH_KUBECONFIG), BENCH_TOKEN));
 const inventory = new Inventory({ root: BENCH_ROOT, policy: devicePolicySchema.parse(undefined) });
 await inventory.start();
 const publisher = new SlicePublisher({ client, driverName: "netclaim.dev", nodeName: BENCH_NODE, devices: inventory });

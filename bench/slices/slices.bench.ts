@@ -21,9 +21,8 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { setTimeout as sleep } from "node:timers/promises";
-import { KubeConfig } from "@kubernetes/client-node";
 import { linkEventSource } from "../../src/netlink/index.ts";
-import type { ResourceSlice } from "../../src/kube/index.ts";
+import { kubeconfigCredentials, type ResourceSlice } from "../../src/kube/index.ts";
 import { largeSriovNode } from "../../test/fixtures/nodes.ts";
 import { agentClient, agentToken, cluster, createFakeNode, fixtureRoot, nodeSlices, startAgent, waitFor } from "../../test/api/harness.ts";
 
@@ -163,13 +162,17 @@ async function wholeAgentRss(): Promise<number> {
   await createFakeNode(c, node);
   const dir = await mkdtemp("/tmp/nc-bench-agent-");
   const runtimeDir = await mkdtemp("/dev/shm/nc-bench-agent-");
-  const admin = new KubeConfig();
-  admin.loadFromFile(c.kubeconfig);
-  const server = admin.getCurrentCluster();
-  if (server === null) throw new Error("the cluster's kubeconfig names no cluster");
-  const credentials = new KubeConfig();
-  credentials.loadFromClusterAndUser(server, { name: "netclaim-agent", token: await agentToken(c, node) });
-  await writeFile(join(dir, "kubeconfig"), credentials.exportConfig());
+  // The cluster's server and CA, with the agent's token in place of the admin's certificate.
+  const cluster = kubeconfigCredentials(c.kubeconfig);
+  await writeFile(
+    join(dir, "kubeconfig"),
+    JSON.stringify({
+      "current-context": "agent",
+      clusters: [{ name: "cluster", cluster: { server: cluster.server.href, "certificate-authority-data": cluster.tls.ca?.toString("base64") } }],
+      users: [{ name: "netclaim-agent", user: { token: await agentToken(c, node) } }],
+      contexts: [{ name: "agent", context: { cluster: "cluster", user: "netclaim-agent" } }],
+    }),
+  );
   await writeFile(
     join(dir, "agent.yaml"),
     JSON.stringify({

@@ -24,7 +24,6 @@
  */
 import { once } from "node:events";
 import { join } from "node:path";
-import { KubeConfig } from "@kubernetes/client-node";
 import type { Logger } from "pino";
 import { NetworkPreparer } from "../claims/preparer.ts";
 import { IpamRunner, IpamSandbox } from "../cni/index.ts";
@@ -32,7 +31,7 @@ import { errorMessage } from "../common/errors.ts";
 import { ClaimState, DraPlugin } from "../dra/index.ts";
 import { EngineThread } from "../engine/index.ts";
 import { Inventory, netlinkLinkKinds, SysfsRoot } from "../inventory/index.ts";
-import { getServerVersion, KubeClient } from "../kube/index.ts";
+import { agentCredentials, getServerVersion, KubeClient } from "../kube/index.ts";
 import { linkEventSource, linkKindAvailable } from "../netlink/index.ts";
 import { createNriPlugin } from "../nri/index.ts";
 import { SlicePublisher } from "../slices/index.ts";
@@ -84,10 +83,7 @@ export async function runAgent(config: AgentConfig, runtime: AgentRuntime): Prom
   const readiness = new Readiness();
 
   const store = await StateStore.open(config.stateDir);
-  const kubeConfig = new KubeConfig();
-  if (config.kubeconfig === undefined) kubeConfig.loadFromCluster();
-  else kubeConfig.loadFromFile(config.kubeconfig);
-  const client = await KubeClient.create(kubeConfig, {
+  const client = KubeClient.create(agentCredentials(config.kubeconfig), {
     onError: (err) => {
       metrics.kubeRequestFailed(err);
     },

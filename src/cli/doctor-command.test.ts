@@ -53,7 +53,7 @@ describe("netclaim doctor", () => {
     const byName = new Map(report.checks.map((c) => [c.name, c]));
     assert.equal(byName.get("NRI socket")?.message, `no NRI socket at ${join(dir, "nri.sock")}`);
     assert.equal(byName.get("CDI spec dir")?.message, `${join(dir, "cdi")} does not exist`);
-    assert.match(byName.get("API server")?.message ?? "", /^no credentials: not in a pod/);
+    assert.match(byName.get("API server")?.message ?? "", /^no credentials: Cannot find the API server: not in a pod .*; give a kubeconfig with --kubeconfig or KUBECONFIG$/);
     assert.equal(report.summary.fail, report.checks.filter((c) => c.status === "FAIL").length);
   });
 

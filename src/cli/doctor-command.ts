@@ -6,10 +6,9 @@
  */
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { KubeConfig } from "@kubernetes/client-node";
 import { loadAgentConfig } from "../agent/config.ts";
 import { doctorChecks, exitCode, formatJson, formatText, runChecks, type DoctorApi } from "../doctor/index.ts";
-import { KubeClient } from "../kube/index.ts";
+import { agentCredentials, KubeClient } from "../kube/index.ts";
 import { NetlinkClient } from "../netlink/index.ts";
 import { scanNode } from "./devices-command.ts";
 import { AGENT_FLAGS, flagsToConfigLayer, flagsToParseArgsOptions, formatColumns, formatFlags, type FlagSpec } from "./flags.ts";
@@ -98,9 +97,9 @@ export async function runDoctorCommand(args: readonly string[]): Promise<number>
   try {
     const report = await runChecks(
       doctorChecks(config, {
-        connectApi: async (): Promise<DoctorApi> => {
-          client = await KubeClient.create(kubeConfig(config.kubeconfig));
-          return client;
+        connectApi: (): Promise<DoctorApi> => {
+          client = KubeClient.create(agentCredentials(config.kubeconfig));
+          return Promise.resolve(client);
         },
         netlink,
         scanDevices: () => scanNode(config.inventory.root, config.devices, netlink),
@@ -115,16 +114,3 @@ export async function runDoctorCommand(args: readonly string[]): Promise<number>
   }
 }
 
-/** The agent's credentials: its kubeconfig, else the pod's service account. */
-function kubeConfig(file: string | undefined): KubeConfig {
-  const config = new KubeConfig();
-  if (file !== undefined) {
-    config.loadFromFile(file);
-    return config;
-  }
-  if (process.env["KUBERNETES_SERVICE_HOST"] === undefined) {
-    throw new Error("not in a pod (KUBERNETES_SERVICE_HOST is not set) and no --kubeconfig or KUBECONFIG");
-  }
-  config.loadFromCluster();
-  return config;
-}

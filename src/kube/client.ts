@@ -1,8 +1,7 @@
 /**
- * A small JSON REST client for the Kubernetes API. Configuration and
- * credentials come from @kubernetes/client-node's KubeConfig (kubeconfig
- * files, in-cluster service account with token rotation, exec plugins);
- * requests go over one keep-alive agent so a node agent holds one TLS
+ * A small JSON REST client for the Kubernetes API. Credentials come from a
+ * kubeconfig file or the pod's service account, its token re-read as it
+ * rotates (credentials.ts); requests go over one keep-alive agent so a node agent holds one TLS
  * connection, and every request is counted so the request rate at steady
  * state can be measured; every failed one is handed to onError (metrics).
  *
@@ -13,7 +12,7 @@
  */
 import http from "node:http";
 import https from "node:https";
-import type { KubeConfig } from "@kubernetes/client-node";
+import type { ApiCredentials } from "./credentials.ts";
 import { KubeApiError } from "./errors.ts";
 
 export type Query = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -64,33 +63,20 @@ export interface WatchStream {
 }
 
 export class KubeClient {
-  readonly #config: KubeConfig;
-  readonly #server: URL;
+  readonly #credentials: ApiCredentials;
   readonly #agent: http.Agent;
   readonly #onError: ((err: KubeApiError) => void) | undefined;
   readonly counter = new RequestCounter();
 
-  private constructor(config: KubeConfig, server: URL, agent: http.Agent, options: KubeClientOptions) {
-    this.#config = config;
-    this.#server = server;
+  private constructor(credentials: ApiCredentials, agent: http.Agent, options: KubeClientOptions) {
+    this.#credentials = credentials;
     this.#agent = agent;
     this.#onError = options.onError;
   }
 
-  static async create(config: KubeConfig, options: KubeClientOptions = {}): Promise<KubeClient> {
-    const cluster = config.getCurrentCluster();
-    if (cluster === null) throw new RangeError("Cannot create a Kubernetes client: the kubeconfig has no current cluster");
-    const server = new URL(cluster.server);
-    const tls: https.RequestOptions = {};
-    await config.applyToHTTPSOptions(tls);
-    const agentOptions: https.AgentOptions = { keepAlive: true, maxSockets: 8 };
-    if (tls.ca !== undefined) agentOptions.ca = tls.ca;
-    if (tls.cert !== undefined) agentOptions.cert = tls.cert;
-    if (tls.key !== undefined) agentOptions.key = tls.key;
-    if (tls.rejectUnauthorized !== undefined) agentOptions.rejectUnauthorized = tls.rejectUnauthorized;
-    if (tls.servername !== undefined) agentOptions.servername = tls.servername;
-    const agent = server.protocol === "https:" ? new https.Agent(agentOptions) : new http.Agent({ keepAlive: true });
-    return new KubeClient(config, server, agent, options);
+  static create(credentials: ApiCredentials, options: KubeClientOptions = {}): KubeClient {
+    const agent = credentials.server.protocol === "https:" ? new https.Agent({ keepAlive: true, maxSockets: 8, ...credentials.tls }) : new http.Agent({ keepAlive: true });
+    return new KubeClient(credentials, agent, options);
   }
 
   /** Closes idle keep-alive connections. */
@@ -126,14 +112,14 @@ export class KubeClient {
   }
 
   async #send(method: string, path: string, options: RequestOptions): Promise<http.IncomingMessage> {
-    const url = new URL(path, this.#server);
+    const url = new URL(path, this.#credentials.server);
     for (const [key, value] of Object.entries(options.query ?? {})) {
       if (value !== undefined) url.searchParams.set(key, String(value));
     }
-    // Credentials are applied per request: in-cluster tokens rotate on disk.
-    const auth: { headers: http.OutgoingHttpHeaders } = { headers: {} };
-    await this.#config.applyToHTTPSOptions(auth);
-    const headers: http.OutgoingHttpHeaders = { ...auth.headers, accept: "application/json" };
+    const headers: http.OutgoingHttpHeaders = { accept: "application/json" };
+    // Asked per request: in-cluster tokens rotate on disk.
+    const authorization = this.#credentials.authorization();
+    if (authorization !== undefined) headers["authorization"] = authorization;
     const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     if (body !== undefined) {
       headers["content-type"] = options.contentType ?? "application/json";

@@ -1,9 +1,11 @@
 /**
- * kube/: access to the Kubernetes API. Credentials from
- * @kubernetes/client-node's KubeConfig; JSON requests and watches over one
+ * kube/: access to the Kubernetes API. Credentials from a kubeconfig or the
+ * pod's service account; JSON requests and watches over one
  * keep-alive connection, counted; supervised informers that never give up.
  */
 export { KubeClient, RequestCounter } from "./client.ts";
+export { agentCredentials, CredentialsError, inClusterCredentials, kubeconfigCredentials, withToken } from "./credentials.ts";
+export type { ApiCredentials, ClientTls } from "./credentials.ts";
 export type { KubeClientOptions, Query, RequestOptions, WatchStream } from "./client.ts";
 export { KubeApiError, isConflict, isGone, isNotFound, unlessNotFound } from "./errors.ts";
 export type { KubeErrorCode } from "./errors.ts";

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import { KubeClient } from "./client.ts";
 import { Informer } from "./informer.ts";
 import type { KubeObject } from "./types.ts";
@@ -53,11 +52,9 @@ after(() => {
   server.close();
 });
 
-async function client(): Promise<KubeClient> {
-  const config = new KubeConfig();
+function client(): KubeClient {
   const { port } = server.address() as AddressInfo;
-  config.loadFromClusterAndUser({ name: "fake", server: `http://127.0.0.1:${port}`, skipTLSVerify: true }, { name: "u", token: "t" });
-  return KubeClient.create(config);
+  return KubeClient.create({ server: new URL(`http://127.0.0.1:${port}`), tls: {}, authorization: () => "Bearer t" });
 }
 
 async function until(check: () => boolean): Promise<void> {
@@ -72,7 +69,7 @@ describe("Informer", () => {
       events({ type: "ADDED", object: object("b", "11") }, { type: "BOOKMARK", object: object("", "12") }),
       events({ type: "DELETED", object: object("a", "13") }, { type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired" } }),
     ];
-    const kube = await client();
+    const kube = client();
     const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", fieldSelector: "spec.nodeName=n", onChange: () => undefined, backoff: { initialMs: 1, maxMs: 2 } });
     informer.start();
     await informer.synced();
@@ -92,7 +89,7 @@ describe("Informer", () => {
   it("tells of no change for the event of a write the caller observed, and of every other", async () => {
     lists = [listOf("10", object("a", "10"))];
     watches = [events({ type: "MODIFIED", object: object("a", "11") }, { type: "MODIFIED", object: object("a", "12") }, { type: "ADDED", object: object("b", "13") }), hang];
-    const kube = await client();
+    const kube = client();
     const changes: string[] = [];
     const informer: Informer<KubeObject> = new Informer<KubeObject>(kube, {
       path: "/apis/x/v1/things",
@@ -119,7 +116,7 @@ describe("Informer", () => {
     lists = [status(500), status(403), listOf("5", object("a", "5")), listOf("6", object("a", "6"), object("b", "6"))];
     watches = [status(503)];
     const errors: unknown[] = [];
-    const kube = await client();
+    const kube = client();
     const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined, onError: (e) => errors.push(e), backoff: { initialMs: 1, maxMs: 4 } });
     informer.start();
     await until(() => informer.list().length === 2);
@@ -143,7 +140,7 @@ describe("Informer", () => {
         watchOpen = true;
       },
     ];
-    const kube = await client();
+    const kube = client();
     // The server would end this watch only after an hour, and the informer's idle timer fires after three minutes.
     const informer = new Informer<KubeObject>(kube, { path: "/apis/x/v1/things", onChange: () => undefined, timeoutSeconds: 3600 });
     informer.start();

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { KubeConfig } from "@kubernetes/client-node";
 import type { InventorySnapshot } from "../inventory/index.ts";
 import { KubeClient } from "../kube/index.ts";
 import type { DeviceTaint } from "../kube/index.ts";
@@ -85,9 +84,7 @@ describe("SlicePublisher.publishedOnce", () => {
 
   beforeEach(async () => {
     api = new FakeApi();
-    const config = new KubeConfig();
-    config.loadFromClusterAndUser({ name: "fake", server: await api.start(), skipTLSVerify: true }, { name: "u", token: "t" });
-    client = await KubeClient.create(config);
+    client = KubeClient.create({ server: new URL(await api.start()), tls: {}, authorization: () => "Bearer t" });
   });
 
   afterEach(async () => {
@@ -222,9 +219,7 @@ class ConflictingApi extends LoopbackApi {
 describe("SlicePublisher on a conflict", () => {
   it("reads its slices again and writes over the current version, even when no watch event comes", async () => {
     const api = new ConflictingApi();
-    const config = new KubeConfig();
-    config.loadFromClusterAndUser({ name: "fake", server: await api.start(), skipTLSVerify: true }, { name: "u", token: "t" });
-    const client = await KubeClient.create(config);
+    const client = KubeClient.create({ server: new URL(await api.start()), tls: {}, authorization: () => "Bearer t" });
     const publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: NODE, devices: noDevices, backoff: { initialMs: 10, maxMs: 10 } });
     try {
       await publisher.start();

@@ -22,9 +22,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after } from "node:test";
 import { promisify } from "node:util";
-import { KubeConfig } from "@kubernetes/client-node";
 import { parse } from "yaml";
-import { KubeApiError, KubeClient, isNotFound, type Node, type ResourceSlice } from "../../src/kube/index.ts";
+import { KubeApiError, KubeClient, isNotFound, kubeconfigCredentials, withToken, type Node, type ResourceSlice } from "../../src/kube/index.ts";
 import { k8sVersions, minorOf } from "../fixtures/k8s-versions.ts";
 import { writeSysfsFixture, type SysfsFixture } from "../fixtures/sysfs-tree.ts";
 import { Inventory, devicePolicySchema, netlinkLinkKinds, type LinkEventSource } from "../../src/inventory/index.ts";
@@ -76,12 +75,10 @@ async function startCluster(version: string): Promise<Cluster> {
   const printed = await run(script, ["env"], { env });
   const vars = Object.fromEntries(printed.stdout.trim().split("\n").map((line) => line.split("=", 2) as [string, string]));
   const kubeconfig = vars.NETCLAIM_KUBECONFIG ?? "";
-  const config = new KubeConfig();
-  config.loadFromFile(kubeconfig);
   const started: Cluster = {
     kubeconfig,
     kubectl: join(vars.NETCLAIM_KUBE_BIN ?? "", "kubectl"),
-    admin: await KubeClient.create(config),
+    admin: KubeClient.create(kubeconfigCredentials(kubeconfig)),
     version: vars.NETCLAIM_KUBE_VERSION ?? "",
     auditLog: vars.NETCLAIM_AUDIT_LOG ?? "",
   };
@@ -125,7 +122,7 @@ async function untilAdmissionPoliciesEnforced(c: Cluster): Promise<void> {
   const review = await c.admin.request<{ status: { token: string } }>("POST", "/api/v1/namespaces/netclaim/serviceaccounts/netclaim-agent/token", {
     body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } },
   });
-  const unbound = await tokenClient(c, review.status.token);
+  const unbound = tokenClient(c, review.status.token);
   const probeClaim = "admission-policy-probe";
   const claimPath = `/apis/resource.k8s.io/v1/namespaces/netclaim/resourceclaims/${probeClaim}`;
   await deleteIfExists(c, claimPath);
@@ -292,14 +289,8 @@ export async function agentToken(c: Cluster, nodeName: string): Promise<string> 
 }
 
 /** A client for the test cluster that authenticates with `token`. */
-export async function tokenClient(c: Cluster, token: string): Promise<KubeClient> {
-  const admin = new KubeConfig();
-  admin.loadFromFile(c.kubeconfig);
-  const cluster = admin.getCurrentCluster();
-  if (cluster === null) throw new Error("admin kubeconfig has no cluster");
-  const config = new KubeConfig();
-  config.loadFromClusterAndUser(cluster, { name: "netclaim-agent", token });
-  return KubeClient.create(config);
+export function tokenClient(c: Cluster, token: string): KubeClient {
+  return KubeClient.create(withToken(kubeconfigCredentials(c.kubeconfig), token));
 }
 
 /** Materialises a sysfs fixture in a fresh temporary directory. */

@@ -219,7 +219,7 @@ describe("admission policy", () => {
       "/api/v1/namespaces/netclaim/serviceaccounts/netclaim-agent/token",
       { body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 600 } } },
     );
-    const client = await tokenClient(c, review.status.token);
+    const client = tokenClient(c, review.status.token);
     clients.push(client);
     await assert.rejects(
       client.request("POST", "/apis/resource.k8s.io/v1/resourceslices", {

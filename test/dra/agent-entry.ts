@@ -5,11 +5,10 @@
  * ResourceSlices from a sysfs tree, as the agent does, and stops in the
  * agent's order (the kubelet's plugin first).
  */
-import { KubeConfig } from "@kubernetes/client-node";
 import { pino } from "pino";
 import { DraPlugin, MutableDeviceHealthSource, type DraVersion } from "../../src/dra/index.ts";
 import { Inventory, devicePolicySchema } from "../../src/inventory/index.ts";
-import { KubeClient } from "../../src/kube/index.ts";
+import { KubeClient, kubeconfigCredentials } from "../../src/kube/index.ts";
 import { SlicePublisher } from "../../src/slices/index.ts";
 import { StateStore } from "../../src/store/index.ts";
 import { DRIVER, FileClaimSource, SideEffectPreparer } from "./fixtures.ts";
@@ -47,9 +46,7 @@ process.once("SIGTERM", () => {
 process.stdout.write(`${JSON.stringify({ ready: true, paths: plugin.paths })}\n`);
 
 async function publish(options: NonNullable<EntryConfig["publish"]>): Promise<{ stop(): Promise<void> }> {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromFile(options.kubeconfig);
-  const client = await KubeClient.create(kubeConfig);
+  const client = KubeClient.create(kubeconfigCredentials(options.kubeconfig));
   const inventory = new Inventory({ root: options.sysfsRoot, policy: devicePolicySchema.parse(undefined) });
   await inventory.start();
   const publisher = new SlicePublisher({ client, driverName: DRIVER, nodeName: options.nodeName, devices: inventory });
