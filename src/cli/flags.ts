@@ -20,7 +20,7 @@ export const AGENT_FLAGS: readonly FlagSpec[] = [
   { name: "driver-name", path: ["driverName"], type: "string", value: "NAME", help: "DRA driver name used in ResourceSlices and DeviceClasses (default netclaim.dev)" },
   { name: "state-dir", path: ["stateDir"], type: "string", value: "DIR", help: "directory for state that outlives a reboot (default /var/lib/netclaim)" },
   { name: "runtime-dir", path: ["runtimeDir"], type: "string", value: "DIR", help: "tmpfs directory for state of this boot: the attach journal (default /run/netclaim)" },
-  { name: "kubeconfig", path: ["kubeconfig"], type: "string", value: "FILE", help: "kubeconfig to reach the API server (default: in-cluster service account; env KUBECONFIG)" },
+  { name: "kubeconfig", path: ["kubeconfig"], type: "string", value: "FILE", help: "kubeconfig to reach the API server with a client certificate or token, no exec plugins (default: in-cluster service account; env KUBECONFIG)" },
   { name: "kubelet-dir", path: ["kubelet", "rootDir"], type: "string", value: "DIR", help: "kubelet root directory holding plugins_registry/ and plugins/ (default /var/lib/kubelet)" },
   { name: "dra-versions", path: ["kubelet", "draVersions"], type: "list", value: "LIST", help: "kubelet DRA API versions to serve, preferred first (default v1,v1beta1)" },
   { name: "pod-uid", path: ["kubelet", "podUID"], type: "string", value: "UID", help: "this agent pod's UID; enables rolling-update socket names (env POD_UID)" },
