@@ -1,9 +1,10 @@
 /**
  * A small JSON REST client for the Kubernetes API. Credentials come from a
  * kubeconfig file or the pod's service account, its token re-read as it
- * rotates (credentials.ts); requests go over one keep-alive agent so a node agent holds one TLS
- * connection, and every request is counted so the request rate at steady
- * state can be measured; every failed one is handed to onError (metrics).
+ * rotates (credentials.ts); requests go over one keep-alive agent so a node
+ * agent holds one TLS connection, and every request is counted so the
+ * request rate at steady state can be measured; every failed one is handed
+ * to onError (metrics).
  *
  * Watches are streamed here too rather than through the client's Watch,
  * which aborts any watch after 30 s without bytes (longer than the API
