@@ -4,8 +4,8 @@
  * keep-alive connection, counted; supervised informers that never give up.
  */
 export { KubeClient, RequestCounter } from "./client.ts";
-export { agentCredentials, CredentialsError, inClusterCredentials, kubeconfigCredentials, withToken } from "./credentials.ts";
-export type { ApiCredentials, ClientTls } from "./credentials.ts";
+export { agentCredentials, kubeconfigCredentials, withToken } from "./credentials.ts";
+export type { ApiCredentials } from "./credentials.ts";
 export type { KubeClientOptions, Query, RequestOptions, WatchStream } from "./client.ts";
 export { KubeApiError, isConflict, isGone, isNotFound, unlessNotFound } from "./errors.ts";
 export type { KubeErrorCode } from "./errors.ts";
