@@ -20,6 +20,7 @@
  * of entries is not ours to repair, so it is left untouched.
  */
 import { z } from "zod";
+import { firstIssue } from "../common/zod-issue.ts";
 
 export const NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status";
 
@@ -89,8 +90,7 @@ export function mergeNetworkStatus(current: string | undefined, ours: readonly N
     }
     const checked = annotationSchema.safeParse(parsed);
     if (!checked.success) {
-      const issue = checked.error.issues[0];
-      return { kind: "malformed", reason: `not a list of network status entries: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}` };
+      return { kind: "malformed", reason: `not a list of network status entries: ${firstIssue(checked.error)}` };
     }
     entries = checked.data;
   }

@@ -39,6 +39,7 @@ import { z } from "zod";
 import { NetclaimError } from "../common/errors.ts";
 import { formatCidr, parseCidr } from "../common/ip.ts";
 import { CDI_VERSION, writeFileAtomically } from "./cdi.ts";
+import { firstIssue } from "../common/zod-issue.ts";
 
 /** Where containers find metadata files (the KEP's ContainerDir). */
 const METADATA_CONTAINER_DIR = "/var/run/kubernetes.io/dra-device-attributes";
@@ -143,8 +144,7 @@ export function decodeDeviceMetadata(text: string, where: string): DeviceMetadat
     if (!API_VERSIONS.some((known) => known === apiVersion)) continue;
     const parsed = storedSchema.safeParse(value);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new DeviceMetadataError(`${where} (${apiVersion ?? ""}): ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+      throw new DeviceMetadataError(`${where} (${apiVersion ?? ""}): ${firstIssue(parsed.error)}`);
     }
     const { metadata, podClaimName, requests } = parsed.data;
     const [only] = requests;

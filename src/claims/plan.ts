@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { deepFreeze } from "../common/deep-freeze.ts";
 import { childSchema } from "../engine/index.ts";
+import { firstIssue } from "../common/zod-issue.ts";
 
 const ref = z.object({ namespace: z.string(), name: z.string(), uid: z.string().min(1) });
 
@@ -108,6 +109,5 @@ export function parseClaimPlan(value: unknown, where: string): ClaimPlan {
     if (frozen) parsedPlans.set(frozen, deepFreeze(parsed.data));
     return parsed.data;
   }
-  const issue = parsed.error.issues[0];
-  throw new TypeError(`Cannot use the stored plan of ${where}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
+  throw new TypeError(`Cannot use the stored plan of ${where}: ${firstIssue(parsed.error)}`);
 }

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { formatCidr, formatIp, parseCidr, parseIp } from "../common/ip.ts";
+import { firstIssue } from "../common/zod-issue.ts";
 
 const cidr = z.string().transform((text, ctx) => {
   const prefix = parseCidr(text);
@@ -42,8 +43,7 @@ export type CniResult = z.infer<typeof resultSchema>;
 export function parseCniResult(output: unknown): { ok: true; result: CniResult } | { ok: false; message: string } {
   const parsed = resultSchema.safeParse(output);
   if (parsed.success) return { ok: true, result: parsed.data };
-  const issue = parsed.error.issues[0];
-  return { ok: false, message: `${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}` };
+  return { ok: false, message: firstIssue(parsed.error) };
 }
 
 const errorSchema = z.object({ code: z.number().int(), msg: z.string(), details: z.string().optional() });

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { NetclaimError } from "../common/errors.ts";
+import { firstIssue } from "../common/zod-issue.ts";
 
 export interface ApiCredentials {
   /** The API server's base URL. */
@@ -128,10 +129,7 @@ export function kubeconfigCredentials(file: string, options: CredentialOptions =
     throw new CredentialsError(`Cannot read ${where}: ${(err as Error).message}`, { cause: err });
   }
   const parsed = kubeconfigSchema.safeParse(document);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new CredentialsError(`Cannot use ${where}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`);
-  }
+  if (!parsed.success) throw new CredentialsError(`Cannot use ${where}: ${firstIssue(parsed.error)}`);
   const config = parsed.data;
   const contextName = config["current-context"];
   if (!contextName) throw new CredentialsError(`Cannot use ${where}: it has no current-context; set one with kubectl config use-context`);

@@ -1,5 +1,6 @@
 import type { ZodType } from "zod";
 import { NetclaimError } from "../common/errors.ts";
+import { firstIssue } from "../common/zod-issue.ts";
 
 export type KubeErrorCode = "KUBE_API" | "KUBE_TRANSPORT" | "KUBE_DECODE";
 
@@ -31,13 +32,12 @@ export class KubeApiError extends NetclaimError<KubeErrorCode> {
 export function decodeObject<T>(schema: ZodType<T>, object: unknown, kind: string, path: string): T {
   const parsed = schema.safeParse(object);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
   throw new KubeApiError("KUBE_DECODE", {
     method: "GET",
     path,
     status: 0,
     reason: "",
-    message: `unexpected ${kind}: ${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`,
+    message: `unexpected ${kind}: ${firstIssue(parsed.error)}`,
   });
 }
 
